@@ -1,0 +1,412 @@
+/**
+ * The scenarios of the load test, each run once per server, each on its own database.
+ *
+ * A scenario names its metrics (with unit and which direction is better) and has one
+ * `run` that does its untimed setup (create the database, load documents through
+ * `_bulk_docs`), its timed part, and its cleanup (delete the database it no longer
+ * needs), and returns the metric values plus details for the JSON report.
+ * Timed parts are bounded by `durationMs` and `opsMax` (see driver.ts); setup loads
+ * are bounded by `loadDeadlineMs`; replication by `replicateTimeoutMs`.
+ * The `_all_docs` and `_changes` scenarios share one database of `scanDocsCount`
+ * documents per server, kept in that server's `ServerState`.
+ */
+import { randomBytes } from 'node:crypto';
+import type { HttpClient } from './client';
+import { makeDoc, newDocId, type LoadDoc } from './docs';
+import { drive, type DriveResult } from './driver';
+import { sampleRss, type ServerHandle } from './servers';
+
+export interface RunContext {
+  concurrency: number;
+  durationMs: number;
+  /** Cap per timed scenario on operations (requests; documents for `_bulk_docs`). */
+  opsMax: number;
+  scanDocsCount: number;
+  replicateDocsCount: number;
+  replicateTimeoutMs: number;
+  signal: AbortSignal;
+  log: (line: string) => void;
+}
+
+/** What one server keeps between scenarios. */
+export interface ServerState {
+  /** The database of `scanDocsCount` docs that `_all_docs` and `_changes` read. */
+  scanDb: string | null;
+}
+
+export type MetricValues = Record<string, number | null>;
+
+export interface MetricSpec {
+  key: string;
+  label: string;
+  better: 'higher' | 'lower';
+}
+
+export interface ScenarioOutcome {
+  metrics: MetricValues;
+  errors: number;
+  errorSamples: string[];
+  details: Record<string, unknown>;
+}
+
+export interface Scenario {
+  key: string;
+  title: string;
+  metrics: MetricSpec[];
+  run(server: ServerHandle, state: ServerState, ctx: RunContext): Promise<ScenarioOutcome>;
+}
+
+/** Documents per `_bulk_docs` request, for the bulk scenario and for every load. */
+const bulkBatchDocs = 1000;
+/** Concurrent `_bulk_docs` requests while loading (untimed); more only queues on 2 cores. */
+const loadConcurrency = 4;
+/** A load of `scanDocsCount` docs must finish within this. */
+const loadDeadlineMs = 10 * 60 * 1000;
+/** Documents read by id are drawn from this many. */
+const readDocsCount = 10_000;
+/** Documents the update scenario cycles through (at least one per worker). */
+const updateDocsCount = 1_000;
+/** Full scans per scan scenario at most; at least one always runs. */
+const scansMax = 5;
+/** Deadline of one full `_all_docs` / `_changes` scan. */
+const scanTimeoutMs = 5 * 60 * 1000;
+/** A timed scenario stops after this many failed operations. */
+const errorsMax = 100;
+
+const higher = (key: string, label: string): MetricSpec => ({ key, label, better: 'higher' });
+const lower = (key: string, label: string): MetricSpec => ({ key, label, better: 'lower' });
+
+export const scenarios: readonly Scenario[] = [
+  {
+    key: 'create',
+    title: '1. create (PUT /db/{id})',
+    metrics: [higher('docsPerSecond', 'docs/s'), lower('p50Ms', 'p50 ms'), lower('p99Ms', 'p99 ms')],
+    async run(server, _state, ctx) {
+      const { client } = server;
+      const db = await createDb(client, 'create');
+      let n = 0;
+      const result = await drive({
+        ...timedBounds(ctx),
+        op: async () => {
+          const doc = makeDoc(newDocId(), n++);
+          await expectStatus(client, 'PUT', docPath(db, doc._id), doc, [201, 202]);
+          return 1;
+        },
+      });
+      await deleteDb(client, db, ctx);
+      return requestOutcome(result, 'docsPerSecond');
+    },
+  },
+  {
+    key: 'read',
+    title: '2. read by id (GET /db/{id})',
+    metrics: [higher('requestsPerSecond', 'req/s'), lower('p50Ms', 'p50 ms'), lower('p99Ms', 'p99 ms')],
+    async run(server, _state, ctx) {
+      const { client } = server;
+      const db = await createDb(client, 'read');
+      const { ids } = await loadDocs(client, db, Math.min(readDocsCount, ctx.scanDocsCount), ctx);
+      const result = await drive({
+        ...timedBounds(ctx),
+        op: async () => {
+          const id = ids[Math.floor(Math.random() * ids.length)];
+          const reply = await expectStatus(client, 'GET', docPath(db, id), undefined, [200]);
+          if ((reply as { _id?: unknown })._id !== id) throw new Error(`GET ${id}: wrong document`);
+          return 1;
+        },
+      });
+      await deleteDb(client, db, ctx);
+      return requestOutcome(result, 'requestsPerSecond', { docsInDb: ids.length });
+    },
+  },
+  {
+    key: 'update',
+    title: '3. update (PUT with _rev)',
+    metrics: [higher('requestsPerSecond', 'req/s'), lower('p50Ms', 'p50 ms'), lower('p99Ms', 'p99 ms')],
+    async run(server, _state, ctx) {
+      const { client } = server;
+      const db = await createDb(client, 'update');
+      const docsCount = Math.max(updateDocsCount, ctx.concurrency);
+      const { ids, revs } = await loadDocs(client, db, docsCount, ctx);
+      // Worker w owns docs w, w + c, w + 2c, ...: no two requests race for one doc, so
+      // a conflict is a server error, not a property of the test.
+      const docsPerWorker = Math.floor(docsCount / ctx.concurrency);
+      const nextSlot = new Array<number>(ctx.concurrency).fill(0);
+      const result = await drive({
+        ...timedBounds(ctx),
+        op: async (worker, opIndex) => {
+          const index = worker + (nextSlot[worker]++ % docsPerWorker) * ctx.concurrency;
+          const doc = { ...makeDoc(ids[index], opIndex), _rev: revs[index] };
+          const reply = await expectStatus(client, 'PUT', docPath(db, doc._id), doc, [201, 202]);
+          const rev = (reply as { rev?: unknown }).rev;
+          if (typeof rev !== 'string') throw new Error(`PUT ${doc._id}: no rev in reply`);
+          revs[index] = rev;
+          return 1;
+        },
+      });
+      await deleteDb(client, db, ctx);
+      return requestOutcome(result, 'requestsPerSecond', { docsInDb: docsCount });
+    },
+  },
+  {
+    key: 'bulk',
+    title: `4. _bulk_docs (${bulkBatchDocs} docs/request)`,
+    metrics: [higher('docsPerSecond', 'docs/s'), lower('p50Ms', 'p50 ms/request')],
+    async run(server, _state, ctx) {
+      const { client } = server;
+      const db = await createDb(client, 'bulk');
+      let n = 0;
+      const result = await drive({
+        ...timedBounds(ctx),
+        opsMax: Math.max(1, Math.ceil(ctx.opsMax / bulkBatchDocs)),
+        op: async () => {
+          const docs = Array.from({ length: bulkBatchDocs }, () => makeDoc(newDocId(), n++));
+          const written = await bulkWrite(client, db, docs);
+          if (written.failures > 0) throw new Error(`_bulk_docs: ${written.failures} of ${docs.length} docs failed (${written.firstError})`);
+          return written.revsById.size;
+        },
+      });
+      await deleteDb(client, db, ctx);
+      return requestOutcome(result, 'docsPerSecond', { batchDocs: bulkBatchDocs });
+    },
+  },
+  {
+    key: 'all_docs',
+    title: '5. _all_docs full scan',
+    metrics: [higher('rowsPerSecond', 'rows/s'), lower('scanMs', 'ms/scan (p50)')],
+    async run(server, state, ctx) {
+      const db = await ensureScanDb(server, state, ctx);
+      return scanOutcome(await scan(server.client, `/${db}/_all_docs`, ctx));
+    },
+  },
+  {
+    key: 'changes',
+    title: '6. _changes?since=0 full scan',
+    metrics: [higher('rowsPerSecond', 'rows/s'), lower('scanMs', 'ms/scan (p50)')],
+    async run(server, state, ctx) {
+      const db = await ensureScanDb(server, state, ctx);
+      const outcome = scanOutcome(await scan(server.client, `/${db}/_changes?since=0`, ctx));
+      await deleteDb(server.client, db, ctx);
+      state.scanDb = null;
+      return outcome;
+    },
+  },
+  {
+    key: 'replicate',
+    title: '7. PouchDB pull replication',
+    metrics: [higher('docsPerSecond', 'docs/s'), lower('seconds', 'seconds')],
+    async run(server, _state, ctx) {
+      const { client } = server;
+      const db = await createDb(client, 'replicate');
+      await loadDocs(client, db, ctx.replicateDocsCount, ctx);
+      const outcome = await pullReplicate(server, db, ctx);
+      await deleteDb(client, db, ctx);
+      return outcome;
+    },
+  },
+  {
+    key: 'memory',
+    title: '8. server memory (RSS)',
+    metrics: [lower('idleRssMiB', 'idle RSS MiB'), lower('peakRssMiB', 'peak RSS MiB')],
+    async run(server) {
+      const now = sampleRss(server.pid);
+      return {
+        metrics: { idleRssMiB: server.idleRss.rssMiB, peakRssMiB: now.peakRssMiB },
+        errors: 0,
+        errorSamples: [],
+        details: { idle: server.idleRss, end: now },
+      };
+    },
+  },
+];
+
+function timedBounds(ctx: RunContext): { concurrency: number; durationMs: number; opsMax: number; errorsMax: number; signal: AbortSignal } {
+  return { concurrency: ctx.concurrency, durationMs: ctx.durationMs, opsMax: ctx.opsMax, errorsMax, signal: ctx.signal };
+}
+
+function requestOutcome(result: DriveResult, rateKey: string, details: Record<string, unknown> = {}): ScenarioOutcome {
+  return {
+    metrics: { [rateKey]: result.itemsPerSecond, p50Ms: result.latency.p50Ms, p99Ms: result.latency.p99Ms },
+    errors: result.errors,
+    errorSamples: result.errorSamples,
+    details: { ...details, ops: result.ops, items: result.items, elapsedMs: result.elapsedMs, stoppedBy: result.stoppedBy, latency: result.latency },
+  };
+}
+
+function scanOutcome(result: DriveResult): ScenarioOutcome {
+  return {
+    metrics: { rowsPerSecond: result.itemsPerSecond, scanMs: result.latency.p50Ms },
+    errors: result.errors,
+    errorSamples: result.errorSamples,
+    details: { scans: result.ops, rows: result.items, elapsedMs: result.elapsedMs, stoppedBy: result.stoppedBy, latency: result.latency },
+  };
+}
+
+/** Sequential full scans (one client) until the scenario's time is up, at least one. */
+function scan(client: HttpClient, feedPath: string, ctx: RunContext): Promise<DriveResult> {
+  return drive({
+    concurrency: 1,
+    durationMs: ctx.durationMs,
+    opsMax: scansMax,
+    errorsMax: 1,
+    signal: ctx.signal,
+    op: async () => {
+      const reply = await client.scan(feedPath, { timeoutMs: scanTimeoutMs });
+      if (reply.status !== 200) throw new Error(`GET ${feedPath}: ${reply.status}`);
+      if (reply.rowsCount !== ctx.scanDocsCount) {
+        throw new Error(`GET ${feedPath}: ${reply.rowsCount} rows, expected ${ctx.scanDocsCount}`);
+      }
+      return reply.rowsCount;
+    },
+  });
+}
+
+async function ensureScanDb(server: ServerHandle, state: ServerState, ctx: RunContext): Promise<string> {
+  if (state.scanDb !== null) return state.scanDb;
+  const db = await createDb(server.client, 'scan');
+  const startMs = Date.now();
+  await loadDocs(server.client, db, ctx.scanDocsCount, ctx);
+  const seconds = (Date.now() - startMs) / 1000;
+  ctx.log(`  ${server.label}: loaded ${ctx.scanDocsCount} docs in ${seconds.toFixed(1)} s (untimed setup)`);
+  state.scanDb = db;
+  return db;
+}
+
+interface PouchReplicationResult {
+  ok: boolean;
+  status: string;
+  docs_read: number;
+  docs_written: number;
+  doc_write_failures: number;
+  errors: unknown[];
+}
+interface PouchReplication extends Promise<PouchReplicationResult> {
+  cancel(): void;
+}
+interface PouchDb {
+  replicate: { from(source: PouchDb): PouchReplication };
+  destroy(): Promise<unknown>;
+  close(): Promise<unknown>;
+}
+interface PouchDbConstructor {
+  new (name: string, options?: Record<string, unknown>): PouchDb;
+  plugin(plugin: unknown): PouchDbConstructor;
+}
+
+let memoryPouchDb: PouchDbConstructor | null = null;
+
+/** PouchDB with the memory adapter, loaded on first use so other scenarios run without it. */
+function loadPouchDb(): PouchDbConstructor {
+  memoryPouchDb ??= (require('pouchdb') as PouchDbConstructor).plugin(require('pouchdb-adapter-memory'));
+  return memoryPouchDb;
+}
+
+async function pullReplicate(server: ServerHandle, db: string, ctx: RunContext): Promise<ScenarioOutcome> {
+  const PouchDB = loadPouchDb();
+  const suffix = randomBytes(4).toString('hex');
+  const local = new PouchDB(`lt-local-${server.kind}-${suffix}`, { adapter: 'memory' });
+  const remote = new PouchDB(`${server.client.origin}/${db}`, { auth: server.auth, skip_setup: true });
+  const startNs = process.hrtime.bigint();
+  const replication = local.replicate.from(remote);
+  const cancel = (): void => replication.cancel();
+  const timer = setTimeout(cancel, ctx.replicateTimeoutMs);
+  ctx.signal.addEventListener('abort', cancel, { once: true });
+  try {
+    const result = await replication;
+    const elapsedMs = Number(process.hrtime.bigint() - startNs) / 1e6;
+    const complete = result.status === 'complete' && result.docs_written === ctx.replicateDocsCount;
+    const errorSamples = complete
+      ? []
+      : [`replication ${result.status}: ${result.docs_written} of ${ctx.replicateDocsCount} docs written, ${result.doc_write_failures} failures`];
+    return {
+      metrics: { docsPerSecond: complete ? (result.docs_written * 1000) / elapsedMs : null, seconds: complete ? elapsedMs / 1000 : null },
+      errors: complete ? 0 : 1,
+      errorSamples,
+      details: { elapsedMs, status: result.status, docsRead: result.docs_read, docsWritten: result.docs_written, docWriteFailures: result.doc_write_failures },
+    };
+  } finally {
+    clearTimeout(timer);
+    ctx.signal.removeEventListener('abort', cancel);
+    await remote.close().catch(() => undefined);
+    await local.destroy().catch(() => undefined);
+  }
+}
+
+async function createDb(client: HttpClient, purpose: string): Promise<string> {
+  const db = `lt_${purpose}_${randomBytes(4).toString('hex')}`;
+  await expectStatus(client, 'PUT', `/${db}`, undefined, [201, 202]);
+  return db;
+}
+
+async function deleteDb(client: HttpClient, db: string, ctx: RunContext): Promise<void> {
+  try {
+    await expectStatus(client, 'DELETE', `/${db}`, undefined, [200, 202]);
+  } catch (err) {
+    ctx.log(`  (could not delete ${db}: ${err instanceof Error ? err.message : String(err)})`);
+  }
+}
+
+/** Loads `count` new docs through `_bulk_docs` (untimed setup); throws unless all were written. */
+async function loadDocs(client: HttpClient, db: string, count: number, ctx: RunContext): Promise<{ ids: string[]; revs: string[] }> {
+  const ids = new Array<string>(count);
+  const revs = new Array<string>(count);
+  const batchesCount = Math.ceil(count / bulkBatchDocs);
+  const result = await drive({
+    concurrency: Math.min(loadConcurrency, ctx.concurrency),
+    durationMs: loadDeadlineMs,
+    opsMax: batchesCount,
+    errorsMax: 1,
+    signal: ctx.signal,
+    op: async (_worker, batch) => {
+      const first = batch * bulkBatchDocs;
+      const docs: LoadDoc[] = [];
+      for (let i = first; i < Math.min(first + bulkBatchDocs, count); i++) {
+        ids[i] = newDocId();
+        docs.push(makeDoc(ids[i], i));
+      }
+      const written = await bulkWrite(client, db, docs);
+      if (written.failures > 0) throw new Error(`loading ${db}: ${written.failures} docs failed (${written.firstError})`);
+      docs.forEach((doc, offset) => (revs[first + offset] = written.revsById.get(doc._id) ?? ''));
+      return docs.length;
+    },
+  });
+  if (result.errors > 0 || result.items !== count) {
+    throw new Error(`loading ${count} docs into ${db} stopped (${result.stoppedBy}) after ${result.items}: ${result.errorSamples.join('; ')}`);
+  }
+  return { ids, revs };
+}
+
+/**
+ * POST `_bulk_docs`; returns the new rev of each written doc by id, and how many docs
+ * failed. Matched by id, not position: PouchDB Server 4.2 answers out of request order.
+ */
+async function bulkWrite(client: HttpClient, db: string, docs: LoadDoc[]): Promise<{ revsById: Map<string, string>; failures: number; firstError: string }> {
+  const reply = await expectStatus(client, 'POST', `/${db}/_bulk_docs`, { docs }, [201, 202]);
+  if (!Array.isArray(reply) || reply.length !== docs.length) throw new Error(`_bulk_docs: reply is not ${docs.length} results`);
+  const revsById = new Map<string, string>();
+  let firstError = '';
+  for (const item of reply as { id?: unknown; rev?: unknown; error?: unknown; reason?: unknown }[]) {
+    if (typeof item.id === 'string' && typeof item.rev === 'string' && item.error === undefined) {
+      revsById.set(item.id, item.rev);
+      continue;
+    }
+    firstError ||= `${String(item.error)}: ${String(item.reason)}`;
+  }
+  const failures = docs.filter((doc) => !revsById.has(doc._id)).length;
+  return { revsById, failures, firstError: firstError || 'ids missing from the reply' };
+}
+
+async function expectStatus(client: HttpClient, method: string, path: string, body: unknown, statuses: number[]): Promise<unknown> {
+  const reply = await client.request(method, path, body);
+  if (!statuses.includes(reply.status)) {
+    throw new Error(`${method} ${path}: ${reply.status} ${truncate(String(JSON.stringify(reply.body)), 200)}`);
+  }
+  return reply.body;
+}
+
+function docPath(db: string, id: string): string {
+  return `/${db}/${encodeURIComponent(id)}`;
+}
+
+function truncate(text: string, charsMax: number): string {
+  return text.length <= charsMax ? text : `${text.slice(0, charsMax)}…`;
+}

@@ -1,0 +1,69 @@
+/**
+ * Standalone attachment operations (`/db/doc/att`): read one attachment of a
+ * revision; add, replace or remove one, which makes a new revision that keeps every
+ * other attachment as a stub.
+ */
+import { ConflictError, NotFoundError } from '../../errors';
+import type { AttachmentInput, AttachmentStub, DocEdit, RevId } from '../../shard/types';
+import { chooseRevision, readAttachment, readBody, readDocInfo } from './doc-open';
+import { DocOutcome, updateDocs } from './doc-update';
+import type { DbHandle } from './shard-client';
+
+export interface AttachmentRead {
+  stub: AttachmentStub;
+  data: Buffer;
+  rev: RevId;
+}
+
+export async function getAttachment(
+  db: DbHandle,
+  request: { id: string; name: string; rev?: RevId; timeoutMs: number },
+): Promise<AttachmentRead> {
+  const info = await readDocInfo(db, request.id, { timeoutMs: request.timeoutMs });
+  const node = chooseRevision(info, request.rev);
+  const body = await readBody(db, request.id, node.rev);
+  const stub = body === undefined ? undefined : attachmentsOf(body)[request.name];
+  if (!stub) throw new NotFoundError('Document is missing attachment');
+  const data = await readAttachment(db, request.id, stub.digest);
+  if (!data) throw new NotFoundError('Document is missing attachment');
+  return { stub, data, rev: node.rev };
+}
+
+/** Put (data) or delete (data undefined) one attachment, as a new revision. */
+export async function changeAttachment(
+  db: DbHandle,
+  request: { id: string; name: string; rev?: RevId; data?: { contentType: string; bytes: Buffer }; timeoutMs: number; w?: number },
+): Promise<DocOutcome> {
+  const info = await readDocInfo(db, request.id, { timeoutMs: request.timeoutMs });
+  let body: Record<string, unknown> = {};
+  let current: Record<string, AttachmentStub> = {};
+  if (info && !(info.winner.deleted && request.rev === undefined)) {
+    if (request.rev === undefined) throw new ConflictError();
+    const node = info.tree.get(request.rev);
+    if (!node) throw new ConflictError();
+    const text = await readBody(db, request.id, request.rev);
+    if (text === undefined) throw new ConflictError();
+    const parsed = JSON.parse(text) as Record<string, unknown>;
+    current = (parsed._attachments as Record<string, AttachmentStub> | undefined) ?? {};
+    delete parsed._attachments;
+    body = parsed;
+  } else if (request.data === undefined) {
+    throw new NotFoundError(info ? 'deleted' : 'missing');
+  }
+  if (request.data === undefined && !(request.name in current)) throw new NotFoundError('Document is missing attachment');
+  const attachments: AttachmentInput[] = [];
+  for (const [name, stub] of Object.entries(current)) {
+    if (name !== request.name) attachments.push({ kind: 'stub', name, digest: stub.digest });
+  }
+  if (request.data) attachments.push({ kind: 'data', name: request.name, contentType: request.data.contentType, data: request.data.bytes });
+  const edit: DocEdit = { id: request.id, deleted: false, body, attachments };
+  if (info && request.rev !== undefined) edit.baseRev = request.rev;
+  const [outcome] = await updateDocs(db, [edit], { timeoutMs: request.timeoutMs, ...(request.w ? { w: request.w } : {}) });
+  return outcome!;
+}
+
+export function attachmentsOf(body: string): Record<string, AttachmentStub> {
+  if (!body.includes('"_attachments"')) return {};
+  const parsed = JSON.parse(body) as { _attachments?: Record<string, AttachmentStub> };
+  return parsed._attachments ?? {};
+}

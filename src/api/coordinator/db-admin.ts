@@ -1,0 +1,59 @@
+/**
+ * Database lifecycle and info: name rules, create, delete, and the info document
+ * folded from every range's copy state.
+ */
+import { BadRequestError } from '../../errors';
+import { encodeSeq, currentSeq } from './changes';
+import { majority } from './quorum';
+import type { DbDirectory, DbHandle } from './shard-client';
+
+/** CouchDB's rule: a lowercase letter, then lowercase letters, digits and _$()+-/. */
+const DB_NAME = /^[a-z][a-z0-9_$()+/-]*$/;
+export const dbNameBytesMax = 238;
+
+/** System databases CouchDB clients may look for; creating them is allowed. */
+const SYSTEM_DBS = new Set(['_users', '_replicator', '_global_changes']);
+
+export function validateDbName(name: string): void {
+  if (SYSTEM_DBS.has(name)) return;
+  if (!DB_NAME.test(name) || name.length > dbNameBytesMax) {
+    throw new BadRequestError(
+      'Name: ' +
+        JSON.stringify(name) +
+        '. Only lowercase characters (a-z), digits (0-9), and any of the characters _, $, (, ), +, -, and / are allowed. Must begin with a letter.',
+      'illegal_database_name',
+    );
+  }
+}
+
+export async function createDb(directory: DbDirectory, name: string, options: { q: number; n: number }): Promise<DbHandle> {
+  validateDbName(name);
+  return directory.create(name, options);
+}
+
+export async function dbInfo(db: DbHandle): Promise<Record<string, unknown>> {
+  let docCount = 0;
+  let docDelCount = 0;
+  let fileBytes = 0;
+  for (const range of db.ranges) {
+    const copy = range.copies[0]!;
+    const state = copy.getState();
+    docCount += state.docCount;
+    docDelCount += state.docDelCount;
+    fileBytes += await copy.sizeBytes();
+  }
+  const copies = db.ranges[0]?.copies.length ?? 1;
+  return {
+    db_name: db.name,
+    purge_seq: encodeSeq(currentSeq(db).map((p) => ({ ...p, seq: 0 }))),
+    update_seq: encodeSeq(currentSeq(db)),
+    sizes: { file: fileBytes, external: fileBytes, active: fileBytes },
+    props: {},
+    doc_del_count: docDelCount,
+    doc_count: docCount,
+    disk_format_version: 8,
+    compact_running: false,
+    cluster: { q: db.q, n: copies, w: majority(copies), r: majority(copies) },
+    instance_start_time: '0',
+  };
+}

@@ -1,0 +1,194 @@
+/**
+ * Document reads: `GET /db/doc` with its options, `open_revs`, `_bulk_get`, and the
+ * revision lookups behind `_revs_diff` and attachment reads.
+ *
+ * A read asks the copies of the document's range, waits for `r` of them, and merges
+ * their revision trees, so the answer holds every revision any of them acknowledged.
+ * The body comes from a copy that has it.
+ */
+import { NotFoundError } from '../../errors';
+import { rangeIndexOf } from '../../ring/ranges';
+import { renderDoc } from '../../shard/render';
+import { ancestry, leavesFrom, mergeTrees, RevId, RevNode, sortedLeaves, winner } from '../../shard/rev-tree';
+import type { AttachmentStub, DocInfo } from '../../shard/types';
+import { askCopies, effectiveQuorum, noCopyError } from './quorum';
+import type { DbHandle, RangeCopies, ShardClient } from './shard-client';
+
+export interface ReadOptions {
+  r?: number;
+  timeoutMs: number;
+}
+
+export interface RenderOptions {
+  revs: boolean;
+  revsInfo: boolean;
+  conflicts: boolean;
+  deletedConflicts: boolean;
+  localSeq: boolean;
+  /** Inline attachment data (base64) instead of stubs. */
+  attachments: boolean;
+  /** With attachments: only those changed after one of these revisions. */
+  attsSince?: RevId[];
+}
+
+export const plainRender: RenderOptions = {
+  revs: false,
+  revsInfo: false,
+  conflicts: false,
+  deletedConflicts: false,
+  localSeq: false,
+  attachments: false,
+};
+
+export function rangeFor(db: DbHandle, id: string): RangeCopies {
+  return db.ranges[rangeIndexOf(id, db.q)]!;
+}
+
+/** The merged doc info of `id` over r copies, or undefined when no copy has it. */
+export async function readDocInfo(db: DbHandle, id: string, options: ReadOptions): Promise<DocInfo | undefined> {
+  const range = rangeFor(db, id);
+  const r = effectiveQuorum(options.r, range.copies.length);
+  const replies = await askCopies(range.copies, r, options.timeoutMs, (copy) => copy.getDocInfo(id));
+  const infos: (DocInfo | undefined)[] = [];
+  for (const reply of replies) if (reply.kind === 'ok') infos.push(reply.value);
+  if (infos.length === 0) throw noCopyError(replies);
+  return mergeInfos(infos, db.revsLimit);
+}
+
+export function mergeInfos(infos: (DocInfo | undefined)[], revsLimit: number): DocInfo | undefined {
+  const present = infos.filter((i): i is DocInfo => i !== undefined);
+  if (present.length <= 1) return present[0];
+  let tree = present[0]!.tree;
+  for (const info of present.slice(1)) tree = mergeTrees(tree, info.tree, revsLimit);
+  const seq = Math.max(...present.map((i) => i.seq));
+  return { id: present[0]!.id, seq, tree, winner: winner(tree)! };
+}
+
+/** Read a revision body from the first copy of the doc's range that has it. */
+export async function readBody(db: DbHandle, id: string, rev: RevId): Promise<string | undefined> {
+  for (const copy of rangeFor(db, id).copies) {
+    const body = await copy.readBody(id, rev).catch(() => undefined);
+    if (body !== undefined) return body;
+  }
+  return undefined;
+}
+
+export async function readAttachment(db: DbHandle, id: string, digest: string): Promise<Buffer | undefined> {
+  for (const copy of rangeFor(db, id).copies) {
+    const data = await copy.readAttachment(digest).catch(() => undefined);
+    if (data !== undefined) return data;
+  }
+  return undefined;
+}
+
+/** The revision `GET /db/doc` answers: the given rev, or the winner if not deleted. */
+export function chooseRevision(info: DocInfo | undefined, rev: RevId | undefined): RevNode {
+  if (!info) throw new NotFoundError('missing');
+  if (rev === undefined) {
+    if (info.winner.deleted) throw new NotFoundError('deleted');
+    return info.winner;
+  }
+  const node = info.tree.get(rev);
+  if (!node || !node.hasBody) throw new NotFoundError('missing');
+  return node;
+}
+
+/** Render one revision with CouchDB's read options, as JSON text. */
+export async function renderRevision(
+  db: DbHandle,
+  info: DocInfo,
+  node: RevNode,
+  body: string,
+  options: RenderOptions,
+): Promise<string> {
+  const tail: [string, unknown][] = [];
+  const leaves = sortedLeaves(info.tree);
+  if (options.conflicts) {
+    const conflicts = leaves.filter((l) => !l.deleted && l.rev !== node.rev).map((l) => l.rev);
+    if (conflicts.length > 0) tail.push(['_conflicts', conflicts]);
+  }
+  if (options.deletedConflicts) {
+    const deleted = leaves.filter((l) => l.deleted && l.rev !== node.rev).map((l) => l.rev);
+    if (deleted.length > 0) tail.push(['_deleted_conflicts', deleted]);
+  }
+  if (options.localSeq) tail.push(['_local_seq', info.seq]);
+  if (options.revsInfo) {
+    tail.push([
+      '_revs_info',
+      ancestry(info.tree, node.rev).map((rev) => {
+        const n = info.tree.get(rev)!;
+        return { rev, status: n.deleted ? 'deleted' : n.hasBody ? 'available' : 'missing' };
+      }),
+    ]);
+  }
+  if (options.revs) tail.push(['_revisions', revisionsOf(info, node.rev)]);
+  if (!options.attachments || !body.includes('"_attachments"')) {
+    return renderDoc(info.id, node.rev, body, { deleted: node.deleted, tail });
+  }
+  const parsed = JSON.parse(body) as Record<string, unknown>;
+  const stubs = (parsed._attachments ?? {}) as Record<string, AttachmentStub>;
+  parsed._attachments = await inlineAttachments(db, info, stubs, options.attsSince);
+  return renderDoc(info.id, node.rev, JSON.stringify(parsed), { deleted: node.deleted, tail });
+}
+
+export function revisionsOf(info: DocInfo, rev: RevId): { start: number; ids: string[] } {
+  const path = ancestry(info.tree, rev);
+  return { start: info.tree.get(rev)!.pos, ids: path.map((r) => r.slice(r.indexOf('-') + 1)) };
+}
+
+async function inlineAttachments(
+  db: DbHandle,
+  info: DocInfo,
+  stubs: Record<string, AttachmentStub>,
+  attsSince: RevId[] | undefined,
+): Promise<Record<string, unknown>> {
+  // Attachments the client already has: those not changed since the newest of the
+  // given revisions that this document knows.
+  let knownPos = 0;
+  for (const rev of attsSince ?? []) {
+    const node = info.tree.get(rev);
+    if (node) knownPos = Math.max(knownPos, node.pos);
+  }
+  const out: Record<string, unknown> = {};
+  for (const [name, stub] of Object.entries(stubs)) {
+    if (stub.revpos <= knownPos) {
+      out[name] = stub;
+      continue;
+    }
+    const data = await readAttachment(db, info.id, stub.digest);
+    if (!data) throw new NotFoundError(`attachment ${name} is missing its data`);
+    out[name] = { content_type: stub.content_type, revpos: stub.revpos, digest: stub.digest, length: stub.length, data: data.toString('base64') };
+  }
+  return out;
+}
+
+export type OpenRevResult = { kind: 'ok'; rev: RevId; doc: string } | { kind: 'missing'; rev: RevId };
+
+/** `open_revs`: the given revisions (or all leaves), each rendered or reported missing. */
+export async function openRevs(
+  db: DbHandle,
+  info: DocInfo | undefined,
+  revs: RevId[] | 'all',
+  latest: boolean,
+  options: RenderOptions,
+): Promise<OpenRevResult[]> {
+  let wanted: RevId[];
+  if (revs === 'all') wanted = info ? sortedLeaves(info.tree).map((l) => l.rev) : [];
+  else if (latest && info) {
+    wanted = [];
+    for (const rev of revs) {
+      const descendants = info.tree.has(rev) ? leavesFrom(info.tree, rev).map((l) => l.rev) : [rev];
+      for (const d of descendants) if (!wanted.includes(d)) wanted.push(d);
+    }
+  } else wanted = revs;
+  const out: OpenRevResult[] = [];
+  for (const rev of wanted) {
+    const node = info?.tree.get(rev);
+    const body = node?.hasBody ? await readBody(db, info!.id, rev) : undefined;
+    if (!info || !node || body === undefined) out.push({ kind: 'missing', rev });
+    else out.push({ kind: 'ok', rev, doc: await renderRevision(db, info, node, body, options) });
+  }
+  return out;
+}
+
+export type { ShardClient };

@@ -1,0 +1,56 @@
+/**
+ * Document updates (`PUT /db/doc`, `_bulk_docs`, deletes, attachment writes): group
+ * edits by range, send each range's edits to all its copies in one call, and fold the
+ * copies' per-document results into one outcome per document.
+ */
+import { DivanError } from '../../errors';
+import { rangeIndexOf } from '../../ring/ranges';
+import type { DocEdit, EditResult, RevId } from '../../shard/types';
+import { askCopies, effectiveQuorum, noCopyError } from './quorum';
+import type { DbHandle } from './shard-client';
+
+export type DocOutcome =
+  | { kind: 'ok'; id: string; rev: RevId }
+  | { kind: 'accepted'; id: string; rev: RevId }
+  | { kind: 'error'; id: string; rev?: RevId; error: DivanError };
+
+export interface UpdateOptions {
+  w?: number;
+  timeoutMs: number;
+}
+
+export async function updateDocs(db: DbHandle, edits: DocEdit[], options: UpdateOptions): Promise<DocOutcome[]> {
+  const byRange = new Map<number, number[]>();
+  edits.forEach((edit, i) => {
+    const index = rangeIndexOf(edit.id, db.q);
+    const list = byRange.get(index);
+    if (list) list.push(i);
+    else byRange.set(index, [i]);
+  });
+  const outcomes: DocOutcome[] = new Array(edits.length);
+  await Promise.all(
+    [...byRange].map(async ([rangeIndex, positions]) => {
+      const range = db.ranges[rangeIndex]!;
+      const rangeEdits = positions.map((i) => edits[i]!);
+      const w = effectiveQuorum(options.w, range.copies.length);
+      // Wait for every copy (up to the deadline), so per-document w can be counted.
+      const replies = await askCopies(range.copies, range.copies.length, options.timeoutMs, (copy) =>
+        copy.updateDocs(rangeEdits),
+      );
+      const oks = replies.filter((r): r is { kind: 'ok'; value: EditResult[] } => r.kind === 'ok');
+      if (oks.length === 0) throw noCopyError(replies);
+      positions.forEach((editIndex, j) => {
+        outcomes[editIndex] = foldDoc(oks.map((r) => r.value[j]!), w);
+      });
+    }),
+  );
+  return outcomes;
+}
+
+function foldDoc(results: EditResult[], w: number): DocOutcome {
+  const ok = results.filter((r): r is Extract<EditResult, { kind: 'ok' }> => r.kind === 'ok');
+  if (ok.length >= w) return { kind: 'ok', id: ok[0]!.id, rev: ok[0]!.rev };
+  if (ok.length > 0) return { kind: 'accepted', id: ok[0]!.id, rev: ok[0]!.rev };
+  const failed = results.find((r): r is Extract<EditResult, { kind: 'error' }> => r.kind === 'error')!;
+  return { kind: 'error', id: failed.id, error: failed.error, ...(failed.rev ? { rev: failed.rev } : {}) };
+}

@@ -1,0 +1,68 @@
+/**
+ * Quorum arithmetic, shared by every coordinator operation. Pure.
+ *
+ * A write goes to all n copies of a range. With `w` acknowledgements it is `ok`
+ * (HTTP 201); with fewer but at least one it is `accepted` (202): durable somewhere,
+ * and shard sync will carry it to the others; with none it failed.
+ */
+import { DivanError, TimeoutError, UnavailableError } from '../../errors';
+
+/** CouchDB's default r and w: a majority of the copies. */
+export function majority(n: number): number {
+  return Math.floor(n / 2) + 1;
+}
+
+/** A requested r or w, capped to the copies that exist. */
+export function effectiveQuorum(requested: number | undefined, copies: number): number {
+  const wanted = requested ?? majority(copies);
+  return Math.max(1, Math.min(wanted, copies));
+}
+
+export type CopyReply<T> = { kind: 'ok'; value: T } | { kind: 'failed'; error: unknown };
+
+/**
+ * Ask every copy, resolve once `needed` have answered ok, all have answered, or the
+ * deadline passed. Replies that come later are ignored (their copies still did the work).
+ */
+export function askCopies<C, T>(
+  copies: readonly C[],
+  needed: number,
+  timeoutMs: number,
+  ask: (copy: C) => Promise<T>,
+): Promise<CopyReply<T>[]> {
+  return new Promise((resolve) => {
+    const replies: CopyReply<T>[] = [];
+    let oks = 0;
+    let settled = false;
+    const finish = () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(replies);
+    };
+    const timer = setTimeout(finish, timeoutMs);
+    for (const copy of copies) {
+      ask(copy).then(
+        (value) => {
+          if (settled) return;
+          replies.push({ kind: 'ok', value });
+          if (++oks >= needed || replies.length === copies.length) finish();
+        },
+        (error: unknown) => {
+          if (settled) return;
+          replies.push({ kind: 'failed', error });
+          if (replies.length === copies.length) finish();
+        },
+      );
+    }
+  });
+}
+
+/** The error to answer when no copy replied ok. */
+export function noCopyError(replies: CopyReply<unknown>[]): Error {
+  const failed = replies.find((r): r is { kind: 'failed'; error: unknown } => r.kind === 'failed');
+  if (failed && failed.error instanceof DivanError) return failed.error;
+  if (failed && failed.error instanceof Error) return failed.error;
+  if (replies.length === 0) return new TimeoutError('No shard copy answered in time');
+  return new UnavailableError('No shard copy is available');
+}

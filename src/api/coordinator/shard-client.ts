@@ -1,0 +1,67 @@
+/**
+ * How the coordinator reaches one shard copy. A local copy is the `ShardCopy` itself
+ * (a direct call); a remote one will be a gRPC client with the same methods and the
+ * same typed errors. Cursors must be closed by whoever opened them.
+ */
+import type { Cursor } from '../../storage/store';
+import type {
+  AllDocsOptions,
+  AllDocsRow,
+  ChangeRow,
+  ChangesOptions,
+  CopyState,
+  DocEdit,
+  DocInfo,
+  EditResult,
+  LocalDoc,
+  RevId,
+} from '../../shard/types';
+
+export interface ShardClient {
+  updateDocs(edits: DocEdit[]): Promise<EditResult[]>;
+  getDocInfo(id: string): Promise<DocInfo | undefined>;
+  getDocInfos(ids: string[]): Promise<(DocInfo | undefined)[]>;
+  readBody(id: string, rev: RevId): Promise<string | undefined>;
+  readBodies(refs: { id: string; rev: RevId }[]): Promise<(string | undefined)[]>;
+  readAttachment(digest: string): Promise<Buffer | undefined>;
+  allDocs(options: AllDocsOptions): Cursor<AllDocsRow>;
+  changes(options: ChangesOptions): Cursor<ChangeRow>;
+  getLocal(id: string): Promise<LocalDoc | undefined>;
+  putLocal(id: string, body: string | null, rev: RevId | undefined): Promise<{ kind: 'ok'; rev: RevId } | { kind: 'conflict' }>;
+  localDocs(options: AllDocsOptions): Cursor<LocalDoc>;
+  getState(): CopyState;
+  sizeBytes(): Promise<number>;
+  onUpdate(listener: (seq: number) => void): () => void;
+  readonly copyId: number;
+}
+
+/** One range of a database and the copies that hold it. */
+export interface RangeCopies {
+  readonly index: number;
+  readonly name: string;
+  readonly copies: readonly ShardClient[];
+}
+
+/** What the coordinator knows of an open database. */
+export interface DbHandle {
+  readonly name: string;
+  readonly q: number;
+  readonly n: number;
+  readonly ranges: readonly RangeCopies[];
+  /** Microseconds since the epoch at creation, as a string (CouchDB's instance_start_time is "0"). */
+  readonly createdAt: number;
+  readonly revsLimit: number;
+  readonly security: Record<string, unknown>;
+}
+
+/** The catalog of databases, as the coordinator needs it (implemented in src/node). */
+export interface DbDirectory {
+  open(name: string): Promise<DbHandle | undefined>;
+  create(name: string, options: { q: number; n: number }): Promise<DbHandle>;
+  delete(name: string): Promise<void>;
+  list(): Promise<string[]>;
+  setRevsLimit(name: string, revsLimit: number): Promise<void>;
+  setSecurity(name: string, security: Record<string, unknown>): Promise<void>;
+}
+
+export type { Cursor };

@@ -1,0 +1,255 @@
+/**
+ * One HTTP request as the routes see it: the decoded path segments, query helpers
+ * with CouchDB's parameter rules, bounded body reading, and response writers that
+ * add CouchDB's standard headers. Routes never touch `req`/`res` for these.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { BadContentTypeError, BadRequestError, TooLargeError } from '../../errors';
+import type { DbDirectory } from '../coordinator/shard-client';
+
+export interface HttpLimits {
+  requestBytesMax: number;
+  docBytesMax: number;
+  attachmentBytesMax: number;
+  jsonDepthMax: number;
+  docIdBytesMax: number;
+  bulkDocsMax: number;
+  keysMax: number;
+  uuidsCountMax: number;
+  requestTimeoutMs: number;
+  changesTimeoutMs: number;
+  rowsMax: number;
+}
+
+export interface NodeIdentity {
+  name: string;
+  uuid: string;
+  version: string;
+  /** Defaults for new databases. */
+  q: number;
+  n: number;
+  /** Settings an admin may read at `/_node/_local/_config`, already without secrets. */
+  publicConfig: Record<string, Record<string, string>>;
+}
+
+export interface UserCtx {
+  name: string | null;
+  roles: string[];
+}
+
+export interface Logger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+}
+
+/** Everything a route may use; built once at start-up by src/node. */
+export interface Services {
+  directory: DbDirectory;
+  limits: HttpLimits;
+  node: NodeIdentity;
+  log: Logger;
+  /** Prometheus exposition text of this node's registry. */
+  metricsText(): Promise<string>;
+  sessions: import('./auth').Auth;
+}
+
+export const serverHeader = 'Divan/0.1.0 (Node.js)';
+
+export class Ctx {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly method: string;
+  readonly segments: string[];
+  readonly query: URLSearchParams;
+  readonly reqId: string;
+  readonly services: Services;
+  user: UserCtx = { name: null, roles: [] };
+  /** Fires when the client goes away before the response ended. */
+  readonly signal: AbortSignal;
+  private bodyRead = false;
+
+  constructor(init: { req: IncomingMessage; res: ServerResponse; segments: string[]; query: URLSearchParams; reqId: string; services: Services; signal: AbortSignal }) {
+    this.req = init.req;
+    this.res = init.res;
+    this.method = (init.req.method ?? 'GET').toUpperCase();
+    this.segments = init.segments;
+    this.query = init.query;
+    this.reqId = init.reqId;
+    this.services = init.services;
+    this.signal = init.signal;
+  }
+
+  get limits(): HttpLimits {
+    return this.services.limits;
+  }
+
+  header(name: string): string | undefined {
+    const value = this.req.headers[name.toLowerCase()];
+    return Array.isArray(value) ? value[0] : value;
+  }
+
+  // ---- query parameters ------------------------------------------------------------
+
+  /** A boolean parameter: `true`/`false` only. */
+  qBool(name: string, fallback: boolean): boolean {
+    const raw = this.query.get(name);
+    if (raw === null) return fallback;
+    if (raw === 'true') return true;
+    if (raw === 'false') return false;
+    throw new BadRequestError(`Invalid boolean parameter: ${JSON.stringify(name)}`, 'query_parse_error');
+  }
+
+  /** A non-negative integer parameter. */
+  qInt(name: string, fallback: number): number {
+    const raw = this.query.get(name);
+    if (raw === null) return fallback;
+    const value = Number(raw);
+    if (!/^[0-9]+$/.test(raw.trim()) || !Number.isSafeInteger(value)) {
+      throw new BadRequestError(`Invalid value for integer: ${JSON.stringify(name)}`, 'query_parse_error');
+    }
+    return value;
+  }
+
+  /** A JSON-valued parameter (`startkey="a"`, `open_revs=[...]`), or undefined. */
+  qJson(name: string): unknown {
+    const raw = this.query.get(name);
+    if (raw === null) return undefined;
+    try {
+      return JSON.parse(raw);
+    } catch {
+      throw new BadRequestError(`Invalid JSON value for parameter ${JSON.stringify(name)}`, 'query_parse_error');
+    }
+  }
+
+  qString(name: string): string | undefined {
+    return this.query.get(name) ?? undefined;
+  }
+
+  // ---- request body ----------------------------------------------------------------
+
+  /** The whole body, refused past `maxBytes` (413) without reading the rest into memory. */
+  async readBody(maxBytes = this.limits.requestBytesMax): Promise<Buffer> {
+    if (this.bodyRead) throw new Error('request body read twice');
+    this.bodyRead = true;
+    const declared = Number(this.req.headers['content-length'] ?? NaN);
+    if (declared > maxBytes) throw new TooLargeError('Request body is too large', 'too_large');
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for await (const chunk of this.req) {
+      total += (chunk as Buffer).length;
+      if (total > maxBytes) throw new TooLargeError('Request body is too large', 'too_large');
+      chunks.push(chunk as Buffer);
+    }
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
+  }
+
+  /** The body as JSON, whatever the Content-Type (as CouchDB does for document writes). */
+  async readJson(maxBytes?: number): Promise<unknown> {
+    return parseJsonBody(await this.readBody(maxBytes), this.limits.jsonDepthMax);
+  }
+
+  /** Where CouchDB insists (`_bulk_docs`, `POST /db`...): 415 unless the body is declared JSON. */
+  requireJsonType(): void {
+    const type = (this.header('content-type') ?? '').toLowerCase();
+    if (!type.startsWith('application/json')) throw new BadContentTypeError();
+  }
+
+  /** A JSON body that must be an object. */
+  async readJsonObject(maxBytes?: number): Promise<Record<string, unknown>> {
+    const value = await this.readJson(maxBytes);
+    if (!isPlainObject(value)) throw new BadRequestError('Request body must be a JSON object');
+    return value;
+  }
+
+  // ---- responses -------------------------------------------------------------------
+
+  /** Send a JSON response; `body` may be pre-serialised text. */
+  send(status: number, body: unknown, headers: Record<string, string | number> = {}): void {
+    const text = typeof body === 'string' ? body : JSON.stringify(body);
+    const payload = Buffer.from(text + '\n', 'utf8');
+    this.res.writeHead(status, {
+      ...standardHeaders(this.reqId),
+      'Content-Type': 'application/json',
+      'Content-Length': payload.length,
+      ...headers,
+    });
+    this.res.end(this.method === 'HEAD' ? undefined : payload);
+  }
+
+  /** Send raw bytes (attachments, multipart). */
+  sendBytes(status: number, body: Buffer, headers: Record<string, string | number>): void {
+    this.res.writeHead(status, { ...standardHeaders(this.reqId), 'Content-Length': body.length, ...headers });
+    this.res.end(this.method === 'HEAD' ? undefined : body);
+  }
+
+  /** Start a streamed (chunked) response. */
+  startStream(status: number, headers: Record<string, string | number> = {}): void {
+    this.res.writeHead(status, {
+      ...standardHeaders(this.reqId),
+      'Content-Type': 'application/json',
+      'Transfer-Encoding': 'chunked',
+      ...headers,
+    });
+  }
+
+  /** Write a chunk of a stream; resolves when the socket can take more (backpressure). */
+  write(text: string): Promise<void> | undefined {
+    if (this.res.destroyed) return undefined;
+    if (this.res.write(text)) return undefined;
+    return new Promise((resolve) => {
+      const done = () => {
+        this.res.off('drain', done);
+        this.res.off('close', done);
+        resolve();
+      };
+      this.res.on('drain', done);
+      this.res.on('close', done);
+    });
+  }
+
+  end(text?: string): void {
+    if (!this.res.destroyed) this.res.end(text);
+  }
+}
+
+export function standardHeaders(reqId: string): Record<string, string> {
+  return {
+    'Cache-Control': 'must-revalidate',
+    Server: serverHeader,
+    'X-Couch-Request-ID': reqId,
+    'X-CouchDB-Body-Time': '0',
+  };
+}
+
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Parse a JSON body after checking its nesting depth with one pass over the bytes
+ * (outside strings, each `[` or `{` opens a level), so that deeply nested input is
+ * refused before it reaches any recursive code.
+ */
+export function parseJsonBody(body: Buffer, depthMax: number): unknown {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < body.length; i++) {
+    const byte = body[i]!;
+    if (inString) {
+      if (byte === 0x5c) i++; // backslash: skip the escaped byte
+      else if (byte === 0x22) inString = false;
+      continue;
+    }
+    if (byte === 0x22) inString = true;
+    else if (byte === 0x5b || byte === 0x7b) {
+      if (++depth > depthMax) throw new BadRequestError(`JSON nesting deeper than ${depthMax} levels`);
+    } else if (byte === 0x5d || byte === 0x7d) depth--;
+  }
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new BadRequestError('invalid UTF-8 JSON');
+  }
+}

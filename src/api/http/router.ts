@@ -1,0 +1,130 @@
+/**
+ * CouchDB's URL grammar → route handlers. Paths are split on `/` first and each
+ * segment percent-decoded after, so `%2F` stays inside its segment (a database named
+ * `a/b`, a doc id `_design%2Fx`), which generic pattern routers cannot express.
+ * Handlers parse, call the coordinator, and render; they hold no cluster logic.
+ */
+import { BadRequestError } from '../../errors';
+import type { Ctx } from './context';
+import { allDocs } from './routes/all-docs';
+import { attachment } from './routes/attachment';
+import { bulkDocs, bulkGet, revsDiffRoute } from './routes/bulk';
+import { changes } from './routes/changes';
+import { database, dbNotBuilt, ensureFullCommit, revsLimit, security } from './routes/db';
+import { doc } from './routes/doc';
+import { localDoc } from './routes/local';
+import { activeTasks, allDbs, dbsInfo, node, notBuilt, up, uuids, welcome } from './routes/server';
+import { session } from './routes/session';
+
+type Handler = (ctx: Ctx) => Promise<void>;
+
+const serverRoutes: Record<string, Handler> = {
+  _up: up,
+  _all_dbs: allDbs,
+  _dbs_info: dbsInfo,
+  _uuids: uuids,
+  _session: session,
+  _node: node,
+  _active_tasks: activeTasks,
+};
+
+/** Server endpoints of CouchDB that later issues build. */
+const serverNotBuilt = new Set(['_replicate', '_scheduler', '_membership', '_cluster_setup', '_reshard', '_db_updates', '_utils', '_search_analyze']);
+
+/** Database endpoints of CouchDB that later issues build. */
+const dbNotBuiltNames: Record<string, string> = {
+  _find: 'Mango queries (_find)',
+  _index: 'Mango indexes (_index)',
+  _explain: 'Mango _explain',
+  _compact: 'Compaction',
+  _view_cleanup: 'View cleanup',
+  _purge: 'Purge',
+  _purged_infos_limit: 'Purge',
+  _shards: 'Shard maps (_shards)',
+  _sync_shards: 'Shard sync (_sync_shards)',
+  _design_docs_queries: 'Multiple queries',
+  _all_docs_queries: 'Multiple queries',
+  _partition: 'Partitioned databases',
+};
+
+const designNotBuilt = new Set(['_view', '_show', '_list', '_update', '_rewrite', '_info', '_search', '_search_info', '_nouveau']);
+
+/** Endpoints anyone may call; everything else needs an admin until per-db security lands. */
+export function isPublic(segments: string[]): boolean {
+  return segments.length === 0 || (segments.length === 1 && (segments[0] === '_up' || segments[0] === '_session'));
+}
+
+export function splitPath(rawPath: string): string[] {
+  const parts = rawPath.split('/');
+  const out: string[] = [];
+  for (let i = 1; i < parts.length; i++) {
+    const part = parts[i]!;
+    if (part === '' && i === parts.length - 1) break; // trailing slash
+    try {
+      out.push(decodeURIComponent(part));
+    } catch {
+      throw new BadRequestError('Malformed percent-encoding in the URL path');
+    }
+  }
+  return out;
+}
+
+export async function route(ctx: Ctx): Promise<void> {
+  const s = ctx.segments;
+  if (s.length === 0) return welcome(ctx);
+  const first = s[0]!;
+  if (first.startsWith('_') && !['_users', '_replicator', '_global_changes'].includes(first)) {
+    const handler = serverRoutes[first];
+    if (handler) return handler(ctx);
+    if (serverNotBuilt.has(first)) return notBuilt(ctx);
+    throw new BadRequestError(`Unknown endpoint ${first}`, 'illegal_database_name');
+  }
+  if (s.length === 1) return database(ctx, first);
+  return dbRoute(ctx, first, s.slice(1));
+}
+
+async function dbRoute(ctx: Ctx, db: string, rest: string[]): Promise<void> {
+  const head = rest[0]!;
+  switch (head) {
+    case '_all_docs':
+      return allDocs(ctx, db, 'all');
+    case '_design_docs':
+      return allDocs(ctx, db, 'design');
+    case '_local_docs':
+      return allDocs(ctx, db, 'local');
+    case '_bulk_docs':
+      return bulkDocs(ctx, db);
+    case '_bulk_get':
+      return bulkGet(ctx, db);
+    case '_changes':
+      return changes(ctx, db);
+    case '_revs_diff':
+      return revsDiffRoute(ctx, db, 'revs_diff');
+    case '_missing_revs':
+      return revsDiffRoute(ctx, db, 'missing_revs');
+    case '_revs_limit':
+      return revsLimit(ctx, db);
+    case '_security':
+      return security(ctx, db);
+    case '_ensure_full_commit':
+      return ensureFullCommit(ctx, db);
+    case '_local':
+      if (rest.length < 2) throw new BadRequestError('Missing local document id', 'illegal_docid');
+      return localDoc(ctx, db, rest.slice(1).join('/'));
+    case '_design': {
+      if (rest.length < 2 || rest[1] === '') throw new BadRequestError('Missing design document name', 'illegal_docid');
+      const id = '_design/' + rest[1];
+      if (rest.length === 2) return doc(ctx, db, id);
+      if (designNotBuilt.has(rest[2]!)) return dbNotBuilt(ctx, db, `Design document ${rest[2]} (views, shows, lists, updates)`);
+      return attachment(ctx, db, id, rest.slice(2).join('/'));
+    }
+  }
+  const notBuiltName = dbNotBuiltNames[head];
+  if (notBuiltName) return dbNotBuilt(ctx, db, notBuiltName);
+  if (head.startsWith('_local/')) return localDoc(ctx, db, head.slice(7));
+  if (head.startsWith('_') && !head.startsWith('_design/')) {
+    throw new BadRequestError('Only reserved document ids may start with underscore.', 'illegal_docid');
+  }
+  if (rest.length === 1) return doc(ctx, db, head);
+  return attachment(ctx, db, head, rest.slice(1).join('/'));
+}

@@ -1,0 +1,123 @@
+/**
+ * Batch resources: `_bulk_docs`, `_bulk_get`, `_revs_diff`, `_missing_revs`.
+ */
+import { randomBytes } from 'node:crypto';
+import { BadRequestError, DivanError } from '../../../errors';
+import { updateDocs } from '../../coordinator/doc-update';
+import { openRevs } from '../../coordinator/doc-open';
+import { readDocInfos } from '../../coordinator/revs-diff';
+import { revsDiff } from '../../coordinator/revs-diff';
+import { isPlainObject, type Ctx } from '../context';
+import { checkRev, parseDoc, ParsedDoc, validateDocId } from '../doc-input';
+import { allow, openDb } from './common';
+import { renderOptions } from './doc';
+
+export async function bulkDocs(ctx: Ctx, dbName: string): Promise<void> {
+  allow(ctx, ['POST']);
+  const db = await openDb(ctx, dbName);
+  ctx.requireJsonType();
+  const body = await ctx.readJsonObject();
+  if (!Array.isArray(body.docs)) throw new BadRequestError('POST body must include `docs` parameter.');
+  if (body.docs.length > ctx.limits.bulkDocsMax) {
+    throw new BadRequestError(`At most ${ctx.limits.bulkDocsMax} documents per _bulk_docs request`, 'too_many_docs');
+  }
+  const newEdits = body.new_edits === undefined ? true : body.new_edits === true;
+  if (body.new_edits !== undefined && typeof body.new_edits !== 'boolean') throw new BadRequestError('new_edits must be a boolean');
+  const parsed: ParsedDoc[] = body.docs.map((doc) =>
+    parseDoc(doc, { newEdits, limits: ctx.limits, generateId: () => randomBytes(16).toString('hex') }),
+  );
+  for (const p of parsed) if (p.edit.id.startsWith('_local/')) throw new BadRequestError('Local documents cannot be written with _bulk_docs', 'bad_request');
+  const w = ctx.qInt('w', 0) || undefined;
+  const outcomes = await updateDocs(
+    db,
+    parsed.map((p) => p.edit),
+    { timeoutMs: ctx.limits.requestTimeoutMs, ...(w ? { w } : {}) },
+  );
+  const rows: unknown[] = [];
+  let accepted = false;
+  for (const outcome of outcomes) {
+    if (outcome.kind === 'error') rows.push(errorRow(outcome.id, outcome.error, outcome.rev));
+    else {
+      accepted ||= outcome.kind === 'accepted';
+      if (newEdits) rows.push({ ok: true, id: outcome.id, rev: outcome.rev });
+    }
+  }
+  ctx.send(accepted ? 202 : 201, rows);
+}
+
+function errorRow(id: string, error: DivanError, rev?: string): Record<string, unknown> {
+  return { id, ...(rev ? { rev } : {}), error: error.token, reason: error.reason };
+}
+
+export async function bulkGet(ctx: Ctx, dbName: string): Promise<void> {
+  allow(ctx, ['POST']);
+  const db = await openDb(ctx, dbName);
+  const body = await ctx.readJsonObject();
+  if (!Array.isArray(body.docs)) throw new BadRequestError('Missing JSON list of `docs`.');
+  if (body.docs.length > ctx.limits.bulkDocsMax) throw new BadRequestError(`At most ${ctx.limits.bulkDocsMax} documents per _bulk_get request`);
+  const options = renderOptions(ctx);
+  const latest = ctx.qBool('latest', false);
+  const requests = body.docs.map((item) => {
+    if (!isPlainObject(item) || typeof item.id !== 'string') throw new BadRequestError('Each entry of docs needs an id');
+    return item;
+  });
+  const infos = await readDocInfos(db, requests.map((r) => r.id as string), { timeoutMs: ctx.limits.requestTimeoutMs });
+  const results: string[] = [];
+  for (let i = 0; i < requests.length; i++) {
+    const item = requests[i]!;
+    const id = item.id as string;
+    const info = infos[i];
+    const itemOptions = { ...options };
+    if (Array.isArray(item.atts_since)) {
+      itemOptions.attsSince = (item.atts_since as unknown[]).filter((r): r is string => typeof r === 'string');
+      itemOptions.attachments = true;
+    }
+    const docs: string[] = [];
+    try {
+      validateDocId(id, ctx.limits);
+      const revs = item.rev === undefined ? undefined : [checkRev(String(item.rev))];
+      if (!info && revs === undefined) docs.push(JSON.stringify({ error: { id, rev: 'undefined', error: 'not_found', reason: 'missing' } }));
+      else if (revs === undefined && info!.winner.deleted) {
+        docs.push(JSON.stringify({ error: { id, rev: info!.winner.rev, error: 'not_found', reason: 'deleted' } }));
+      } else {
+        const wanted = revs ?? [info!.winner.rev];
+        for (const result of await openRevs(db, info, wanted, latest, itemOptions)) {
+          if (result.kind === 'ok') docs.push('{"ok":' + result.doc + '}');
+          else docs.push(JSON.stringify({ error: { id, rev: result.rev, error: 'not_found', reason: 'missing' } }));
+        }
+      }
+    } catch (err) {
+      if (!(err instanceof DivanError)) throw err;
+      docs.push(JSON.stringify({ error: { id, rev: String(item.rev ?? 'undefined'), error: err.token, reason: err.reason } }));
+    }
+    results.push('{"id":' + JSON.stringify(id) + ',"docs":[' + docs.join(',') + ']}');
+  }
+  ctx.send(200, '{"results":[' + results.join(',') + ']}');
+}
+
+export async function revsDiffRoute(ctx: Ctx, dbName: string, style: 'revs_diff' | 'missing_revs'): Promise<void> {
+  allow(ctx, ['POST']);
+  const db = await openDb(ctx, dbName);
+  const body = await ctx.readJsonObject();
+  const request = new Map<string, string[]>();
+  let total = 0;
+  for (const [id, revs] of Object.entries(body)) {
+    if (!Array.isArray(revs) || revs.some((r) => typeof r !== 'string')) {
+      throw new BadRequestError(`Revisions of ${JSON.stringify(id)} must be a list of strings`);
+    }
+    total += revs.length;
+    request.set(id, (revs as string[]).map(checkRev));
+  }
+  if (total > ctx.limits.keysMax * 10) throw new BadRequestError('Too many revisions in one _revs_diff request');
+  const diff = await revsDiff(db, request, { timeoutMs: ctx.limits.requestTimeoutMs });
+  if (style === 'revs_diff') {
+    const out: Record<string, unknown> = {};
+    for (const [id, entry] of diff) {
+      out[id] = entry.possibleAncestors.length > 0 ? { missing: entry.missing, possible_ancestors: entry.possibleAncestors } : { missing: entry.missing };
+    }
+    return ctx.send(200, out);
+  }
+  const missing: Record<string, string[]> = {};
+  for (const [id, entry] of diff) missing[id] = entry.missing;
+  ctx.send(200, { missing_revs: missing });
+}

@@ -1,0 +1,181 @@
+/**
+ * `_changes` over HTTP: feeds normal, longpoll, continuous and eventsource; GET and
+ * POST (filter bodies); heartbeat and timeout; stops when the client goes away.
+ * Rows are written as they are read: nothing buffers the feed.
+ */
+import { BadRequestError } from '../../../errors';
+import {
+  ChangeEvent,
+  ChangesRequest,
+  decodeSince,
+  encodeSeq,
+  pendingAfter,
+  readChanges,
+  SeqVector,
+  watchUpdates,
+} from '../../coordinator/changes';
+import type { DbHandle } from '../../coordinator/shard-client';
+import type { ChangesFilter } from '../../../shard/types';
+import { compileSelector } from '../../../shard/query/mango';
+import { isPlainObject, type Ctx } from '../context';
+import { allow, openDb } from './common';
+
+type Feed = 'normal' | 'longpoll' | 'continuous' | 'eventsource';
+
+export async function changes(ctx: Ctx, dbName: string): Promise<void> {
+  allow(ctx, ['GET', 'HEAD', 'POST']);
+  const db = await openDb(ctx, dbName);
+  const body = ctx.method === 'POST' ? await ctx.readJsonObject() : {};
+  const feed = (ctx.qString('feed') ?? 'normal') as Feed;
+  if (!['normal', 'longpoll', 'continuous', 'eventsource'].includes(feed)) {
+    throw new BadRequestError('Supported `feed` types: normal, continuous, longpoll, eventsource', 'bad_request');
+  }
+  const request = parseRequest(ctx, db, body);
+  const heartbeatMs = heartbeat(ctx);
+  const timeoutMs = ctx.qInt('timeout', ctx.limits.changesTimeoutMs);
+
+  if (feed === 'normal' || feed === 'longpoll') return normalFeed(ctx, db, request, feed, heartbeatMs, timeoutMs);
+  return streamingFeed(ctx, db, request, feed, heartbeatMs, timeoutMs);
+}
+
+function heartbeat(ctx: Ctx): number | undefined {
+  const raw = ctx.qString('heartbeat');
+  if (raw === undefined) return undefined;
+  if (raw === 'true') return 60_000;
+  const ms = ctx.qInt('heartbeat', 60_000);
+  if (ms < 1) throw new BadRequestError('heartbeat must be a positive integer', 'bad_request');
+  return Math.max(ms, 100);
+}
+
+function parseRequest(ctx: Ctx, db: DbHandle, body: Record<string, unknown>): ChangesRequest {
+  const sinceParam = ctx.qString('since');
+  const since = sinceParam === undefined ? (body.since as unknown) : sinceParam === 'now' ? 'now' : sinceParam;
+  const descending = ctx.qBool('descending', false);
+  const limit = ctx.query.has('limit') ? ctx.qInt('limit', 0) : ctx.limits.rowsMax;
+  const style = ctx.qString('style') ?? 'main_only';
+  if (style !== 'main_only' && style !== 'all_docs') throw new BadRequestError('Supported `style` values: main_only, all_docs', 'bad_request');
+  return {
+    since: decodeSince(db, since),
+    descending,
+    limit: limit === 0 ? 1 : limit,
+    allLeaves: style === 'all_docs',
+    includeDocs: ctx.qBool('include_docs', false),
+    conflicts: ctx.qBool('conflicts', false),
+    filter: parseFilter(ctx, body),
+    seqInterval: ctx.qInt('seq_interval', 1) || 1,
+  };
+}
+
+function parseFilter(ctx: Ctx, body: Record<string, unknown>): ChangesFilter {
+  const name = ctx.qString('filter');
+  if (name === undefined) {
+    const docIds = ctx.qJson('doc_ids') ?? body.doc_ids;
+    if (docIds !== undefined) return docIdsFilter(ctx, docIds);
+    return { kind: 'none' };
+  }
+  if (name === '_doc_ids') return docIdsFilter(ctx, ctx.qJson('doc_ids') ?? body.doc_ids);
+  if (name === '_design') return { kind: 'design' };
+  if (name === '_selector') {
+    const selector = body.selector;
+    if (!isPlainObject(selector)) throw new BadRequestError('Selector must be specified in POST payload', 'bad_request');
+    compileSelector(selector); // reject an invalid selector before the response starts
+    return { kind: 'selector', selector };
+  }
+  if (name === '_view') throw new BadRequestError('filter=_view needs views, which are not available in this version', 'bad_request');
+  throw new BadRequestError(
+    'Design document filter functions are not available in this version; use _doc_ids, _selector or _design',
+    'bad_request',
+  );
+}
+
+function docIdsFilter(ctx: Ctx, value: unknown): ChangesFilter {
+  if (!Array.isArray(value) || value.some((id) => typeof id !== 'string')) {
+    throw new BadRequestError('`doc_ids` filter parameter is not a list of doc ids.', 'bad_request');
+  }
+  if (value.length > ctx.limits.keysMax) throw new BadRequestError(`At most ${ctx.limits.keysMax} doc_ids`);
+  return { kind: 'doc_ids', docIds: value as string[] };
+}
+
+function rowJson(event: ChangeEvent): string {
+  const row = event.row;
+  let out = '{"seq":' + (event.seq === null ? 'null' : '"' + event.seq + '"') + ',"id":' + JSON.stringify(row.id) + ',"changes":[';
+  for (let i = 0; i < row.changes.length; i++) out += (i ? ',' : '') + '{"rev":"' + row.changes[i] + '"}';
+  out += ']';
+  if (row.deleted) out += ',"deleted":true';
+  if (row.doc !== undefined) out += ',"doc":' + row.doc;
+  return out + '}';
+}
+
+async function normalFeed(
+  ctx: Ctx,
+  db: DbHandle,
+  request: ChangesRequest,
+  feed: 'normal' | 'longpoll',
+  heartbeatMs: number | undefined,
+  timeoutMs: number,
+): Promise<void> {
+  ctx.startStream(200);
+  await ctx.write('{"results":[\n');
+  let first = true;
+  const emit = (event: ChangeEvent) => {
+    const chunk = (first ? '' : ',\n') + rowJson(event);
+    first = false;
+    return ctx.write(chunk);
+  };
+  const watcher = feed === 'longpoll' ? watchUpdates(db) : undefined;
+  let position: SeqVector = request.since;
+  try {
+    let pass = await readChanges(db, request, request.limit, emit, () => ctx.signal.aborted);
+    position = pass.position;
+    if (watcher && pass.count === 0 && !request.descending) {
+      const deadline = Date.now() + (heartbeatMs !== undefined ? Number.MAX_SAFE_INTEGER / 2 : timeoutMs);
+      while (pass.count === 0 && !ctx.signal.aborted && Date.now() < deadline) {
+        await watcher.wait(Math.min(heartbeatMs ?? timeoutMs, deadline - Date.now()), ctx.signal);
+        pass = await readChanges(db, { ...request, since: position }, request.limit, emit, () => ctx.signal.aborted);
+        position = pass.position;
+        if (pass.count === 0 && heartbeatMs !== undefined) await ctx.write('\n');
+      }
+    }
+  } finally {
+    watcher?.stop();
+  }
+  ctx.end('\n],\n"last_seq":"' + encodeSeq(position) + '","pending":' + pendingAfter(db, position) + '}\n');
+}
+
+async function streamingFeed(
+  ctx: Ctx,
+  db: DbHandle,
+  request: ChangesRequest,
+  feed: 'continuous' | 'eventsource',
+  heartbeatMs: number | undefined,
+  timeoutMs: number,
+): Promise<void> {
+  const eventsource = feed === 'eventsource';
+  ctx.startStream(200, eventsource ? { 'Content-Type': 'text/event-stream' } : {});
+  const emit = (event: ChangeEvent) =>
+    ctx.write(eventsource ? 'data: ' + rowJson(event) + '\nid: ' + (event.seq ?? '') + '\n\n' : rowJson(event) + '\n');
+  const watcher = watchUpdates(db);
+  let position = request.since;
+  let sent = 0;
+  let lastActivity = Date.now();
+  try {
+    while (!ctx.signal.aborted && sent < request.limit) {
+      const pass = await readChanges(db, { ...request, since: position }, request.limit - sent, emit, () => ctx.signal.aborted);
+      position = pass.position;
+      sent += pass.count;
+      if (pass.count > 0) lastActivity = Date.now();
+      if (sent >= request.limit || request.descending) break;
+      const idleMs = Date.now() - lastActivity;
+      if (heartbeatMs === undefined && idleMs >= timeoutMs) break;
+      await watcher.wait(heartbeatMs ?? timeoutMs - idleMs, ctx.signal);
+      if (heartbeatMs !== undefined && Date.now() - lastActivity >= heartbeatMs) {
+        await ctx.write(eventsource ? 'event: heartbeat\ndata: \n\n' : '\n');
+        lastActivity = Date.now();
+      }
+    }
+  } finally {
+    watcher.stop();
+  }
+  if (!eventsource) ctx.end('{"last_seq":"' + encodeSeq(position) + '","pending":' + pendingAfter(db, position) + '}\n');
+  else ctx.end();
+}

@@ -1,0 +1,50 @@
+/**
+ * `/_session`: who am I (GET), log in with a form or JSON body (POST), log out
+ * (DELETE). A successful login sets the `AuthSession` cookie.
+ */
+import { BadContentTypeError, BadRequestError, UnauthorizedError } from '../../../errors';
+import type { Ctx } from '../context';
+import { allow } from './common';
+
+export async function session(ctx: Ctx): Promise<void> {
+  allow(ctx, ['GET', 'HEAD', 'POST', 'DELETE']);
+  const auth = ctx.services.sessions;
+  if (ctx.method === 'DELETE') return ctx.send(200, { ok: true }, { 'Set-Cookie': auth.clearCookie() });
+  if (ctx.method === 'POST') {
+    const { name, password } = await readCredentials(ctx);
+    const user = auth.login(name, password);
+    if (!user) throw new UnauthorizedError('Name or password is incorrect.');
+    const next = ctx.qString('next');
+    const headers: Record<string, string> = { 'Set-Cookie': auth.cookieFor(name) };
+    if (next !== undefined && next.startsWith('/') && !next.startsWith('//')) {
+      headers.Location = next;
+      return ctx.send(302, { ok: true, name, roles: user.roles }, headers);
+    }
+    return ctx.send(200, { ok: true, name, roles: user.roles }, headers);
+  }
+  const methods = ctx.header('authorization') ? 'default' : ctx.user.name ? 'cookie' : undefined;
+  ctx.send(200, {
+    ok: true,
+    userCtx: ctx.user,
+    info: { authentication_handlers: ['cookie', 'default'], ...(methods ? { authenticated: methods } : {}) },
+  });
+}
+
+async function readCredentials(ctx: Ctx): Promise<{ name: string; password: string }> {
+  const type = (ctx.header('content-type') ?? '').toLowerCase();
+  let name: unknown;
+  let password: unknown;
+  if (type.startsWith('application/x-www-form-urlencoded')) {
+    const form = new URLSearchParams((await ctx.readBody(64 * 1024)).toString('utf8'));
+    name = form.get('name') ?? form.get('username');
+    password = form.get('password');
+  } else if (type.startsWith('application/json')) {
+    const body = await ctx.readJsonObject(64 * 1024);
+    name = body.name ?? body.username;
+    password = body.password;
+  } else {
+    throw new BadContentTypeError('Content-Type must be application/x-www-form-urlencoded or application/json');
+  }
+  if (typeof name !== 'string' || typeof password !== 'string') throw new BadRequestError('Request body must contain name and password');
+  return { name, password };
+}

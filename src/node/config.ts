@@ -1,0 +1,178 @@
+/**
+ * Every setting of a Divan node, with its default, unit and reason, in one place.
+ *
+ * Sources, later ones winning: defaults → config file (JSON, `--config`) → environment
+ * variables → command-line flags. The result is validated (unknown keys rejected,
+ * relations between limits asserted) and frozen; each layer receives only its slice.
+ * Nothing reads `process.env` after start-up.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
+export interface Config {
+  /** HTTP port for the CouchDB API. 5984 like CouchDB; 0 picks a free port (tests). */
+  httpPort: number;
+  /** Address the HTTP API binds. Loopback by default; 0.0.0.0 in containers. */
+  bindAddress: string;
+  /** Where the node keeps its RocksDB. Relative paths are from the working directory. */
+  dataDir: string;
+  /** This node's name in the cluster and in `/_node/{name}`. */
+  nodeName: string;
+  /** First admin, as the CouchDB image takes it (COUCHDB_USER / COUCHDB_PASSWORD). */
+  adminUser: string | undefined;
+  adminPassword: string | undefined;
+  /** Ranges per new database. CouchDB 3's default q is 2. */
+  q: number;
+  /** Copies per range, capped at the cluster size (one node: 1). */
+  n: number;
+  /** Revisions kept per document path; CouchDB's default. */
+  revsLimit: number;
+  /** Largest JSON document body accepted, bytes (CouchDB's max_document_size: 8 MB). */
+  docBytesMax: number;
+  /** Largest request body, bytes. CouchDB allows 4 GiB; we keep memory bounded. */
+  requestBytesMax: number;
+  /** Largest single attachment, bytes. */
+  attachmentBytesMax: number;
+  /** Deepest JSON nesting accepted in a request body. */
+  jsonDepthMax: number;
+  /** Longest document id, bytes of UTF-8. */
+  docIdBytesMax: number;
+  /** Documents in one `_bulk_docs` or `_bulk_get` request at most. */
+  bulkDocsMax: number;
+  /** Keys in one `_all_docs` POST, revs in one `open_revs`, ids in one `_revs_diff`. */
+  keysMax: number;
+  /** UUIDs per `/_uuids` call at most (CouchDB: 1000). */
+  uuidsCountMax: number;
+  /** Deadline for a request's shard calls, ms. */
+  requestTimeoutMs: number;
+  /** Longpoll/continuous `_changes` default timeout when no heartbeat, ms (CouchDB: 60 s). */
+  changesTimeoutMs: number;
+  /** Rows a `_changes` or `_all_docs` request returns when it sets no limit. */
+  rowsMax: number;
+  /** Concurrent HTTP connections at most; more are refused by the kernel backlog. */
+  connectionsMax: number;
+  /** Idle keep-alive connections are closed after this, ms. */
+  keepAliveTimeoutMs: number;
+  /** Cookie session lifetime, seconds (CouchDB: 600). */
+  sessionTimeoutSec: number;
+  /** PBKDF2-SHA256 iterations for stored admin passwords. */
+  pbkdf2Iterations: number;
+  /** RocksDB block cache, bytes. */
+  cacheBytes: number;
+  /** Ops in one group-committed RocksDB batch at most. */
+  storeBatchOpsMax: number;
+  /** Edits one shard updater applies in one batch at most. */
+  updateBatchDocsMax: number;
+  /** Edits waiting for one shard's updater at most; beyond, 503. */
+  updateQueueDocsMax: number;
+  /** Log level: debug, info, warn, error. */
+  logLevel: string;
+}
+
+export const defaults: Readonly<Config> = Object.freeze({
+  httpPort: 5984,
+  bindAddress: '127.0.0.1',
+  dataDir: './data',
+  nodeName: 'divan@127.0.0.1',
+  adminUser: undefined,
+  adminPassword: undefined,
+  q: 2,
+  n: 3,
+  revsLimit: 1000,
+  docBytesMax: 8_000_000,
+  requestBytesMax: 64 * 1024 * 1024,
+  attachmentBytesMax: 64 * 1024 * 1024,
+  jsonDepthMax: 64,
+  docIdBytesMax: 1024,
+  bulkDocsMax: 10_000,
+  keysMax: 10_000,
+  uuidsCountMax: 1000,
+  requestTimeoutMs: 60_000,
+  changesTimeoutMs: 60_000,
+  rowsMax: Number.MAX_SAFE_INTEGER,
+  connectionsMax: 4096,
+  keepAliveTimeoutMs: 65_000,
+  sessionTimeoutSec: 600,
+  pbkdf2Iterations: 100_000,
+  cacheBytes: 64 * 1024 * 1024,
+  storeBatchOpsMax: 200_000,
+  updateBatchDocsMax: 2_000,
+  updateQueueDocsMax: 200_000,
+  logLevel: 'info',
+});
+
+/** Environment variables and the keys they set. */
+export const envNames: Readonly<Record<string, keyof Config>> = Object.freeze({
+  DIVAN_PORT: 'httpPort',
+  DIVAN_BIND_ADDRESS: 'bindAddress',
+  DIVAN_DATA_DIR: 'dataDir',
+  DIVAN_NODE_NAME: 'nodeName',
+  DIVAN_LOG_LEVEL: 'logLevel',
+  DIVAN_Q: 'q',
+  DIVAN_N: 'n',
+  COUCHDB_USER: 'adminUser',
+  COUCHDB_PASSWORD: 'adminPassword',
+});
+
+type Raw = Record<string, unknown>;
+
+/** Build the frozen config from a file, the environment and flags (each optional). */
+export function loadConfig(sources: { file?: string; env?: NodeJS.ProcessEnv; flags?: Raw }): Readonly<Config> {
+  const merged: Raw = { ...defaults };
+  if (sources.file) Object.assign(merged, parseFile(sources.file));
+  for (const [name, key] of Object.entries(envNames)) {
+    const value = sources.env?.[name];
+    if (value !== undefined && value !== '') merged[key] = value;
+  }
+  for (const [key, value] of Object.entries(sources.flags ?? {})) if (value !== undefined) merged[key] = value;
+  return validate(merged);
+}
+
+function parseFile(file: string): Raw {
+  const parsed: unknown = JSON.parse(readFileSync(file, 'utf8'));
+  assert.ok(parsed && typeof parsed === 'object' && !Array.isArray(parsed), `config file ${file} must hold a JSON object`);
+  return parsed as Raw;
+}
+
+const stringKeys = new Set<keyof Config>(['bindAddress', 'dataDir', 'nodeName', 'adminUser', 'adminPassword', 'logLevel']);
+
+export function validate(raw: Raw): Readonly<Config> {
+  const out: Raw = {};
+  for (const [key, value] of Object.entries(raw)) {
+    if (!(key in defaults)) throw new Error(`unknown config key: ${key}`);
+    if (stringKeys.has(key as keyof Config)) {
+      if (value !== undefined && typeof value !== 'string') throw new Error(`config ${key} must be a string`);
+      out[key] = value;
+      continue;
+    }
+    const number = typeof value === 'string' ? Number(value) : value;
+    if (typeof number !== 'number' || !Number.isSafeInteger(number) || number < 0) {
+      throw new Error(`config ${key} must be a non-negative integer, got ${JSON.stringify(value)}`);
+    }
+    out[key] = number;
+  }
+  const config = out as unknown as Config;
+  config.dataDir = path.resolve(config.dataDir);
+  checkRelations(config);
+  return Object.freeze(config);
+}
+
+function checkRelations(c: Config): void {
+  const fail = (why: string) => {
+    throw new Error(`invalid config: ${why}`);
+  };
+  if (c.httpPort > 65535) fail('httpPort must be at most 65535');
+  if (c.q < 1 || c.q > 256) fail('q must be in 1..256');
+  if (c.n < 1) fail('n must be at least 1');
+  if (c.revsLimit < 1) fail('revsLimit must be at least 1');
+  if (c.docBytesMax > c.requestBytesMax) fail('docBytesMax must not exceed requestBytesMax');
+  if (c.attachmentBytesMax > c.requestBytesMax) fail('attachmentBytesMax must not exceed requestBytesMax');
+  if (c.jsonDepthMax < 2) fail('jsonDepthMax must be at least 2');
+  if (c.updateBatchDocsMax > c.updateQueueDocsMax) fail('updateBatchDocsMax must not exceed updateQueueDocsMax');
+  if (c.bulkDocsMax > c.updateQueueDocsMax) fail('bulkDocsMax must not exceed updateQueueDocsMax');
+  if (!['debug', 'info', 'warn', 'error'].includes(c.logLevel)) fail('logLevel must be debug, info, warn or error');
+  if ((c.adminUser === undefined) !== (c.adminPassword === undefined)) {
+    fail('COUCHDB_USER and COUCHDB_PASSWORD must be given together');
+  }
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+/**
+ * The `divan` command: start a node. Flags map one-to-one onto config keys (see
+ * config.ts); environment variables and a JSON config file feed the same settings.
+ */
+import { Command } from 'commander';
+import { loadConfig } from './config';
+import { DivanNode, version } from './node';
+
+function main(): void {
+  const program = new Command()
+    .name('divan')
+    .description('Start a Divan node: a CouchDB-compatible document database')
+    .version(version)
+    .option('-p, --port <port>', 'HTTP port (env DIVAN_PORT; default 5984; 0 = any free port)')
+    .option('-b, --bind <address>', 'HTTP bind address (env DIVAN_BIND_ADDRESS; default 127.0.0.1)')
+    .option('-d, --data-dir <dir>', 'data directory (env DIVAN_DATA_DIR; default ./data)')
+    .option('--node-name <name>', 'node name (env DIVAN_NODE_NAME; default divan@127.0.0.1)')
+    .option('--q <ranges>', 'shard ranges per new database (env DIVAN_Q; default 2)')
+    .option('--n <copies>', 'copies per range (env DIVAN_N; default 3, capped at cluster size)')
+    .option('--log-level <level>', 'debug | info | warn | error (env DIVAN_LOG_LEVEL; default info)')
+    .option('-c, --config <file>', 'JSON file of config keys (see README)')
+    .parse();
+  const opts = program.opts<Record<string, string | undefined>>();
+  let config;
+  try {
+    config = loadConfig({
+      env: process.env,
+      ...(opts.config ? { file: opts.config } : {}),
+      flags: {
+        httpPort: opts.port,
+        bindAddress: opts.bind,
+        dataDir: opts.dataDir,
+        nodeName: opts.nodeName,
+        q: opts.q,
+        n: opts.n,
+        logLevel: opts.logLevel,
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`divan: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  DivanNode.start(config).then(
+    (node) => {
+      let stopping = false;
+      const stop = () => {
+        if (stopping) return;
+        stopping = true;
+        node.stop().then(
+          () => process.exit(0),
+          (err) => {
+            process.stderr.write(`divan: error while stopping: ${(err as Error).stack}\n`);
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+    },
+    (err) => {
+      process.stderr.write(`divan: could not start: ${(err as Error).stack ?? err}\n`);
+      process.exit(1);
+    },
+  );
+}
+
+main();

@@ -1,0 +1,43 @@
+/**
+ * Every Prometheus metric of a node, declared here with help text and units in the
+ * name, on the node's own registry (several nodes can share one test process).
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly httpRequests: Counter<'method' | 'status'>;
+  readonly httpDuration: Histogram<'method'>;
+  readonly databases: Gauge;
+
+  constructor(nodeName: string, countDatabases: () => number) {
+    this.registry.setDefaultLabels({ node: nodeName });
+    this.httpRequests = new Counter({
+      name: 'divan_http_requests_total',
+      help: 'HTTP requests answered, by method and status code',
+      labelNames: ['method', 'status'],
+      registers: [this.registry],
+    });
+    this.httpDuration = new Histogram({
+      name: 'divan_http_request_duration_seconds',
+      help: 'Time from request start to the last byte of the response, by method',
+      labelNames: ['method'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers: [this.registry],
+    });
+    this.databases = new Gauge({
+      name: 'divan_databases',
+      help: 'Databases in the catalog',
+      registers: [this.registry],
+      collect() {
+        this.set(countDatabases());
+      },
+    });
+    collectDefaultMetrics({ register: this.registry, prefix: 'divan_process_' });
+  }
+
+  observeRequest(method: string, status: number, seconds: number): void {
+    this.httpRequests.inc({ method, status: String(status) });
+    this.httpDuration.observe({ method }, seconds);
+  }
+}

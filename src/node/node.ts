@@ -1,0 +1,130 @@
+/**
+ * A Divan node: opens the store, loads identity and catalog, and wires the layers
+ * (storage → shards → coordinator → HTTP). `stop()` closes the front door first,
+ * lets queued updates finish, then closes the store.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { Auth } from '../api/http/auth';
+import { HttpServer } from '../api/http/server';
+import type { Services } from '../api/http/context';
+import { Store } from '../storage/store';
+import { Catalog } from './catalog';
+import type { Config } from './config';
+import { loadIdentity } from './admins';
+import { createLogger } from './logger';
+import { Metrics } from './metrics';
+
+export const version = '0.1.0';
+
+export class DivanNode {
+  private constructor(
+    readonly config: Readonly<Config>,
+    readonly address: AddressInfo,
+    private readonly store: Store,
+    private readonly catalog: Catalog,
+    private readonly http: HttpServer,
+    private readonly log: ReturnType<typeof createLogger>,
+  ) {}
+
+  static async start(config: Readonly<Config>): Promise<DivanNode> {
+    const log = createLogger({ nodeName: config.nodeName, level: config.logLevel });
+    mkdirSync(config.dataDir, { recursive: true });
+    const store = await Store.open(path.join(config.dataDir, 'rocksdb'), {
+      cacheBytes: config.cacheBytes,
+      batchOpsMax: config.storeBatchOpsMax,
+    });
+    const identity = await loadIdentity(store, config);
+    if (identity.generatedPassword) {
+      const { user, password } = identity.generatedPassword;
+      process.stderr.write(
+        `\n  Divan created an admin account (shown once, stored hashed):\n    user: ${user}\n    password: ${password}\n` +
+          `  Set COUCHDB_USER and COUCHDB_PASSWORD to choose your own.\n\n`,
+      );
+    }
+    const catalog = await Catalog.load(
+      store,
+      { updateBatchDocsMax: config.updateBatchDocsMax, updateQueueDocsMax: config.updateQueueDocsMax },
+      config.revsLimit,
+    );
+    let dbCount = (await catalog.list()).length;
+    const metrics = new Metrics(config.nodeName, () => dbCount);
+    const services: Services = {
+      directory: catalog,
+      limits: {
+        requestBytesMax: config.requestBytesMax,
+        docBytesMax: config.docBytesMax,
+        attachmentBytesMax: config.attachmentBytesMax,
+        jsonDepthMax: config.jsonDepthMax,
+        docIdBytesMax: config.docIdBytesMax,
+        bulkDocsMax: config.bulkDocsMax,
+        keysMax: config.keysMax,
+        uuidsCountMax: config.uuidsCountMax,
+        requestTimeoutMs: config.requestTimeoutMs,
+        changesTimeoutMs: config.changesTimeoutMs,
+        rowsMax: config.rowsMax,
+      },
+      node: {
+        name: config.nodeName,
+        uuid: identity.uuid,
+        version,
+        q: config.q,
+        n: config.n,
+        publicConfig: publicConfig(config),
+      },
+      log,
+      metricsText: async () => {
+        dbCount = (await catalog.list()).length;
+        return metrics.registry.metrics();
+      },
+      sessions: new Auth({ admins: identity.admins, secret: identity.sessionSecret, sessionTimeoutSec: config.sessionTimeoutSec }),
+    };
+    const http = new HttpServer(services, {
+      port: config.httpPort,
+      bindAddress: config.bindAddress,
+      keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+      connectionsMax: config.connectionsMax,
+      onRequest: (method, status, seconds) => metrics.observeRequest(method, status, seconds),
+    });
+    const address = await http.listen();
+    log.info({ component: 'http', address: address.address, port: address.port, dataDir: config.dataDir }, 'listening');
+    return new DivanNode(config, address, store, catalog, http, log);
+  }
+
+  async stop(): Promise<void> {
+    this.log.info({ component: 'node' }, 'stopping');
+    await this.http.close();
+    await this.catalog.idle();
+    await this.store.close();
+    this.log.info({ component: 'node' }, 'stopped');
+  }
+}
+
+/** The settings shown at `/_node/_local/_config`, grouped as CouchDB does; no secrets. */
+function publicConfig(c: Readonly<Config>): Record<string, Record<string, string>> {
+  return {
+    chttpd: {
+      port: String(c.httpPort),
+      bind_address: c.bindAddress,
+      max_http_request_size: String(c.requestBytesMax),
+    },
+    couchdb: {
+      max_document_size: String(c.docBytesMax),
+      database_dir: c.dataDir,
+      uuid: 'see GET /',
+    },
+    cluster: { q: String(c.q), n: String(c.n) },
+    couch_httpd_auth: { timeout: String(c.sessionTimeoutSec), require_valid_user: 'true' },
+    divan: {
+      node_name: c.nodeName,
+      revs_limit: String(c.revsLimit),
+      attachment_bytes_max: String(c.attachmentBytesMax),
+      json_depth_max: String(c.jsonDepthMax),
+      doc_id_bytes_max: String(c.docIdBytesMax),
+      bulk_docs_max: String(c.bulkDocsMax),
+      keys_max: String(c.keysMax),
+      request_timeout_ms: String(c.requestTimeoutMs),
+    },
+  };
+}

@@ -1,0 +1,170 @@
+/**
+ * Applying one document edit to a document's revision tree: the decision part of a
+ * shard update, with I/O pushed out to two callbacks (read a revision body, look an
+ * attachment up by digest). The shard updater calls it once per edit, in order, on
+ * the tree as left by earlier edits of the same batch.
+ *
+ * Interactive edits follow CouchDB: `baseRev` must be a leaf (else conflict); with no
+ * `baseRev` the document must be new or deleted, and the new revision then extends
+ * the deleted winner. Replicated edits merge their path and never conflict; a
+ * revision already stored is a no-op success.
+ */
+import { ConflictError, DivanError, PreconditionFailedError } from '../errors';
+import { attachmentDigest, revHash } from './render';
+import { checkPath, isLeaf, mergePath, RevTree, emptyTree, winner, RevId, RevNode } from './rev-tree';
+import type { AttachmentInput, AttachmentStub, DocEdit, DocInfo } from './types';
+
+export interface EditContext {
+  revsLimit: number;
+  /** A stored revision body (JSON text), or undefined. */
+  readBody(id: string, rev: RevId): Promise<string | undefined>;
+  /** Whether an attachment with this digest is stored on this copy. */
+  hasAttachment(digest: string): Promise<boolean>;
+}
+
+export type EditOutcome =
+  | { kind: 'error'; error: DivanError }
+  /** Replicated revision already stored: nothing to write. */
+  | { kind: 'noop'; rev: RevId }
+  | {
+      kind: 'write';
+      rev: RevId;
+      tree: RevTree;
+      winner: RevNode;
+      body: string;
+      newAttachments: { digest: string; data: Buffer }[];
+      /** Bodies no longer needed: revisions that stopped being leaves, or were stemmed. */
+      dropBodies: RevId[];
+    };
+
+export async function applyEdit(info: DocInfo | undefined, edit: DocEdit, ctx: EditContext): Promise<EditOutcome> {
+  try {
+    return edit.revs ? await applyReplicated(info, edit, edit.revs, ctx) : await applyInteractive(info, edit, ctx);
+  } catch (err) {
+    if (err instanceof DivanError) return { kind: 'error', error: err };
+    throw err;
+  }
+}
+
+async function applyInteractive(info: DocInfo | undefined, edit: DocEdit, ctx: EditContext): Promise<EditOutcome> {
+  const tree = info?.tree ?? emptyTree();
+  let parent: RevId | null;
+  if (edit.baseRev !== undefined) {
+    if (!isLeaf(tree, edit.baseRev)) return { kind: 'error', error: new ConflictError() };
+    parent = edit.baseRev;
+  } else if (info && !info.winner.deleted) {
+    return { kind: 'error', error: new ConflictError() };
+  } else {
+    parent = info ? info.winner.rev : null;
+  }
+  const pos = parent === null ? 1 : Number(parent.slice(0, parent.indexOf('-'))) + 1;
+  const parentBody = async () => (parent === null ? undefined : ctx.readBody(edit.id, parent));
+  const { stubs, newAttachments } = await resolveAttachments(edit, pos, parentBody, ctx);
+  const body = serializeBody(edit.body, stubs);
+  const rev = `${pos}-${revHash({ deleted: edit.deleted, parent, body })}`;
+  if (tree.has(rev)) return { kind: 'error', error: new ConflictError() };
+  const merged = mergePath(tree, { revs: parent === null ? [rev] : [rev, parent], deleted: edit.deleted, hasBody: true }, ctx.revsLimit);
+  return finish(tree, merged.tree, rev, body, newAttachments);
+}
+
+async function applyReplicated(
+  info: DocInfo | undefined,
+  edit: DocEdit,
+  revs: RevId[],
+  ctx: EditContext,
+): Promise<EditOutcome> {
+  checkPath(revs);
+  const tree = info?.tree ?? emptyTree();
+  const rev = revs[0]!;
+  if (tree.get(rev)?.hasBody) return { kind: 'noop', rev };
+  const pos = Number(rev.slice(0, rev.indexOf('-')));
+  const parent = revs[1];
+  const parentBody = async () => (parent === undefined ? undefined : ctx.readBody(edit.id, parent));
+  const { stubs, newAttachments } = await resolveAttachments(edit, pos, parentBody, ctx);
+  const body = serializeBody(edit.body, stubs);
+  const merged = mergePath(tree, { revs, deleted: edit.deleted, hasBody: true }, ctx.revsLimit);
+  if (!merged.added) return { kind: 'noop', rev };
+  return finish(tree, merged.tree, rev, body, newAttachments);
+}
+
+function finish(
+  before: RevTree,
+  after: RevTree,
+  rev: RevId,
+  body: string,
+  newAttachments: { digest: string; data: Buffer }[],
+): EditOutcome {
+  // Only leaves keep bodies: an edit's parent body is dropped at once (CouchDB keeps
+  // it until compaction; no replicator ever reads a non-leaf body).
+  const dropBodies: RevId[] = [];
+  for (const node of before.values()) {
+    if (!node.hasBody) continue;
+    const now = after.get(node.rev);
+    if (!now || !isLeaf(after, node.rev)) dropBodies.push(node.rev);
+  }
+  const tree = dropBodies.length === 0 ? after : withoutBodies(after, dropBodies);
+  return { kind: 'write', rev, tree, winner: winner(tree)!, body, newAttachments, dropBodies };
+}
+
+function withoutBodies(tree: RevTree, revs: RevId[]): RevTree {
+  const out = new Map(tree);
+  for (const rev of revs) {
+    const node = out.get(rev);
+    if (node) out.set(rev, { ...node, hasBody: false });
+  }
+  return out;
+}
+
+function serializeBody(body: Record<string, unknown>, stubs: Record<string, AttachmentStub> | null): string {
+  if (stubs === null) return JSON.stringify(body);
+  return JSON.stringify({ ...body, _attachments: stubs });
+}
+
+async function resolveAttachments(
+  edit: DocEdit,
+  pos: number,
+  parentBody: () => Promise<string | undefined>,
+  ctx: EditContext,
+): Promise<{ stubs: Record<string, AttachmentStub> | null; newAttachments: { digest: string; data: Buffer }[] }> {
+  if (edit.attachments === null) return { stubs: null, newAttachments: [] };
+  const stubs: Record<string, AttachmentStub> = {};
+  const newAttachments: { digest: string; data: Buffer }[] = [];
+  let previous: Record<string, AttachmentStub> | undefined;
+  for (const att of edit.attachments) {
+    if (att.kind === 'data') {
+      const digest = attachmentDigest(att.data);
+      stubs[att.name] = {
+        content_type: att.contentType,
+        digest,
+        length: att.data.length,
+        revpos: att.revpos ?? pos,
+        stub: true,
+      };
+      newAttachments.push({ digest, data: att.data });
+      continue;
+    }
+    previous ??= await previousAttachments(parentBody);
+    stubs[att.name] = await resolveStub(att, previous, ctx);
+  }
+  return { stubs, newAttachments };
+}
+
+async function previousAttachments(parentBody: () => Promise<string | undefined>): Promise<Record<string, AttachmentStub>> {
+  const text = await parentBody();
+  if (text === undefined) return {};
+  const parsed = JSON.parse(text) as { _attachments?: Record<string, AttachmentStub> };
+  return parsed._attachments ?? {};
+}
+
+async function resolveStub(
+  att: Extract<AttachmentInput, { kind: 'stub' }>,
+  previous: Record<string, AttachmentStub>,
+  ctx: EditContext,
+): Promise<AttachmentStub> {
+  const known = previous[att.name];
+  if (known && (att.digest === undefined || att.digest === known.digest)) return known;
+  if (att.digest !== undefined && att.contentType !== undefined && att.length !== undefined && (await ctx.hasAttachment(att.digest))) {
+    return { content_type: att.contentType, digest: att.digest, length: att.length, revpos: att.revpos ?? 1, stub: true };
+  }
+  throw new PreconditionFailedError(`Invalid attachment stub in ${JSON.stringify(att.name)}`, 'missing_stub');
+}

@@ -1,0 +1,232 @@
+/**
+ * Revision trees: the edit history of one document.
+ *
+ * A revision id is `<pos>-<hash>`: `pos` is the revision's depth counted from the
+ * document's first edit (1), so a parent always has `pos - 1`. We keep the tree flat:
+ * a map from rev to node `{ parent, deleted, hasBody }`. `parent` is null for a root:
+ * the first edit, or a revision whose ancestors were stemmed away or never seen.
+ * `hasBody` is false for ancestors known only by id (replication sends paths of ids
+ * and one body, for the leaf).
+ *
+ * Because a rev id names its own depth, merging two trees is a union of nodes (a
+ * known parent beats an unknown one, a body beats none), which makes merge
+ * commutative, associative and idempotent. Stemming then keeps, for every leaf, the
+ * last `revsLimit` revisions of its path: a pure function of the merged set.
+ *
+ * Leaves are nodes nobody names as parent. More than one live leaf is a conflict.
+ * The winner is the same on every copy: the non-deleted leaf with the highest pos,
+ * ties broken by the greater rev id; a deleted leaf wins only when all leaves are
+ * deleted.
+ *
+ * Used by shard updates (interactive and replicated edits), reads and shard sync.
+ * No I/O. Parent chains are walked with loops, never recursion.
+ */
+import assert from 'node:assert/strict';
+import { BadRequestError } from '../errors';
+
+export type RevId = string;
+
+export interface RevNode {
+  readonly rev: RevId;
+  readonly pos: number;
+  readonly parent: RevId | null;
+  readonly deleted: boolean;
+  readonly hasBody: boolean;
+}
+
+export type RevTree = ReadonlyMap<RevId, RevNode>;
+
+/** Longest revision id we accept (pos digits + dash + hash). */
+export const revIdBytesMax = 200;
+
+const REV_PATTERN = /^([1-9][0-9]{0,15})-([0-9A-Za-z_]+)$/;
+
+/** Parse and validate a client-supplied revision id. */
+export function parseRev(rev: unknown): { pos: number; hash: string } {
+  if (typeof rev !== 'string' || rev.length > revIdBytesMax) throw new BadRequestError('Invalid rev format');
+  const match = REV_PATTERN.exec(rev);
+  if (!match) throw new BadRequestError('Invalid rev format');
+  const pos = Number(match[1]);
+  if (!Number.isSafeInteger(pos)) throw new BadRequestError('Invalid rev format');
+  return { pos, hash: match[2]! };
+}
+
+export function revPos(rev: RevId): number {
+  return Number(rev.slice(0, rev.indexOf('-')));
+}
+
+export function emptyTree(): RevTree {
+  return new Map();
+}
+
+/** Revisions nobody names as parent, in no particular order. */
+export function leaves(tree: RevTree): RevNode[] {
+  const parents = new Set<RevId>();
+  for (const node of tree.values()) if (node.parent !== null) parents.add(node.parent);
+  const out: RevNode[] = [];
+  for (const node of tree.values()) if (!parents.has(node.rev)) out.push(node);
+  return out;
+}
+
+/** Winner order: live before deleted, then higher pos, then greater rev id. */
+export function compareForWinner(a: RevNode, b: RevNode): number {
+  if (a.deleted !== b.deleted) return a.deleted ? 1 : -1;
+  if (a.pos !== b.pos) return b.pos - a.pos;
+  return a.rev < b.rev ? 1 : a.rev > b.rev ? -1 : 0;
+}
+
+/** Leaves sorted winner first. Empty only for an empty tree. */
+export function sortedLeaves(tree: RevTree): RevNode[] {
+  return leaves(tree).sort(compareForWinner);
+}
+
+export function winner(tree: RevTree): RevNode | undefined {
+  let best: RevNode | undefined;
+  for (const leaf of leaves(tree)) if (!best || compareForWinner(leaf, best) < 0) best = leaf;
+  return best;
+}
+
+export function isLeaf(tree: RevTree, rev: RevId): boolean {
+  if (!tree.has(rev)) return false;
+  for (const node of tree.values()) if (node.parent === rev) return false;
+  return true;
+}
+
+/** Rev ids from `rev` up to its oldest known ancestor, newest first. */
+export function ancestry(tree: RevTree, rev: RevId): RevId[] {
+  const out: RevId[] = [];
+  let at: RevNode | undefined = tree.get(rev);
+  while (at) {
+    out.push(at.rev);
+    at = at.parent === null ? undefined : tree.get(at.parent);
+  }
+  return out;
+}
+
+/** Leaves that descend from `rev` (itself included when it is a leaf). */
+export function leavesFrom(tree: RevTree, rev: RevId): RevNode[] {
+  return leaves(tree).filter((leaf) => ancestry(tree, leaf.rev).includes(rev));
+}
+
+/**
+ * Merge a path into a tree. `path` is newest first: path[0] the leaf, path[i+1] the
+ * parent of path[i]; positions must be consecutive. Returns the stemmed tree and
+ * whether the leaf revision was new (or gained its body).
+ */
+export function mergePath(
+  tree: RevTree,
+  path: { revs: readonly RevId[]; deleted: boolean; hasBody: boolean },
+  revsLimit: number,
+): { tree: RevTree; added: boolean } {
+  assert.ok(path.revs.length > 0, 'a path has at least one revision');
+  const next = new Map(tree);
+  let added = false;
+  for (let i = 0; i < path.revs.length; i++) {
+    const rev = path.revs[i]!;
+    const parent = path.revs[i + 1] ?? null;
+    const existing = next.get(rev);
+    const isLeafOfPath = i === 0;
+    if (!existing) {
+      next.set(rev, {
+        rev,
+        pos: revPos(rev),
+        parent,
+        deleted: isLeafOfPath ? path.deleted : false,
+        hasBody: isLeafOfPath ? path.hasBody : false,
+      });
+      if (isLeafOfPath) added = true;
+      continue;
+    }
+    const gainsBody = isLeafOfPath && path.hasBody && !existing.hasBody;
+    const gainsParent = existing.parent === null && parent !== null;
+    if (gainsBody || gainsParent) {
+      next.set(rev, {
+        ...existing,
+        parent: gainsParent ? parent : existing.parent,
+        deleted: gainsBody ? path.deleted : existing.deleted,
+        hasBody: existing.hasBody || gainsBody,
+      });
+      if (gainsBody) added = true;
+    }
+  }
+  return { tree: stem(next, revsLimit), added };
+}
+
+/** Check a replicated path's shape before merging it. */
+export function checkPath(revs: readonly RevId[]): void {
+  if (revs.length === 0) throw new BadRequestError('A revision path must not be empty');
+  let expected = -1;
+  for (const rev of revs) {
+    const { pos } = parseRev(rev);
+    if (expected !== -1 && pos !== expected) throw new BadRequestError('Revision path positions must be consecutive');
+    expected = pos - 1;
+  }
+}
+
+/** Merge every node of `other` into `tree`: the union, then stemming. */
+export function mergeTrees(tree: RevTree, other: RevTree, revsLimit: number): RevTree {
+  const next = new Map(tree);
+  for (const node of other.values()) {
+    const existing = next.get(node.rev);
+    if (!existing) {
+      next.set(node.rev, node);
+      continue;
+    }
+    const parent = existing.parent ?? node.parent;
+    const hasBody = existing.hasBody || node.hasBody;
+    const deleted = existing.hasBody ? existing.deleted : node.hasBody ? node.deleted : existing.deleted || node.deleted;
+    if (parent !== existing.parent || hasBody !== existing.hasBody || deleted !== existing.deleted) {
+      next.set(node.rev, { ...existing, parent, hasBody, deleted });
+    }
+  }
+  return stem(next, revsLimit);
+}
+
+/** Keep, for each leaf, the newest `revsLimit` revisions of its path. */
+export function stem(tree: Map<RevId, RevNode>, revsLimit: number): RevTree {
+  assert.ok(Number.isInteger(revsLimit) && revsLimit >= 1, 'revsLimit must be a positive integer');
+  if (tree.size <= revsLimit) return tree;
+  const keep = new Set<RevId>();
+  for (const leaf of leaves(tree)) {
+    let at: RevNode | undefined = leaf;
+    for (let depth = 0; at && depth < revsLimit; depth++) {
+      keep.add(at.rev);
+      at = at.parent === null ? undefined : tree.get(at.parent);
+    }
+  }
+  if (keep.size === tree.size) return tree;
+  const out = new Map<RevId, RevNode>();
+  for (const node of tree.values()) {
+    if (!keep.has(node.rev)) continue;
+    out.set(node.rev, node.parent !== null && !keep.has(node.parent) ? { ...node, parent: null } : node);
+  }
+  return out;
+}
+
+/**
+ * Stored form: `[rev, parentIndex, flags]` sorted by (pos, rev), so that two copies
+ * holding the same tree store the same bytes. flags: 1 deleted, 2 has body.
+ */
+export type EncodedTree = [RevId, number, number][];
+
+export function encodeTree(tree: RevTree): EncodedTree {
+  const nodes = [...tree.values()].sort((a, b) => a.pos - b.pos || (a.rev < b.rev ? -1 : a.rev > b.rev ? 1 : 0));
+  const index = new Map<RevId, number>();
+  nodes.forEach((node, i) => index.set(node.rev, i));
+  return nodes.map((node) => [
+    node.rev,
+    node.parent === null ? -1 : index.get(node.parent)!,
+    (node.deleted ? 1 : 0) | (node.hasBody ? 2 : 0),
+  ]);
+}
+
+export function decodeTree(encoded: EncodedTree): RevTree {
+  const tree = new Map<RevId, RevNode>();
+  for (const [rev, parentIndex, flags] of encoded) {
+    const parent = parentIndex === -1 ? null : encoded[parentIndex]![0];
+    const pos = revPos(rev);
+    assert.ok(parent === null || revPos(parent) === pos - 1, 'stored rev tree has a parent at the wrong depth');
+    tree.set(rev, { rev, pos, parent, deleted: (flags & 1) !== 0, hasBody: (flags & 2) !== 0 });
+  }
+  return tree;
+}

@@ -1,0 +1,418 @@
+/**
+ * One shard copy on this node: a range of one database's documents in the node's
+ * RocksDB, under the copy's own key prefix (see storage/keys.ts).
+ *
+ * Updates go through one updater per copy: edits that arrive while a batch is being
+ * applied wait and form the next batch, which is applied in arrival order against
+ * the trees left by earlier edits of the same batch, then written as one durable
+ * write (the store group-commits across copies too). Every edit is acknowledged only
+ * after its batch is on disk. The copy's counters (update seq, doc counts) are kept in
+ * memory and written in the same batch, so they never disagree with the data.
+ *
+ * Reads (doc infos, bodies, attachments, _all_docs and _changes cursors) go straight
+ * to the store: they see every acknowledged write.
+ */
+import assert from 'node:assert/strict';
+import { UnavailableError } from '../errors';
+import type { Cursor, Store, WriteOp } from '../storage/store';
+import * as keys from '../storage/keys';
+import { applyEdit, EditContext } from './edit';
+import { compileSelector } from './query/mango';
+import { renderDoc } from './render';
+import { decodeTree, encodeTree, EncodedTree, RevId, sortedLeaves, winner as winnerOf } from './rev-tree';
+import type {
+  AllDocsOptions,
+  AllDocsRow,
+  ChangeRow,
+  ChangesOptions,
+  CopyState,
+  DocEdit,
+  DocInfo,
+  EditResult,
+  LocalDoc,
+} from './types';
+
+export interface ShardCopyLimits {
+  /** Edits applied in one updater batch at most. */
+  updateBatchDocsMax: number;
+  /** Edits waiting for the updater at most; beyond, new edits fail with 503. */
+  updateQueueDocsMax: number;
+}
+
+interface Waiting {
+  edits: DocEdit[];
+  resolve(results: EditResult[]): void;
+  reject(err: unknown): void;
+}
+
+const STATE_KEY = 'state';
+
+export class ShardCopy {
+  readonly copyId: number;
+  private readonly store: Store;
+  private readonly limits: ShardCopyLimits;
+  private state: CopyState;
+  private revsLimit: number;
+  private queue: Waiting[] = [];
+  private queuedEdits = 0;
+  private updating = false;
+  /** Wakes `_changes` feeds waiting for the next update. */
+  private readonly listeners = new Set<(seq: number) => void>();
+
+  private constructor(store: Store, copyId: number, state: CopyState, revsLimit: number, limits: ShardCopyLimits) {
+    this.store = store;
+    this.copyId = copyId;
+    this.state = state;
+    this.revsLimit = revsLimit;
+    this.limits = limits;
+  }
+
+  static async open(store: Store, copyId: number, revsLimit: number, limits: ShardCopyLimits): Promise<ShardCopy> {
+    const raw = await store.get(keys.metaKey(copyId, STATE_KEY));
+    const state: CopyState = raw ? JSON.parse(raw.toString('utf8')) : { updateSeq: 0, docCount: 0, docDelCount: 0 };
+    return new ShardCopy(store, copyId, state, revsLimit, limits);
+  }
+
+  getState(): CopyState {
+    return { ...this.state };
+  }
+
+  setRevsLimit(revsLimit: number): void {
+    this.revsLimit = revsLimit;
+  }
+
+  /** Call `listener(updateSeq)` after every durable update; returns the unsubscribe. */
+  onUpdate(listener: (seq: number) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  // ---- updates -------------------------------------------------------------------
+
+  updateDocs(edits: DocEdit[]): Promise<EditResult[]> {
+    if (edits.length === 0) return Promise.resolve([]);
+    if (this.queuedEdits + edits.length > this.limits.updateQueueDocsMax) {
+      return Promise.reject(new UnavailableError('Too many pending updates for this shard; retry later', 'service_unavailable'));
+    }
+    return new Promise((resolve, reject) => {
+      this.queue.push({ edits, resolve, reject });
+      this.queuedEdits += edits.length;
+      if (!this.updating) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.updating = true;
+    try {
+      while (this.queue.length > 0) {
+        const batch: Waiting[] = [];
+        let editCount = 0;
+        while (this.queue.length > 0) {
+          const next = this.queue[0]!;
+          if (batch.length > 0 && editCount + next.edits.length > this.limits.updateBatchDocsMax) break;
+          batch.push(next);
+          editCount += next.edits.length;
+          this.queue.shift();
+        }
+        this.queuedEdits -= editCount;
+        try {
+          const results = await this.applyBatch(batch.flatMap((w) => w.edits));
+          let at = 0;
+          for (const waiting of batch) {
+            waiting.resolve(results.slice(at, at + waiting.edits.length));
+            at += waiting.edits.length;
+          }
+        } catch (err) {
+          for (const waiting of batch) waiting.reject(err);
+        }
+      }
+    } finally {
+      this.updating = false;
+    }
+  }
+
+  private async applyBatch(edits: DocEdit[]): Promise<EditResult[]> {
+    const ids = [...new Set(edits.map((e) => e.id))];
+    const stored = await this.store.getMany(ids.map((id) => keys.docInfoKey(this.copyId, id)));
+    const infos = new Map<string, DocInfo | undefined>();
+    ids.forEach((id, i) => infos.set(id, stored[i] ? decodeDocInfo(stored[i]!) : undefined));
+
+    const state = { ...this.state };
+    const writtenBodies = new Map<string, string>();
+    const ops: WriteOp[] = [];
+    const ctx: EditContext = {
+      revsLimit: this.revsLimit,
+      readBody: async (id, rev) => writtenBodies.get(id + '\u0000' + rev) ?? this.readBody(id, rev),
+      hasAttachment: async (digest) => (await this.store.get(keys.attachmentKey(this.copyId, digest))) !== undefined,
+    };
+
+    const results: EditResult[] = [];
+    for (const edit of edits) {
+      const before = infos.get(edit.id);
+      const outcome = await applyEdit(before, edit, ctx);
+      if (outcome.kind === 'error') {
+        results.push({ kind: 'error', id: edit.id, error: outcome.error });
+        continue;
+      }
+      if (outcome.kind === 'noop') {
+        results.push({ kind: 'ok', id: edit.id, rev: outcome.rev });
+        continue;
+      }
+      state.updateSeq += 1;
+      const after: DocInfo = { id: edit.id, seq: state.updateSeq, tree: outcome.tree, winner: outcome.winner };
+      countTransition(state, before, after);
+      infos.set(edit.id, after);
+      const encoded = encodeDocInfo(after);
+      ops.push({ type: 'put', key: keys.docInfoKey(this.copyId, edit.id), value: encoded });
+      ops.push({ type: 'put', key: keys.seqKey(this.copyId, after.seq), value: encoded });
+      // One by-seq entry per doc. A doc edited twice in one batch deletes the entry its
+      // first edit put: batch ops apply in order, so only the last seq survives.
+      if (before) ops.push({ type: 'del', key: keys.seqKey(this.copyId, before.seq) });
+      ops.push({ type: 'put', key: keys.revBodyKey(this.copyId, edit.id, outcome.rev), value: outcome.body });
+      writtenBodies.set(edit.id + '\u0000' + outcome.rev, outcome.body);
+      for (const rev of outcome.dropBodies) ops.push({ type: 'del', key: keys.revBodyKey(this.copyId, edit.id, rev) });
+      for (const att of outcome.newAttachments) {
+        ops.push({ type: 'put', key: keys.attachmentKey(this.copyId, att.digest), value: att.data });
+      }
+      results.push({ kind: 'ok', id: edit.id, rev: outcome.rev });
+    }
+    if (ops.length > 0) {
+      ops.push({ type: 'put', key: keys.metaKey(this.copyId, STATE_KEY), value: JSON.stringify(state) });
+      await this.store.write(ops);
+      this.state = state;
+      for (const listener of this.listeners) listener(state.updateSeq);
+    }
+    return results;
+  }
+
+  // ---- reads ---------------------------------------------------------------------
+
+  async getDocInfo(id: string): Promise<DocInfo | undefined> {
+    const raw = await this.store.get(keys.docInfoKey(this.copyId, id));
+    return raw ? decodeDocInfo(raw) : undefined;
+  }
+
+  async getDocInfos(ids: string[]): Promise<(DocInfo | undefined)[]> {
+    const raw = await this.store.getMany(ids.map((id) => keys.docInfoKey(this.copyId, id)));
+    return raw.map((value) => (value ? decodeDocInfo(value) : undefined));
+  }
+
+  async readBody(id: string, rev: RevId): Promise<string | undefined> {
+    const raw = await this.store.get(keys.revBodyKey(this.copyId, id, rev));
+    return raw?.toString('utf8');
+  }
+
+  async readBodies(refs: { id: string; rev: RevId }[]): Promise<(string | undefined)[]> {
+    const raw = await this.store.getMany(refs.map((r) => keys.revBodyKey(this.copyId, r.id, r.rev)));
+    return raw.map((value) => value?.toString('utf8'));
+  }
+
+  async readAttachment(digest: string): Promise<Buffer | undefined> {
+    return this.store.get(keys.attachmentKey(this.copyId, digest));
+  }
+
+  allDocs(options: AllDocsOptions): Cursor<AllDocsRow> {
+    const range = this.docRange(options);
+    const cursor = this.store.cursor({ ...range, reverse: options.descending });
+    let remaining = options.limit;
+    return {
+      next: async () => {
+        while (remaining > 0) {
+          const batch = await cursor.next();
+          if (batch === null) return null;
+          const rows: { info: DocInfo }[] = [];
+          for (const [, value] of batch) {
+            const info = decodeDocInfo(value);
+            if (info.winner.deleted) continue;
+            rows.push({ info });
+            if (--remaining === 0) break;
+          }
+          if (rows.length === 0) continue;
+          const bodies = options.includeDocs
+            ? await this.readBodies(rows.map((r) => ({ id: r.info.id, rev: r.info.winner.rev })))
+            : [];
+          return rows.map(({ info }, i) => {
+            const row: AllDocsRow = { id: info.id, rev: info.winner.rev };
+            if (options.includeDocs) row.doc = renderWinner(info, bodies[i] ?? '{}', options.conflicts);
+            return row;
+          });
+        }
+        return null;
+      },
+      close: () => cursor.close(),
+    };
+  }
+
+  private docRange(options: AllDocsOptions): keys.KeyRange {
+    const [low, high] = options.descending ? [options.endKey, options.startKey] : [options.startKey, options.endKey];
+    const space = keys.spaceRange(this.copyId, keys.Space.DocInfo);
+    const range: keys.KeyRange = {};
+    range.gte = low === undefined ? space.gte : keys.docInfoKey(this.copyId, low);
+    if (high === undefined) range.lt = space.lt;
+    else if (options.descending || options.inclusiveEnd) range.lte = keys.docInfoKey(this.copyId, high);
+    else range.lt = keys.docInfoKey(this.copyId, high);
+    if (options.descending && !options.inclusiveEnd && low !== undefined) {
+      delete range.gte;
+      range.gt = keys.docInfoKey(this.copyId, low);
+    }
+    return range;
+  }
+
+  changes(options: ChangesOptions): Cursor<ChangeRow> {
+    const space = keys.spaceRange(this.copyId, keys.Space.BySeq);
+    const cursor = this.store.cursor(
+      options.descending
+        ? { gte: space.gte, lt: space.lt, reverse: true }
+        : { gt: keys.seqKey(this.copyId, Math.min(options.since, keys.seqMax)), lt: space.lt },
+    );
+    const filter = options.filter;
+    const docIds = filter.kind === 'doc_ids' ? new Set(filter.docIds) : undefined;
+    const selector = filter.kind === 'selector' ? compileSelector(filter.selector) : undefined;
+    const needBodies = options.includeDocs || selector !== undefined;
+    let remaining = options.limit;
+    return {
+      next: async () => {
+        while (remaining > 0) {
+          const batch = await cursor.next();
+          if (batch === null) return null;
+          let infos = batch.map(([, value]) => decodeDocInfo(value));
+          if (docIds) infos = infos.filter((info) => docIds.has(info.id));
+          if (filter.kind === 'design') infos = infos.filter((info) => info.id.startsWith('_design/'));
+          let docs: string[] = [];
+          if (needBodies && infos.length > 0) {
+            const bodies = await this.readBodies(infos.map((info) => ({ id: info.id, rev: info.winner.rev })));
+            docs = infos.map((info, i) => renderWinner(info, bodies[i] ?? '{}', options.conflicts));
+            if (selector) {
+              const keep = infos.map((_, i) => selector(JSON.parse(docs[i]!) as Record<string, unknown>));
+              infos = infos.filter((_, i) => keep[i]);
+              docs = docs.filter((_, i) => keep[i]);
+            }
+          }
+          if (infos.length > remaining) {
+            infos = infos.slice(0, remaining);
+          }
+          remaining -= infos.length;
+          if (infos.length === 0) continue;
+          return infos.map((info, i) => {
+            const row: ChangeRow = {
+              seq: info.seq,
+              id: info.id,
+              changes: options.allLeaves ? sortedLeaves(info.tree).map((l) => l.rev) : [info.winner.rev],
+              deleted: info.winner.deleted,
+            };
+            if (options.includeDocs) row.doc = docs[i];
+            return row;
+          });
+        }
+        return null;
+      },
+      close: () => cursor.close(),
+    };
+  }
+
+  // ---- local documents -----------------------------------------------------------
+
+  async getLocal(id: string): Promise<LocalDoc | undefined> {
+    const raw = await this.store.get(keys.localKey(this.copyId, id));
+    return raw ? (JSON.parse(raw.toString('utf8')) as LocalDoc) : undefined;
+  }
+
+  /** Writes (or deletes, with body null) a local doc; `rev` must match the stored one. */
+  async putLocal(id: string, body: string | null, rev: RevId | undefined): Promise<{ kind: 'ok'; rev: RevId } | { kind: 'conflict' }> {
+    return this.serializeLocal(id, async () => {
+      const current = await this.getLocal(id);
+      if ((current?.rev ?? undefined) !== (rev ?? undefined) && !(current === undefined && rev === undefined)) {
+        return { kind: 'conflict' };
+      }
+      const generation = current ? Number(current.rev.slice(2)) + 1 : 1;
+      const newRev = `0-${generation}`;
+      if (body === null) {
+        if (!current) return { kind: 'conflict' };
+        await this.store.write([{ type: 'del', key: keys.localKey(this.copyId, id) }]);
+        return { kind: 'ok', rev: '0-0' };
+      }
+      const doc: LocalDoc = { id, rev: newRev, body };
+      await this.store.write([{ type: 'put', key: keys.localKey(this.copyId, id), value: JSON.stringify(doc) }]);
+      return { kind: 'ok', rev: newRev };
+    });
+  }
+
+  private localChains = new Map<string, Promise<unknown>>();
+
+  /** Local doc updates to one id run one at a time, so a rev check is never stale. */
+  private serializeLocal<T>(id: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.localChains.get(id) ?? Promise.resolve();
+    const run = previous.then(work, work);
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.localChains.set(id, settled);
+    void settled.then(() => {
+      if (this.localChains.get(id) === settled) this.localChains.delete(id);
+    });
+    return run;
+  }
+
+  localDocs(options: AllDocsOptions): Cursor<LocalDoc> {
+    const space = keys.spaceRange(this.copyId, keys.Space.Local);
+    const [low, high] = options.descending ? [options.endKey, options.startKey] : [options.startKey, options.endKey];
+    const range: keys.KeyRange = {
+      gte: low === undefined ? space.gte : keys.localKey(this.copyId, low),
+    };
+    if (high === undefined) range.lt = space.lt;
+    else if (options.inclusiveEnd || options.descending) range.lte = keys.localKey(this.copyId, high);
+    else range.lt = keys.localKey(this.copyId, high);
+    const cursor = this.store.cursor({ ...range, reverse: options.descending, limit: options.limit });
+    return {
+      next: async () => {
+        const batch = await cursor.next();
+        return batch === null ? null : batch.map(([, value]) => JSON.parse(value.toString('utf8')) as LocalDoc);
+      },
+      close: () => cursor.close(),
+    };
+  }
+
+  async sizeBytes(): Promise<number> {
+    return this.store.approximateSize(keys.copyRange(this.copyId));
+  }
+
+  /** Wait for queued updates to finish (for shutdown). */
+  async idle(): Promise<void> {
+    while (this.updating) await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+function countTransition(state: CopyState, before: DocInfo | undefined, after: DocInfo): void {
+  if (before) {
+    if (before.winner.deleted) state.docDelCount -= 1;
+    else state.docCount -= 1;
+  }
+  if (after.winner.deleted) state.docDelCount += 1;
+  else state.docCount += 1;
+  assert.ok(state.docCount >= 0 && state.docDelCount >= 0, 'document counts went negative');
+}
+
+export function encodeDocInfo(info: DocInfo): string {
+  return JSON.stringify({ id: info.id, seq: info.seq, tree: encodeTree(info.tree) });
+}
+
+export function decodeDocInfo(raw: Buffer): DocInfo {
+  const parsed = JSON.parse(raw.toString('utf8')) as { id: string; seq: number; tree: EncodedTree };
+  const tree = decodeTree(parsed.tree);
+  const best = winnerOf(tree);
+  assert.ok(best, 'stored document has an empty revision tree');
+  return { id: parsed.id, seq: parsed.seq, tree, winner: best };
+}
+
+function renderWinner(info: DocInfo, body: string, conflicts: boolean): string {
+  const tail: [string, unknown][] = [];
+  if (conflicts) {
+    const others = sortedLeaves(info.tree)
+      .slice(1)
+      .filter((leaf) => !leaf.deleted)
+      .map((leaf) => leaf.rev);
+    if (others.length > 0) tail.push(['_conflicts', others]);
+  }
+  return renderDoc(info.id, info.winner.rev, body, { deleted: info.winner.deleted, tail });
+}

@@ -1,0 +1,113 @@
+/**
+ * What a shard copy takes and gives: the vocabulary shared by the shard layer and the
+ * coordinator (which reaches a copy through `ShardClient`, directly or, later, over
+ * gRPC). Everything here is plain data, so it can cross a wire unchanged.
+ */
+import type { DivanError } from '../errors';
+import type { RevId, RevNode, RevTree } from './rev-tree';
+
+export type DocId = string;
+
+/** A document's metadata as a copy stores it. */
+export interface DocInfo {
+  readonly id: DocId;
+  /** The copy-local sequence of the document's latest update. */
+  readonly seq: number;
+  readonly tree: RevTree;
+  /** Winning leaf (see rev-tree.ts). */
+  readonly winner: RevNode;
+}
+
+/** Attachment metadata as stored in a revision body's `_attachments`. */
+export interface AttachmentStub {
+  content_type: string;
+  digest: string;
+  length: number;
+  revpos: number;
+  stub: true;
+}
+
+export type AttachmentInput =
+  | { kind: 'data'; name: string; contentType: string; data: Buffer; revpos?: number }
+  /** Keep the attachment as it is in an earlier revision; `digest` may identify it. */
+  | { kind: 'stub'; name: string; digest?: string; revpos?: number; contentType?: string; length?: number };
+
+/**
+ * One document edit. Interactive (`revs` absent): `baseRev` must be a leaf, or absent
+ * when the document is new or deleted. Replicated (`revs` given, newest first): merged
+ * as a path, never a conflict.
+ */
+export interface DocEdit {
+  id: DocId;
+  deleted: boolean;
+  /** The body without any `_`-prefixed field. */
+  body: Record<string, unknown>;
+  /** null when the edit has no `_attachments`: the new revision then has none. */
+  attachments: AttachmentInput[] | null;
+  baseRev?: RevId;
+  revs?: RevId[];
+}
+
+export type EditResult =
+  | { kind: 'ok'; id: DocId; rev: RevId }
+  | { kind: 'error'; id: DocId; rev?: RevId; error: DivanError };
+
+export interface LocalDoc {
+  id: DocId;
+  rev: RevId;
+  /** The body as JSON text, without `_id` and `_rev`. */
+  body: string;
+}
+
+export interface CopyState {
+  updateSeq: number;
+  docCount: number;
+  docDelCount: number;
+}
+
+export interface AllDocsOptions {
+  startKey?: DocId;
+  endKey?: DocId;
+  inclusiveEnd: boolean;
+  descending: boolean;
+  /** Rows this copy returns at most (the coordinator adds skip to the limit). */
+  limit: number;
+  includeDocs: boolean;
+  conflicts: boolean;
+  /** Only `_design/` documents, or only non-local ones (`_all_docs`). */
+  designOnly?: boolean;
+}
+
+export interface AllDocsRow {
+  id: DocId;
+  rev: RevId;
+  /** The rendered winner (JSON text) when `includeDocs`. */
+  doc?: string;
+}
+
+export type ChangesFilter =
+  | { kind: 'none' }
+  | { kind: 'doc_ids'; docIds: DocId[] }
+  | { kind: 'selector'; selector: Record<string, unknown> }
+  | { kind: 'design' };
+
+export interface ChangesOptions {
+  /** Rows strictly after this copy-local seq. */
+  since: number;
+  descending: boolean;
+  limit: number;
+  allLeaves: boolean;
+  includeDocs: boolean;
+  conflicts: boolean;
+  filter: ChangesFilter;
+}
+
+export interface ChangeRow {
+  seq: number;
+  id: DocId;
+  changes: RevId[];
+  deleted: boolean;
+  doc?: string;
+}
+
+export type { RevId, RevNode, RevTree };

@@ -1,0 +1,201 @@
+/**
+ * The node's RocksDB, behind one door. The only module that imports `rocksdb`.
+ *
+ * Writes are group-committed: every `write(ops)` made while a synced batch is in
+ * flight joins the next batch, so many concurrent writers share one WriteBatch and one
+ * WAL fsync. `write` resolves only after its batch is durable; a crash (even kill -9)
+ * after that loses nothing, because RocksDB replays its WAL on open.
+ *
+ * Reads are plain point gets, multi-gets and ordered scans; scans hand rows over in
+ * batches (RocksDB's iterator already reads ahead in chunks), so a caller streams a
+ * range without one promise per row and stops early by returning false.
+ */
+import assert from 'node:assert/strict';
+import { KeyRange } from './keys';
+
+// The rocksdb package ships no types; this is the subset we use.
+type Callback<T = void> = (err: Error | null | undefined, value?: T) => void;
+interface RawIterator {
+  next(cb: (err: Error | null | undefined, key?: Buffer, value?: Buffer) => void): void;
+  end(cb: Callback): void;
+}
+interface RawDb {
+  open(options: object, cb: Callback): void;
+  close(cb: Callback): void;
+  get(key: Buffer, options: object, cb: Callback<Buffer>): void;
+  getMany(keys: Buffer[], options: object, cb: Callback<(Buffer | undefined)[]>): void;
+  batch(ops: WriteOp[], options: object, cb: Callback): void;
+  clear(options: object, cb: Callback): void;
+  iterator(options: object): RawIterator;
+  approximateSize(start: Buffer, end: Buffer, cb: Callback<number>): void;
+}
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const rocksdb = require('rocksdb') as (location: string) => RawDb;
+
+export type WriteOp = { type: 'put'; key: Buffer; value: Buffer | string } | { type: 'del'; key: Buffer };
+
+export interface ScanOptions extends KeyRange {
+  reverse?: boolean;
+  /** Rows at most; -1 for no limit. */
+  limit?: number;
+  /** Skip values when only keys are needed. */
+  keysOnly?: boolean;
+}
+
+/** A pull cursor: batches until null; always closed by whoever opened it. */
+export interface Cursor<T> {
+  next(): Promise<T[] | null>;
+  close(): Promise<void>;
+}
+
+export interface StoreOptions {
+  /** RocksDB block cache, bytes. */
+  cacheBytes: number;
+  /** Ops in one group-committed batch at most; writers beyond wait for the next. */
+  batchOpsMax: number;
+}
+
+export class Store {
+  private readonly db: RawDb;
+  private readonly options: StoreOptions;
+  private pending: { ops: WriteOp[]; done: Callback }[] = [];
+  private pendingOps = 0;
+  private flushing = false;
+  private closed = false;
+
+  private constructor(db: RawDb, options: StoreOptions) {
+    this.db = db;
+    this.options = options;
+  }
+
+  static async open(location: string, options: StoreOptions): Promise<Store> {
+    const db = rocksdb(location);
+    await new Promise<void>((resolve, reject) =>
+      db.open({ createIfMissing: true, cacheSize: options.cacheBytes, infoLogLevel: 'error' }, (err) =>
+        err ? reject(err) : resolve(),
+      ),
+    );
+    return new Store(db, options);
+  }
+
+  get(key: Buffer): Promise<Buffer | undefined> {
+    return new Promise((resolve, reject) =>
+      this.db.get(key, { asBuffer: true, fillCache: true }, (err, value) => {
+        if (!err) return resolve(value);
+        if (/NotFound/i.test(err.message)) return resolve(undefined);
+        reject(err);
+      }),
+    );
+  }
+
+  getMany(keys: Buffer[]): Promise<(Buffer | undefined)[]> {
+    if (keys.length === 0) return Promise.resolve([]);
+    return new Promise((resolve, reject) =>
+      this.db.getMany(keys, { asBuffer: true }, (err, values) => (err ? reject(err) : resolve(values!))),
+    );
+  }
+
+  /** Durable write of `ops` as part of the next group commit. */
+  write(ops: WriteOp[]): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('store is closed'));
+    if (ops.length === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.pending.push({ ops, done: (err) => (err ? reject(err) : resolve()) });
+      this.pendingOps += ops.length;
+      if (!this.flushing) this.flush();
+    });
+  }
+
+  private flush(): void {
+    if (this.pending.length === 0) {
+      this.flushing = false;
+      return;
+    }
+    this.flushing = true;
+    // Take writers until the batch is full; one oversized writer still goes alone.
+    const group: { ops: WriteOp[]; done: Callback }[] = [];
+    let opCount = 0;
+    while (this.pending.length > 0) {
+      const next = this.pending[0]!;
+      if (group.length > 0 && opCount + next.ops.length > this.options.batchOpsMax) break;
+      group.push(next);
+      opCount += next.ops.length;
+      this.pending.shift();
+    }
+    this.pendingOps -= opCount;
+    const ops = group.length === 1 ? group[0]!.ops : group.flatMap((g) => g.ops);
+    this.db.batch(ops, { sync: true }, (err) => {
+      for (const writer of group) writer.done(err);
+      this.flush();
+    });
+  }
+
+  /**
+   * A pull cursor over a key range, in order. `next()` gives the next batch of
+   * [key, value] rows (RocksDB reads ahead natively, so most rows cost no I/O wait),
+   * or null at the end. The caller must `close()` it, also when stopping early.
+   */
+  cursor(options: ScanOptions, rowsPerBatch = 256): Cursor<[Buffer, Buffer]> {
+    // The binding treats a present-but-undefined bound as a bound: pass only real ones.
+    const iteratorOptions: Record<string, unknown> = {
+      reverse: options.reverse ?? false,
+      limit: options.limit ?? -1,
+      values: !options.keysOnly,
+      keyAsBuffer: true,
+      valueAsBuffer: true,
+      highWaterMark: 64 * 1024,
+    };
+    for (const bound of ['gte', 'gt', 'lte', 'lt'] as const) if (options[bound] !== undefined) iteratorOptions[bound] = options[bound];
+    const iterator = this.db.iterator(iteratorOptions);
+    let done = false;
+    let closed = false;
+    return {
+      next: () =>
+        new Promise((resolve, reject) => {
+          if (done || closed) return resolve(null);
+          const rows: [Buffer, Buffer][] = [];
+          const pull = () =>
+            iterator.next((err, key, value) => {
+              if (err) return reject(err);
+              if (key === undefined) {
+                done = true;
+                return resolve(rows.length > 0 ? rows : null);
+              }
+              rows.push([key, value ?? EMPTY]);
+              if (rows.length >= rowsPerBatch) resolve(rows);
+              else pull();
+            });
+          pull();
+        }),
+      close: () =>
+        new Promise<void>((resolve, reject) => {
+          if (closed) return resolve();
+          closed = true;
+          iterator.end((err) => (err ? reject(err) : resolve()));
+        }),
+    };
+  }
+
+  /** Delete every key in a range (a dropped database's copy). */
+  clear(range: KeyRange): Promise<void> {
+    return new Promise((resolve, reject) => this.db.clear({ ...range }, (err) => (err ? reject(err) : resolve())));
+  }
+
+  approximateSize(range: KeyRange): Promise<number> {
+    const start = range.gte ?? range.gt;
+    const end = range.lt ?? range.lte;
+    assert.ok(start && end, 'approximateSize needs both ends');
+    return new Promise((resolve, reject) =>
+      this.db.approximateSize(start, end, (err, size) => (err ? reject(err) : resolve(size ?? 0))),
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    while (this.flushing) await new Promise((r) => setTimeout(r, 5));
+    await new Promise<void>((resolve, reject) => this.db.close((err) => (err ? reject(err) : resolve())));
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
