@@ -186,19 +186,27 @@ export function mergeTrees(tree: RevTree, other: RevTree, revsLimit: number): Re
 export function stem(tree: Map<RevId, RevNode>, revsLimit: number): RevTree {
   assert.ok(Number.isInteger(revsLimit) && revsLimit >= 1, 'revsLimit must be a positive integer');
   if (tree.size <= revsLimit) return tree;
+  // A node survives if some leaf's truncated path holds it; a parent link survives
+  // only if some truncated path holds both ends (so a node kept by a short sibling
+  // path is not re-attached to a branch whose own path was cut below it).
   const keep = new Set<RevId>();
+  const keepLink = new Set<RevId>();
   for (const leaf of leaves(tree)) {
     let at: RevNode | undefined = leaf;
     for (let depth = 0; at && depth < revsLimit; depth++) {
       keep.add(at.rev);
+      if (depth + 1 < revsLimit && at.parent !== null) keepLink.add(at.rev);
       at = at.parent === null ? undefined : tree.get(at.parent);
     }
   }
-  if (keep.size === tree.size) return tree;
+  let unchanged = keep.size === tree.size;
+  for (const node of tree.values()) if (node.parent !== null && tree.has(node.parent) && !keepLink.has(node.rev)) unchanged = false;
+  if (unchanged) return tree;
   const out = new Map<RevId, RevNode>();
   for (const node of tree.values()) {
     if (!keep.has(node.rev)) continue;
-    out.set(node.rev, node.parent !== null && !keep.has(node.parent) ? { ...node, parent: null } : node);
+    const cut = node.parent !== null && (!keep.has(node.parent) || !keepLink.has(node.rev));
+    out.set(node.rev, cut ? { ...node, parent: null } : node);
   }
   return out;
 }

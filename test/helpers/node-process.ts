@@ -1,0 +1,143 @@
+/**
+ * Real Divan node processes for tests: started on port 0 in a temp data directory,
+ * port learned from the node's `listening` log line, stopped (SIGTERM) or killed
+ * (SIGKILL) and restarted on the same data. Requests go over real HTTP on loopback.
+ */
+import { ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { once } from 'node:events';
+
+const MAIN = path.join(__dirname, '..', '..', 'src', 'node', 'main.js');
+export const ADMIN = { user: 'admin', password: 'test-password' };
+
+export interface TestNode {
+  /** http://127.0.0.1:PORT */
+  url: string;
+  /** http://admin:pw@127.0.0.1:PORT (for clients that take credentials in the URL) */
+  authUrl: string;
+  port: number;
+  dataDir: string;
+  proc: ChildProcess;
+  /** Lines the node wrote to stderr (for diagnosing failures). */
+  stderr: string[];
+  stop(): Promise<void>;
+  kill9(): Promise<void>;
+  /** Start again on the same data directory (and the same port when possible). */
+  restart(): Promise<TestNode>;
+  /** Stop and remove the data directory. */
+  destroy(): Promise<void>;
+}
+
+export async function startNode(options: { dataDir?: string; port?: number; env?: Record<string, string> } = {}): Promise<TestNode> {
+  const dataDir = options.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'divan-test-'));
+  const proc = spawn(process.execPath, [MAIN, '--port', String(options.port ?? 0), '--bind', '127.0.0.1', '--data-dir', dataDir], {
+    env: { ...process.env, COUCHDB_USER: ADMIN.user, COUCHDB_PASSWORD: ADMIN.password, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const stderr: string[] = [];
+  proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => stderr.push(chunk));
+  const port = await new Promise<number>((resolve, reject) => {
+    let buffered = '';
+    const timer = setTimeout(() => reject(new Error('node did not start within 30 s: ' + stderr.join(''))), 30_000);
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`node exited with ${code} before listening: ${stderr.join('')}`));
+    });
+    proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      buffered += chunk;
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        try {
+          const event = JSON.parse(line) as { msg?: string; port?: number };
+          if (event.msg === 'listening' && event.port) {
+            clearTimeout(timer);
+            resolve(event.port);
+          }
+        } catch {
+          // not a log line
+        }
+      }
+    });
+  });
+  const exited = once(proc, 'exit');
+  const node: TestNode = {
+    url: `http://127.0.0.1:${port}`,
+    authUrl: `http://${ADMIN.user}:${ADMIN.password}@127.0.0.1:${port}`,
+    port,
+    dataDir,
+    proc,
+    stderr,
+    stop: async () => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill('SIGTERM');
+      await exited;
+    },
+    kill9: async () => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill('SIGKILL');
+      await exited;
+    },
+    restart: async () => {
+      await node.stop();
+      return startNode({ ...options, dataDir, port });
+    },
+    destroy: async () => {
+      await node.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+  return node;
+}
+
+export interface Reply {
+  status: number;
+  headers: Headers;
+  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  text: string;
+}
+
+/** One HTTP request as admin (unless `auth: false`), JSON in and out. */
+export async function request(
+  node: { url: string },
+  method: string,
+  urlPath: string,
+  options: { body?: unknown; headers?: Record<string, string>; auth?: boolean; raw?: Buffer | string } = {},
+): Promise<Reply> {
+  const headers: Record<string, string> = { ...options.headers };
+  if (options.auth !== false) headers.authorization = 'Basic ' + Buffer.from(`${ADMIN.user}:${ADMIN.password}`).toString('base64');
+  let body: Buffer | string | undefined = options.raw;
+  if (options.body !== undefined) {
+    body = JSON.stringify(options.body);
+    headers['content-type'] ??= 'application/json';
+  }
+  const res = await fetch(node.url + urlPath, { method, headers, ...(body !== undefined ? { body } : {}) });
+  const text = await res.text();
+  let parsed: unknown = undefined;
+  try {
+    parsed = text.length ? JSON.parse(text) : undefined;
+  } catch {
+    parsed = undefined;
+  }
+  return { status: res.status, headers: res.headers, body: parsed, text };
+}
+
+/** Poll `check` until it returns a truthy value, or fail after `timeoutMs`. */
+export async function waitFor<T>(check: () => Promise<T | undefined | false>, timeoutMs = 10_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** A database name no other test uses. */
+let dbCounter = 0;
+export function uniqueDb(prefix = 'db'): string {
+  return `${prefix}-${process.pid}-${Date.now().toString(36)}-${(dbCounter++).toString(36)}`;
+}

@@ -1,0 +1,172 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import {
+  ancestry,
+  decodeTree,
+  emptyTree,
+  encodeTree,
+  leaves,
+  mergePath,
+  mergeTrees,
+  RevTree,
+  sortedLeaves,
+  stem,
+  winner,
+} from '../../src/shard/rev-tree';
+
+const LIMIT = 1000;
+
+function build(paths: { revs: string[]; deleted?: boolean }[], limit = LIMIT): RevTree {
+  let tree = emptyTree();
+  for (const p of paths) tree = mergePath(tree, { revs: p.revs, deleted: p.deleted ?? false, hasBody: true }, limit).tree;
+  return tree;
+}
+
+test('a linear history has one leaf and it wins', () => {
+  const tree = build([{ revs: ['3-c', '2-b', '1-a'] }]);
+  assert.deepEqual(leaves(tree).map((l) => l.rev), ['3-c']);
+  assert.equal(winner(tree)!.rev, '3-c');
+  assert.deepEqual(ancestry(tree, '3-c'), ['3-c', '2-b', '1-a']);
+});
+
+test('winner: highest pos, then greater rev id; live beats deleted (CouchDB cases)', () => {
+  const cases: { paths: { revs: string[]; deleted?: boolean }[]; expected: string }[] = [
+    { paths: [{ revs: ['2-a', '1-x'] }, { revs: ['2-b', '1-x'] }], expected: '2-b' },
+    { paths: [{ revs: ['3-a', '2-a', '1-x'] }, { revs: ['2-z', '1-x'] }], expected: '3-a' },
+    { paths: [{ revs: ['3-a', '2-a', '1-x'], deleted: true }, { revs: ['2-z', '1-x'] }], expected: '2-z' },
+    { paths: [{ revs: ['2-a', '1-x'], deleted: true }, { revs: ['2-b', '1-x'], deleted: true }], expected: '2-b' },
+  ];
+  for (const c of cases) assert.equal(winner(build(c.paths))!.rev, c.expected, JSON.stringify(c.paths));
+});
+
+test('sorted leaves put the winner first and list conflicts after', () => {
+  const tree = build([{ revs: ['2-a', '1-x'] }, { revs: ['2-c', '1-x'] }, { revs: ['2-b', '1-x'], deleted: true }]);
+  assert.deepEqual(sortedLeaves(tree).map((l) => l.rev), ['2-c', '2-a', '2-b']);
+});
+
+test('merging a path that extends a leaf adds one revision', () => {
+  const tree = build([{ revs: ['1-a'] }]);
+  const merged = mergePath(tree, { revs: ['2-b', '1-a'], deleted: false, hasBody: true }, LIMIT);
+  assert.equal(merged.added, true);
+  assert.deepEqual(leaves(merged.tree).map((l) => l.rev), ['2-b']);
+  assert.equal(mergePath(merged.tree, { revs: ['2-b', '1-a'], deleted: false, hasBody: true }, LIMIT).added, false);
+});
+
+test('stemming keeps the newest revsLimit revisions of every path', () => {
+  const revs = Array.from({ length: 10 }, (_, i) => `${10 - i}-r${10 - i}`);
+  const tree = build([{ revs }], 3);
+  assert.deepEqual([...tree.keys()].sort(), ['10-r10', '8-r8', '9-r9']);
+  assert.equal(tree.get('8-r8')!.parent, null);
+  assert.equal(winner(tree)!.rev, '10-r10');
+});
+
+test('a stemmed branch keeps its sibling branch intact', () => {
+  const tree = build([{ revs: ['4-d', '3-c', '2-b', '1-a'] }, { revs: ['2-x', '1-a'] }], 2);
+  assert.deepEqual(leaves(tree).map((l) => l.rev).sort(), ['2-x', '4-d']);
+  assert.ok(tree.has('3-c') && tree.has('1-a') && !tree.has('2-b'));
+});
+
+test('encode then decode gives the same tree, and equal trees encode equally', () => {
+  const a = build([{ revs: ['2-a', '1-x'] }, { revs: ['3-c', '2-b', '1-x'], deleted: true }]);
+  const b = build([{ revs: ['3-c', '2-b', '1-x'], deleted: true }, { revs: ['2-a', '1-x'] }]);
+  assert.deepEqual(encodeTree(a), encodeTree(b));
+  assert.deepEqual(encodeTree(decodeTree(encodeTree(a))), encodeTree(a));
+});
+
+// ---- properties -------------------------------------------------------------------
+
+/**
+ * A random edit history: each step extends a random existing revision (making
+ * branches), sometimes as a deletion. Returns every leaf-to-root path.
+ */
+const history = fc
+  .array(fc.tuple(fc.nat(), fc.boolean(), fc.hexaString({ minLength: 4, maxLength: 4 })), { minLength: 1, maxLength: 40 })
+  .map((steps) => {
+    const nodes: { rev: string; parent: number; deleted: boolean }[] = [{ rev: '1-root', parent: -1, deleted: false }];
+    for (const [pick, deleted, hash] of steps) {
+      const parent = pick % nodes.length;
+      const pos = Number(nodes[parent]!.rev.split('-')[0]) + 1;
+      const rev = `${pos}-${hash}${nodes.length}`;
+      nodes.push({ rev, parent, deleted: deleted && pick % 5 === 0 });
+    }
+    const hasChild = new Set(nodes.map((n) => n.parent));
+    const paths: { revs: string[]; deleted: boolean }[] = [];
+    nodes.forEach((node, i) => {
+      if (hasChild.has(i)) return;
+      const revs: string[] = [];
+      for (let at = i; at !== -1; at = nodes[at]!.parent) revs.push(nodes[at]!.rev);
+      paths.push({ revs, deleted: node.deleted });
+    });
+    return paths;
+  });
+
+const limitArb = fc.oneof(fc.constant(1000), fc.integer({ min: 1, max: 6 }));
+
+test('property: merge is order-independent', () => {
+  fc.assert(
+    fc.property(history, limitArb, fc.func(fc.integer()), (paths, limit, order) => {
+      const shuffled = [...paths].sort((a, b) => order(a.revs[0]) - order(b.revs[0]));
+      assert.deepEqual(encodeTree(build(paths, limit)), encodeTree(build(shuffled, limit)));
+    }),
+  );
+});
+
+test('property: merge is idempotent, and merging trees equals merging their paths', () => {
+  fc.assert(
+    fc.property(history, limitArb, fc.nat(), (paths, limit, split) => {
+      const whole = build(paths, limit);
+      const again = build([...paths, ...paths], limit);
+      assert.deepEqual(encodeTree(again), encodeTree(whole));
+      const cut = split % (paths.length + 1);
+      const left = build(paths.slice(0, cut), limit);
+      const right = build(paths.slice(cut), limit);
+      assert.deepEqual(encodeTree(mergeTrees(left, right, limit)), encodeTree(whole));
+      assert.deepEqual(encodeTree(mergeTrees(right, left, limit)), encodeTree(whole));
+    }),
+  );
+});
+
+test('property: no leaf is ever lost, and without stemming no revision is lost', () => {
+  fc.assert(
+    fc.property(history, limitArb, (paths, limit) => {
+      const tree = build(paths, limit);
+      const leafRevs = new Set(leaves(tree).map((l) => l.rev));
+      for (const p of paths) assert.ok(leafRevs.has(p.revs[0]!), `leaf ${p.revs[0]} lost`);
+      if (limit === 1000) for (const p of paths) for (const rev of p.revs) assert.ok(tree.has(rev));
+    }),
+  );
+});
+
+test('property: stemming keeps each leaf\'s newest revsLimit revisions and nothing older', () => {
+  fc.assert(
+    fc.property(history, fc.integer({ min: 1, max: 6 }), (paths, limit) => {
+      const tree = build(paths, limit);
+      // Every kept node is within revsLimit of some leaf, along parent links.
+      const near = new Set<string>();
+      for (const leaf of leaves(tree)) for (const rev of ancestry(tree, leaf.rev).slice(0, limit)) near.add(rev);
+      for (const rev of tree.keys()) assert.ok(near.has(rev), `${rev} is older than revsLimit on every path`);
+      // Every leaf still has its newest revisions, as many as the limit allows.
+      for (const p of paths) {
+        const leaf = p.revs[0]!;
+        if (!tree.has(leaf) || leaves(tree).every((l) => l.rev !== leaf)) continue;
+        assert.ok(ancestry(tree, leaf).length >= Math.min(limit, p.revs.length));
+        for (const rev of p.revs.slice(0, limit)) assert.ok(tree.has(rev), `${rev} of ${leaf} lost`);
+      }
+      assert.deepEqual(encodeTree(stem(new Map(tree), limit)), encodeTree(tree));
+    }),
+  );
+});
+
+test('property: the winner is a leaf and no leaf beats it', () => {
+  fc.assert(
+    fc.property(history, (paths) => {
+      const tree = build(paths);
+      const best = winner(tree)!;
+      for (const leaf of leaves(tree)) {
+        if (leaf.deleted === best.deleted) assert.ok(leaf.pos < best.pos || (leaf.pos === best.pos && leaf.rev <= best.rev));
+        else assert.equal(best.deleted, false);
+      }
+    }),
+  );
+});
