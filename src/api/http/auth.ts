@@ -74,7 +74,9 @@ export class Auth {
     const payload = `${name}:${timeHex}`;
     const mac = createHmac('sha256', this.secret).update(payload).digest('base64url');
     const value = Buffer.from(`${payload}:${mac}`, 'utf8').toString('base64url');
-    return `AuthSession=${value}; Version=1; Path=/; HttpOnly; SameSite=Lax; Max-Age=${this.sessionTimeoutSec}`;
+    // Expires as well as Max-Age: CouchDB sends both, and some clients (nano) read only Expires.
+    const expires = new Date(Date.now() + this.sessionTimeoutSec * 1000).toUTCString();
+    return `AuthSession=${value}; Version=1; Expires=${expires}; Max-Age=${this.sessionTimeoutSec}; Path=/; HttpOnly; SameSite=Lax`;
   }
 
   clearCookie(): string {
