@@ -213,7 +213,8 @@ export class ShardCopy {
 
   allDocs(options: AllDocsOptions): Cursor<AllDocsRow> {
     const range = this.docRange(options);
-    const cursor = this.store.cursor({ ...range, reverse: options.descending });
+    // Deleted docs are skipped, so the scan may read past the limit: batch by it anyway.
+    const cursor = this.store.cursor({ ...range, reverse: options.descending }, Math.max(16, Math.min(256, options.limit)));
     let remaining = options.limit;
     return {
       next: async () => {
@@ -260,10 +261,13 @@ export class ShardCopy {
 
   changes(options: ChangesOptions): Cursor<ChangeRow> {
     const space = keys.spaceRange(this.copyId, keys.Space.BySeq);
+    // Unfiltered feeds return every row they read: the scan itself can stop at the limit.
+    const scanLimit = options.filter.kind === 'none' ? options.limit : -1;
     const cursor = this.store.cursor(
       options.descending
-        ? { gte: space.gte, lt: space.lt, reverse: true }
-        : { gt: keys.seqKey(this.copyId, Math.min(options.since, keys.seqMax)), lt: space.lt },
+        ? { gte: space.gte, lt: space.lt, reverse: true, limit: scanLimit }
+        : { gt: keys.seqKey(this.copyId, Math.min(options.since, keys.seqMax)), lt: space.lt, limit: scanLimit },
+      scanLimit > 0 ? Math.min(256, scanLimit) : 256,
     );
     const filter = options.filter;
     const docIds = filter.kind === 'doc_ids' ? new Set(filter.docIds) : undefined;

@@ -30,9 +30,11 @@ export interface TestNode {
   destroy(): Promise<void>;
 }
 
-export async function startNode(options: { dataDir?: string; port?: number; env?: Record<string, string> } = {}): Promise<TestNode> {
+export async function startNode(
+  options: { dataDir?: string; port?: number; env?: Record<string, string>; nodeArgs?: string[] } = {},
+): Promise<TestNode> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'divan-test-'));
-  const proc = spawn(process.execPath, [MAIN, '--port', String(options.port ?? 0), '--bind', '127.0.0.1', '--data-dir', dataDir], {
+  const proc = spawn(process.execPath, [...(options.nodeArgs ?? []), MAIN, '--port', String(options.port ?? 0), '--bind', '127.0.0.1', '--data-dir', dataDir], {
     env: { ...process.env, COUCHDB_USER: ADMIN.user, COUCHDB_PASSWORD: ADMIN.password, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

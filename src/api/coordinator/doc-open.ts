@@ -164,6 +164,13 @@ async function inlineAttachments(
 
 export type OpenRevResult = { kind: 'ok'; rev: RevId; doc: string } | { kind: 'missing'; rev: RevId };
 
+export interface OpenRevsItem {
+  info: DocInfo | undefined;
+  revs: RevId[] | 'all';
+  latest: boolean;
+  options: RenderOptions;
+}
+
 /** `open_revs`: the given revisions (or all leaves), each rendered or reported missing. */
 export async function openRevs(
   db: DbHandle,
@@ -172,22 +179,67 @@ export async function openRevs(
   latest: boolean,
   options: RenderOptions,
 ): Promise<OpenRevResult[]> {
-  let wanted: RevId[];
-  if (revs === 'all') wanted = info ? sortedLeaves(info.tree).map((l) => l.rev) : [];
-  else if (latest && info) {
-    wanted = [];
-    for (const rev of revs) {
-      const descendants = info.tree.has(rev) ? leavesFrom(info.tree, rev).map((l) => l.rev) : [rev];
-      for (const d of descendants) if (!wanted.includes(d)) wanted.push(d);
+  return (await openRevsMany(db, [{ info, revs, latest, options }]))[0]!;
+}
+
+/**
+ * `open_revs` for many documents at once (`_bulk_get`): every body is fetched with
+ * one multi-get per range instead of one read per revision.
+ */
+export async function openRevsMany(db: DbHandle, items: OpenRevsItem[]): Promise<OpenRevResult[][]> {
+  const wanted = items.map((item) => wantedRevs(item));
+  const refs: { id: string; rev: RevId }[] = [];
+  items.forEach((item, i) => {
+    for (const rev of wanted[i]!) if (item.info?.tree.get(rev)?.hasBody) refs.push({ id: item.info.id, rev });
+  });
+  const bodies = await readBodiesMany(db, refs);
+  const out: OpenRevResult[][] = [];
+  for (let i = 0; i < items.length; i++) {
+    const { info, options } = items[i]!;
+    const results: OpenRevResult[] = [];
+    for (const rev of wanted[i]!) {
+      const node = info?.tree.get(rev);
+      const body = node ? bodies.get(info!.id + '\u0000' + rev) : undefined;
+      if (!info || !node || body === undefined) results.push({ kind: 'missing', rev });
+      else results.push({ kind: 'ok', rev, doc: await renderRevision(db, info, node, body, options) });
     }
-  } else wanted = revs;
-  const out: OpenRevResult[] = [];
-  for (const rev of wanted) {
-    const node = info?.tree.get(rev);
-    const body = node?.hasBody ? await readBody(db, info!.id, rev) : undefined;
-    if (!info || !node || body === undefined) out.push({ kind: 'missing', rev });
-    else out.push({ kind: 'ok', rev, doc: await renderRevision(db, info, node, body, options) });
+    out.push(results);
   }
+  return out;
+}
+
+function wantedRevs(item: OpenRevsItem): RevId[] {
+  const { info, revs, latest } = item;
+  if (revs === 'all') return info ? sortedLeaves(info.tree).map((l) => l.rev) : [];
+  if (!latest || !info) return revs;
+  const out: RevId[] = [];
+  for (const rev of revs) {
+    const descendants = info.tree.has(rev) ? leavesFrom(info.tree, rev).map((l) => l.rev) : [rev];
+    for (const d of descendants) if (!out.includes(d)) out.push(d);
+  }
+  return out;
+}
+
+/** Bodies keyed `id\0rev`: one multi-get per range on its first copy, then the other copies for what it lacks. */
+async function readBodiesMany(db: DbHandle, refs: { id: string; rev: RevId }[]): Promise<Map<string, string>> {
+  const byRange = new Map<RangeCopies, { id: string; rev: RevId }[]>();
+  for (const ref of refs) {
+    const range = rangeFor(db, ref.id);
+    const list = byRange.get(range);
+    if (list) list.push(ref);
+    else byRange.set(range, [ref]);
+  }
+  const out = new Map<string, string>();
+  await Promise.all(
+    [...byRange].map(async ([range, list]) => {
+      const bodies = await range.copies[0]!.readBodies(list).catch(() => list.map(() => undefined));
+      for (let i = 0; i < list.length; i++) {
+        const ref = list[i]!;
+        const body = bodies[i] ?? (await readBody(db, ref.id, ref.rev));
+        if (body !== undefined) out.set(ref.id + '\u0000' + ref.rev, body);
+      }
+    }),
+  );
   return out;
 }
 

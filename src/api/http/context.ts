@@ -209,6 +209,27 @@ export class Ctx {
     });
   }
 
+  /**
+   * Buffer small pieces of a stream into chunks of about `chunkBytes` (one socket
+   * write per row would cost a syscall per row). `flush()` before waiting on anything.
+   */
+  chunker(chunkBytes = 16 * 1024): { add(text: string): Promise<void> | undefined; flush(): Promise<void> | undefined } {
+    let pending = '';
+    const flush = () => {
+      if (pending.length === 0) return undefined;
+      const text = pending;
+      pending = '';
+      return this.write(text);
+    };
+    return {
+      add: (text) => {
+        pending += text;
+        return pending.length >= chunkBytes ? flush() : undefined;
+      },
+      flush,
+    };
+  }
+
   end(text?: string): void {
     if (!this.res.destroyed) this.res.end(text);
   }

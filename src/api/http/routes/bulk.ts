@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { BadRequestError, DivanError } from '../../../errors';
 import { updateDocs } from '../../coordinator/doc-update';
-import { openRevs } from '../../coordinator/doc-open';
+import { openRevsMany, OpenRevsItem } from '../../coordinator/doc-open';
 import { readDocInfos } from '../../coordinator/revs-diff';
 import { revsDiff } from '../../coordinator/revs-diff';
 import { isPlainObject, type Ctx } from '../context';
@@ -45,6 +45,10 @@ export async function bulkDocs(ctx: Ctx, dbName: string): Promise<void> {
   ctx.send(accepted ? 202 : 201, rows);
 }
 
+function bulkGetError(id: string, rev: string, error: string, reason: string): string {
+  return JSON.stringify({ error: { id, rev, error, reason } });
+}
+
 function errorRow(id: string, error: DivanError, rev?: string): Record<string, unknown> {
   return { id, ...(rev ? { rev } : {}), error: error.token, reason: error.reason };
 }
@@ -62,9 +66,9 @@ export async function bulkGet(ctx: Ctx, dbName: string): Promise<void> {
     return item;
   });
   const infos = await readDocInfos(db, requests.map((r) => r.id as string), { timeoutMs: ctx.limits.requestTimeoutMs });
-  const results: string[] = [];
-  for (let i = 0; i < requests.length; i++) {
-    const item = requests[i]!;
+  // Decide each entry first (errors need no read), then read every body in one pass.
+  type Entry = { id: string; errors: string[]; item?: OpenRevsItem };
+  const entries: Entry[] = requests.map((item, i) => {
     const id = item.id as string;
     const info = infos[i];
     const itemOptions = { ...options };
@@ -72,26 +76,25 @@ export async function bulkGet(ctx: Ctx, dbName: string): Promise<void> {
       itemOptions.attsSince = (item.atts_since as unknown[]).filter((r): r is string => typeof r === 'string');
       itemOptions.attachments = true;
     }
-    const docs: string[] = [];
     try {
       validateDocId(id, ctx.limits);
       const revs = item.rev === undefined ? undefined : [checkRev(String(item.rev))];
-      if (!info && revs === undefined) docs.push(JSON.stringify({ error: { id, rev: 'undefined', error: 'not_found', reason: 'missing' } }));
-      else if (revs === undefined && info!.winner.deleted) {
-        docs.push(JSON.stringify({ error: { id, rev: info!.winner.rev, error: 'not_found', reason: 'deleted' } }));
-      } else {
-        const wanted = revs ?? [info!.winner.rev];
-        for (const result of await openRevs(db, info, wanted, latest, itemOptions)) {
-          if (result.kind === 'ok') docs.push('{"ok":' + result.doc + '}');
-          else docs.push(JSON.stringify({ error: { id, rev: result.rev, error: 'not_found', reason: 'missing' } }));
-        }
-      }
+      if (!info && revs === undefined) return { id, errors: [bulkGetError(id, 'undefined', 'not_found', 'missing')] };
+      if (revs === undefined && info!.winner.deleted) return { id, errors: [bulkGetError(id, info!.winner.rev, 'not_found', 'deleted')] };
+      return { id, errors: [], item: { info, revs: revs ?? [info!.winner.rev], latest, options: itemOptions } };
     } catch (err) {
       if (!(err instanceof DivanError)) throw err;
-      docs.push(JSON.stringify({ error: { id, rev: String(item.rev ?? 'undefined'), error: err.token, reason: err.reason } }));
+      return { id, errors: [bulkGetError(id, String(item.rev ?? 'undefined'), err.token, err.reason)] };
     }
-    results.push('{"id":' + JSON.stringify(id) + ',"docs":[' + docs.join(',') + ']}');
-  }
+  });
+  const opened = await openRevsMany(db, entries.flatMap((e) => (e.item ? [e.item] : [])));
+  let at = 0;
+  const results: string[] = entries.map((entry) => {
+    const docs = entry.item
+      ? opened[at++]!.map((r) => (r.kind === 'ok' ? '{"ok":' + r.doc + '}' : bulkGetError(entry.id, r.rev, 'not_found', 'missing')))
+      : entry.errors;
+    return '{"id":' + JSON.stringify(entry.id) + ',"docs":[' + docs.join(',') + ']}';
+  });
   ctx.send(200, '{"results":[' + results.join(',') + ']}');
 }
 

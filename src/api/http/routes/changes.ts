@@ -115,12 +115,13 @@ async function normalFeed(
   timeoutMs: number,
 ): Promise<void> {
   ctx.startStream(200);
-  await ctx.write('{"results":[\n');
+  const out = ctx.chunker();
+  out.add('{"results":[\n');
   let first = true;
   const emit = (event: ChangeEvent) => {
     const chunk = (first ? '' : ',\n') + rowJson(event);
     first = false;
-    return ctx.write(chunk);
+    return out.add(chunk);
   };
   const watcher = feed === 'longpoll' ? watchUpdates(db) : undefined;
   let position: SeqVector = request.since;
@@ -128,17 +129,20 @@ async function normalFeed(
     let pass = await readChanges(db, request, request.limit, emit, () => ctx.signal.aborted);
     position = pass.position;
     if (watcher && pass.count === 0 && !request.descending) {
+      await out.flush();
       const deadline = Date.now() + (heartbeatMs !== undefined ? Number.MAX_SAFE_INTEGER / 2 : timeoutMs);
       while (pass.count === 0 && !ctx.signal.aborted && Date.now() < deadline) {
         await watcher.wait(Math.min(heartbeatMs ?? timeoutMs, deadline - Date.now()), ctx.signal);
         pass = await readChanges(db, { ...request, since: position }, request.limit, emit, () => ctx.signal.aborted);
         position = pass.position;
-        if (pass.count === 0 && heartbeatMs !== undefined) await ctx.write('\n');
+        if (pass.count === 0 && heartbeatMs !== undefined) await out.add('\n');
+        await out.flush();
       }
     }
   } finally {
     watcher?.stop();
   }
+  await out.flush();
   ctx.end('\n],\n"last_seq":"' + encodeSeq(position) + '","pending":' + pendingAfter(db, position) + '}\n');
 }
 
@@ -152,8 +156,9 @@ async function streamingFeed(
 ): Promise<void> {
   const eventsource = feed === 'eventsource';
   ctx.startStream(200, eventsource ? { 'Content-Type': 'text/event-stream' } : {});
+  const out = ctx.chunker();
   const emit = (event: ChangeEvent) =>
-    ctx.write(eventsource ? 'data: ' + rowJson(event) + '\nid: ' + (event.seq ?? '') + '\n\n' : rowJson(event) + '\n');
+    out.add(eventsource ? 'data: ' + rowJson(event) + '\nid: ' + (event.seq ?? '') + '\n\n' : rowJson(event) + '\n');
   const watcher = watchUpdates(db);
   let position = request.since;
   let sent = 0;
@@ -163,6 +168,7 @@ async function streamingFeed(
       const pass = await readChanges(db, { ...request, since: position }, request.limit - sent, emit, () => ctx.signal.aborted);
       position = pass.position;
       sent += pass.count;
+      await out.flush();
       if (pass.count > 0) lastActivity = Date.now();
       if (sent >= request.limit || request.descending) break;
       const idleMs = Date.now() - lastActivity;
