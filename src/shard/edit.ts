@@ -60,7 +60,7 @@ async function applyInteractive(info: DocInfo | undefined, edit: DocEdit, ctx: E
   const pos = parent === null ? 1 : Number(parent.slice(0, parent.indexOf('-'))) + 1;
   const parentBody = async () => (parent === null ? undefined : ctx.readBody(edit.id, parent));
   const { stubs, newAttachments } = await resolveAttachments(edit, pos, parentBody, ctx);
-  const body = serializeBody(edit.body, stubs);
+  const body = serializeBody(edit, stubs);
   const rev = `${pos}-${revHash({ deleted: edit.deleted, parent, body })}`;
   if (tree.has(rev)) return { kind: 'error', error: new ConflictError() };
   const merged = mergePath(tree, { revs: parent === null ? [rev] : [rev, parent], deleted: edit.deleted, hasBody: true }, ctx.revsLimit);
@@ -81,7 +81,7 @@ async function applyReplicated(
   const parent = revs[1];
   const parentBody = async () => (parent === undefined ? undefined : ctx.readBody(edit.id, parent));
   const { stubs, newAttachments } = await resolveAttachments(edit, pos, parentBody, ctx);
-  const body = serializeBody(edit.body, stubs);
+  const body = serializeBody(edit, stubs);
   const merged = mergePath(tree, { revs, deleted: edit.deleted, hasBody: true }, ctx.revsLimit);
   if (!merged.added) return { kind: 'noop', rev };
   return finish(tree, merged.tree, rev, body, newAttachments);
@@ -115,9 +115,10 @@ function withoutBodies(tree: RevTree, revs: RevId[]): RevTree {
   return out;
 }
 
-function serializeBody(body: Record<string, unknown>, stubs: Record<string, AttachmentStub> | null): string {
-  if (stubs === null) return JSON.stringify(body);
-  return JSON.stringify({ ...body, _attachments: stubs });
+function serializeBody(edit: DocEdit, stubs: Record<string, AttachmentStub> | null): string {
+  const json = edit.bodyJson ?? JSON.stringify(edit.body);
+  if (stubs === null) return json;
+  return json.slice(0, -1) + (json.length > 2 ? ',' : '') + '"_attachments":' + JSON.stringify(stubs) + '}';
 }
 
 async function resolveAttachments(

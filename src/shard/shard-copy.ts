@@ -19,7 +19,8 @@ import * as keys from '../storage/keys';
 import { applyEdit, EditContext } from './edit';
 import { compileSelector } from './query/mango';
 import { renderDoc } from './render';
-import { decodeTree, encodeTree, EncodedTree, RevId, sortedLeaves, winner as winnerOf } from './rev-tree';
+import { decodeDocInfo, decodeSummary, DocSummary, encodeDocInfo } from './doc-info';
+import type { RevId } from './rev-tree';
 import type {
   AllDocsOptions,
   AllDocsRow,
@@ -221,22 +222,21 @@ export class ShardCopy {
         while (remaining > 0) {
           const batch = await cursor.next();
           if (batch === null) return null;
-          const rows: { info: DocInfo }[] = [];
-          for (const [, value] of batch) {
-            const info = decodeDocInfo(value);
-            if (info.winner.deleted) continue;
-            rows.push({ info });
+          const rows: AllDocsRow[] = [];
+          const summaries: DocSummary[] = [];
+          for (const [key, value] of batch) {
+            const summary = decodeSummary(value);
+            if (summary.deleted) continue;
+            rows.push({ id: keys.decodeTextKey(key), idJson: summary.idJson, rev: summary.winnerRev });
+            summaries.push(summary);
             if (--remaining === 0) break;
           }
           if (rows.length === 0) continue;
-          const bodies = options.includeDocs
-            ? await this.readBodies(rows.map((r) => ({ id: r.info.id, rev: r.info.winner.rev })))
-            : [];
-          return rows.map(({ info }, i) => {
-            const row: AllDocsRow = { id: info.id, rev: info.winner.rev };
-            if (options.includeDocs) row.doc = renderWinner(info, bodies[i] ?? '{}', options.conflicts);
-            return row;
-          });
+          if (options.includeDocs) {
+            const bodies = await this.readBodies(rows.map((r) => ({ id: r.id, rev: r.rev })));
+            rows.forEach((row, i) => (row.doc = renderWinner(row.id, summaries[i]!, bodies[i] ?? '{}', options.conflicts)));
+          }
+          return rows;
         }
         return null;
       },
@@ -279,34 +279,38 @@ export class ShardCopy {
         while (remaining > 0) {
           const batch = await cursor.next();
           if (batch === null) return null;
-          let infos = batch.map(([, value]) => decodeDocInfo(value));
-          if (docIds) infos = infos.filter((info) => docIds.has(info.id));
-          if (filter.kind === 'design') infos = infos.filter((info) => info.id.startsWith('_design/'));
-          let docs: string[] = [];
-          if (needBodies && infos.length > 0) {
-            const bodies = await this.readBodies(infos.map((info) => ({ id: info.id, rev: info.winner.rev })));
-            docs = infos.map((info, i) => renderWinner(info, bodies[i] ?? '{}', options.conflicts));
+          let rows: ChangeRow[] = [];
+          let summaries: DocSummary[] = [];
+          for (const [key, value] of batch) {
+            const summary = decodeSummary(value);
+            const id = JSON.parse(summary.idJson) as string;
+            if (docIds && !docIds.has(id)) continue;
+            if (filter.kind === 'design' && !id.startsWith('_design/')) continue;
+            rows.push({
+              seq: keys.decodeSeqKey(key),
+              id,
+              idJson: summary.idJson,
+              changes: options.allLeaves ? summary.leaves.map((l) => l.rev) : [summary.winnerRev],
+              deleted: summary.deleted,
+            });
+            summaries.push(summary);
+          }
+          if (needBodies && rows.length > 0) {
+            const bodies = await this.readBodies(rows.map((r, i) => ({ id: r.id, rev: summaries[i]!.winnerRev })));
+            const docs = rows.map((r, i) => renderWinner(r.id, summaries[i]!, bodies[i] ?? '{}', options.conflicts));
             if (selector) {
-              const keep = infos.map((_, i) => selector(JSON.parse(docs[i]!) as Record<string, unknown>));
-              infos = infos.filter((_, i) => keep[i]);
-              docs = docs.filter((_, i) => keep[i]);
+              const keep = docs.map((doc) => selector(JSON.parse(doc) as Record<string, unknown>));
+              rows = rows.filter((_, i) => keep[i]);
+              summaries = summaries.filter((_, i) => keep[i]);
+              const kept = docs.filter((_, i) => keep[i]);
+              if (options.includeDocs) rows.forEach((row, i) => (row.doc = kept[i]));
+            } else {
+              rows.forEach((row, i) => (row.doc = docs[i]));
             }
           }
-          if (infos.length > remaining) {
-            infos = infos.slice(0, remaining);
-          }
-          remaining -= infos.length;
-          if (infos.length === 0) continue;
-          return infos.map((info, i) => {
-            const row: ChangeRow = {
-              seq: info.seq,
-              id: info.id,
-              changes: options.allLeaves ? sortedLeaves(info.tree).map((l) => l.rev) : [info.winner.rev],
-              deleted: info.winner.deleted,
-            };
-            if (options.includeDocs) row.doc = docs[i];
-            return row;
-          });
+          if (rows.length > remaining) rows = rows.slice(0, remaining);
+          remaining -= rows.length;
+          if (rows.length > 0) return rows;
         }
         return null;
       },
@@ -397,26 +401,14 @@ function countTransition(state: CopyState, before: DocInfo | undefined, after: D
   assert.ok(state.docCount >= 0 && state.docDelCount >= 0, 'document counts went negative');
 }
 
-export function encodeDocInfo(info: DocInfo): string {
-  return JSON.stringify({ id: info.id, seq: info.seq, tree: encodeTree(info.tree) });
-}
-
-export function decodeDocInfo(raw: Buffer): DocInfo {
-  const parsed = JSON.parse(raw.toString('utf8')) as { id: string; seq: number; tree: EncodedTree };
-  const tree = decodeTree(parsed.tree);
-  const best = winnerOf(tree);
-  assert.ok(best, 'stored document has an empty revision tree');
-  return { id: parsed.id, seq: parsed.seq, tree, winner: best };
-}
-
-function renderWinner(info: DocInfo, body: string, conflicts: boolean): string {
+function renderWinner(id: string, summary: DocSummary, body: string, conflicts: boolean): string {
   const tail: [string, unknown][] = [];
   if (conflicts) {
-    const others = sortedLeaves(info.tree)
+    const others = summary.leaves
       .slice(1)
       .filter((leaf) => !leaf.deleted)
       .map((leaf) => leaf.rev);
     if (others.length > 0) tail.push(['_conflicts', others]);
   }
-  return renderDoc(info.id, info.winner.rev, body, { deleted: info.winner.deleted, tail });
+  return renderDoc(id, summary.winnerRev, body, { deleted: summary.deleted, tail });
 }

@@ -42,6 +42,8 @@ export interface DocEdit {
   deleted: boolean;
   /** The body without any `_`-prefixed field. */
   body: Record<string, unknown>;
+  /** `JSON.stringify(body)` when the caller already has it (saves a second serialisation). */
+  bodyJson?: string;
   /** null when the edit has no `_attachments`: the new revision then has none. */
   attachments: AttachmentInput[] | null;
   baseRev?: RevId;
@@ -80,6 +82,8 @@ export interface AllDocsOptions {
 
 export interface AllDocsRow {
   id: DocId;
+  /** The id JSON-encoded, ready to be written into a response. */
+  idJson: string;
   rev: RevId;
   /** The rendered winner (JSON text) when `includeDocs`. */
   doc?: string;
@@ -105,6 +109,7 @@ export interface ChangesOptions {
 export interface ChangeRow {
   seq: number;
   id: DocId;
+  idJson: string;
   changes: RevId[];
   deleted: boolean;
   doc?: string;

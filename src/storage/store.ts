@@ -19,12 +19,17 @@ interface RawIterator {
   next(cb: (err: Error | null | undefined, key?: Buffer, value?: Buffer) => void): void;
   end(cb: Callback): void;
 }
+interface RawChainedBatch {
+  put(key: Buffer, value: Buffer | string): void;
+  del(key: Buffer): void;
+  write(options: object, cb: Callback): void;
+}
 interface RawDb {
   open(options: object, cb: Callback): void;
   close(cb: Callback): void;
   get(key: Buffer, options: object, cb: Callback<Buffer>): void;
   getMany(keys: Buffer[], options: object, cb: Callback<(Buffer | undefined)[]>): void;
-  batch(ops: WriteOp[], options: object, cb: Callback): void;
+  batch(): RawChainedBatch;
   clear(options: object, cb: Callback): void;
   iterator(options: object): RawIterator;
   approximateSize(start: Buffer, end: Buffer, cb: Callback<number>): void;
@@ -123,8 +128,16 @@ export class Store {
       this.pending.shift();
     }
     this.pendingOps -= opCount;
-    const ops = group.length === 1 ? group[0]!.ops : group.flatMap((g) => g.ops);
-    this.db.batch(ops, { sync: true }, (err) => {
+    // A chained batch marshals each op with one native call; the array form looks up
+    // three properties per op and costs about twice the main-thread time.
+    const batch = this.db.batch();
+    for (const writer of group) {
+      for (const op of writer.ops) {
+        if (op.type === 'put') batch.put(op.key, op.value);
+        else batch.del(op.key);
+      }
+    }
+    batch.write({ sync: true }, (err) => {
       for (const writer of group) writer.done(err);
       this.flush();
     });

@@ -66,11 +66,10 @@ export class Ctx {
   readonly reqId: string;
   readonly services: Services;
   user: UserCtx = { name: null, roles: [] };
-  /** Fires when the client goes away before the response ended. */
-  readonly signal: AbortSignal;
+  private abort: AbortController | undefined;
   private bodyRead = false;
 
-  constructor(init: { req: IncomingMessage; res: ServerResponse; segments: string[]; query: URLSearchParams; reqId: string; services: Services; signal: AbortSignal }) {
+  constructor(init: { req: IncomingMessage; res: ServerResponse; segments: string[]; query: URLSearchParams; reqId: string; services: Services }) {
     this.req = init.req;
     this.res = init.res;
     this.method = (init.req.method ?? 'GET').toUpperCase();
@@ -78,7 +77,22 @@ export class Ctx {
     this.query = init.query;
     this.reqId = init.reqId;
     this.services = init.services;
-    this.signal = init.signal;
+  }
+
+  /**
+   * Fires when the client goes away before the response ended. Made on first use:
+   * only streaming handlers need it, and most requests never ask.
+   */
+  get signal(): AbortSignal {
+    if (!this.abort) {
+      const abort = new AbortController();
+      this.abort = abort;
+      if (this.res.destroyed && !this.res.writableFinished) abort.abort();
+      else this.res.on('close', () => {
+        if (!this.res.writableFinished) abort.abort();
+      });
+    }
+    return this.abort.signal;
   }
 
   get limits(): HttpLimits {

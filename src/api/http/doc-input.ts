@@ -75,10 +75,12 @@ export function parseDoc(
   const deleted = json._deleted === true;
   const attachments = json._attachments === undefined ? null : parseAttachments(json._attachments, options.limits, options.followed);
 
-  const size = Buffer.byteLength(JSON.stringify(body), 'utf8');
-  if (size > options.limits.docBytesMax) throw new TooLargeError(id, 'document_too_large');
+  const bodyJson = JSON.stringify(body);
+  if (bodyJson.length > options.limits.docBytesMax || Buffer.byteLength(bodyJson, 'utf8') > options.limits.docBytesMax) {
+    throw new TooLargeError(id, 'document_too_large');
+  }
 
-  const edit: DocEdit = { id, deleted, body, attachments };
+  const edit: DocEdit = { id, deleted, body, bodyJson, attachments };
   if (options.newEdits) {
     if (rev !== undefined) edit.baseRev = rev;
   } else {

@@ -59,10 +59,6 @@ export class HttpServer {
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const started = process.hrtime.bigint();
     const reqId = this.reqPrefix + (++this.reqCounter).toString(36);
-    const abort = new AbortController();
-    res.on('close', () => {
-      if (!res.writableFinished) abort.abort();
-    });
     res.on('finish', () => {
       this.options.onRequest?.(req.method ?? 'GET', res.statusCode, Number(process.hrtime.bigint() - started) / 1e9);
     });
@@ -72,7 +68,7 @@ export class HttpServer {
     try {
       const segments = splitPath(q < 0 ? url : url.slice(0, q));
       const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
-      ctx = new Ctx({ req, res, segments, query, reqId, services: this.services, signal: abort.signal });
+      ctx = new Ctx({ req, res, segments, query, reqId, services: this.services });
       const session = this.services.sessions.authenticate({ authorization: req.headers.authorization, cookie: req.headers.cookie });
       ctx.user = session.user;
       if (session.renewCookie) res.setHeader('Set-Cookie', session.renewCookie);

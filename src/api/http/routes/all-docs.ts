@@ -70,7 +70,7 @@ export async function allDocs(ctx: Ctx, dbName: string, which: Which): Promise<v
       if (ctx.signal.aborted) throw new Error('client went away');
       let chunk = '';
       for (const row of rows) {
-        const id = JSON.stringify(row.id);
+        const id = row.idJson;
         chunk += (first ? '\r\n' : ',\r\n') + '{"id":' + id + ',"key":' + id + ',"value":{"rev":"' + row.rev + '"}';
         if (row.doc !== undefined) chunk += ',"doc":' + row.doc;
         chunk += '}';

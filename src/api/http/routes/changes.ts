@@ -98,7 +98,7 @@ function docIdsFilter(ctx: Ctx, value: unknown): ChangesFilter {
 
 function rowJson(event: ChangeEvent): string {
   const row = event.row;
-  let out = '{"seq":' + (event.seq === null ? 'null' : '"' + event.seq + '"') + ',"id":' + JSON.stringify(row.id) + ',"changes":[';
+  let out = '{"seq":' + (event.seq === null ? 'null' : '"' + event.seq + '"') + ',"id":' + row.idJson + ',"changes":[';
   for (let i = 0; i < row.changes.length; i++) out += (i ? ',' : '') + '{"rev":"' + row.changes[i] + '"}';
   out += ']';
   if (row.deleted) out += ',"deleted":true';

@@ -1,0 +1,54 @@
+/**
+ * How a document's info is stored (under its id, and again under its seq):
+ *
+ *   <leaves>\n<id as JSON>\n{"seq":N,"tree":<encoded tree>}
+ *
+ * `leaves` is every leaf rev, winner first then in winner order, each followed by
+ * `!` when deleted, separated by spaces. Scans that need only the winner and the
+ * leaves (`_all_docs`, `_changes` without docs) read the first two lines and never
+ * parse the tree; the id is kept JSON-encoded so rows can be written without
+ * re-encoding it. Rev ids never contain spaces, `!` or newlines (parseRev).
+ */
+import assert from 'node:assert/strict';
+import { decodeTree, encodeTree, EncodedTree, RevId, sortedLeaves, winner as winnerOf } from './rev-tree';
+import type { DocInfo } from './types';
+
+export interface DocSummary {
+  /** The doc id, JSON-encoded (a string literal with quotes). */
+  idJson: string;
+  winnerRev: RevId;
+  deleted: boolean;
+  /** Leaves in winner order (winner first). */
+  leaves: { rev: RevId; deleted: boolean }[];
+}
+
+export function encodeDocInfo(info: DocInfo): string {
+  const leaves = sortedLeaves(info.tree)
+    .map((leaf) => (leaf.deleted ? leaf.rev + '!' : leaf.rev))
+    .join(' ');
+  return leaves + '\n' + JSON.stringify(info.id) + '\n' + JSON.stringify({ seq: info.seq, tree: encodeTree(info.tree) });
+}
+
+export function decodeDocInfo(raw: Buffer): DocInfo {
+  const first = raw.indexOf(10);
+  const second = raw.indexOf(10, first + 1);
+  assert.ok(first > 0 && second > first, 'stored doc info is malformed');
+  const id = JSON.parse(raw.toString('utf8', first + 1, second)) as string;
+  const parsed = JSON.parse(raw.toString('utf8', second + 1)) as { seq: number; tree: EncodedTree };
+  const tree = decodeTree(parsed.tree);
+  const best = winnerOf(tree);
+  assert.ok(best, 'stored document has an empty revision tree');
+  return { id, seq: parsed.seq, tree, winner: best };
+}
+
+export function decodeSummary(raw: Buffer): DocSummary {
+  const first = raw.indexOf(10);
+  const second = raw.indexOf(10, first + 1);
+  assert.ok(first > 0 && second > first, 'stored doc info is malformed');
+  const leaves = raw
+    .toString('latin1', 0, first)
+    .split(' ')
+    .map((text) => (text.endsWith('!') ? { rev: text.slice(0, -1), deleted: true } : { rev: text, deleted: false }));
+  const winner = leaves[0]!;
+  return { idJson: raw.toString('utf8', first + 1, second), winnerRev: winner.rev, deleted: winner.deleted, leaves };
+}

@@ -1,0 +1,38 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { decodeDocInfo, decodeSummary, encodeDocInfo } from '../../src/shard/doc-info';
+import { emptyTree, encodeTree, mergePath, sortedLeaves, winner } from '../../src/shard/rev-tree';
+
+test('property: stored doc info round-trips and its summary agrees with the tree', () => {
+  const branch = fc.record({ hash: fc.hexaString({ minLength: 1, maxLength: 8 }), depth: fc.integer({ min: 2, max: 5 }), deleted: fc.boolean() });
+  fc.assert(
+    fc.property(fc.fullUnicodeString().filter((s) => !/\p{Cs}/u.test(s)), fc.array(branch, { minLength: 1, maxLength: 5 }), fc.nat(), (id, branches, seq) => {
+      let tree = emptyTree();
+      for (const b of branches) {
+        const revs = Array.from({ length: b.depth }, (_, i) => (b.depth - i === 1 ? '1-root' : `${b.depth - i}-${b.hash}${i}`));
+        tree = mergePath(tree, { revs, deleted: b.deleted, hasBody: true }, 1000).tree;
+      }
+      const info = { id, seq, tree, winner: winner(tree)! };
+      const raw = Buffer.from(encodeDocInfo(info), 'utf8');
+      const back = decodeDocInfo(raw);
+      assert.equal(back.id, id);
+      assert.equal(back.seq, seq);
+      assert.deepEqual(encodeTree(back.tree), encodeTree(tree));
+      const summary = decodeSummary(raw);
+      assert.equal(JSON.parse(summary.idJson), id);
+      assert.equal(summary.winnerRev, info.winner.rev);
+      assert.equal(summary.deleted, info.winner.deleted);
+      assert.deepEqual(summary.leaves, sortedLeaves(tree).map((l) => ({ rev: l.rev, deleted: l.deleted })));
+    }),
+  );
+});
+
+test('ids with newlines and quotes survive', () => {
+  const tree = mergePath(emptyTree(), { revs: ['1-a'], deleted: false, hasBody: true }, 10).tree;
+  for (const id of ['a\nb', 'x"y', '\\', '\u0000', 'é']) {
+    const raw = Buffer.from(encodeDocInfo({ id, seq: 1, tree, winner: winner(tree)! }));
+    assert.equal(decodeDocInfo(raw).id, id);
+    assert.equal(JSON.parse(decodeSummary(raw).idJson), id);
+  }
+});
