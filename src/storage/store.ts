@@ -16,6 +16,8 @@ import { KeyRange } from './keys';
 // The rocksdb package ships no types; this is the subset we use.
 type Callback<T = void> = (err: Error | null | undefined, value?: T) => void;
 interface RawIterator {
+  /** The native iterator handle (rocksdb 5.x). */
+  context?: unknown;
   next(cb: (err: Error | null | undefined, key?: Buffer, value?: Buffer) => void): void;
   end(cb: Callback): void;
 }
@@ -36,6 +38,27 @@ interface RawDb {
 }
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const rocksdb = require('rocksdb') as (location: string) => RawDb;
+
+/**
+ * The package's native binding. Its iterator already fetches rows in batches (up to
+ * 1000 rows or `highWaterMark` bytes per call), but the public iterator hands them
+ * out one `process.nextTick` callback at a time, which caps a scan at ~300k rows/s.
+ * Reading the batches directly is about twice as fast. The binding is internal to the
+ * pinned `rocksdb` version; if its shape ever differs, cursors fall back to the
+ * public `next()`.
+ */
+interface NativeBinding {
+  iterator_next(context: unknown, cb: (err: Error | null, rows: Buffer[], finished: boolean) => void): void;
+}
+const native: NativeBinding | undefined = (() => {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const binding = require('rocksdb/binding') as Partial<NativeBinding>;
+    return typeof binding.iterator_next === 'function' ? (binding as NativeBinding) : undefined;
+  } catch {
+    return undefined;
+  }
+})();
 
 export type WriteOp = { type: 'put'; key: Buffer; value: Buffer | string } | { type: 'del'; key: Buffer };
 
@@ -156,30 +179,50 @@ export class Store {
       values: !options.keysOnly,
       keyAsBuffer: true,
       valueAsBuffer: true,
-      highWaterMark: 64 * 1024,
+      highWaterMark: Math.max(16 * 1024, Math.min(256 * 1024, rowsPerBatch * 1024)),
     };
     for (const bound of ['gte', 'gt', 'lte', 'lt'] as const) if (options[bound] !== undefined) iteratorOptions[bound] = options[bound];
     const iterator = this.db.iterator(iteratorOptions);
     let done = false;
     let closed = false;
+    const nativeNext = native && iterator.context !== undefined ? native : undefined;
+    const nextNative = (): Promise<[Buffer, Buffer][] | null> =>
+      new Promise((resolve, reject) => {
+        if (done || closed) return resolve(null);
+        nativeNext!.iterator_next(iterator.context, (err, flat, finished) => {
+          if (err) return reject(err);
+          if (finished) done = true;
+          // Rows come newest-last in reverse pairs: [..., value2, key2, value1, key1].
+          const rows: [Buffer, Buffer][] = new Array(flat.length / 2);
+          for (let i = flat.length - 1, r = 0; i > 0; i -= 2, r++) rows[r] = [flat[i]!, flat[i - 1]!];
+          resolve(rows.length > 0 ? rows : done ? null : []);
+        });
+      });
+    const nextPublic = (): Promise<[Buffer, Buffer][] | null> =>
+      new Promise((resolve, reject) => {
+        if (done || closed) return resolve(null);
+        const rows: [Buffer, Buffer][] = [];
+        const pull = () =>
+          iterator.next((err, key, value) => {
+            if (err) return reject(err);
+            if (key === undefined) {
+              done = true;
+              return resolve(rows.length > 0 ? rows : null);
+            }
+            rows.push([key, value ?? EMPTY]);
+            if (rows.length >= rowsPerBatch) resolve(rows);
+            else pull();
+          });
+        pull();
+      });
     return {
-      next: () =>
-        new Promise((resolve, reject) => {
-          if (done || closed) return resolve(null);
-          const rows: [Buffer, Buffer][] = [];
-          const pull = () =>
-            iterator.next((err, key, value) => {
-              if (err) return reject(err);
-              if (key === undefined) {
-                done = true;
-                return resolve(rows.length > 0 ? rows : null);
-              }
-              rows.push([key, value ?? EMPTY]);
-              if (rows.length >= rowsPerBatch) resolve(rows);
-              else pull();
-            });
-          pull();
-        }),
+      next: async () => {
+        if (!nativeNext) return nextPublic();
+        for (;;) {
+          const rows = await nextNative();
+          if (rows === null || rows.length > 0) return rows;
+        }
+      },
       close: () =>
         new Promise<void>((resolve, reject) => {
           if (closed) return resolve();
