@@ -33,6 +33,7 @@ export class DivanNode {
     mkdirSync(config.dataDir, { recursive: true });
     const store = await Store.open(path.join(config.dataDir, 'rocksdb'), {
       cacheBytes: config.cacheBytes,
+      writeBufferBytes: config.writeBufferBytes,
       batchOpsMax: config.storeBatchOpsMax,
     });
     const identity = await loadIdentity(store, config);

@@ -24,6 +24,11 @@ export function renderDoc(id: string, rev: RevId, body: string, extras: RenderEx
   return out + '}';
 }
 
+/** `_conflicts` of a revision: the other live leaves, in winner order. */
+export function conflictRevs(sortedLeaves: readonly { rev: RevId; deleted: boolean }[], shown: RevId): RevId[] {
+  return sortedLeaves.filter((leaf) => !leaf.deleted && leaf.rev !== shown).map((leaf) => leaf.rev);
+}
+
 /** Deterministic revision hash: the same edit makes the same rev on every copy. */
 export function revHash(input: { deleted: boolean; parent: RevId | null; body: string }): string {
   return createHash('md5')

@@ -18,7 +18,7 @@ import type { Cursor, Store, WriteOp } from '../storage/store';
 import * as keys from '../storage/keys';
 import { applyEdit, EditContext } from './edit';
 import { compileSelector } from './query/mango';
-import { renderDoc } from './render';
+import { conflictRevs, renderDoc } from './render';
 import { decodeDocInfo, decodeSummary, DocSummary, encodeDocInfo } from './doc-info';
 import type { RevId } from './rev-tree';
 import type {
@@ -402,13 +402,7 @@ function countTransition(state: CopyState, before: DocInfo | undefined, after: D
 }
 
 function renderWinner(id: string, summary: DocSummary, body: string, conflicts: boolean): string {
-  const tail: [string, unknown][] = [];
-  if (conflicts) {
-    const others = summary.leaves
-      .slice(1)
-      .filter((leaf) => !leaf.deleted)
-      .map((leaf) => leaf.rev);
-    if (others.length > 0) tail.push(['_conflicts', others]);
-  }
+  const others = conflicts ? conflictRevs(summary.leaves, summary.winnerRev) : [];
+  const tail: [string, unknown][] = others.length > 0 ? [['_conflicts', others]] : [];
   return renderDoc(id, summary.winnerRev, body, { deleted: summary.deleted, tail });
 }

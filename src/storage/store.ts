@@ -79,6 +79,8 @@ export interface Cursor<T> {
 export interface StoreOptions {
   /** RocksDB block cache, bytes. */
   cacheBytes: number;
+  /** RocksDB memtable size before a flush to an L0 file, bytes. */
+  writeBufferBytes: number;
   /** Ops in one group-committed batch at most; writers beyond wait for the next. */
   batchOpsMax: number;
 }
@@ -99,7 +101,8 @@ export class Store {
   static async open(location: string, options: StoreOptions): Promise<Store> {
     const db = rocksdb(location);
     await new Promise<void>((resolve, reject) =>
-      db.open({ createIfMissing: true, cacheSize: options.cacheBytes, infoLogLevel: 'error' }, (err) =>
+      db.open(
+        { createIfMissing: true, cacheSize: options.cacheBytes, writeBufferSize: options.writeBufferBytes, infoLogLevel: 'error' }, (err) =>
         err ? reject(err) : resolve(),
       ),
     );

@@ -8,16 +8,12 @@
  */
 import { NotFoundError } from '../../errors';
 import { rangeIndexOf } from '../../ring/ranges';
-import { renderDoc } from '../../shard/render';
-import { ancestry, leavesFrom, mergeTrees, RevId, RevNode, sortedLeaves, winner } from '../../shard/rev-tree';
+export type { ReadOptions };
+import { conflictRevs, renderDoc } from '../../shard/render';
+import { ancestry, leavesFrom, RevId, RevNode, sortedLeaves } from '../../shard/rev-tree';
 import type { AttachmentStub, DocInfo } from '../../shard/types';
-import { askCopies, effectiveQuorum, noCopyError } from './quorum';
+import { readDocInfos, ReadOptions } from './doc-infos';
 import type { DbHandle, RangeCopies, ShardClient } from './shard-client';
-
-export interface ReadOptions {
-  r?: number;
-  timeoutMs: number;
-}
 
 export interface RenderOptions {
   revs: boolean;
@@ -46,22 +42,7 @@ export function rangeFor(db: DbHandle, id: string): RangeCopies {
 
 /** The merged doc info of `id` over r copies, or undefined when no copy has it. */
 export async function readDocInfo(db: DbHandle, id: string, options: ReadOptions): Promise<DocInfo | undefined> {
-  const range = rangeFor(db, id);
-  const r = effectiveQuorum(options.r, range.copies.length);
-  const replies = await askCopies(range.copies, r, options.timeoutMs, (copy) => copy.getDocInfo(id));
-  const infos: (DocInfo | undefined)[] = [];
-  for (const reply of replies) if (reply.kind === 'ok') infos.push(reply.value);
-  if (infos.length === 0) throw noCopyError(replies);
-  return mergeInfos(infos, db.revsLimit);
-}
-
-export function mergeInfos(infos: (DocInfo | undefined)[], revsLimit: number): DocInfo | undefined {
-  const present = infos.filter((i): i is DocInfo => i !== undefined);
-  if (present.length <= 1) return present[0];
-  let tree = present[0]!.tree;
-  for (const info of present.slice(1)) tree = mergeTrees(tree, info.tree, revsLimit);
-  const seq = Math.max(...present.map((i) => i.seq));
-  return { id: present[0]!.id, seq, tree, winner: winner(tree)! };
+  return (await readDocInfos(db, [id], options))[0];
 }
 
 /** Read a revision body from the first copy of the doc's range that has it. */
@@ -104,7 +85,7 @@ export async function renderRevision(
   const tail: [string, unknown][] = [];
   const leaves = sortedLeaves(info.tree);
   if (options.conflicts) {
-    const conflicts = leaves.filter((l) => !l.deleted && l.rev !== node.rev).map((l) => l.rev);
+    const conflicts = conflictRevs(leaves, node.rev);
     if (conflicts.length > 0) tail.push(['_conflicts', conflicts]);
   }
   if (options.deletedConflicts) {
@@ -142,13 +123,7 @@ async function inlineAttachments(
   stubs: Record<string, AttachmentStub>,
   attsSince: RevId[] | undefined,
 ): Promise<Record<string, unknown>> {
-  // Attachments the client already has: those not changed since the newest of the
-  // given revisions that this document knows.
-  let knownPos = 0;
-  for (const rev of attsSince ?? []) {
-    const node = info.tree.get(rev);
-    if (node) knownPos = Math.max(knownPos, node.pos);
-  }
+  const knownPos = attachmentsKnownPos(info, attsSince);
   const out: Record<string, unknown> = {};
   for (const [name, stub] of Object.entries(stubs)) {
     if (stub.revpos <= knownPos) {
@@ -160,6 +135,19 @@ async function inlineAttachments(
     out[name] = { content_type: stub.content_type, revpos: stub.revpos, digest: stub.digest, length: stub.length, data: data.toString('base64') };
   }
   return out;
+}
+
+/**
+ * `atts_since`: attachments with revpos at or below the newest of the given revisions
+ * that this document knows are ones the client already has (sent as stubs).
+ */
+export function attachmentsKnownPos(info: DocInfo, attsSince: RevId[] | undefined): number {
+  let knownPos = 0;
+  for (const rev of attsSince ?? []) {
+    const node = info.tree.get(rev);
+    if (node) knownPos = Math.max(knownPos, node.pos);
+  }
+  return knownPos;
 }
 
 export type OpenRevResult = { kind: 'ok'; rev: RevId; doc: string } | { kind: 'missing'; rev: RevId };

@@ -1,41 +1,9 @@
 /**
- * Many documents' revision trees at once (`_revs_diff`, `_bulk_get`): ids grouped by
- * range, one multi-get per copy, trees merged over the copies that answered.
+ * `_revs_diff` and `_missing_revs`: which of the given revisions this database lacks.
  */
-import { rangeIndexOf } from '../../ring/ranges';
 import { leaves, RevId } from '../../shard/rev-tree';
-import type { DocInfo } from '../../shard/types';
-import { mergeInfos, ReadOptions } from './doc-open';
-import { askCopies, effectiveQuorum, noCopyError } from './quorum';
+import { readDocInfos, ReadOptions } from './doc-infos';
 import type { DbHandle } from './shard-client';
-
-export async function readDocInfos(db: DbHandle, ids: string[], options: ReadOptions): Promise<(DocInfo | undefined)[]> {
-  const byRange = new Map<number, number[]>();
-  ids.forEach((id, i) => {
-    const index = rangeIndexOf(id, db.q);
-    const list = byRange.get(index);
-    if (list) list.push(i);
-    else byRange.set(index, [i]);
-  });
-  const out: (DocInfo | undefined)[] = new Array(ids.length);
-  await Promise.all(
-    [...byRange].map(async ([rangeIndex, positions]) => {
-      const range = db.ranges[rangeIndex]!;
-      const rangeIds = positions.map((i) => ids[i]!);
-      const r = effectiveQuorum(options.r, range.copies.length);
-      const replies = await askCopies(range.copies, r, options.timeoutMs, (copy) => copy.getDocInfos(rangeIds));
-      const oks = replies.flatMap((reply) => (reply.kind === 'ok' ? [reply.value] : []));
-      if (oks.length === 0) throw noCopyError(replies);
-      positions.forEach((idIndex, j) => {
-        out[idIndex] = mergeInfos(
-          oks.map((infos) => infos[j]),
-          db.revsLimit,
-        );
-      });
-    }),
-  );
-  return out;
-}
 
 export interface RevsDiffEntry {
   missing: RevId[];

@@ -5,10 +5,9 @@
 import { BadRequestError } from '../../../errors';
 import { streamAllDocs, streamLocalDocs, totalRows } from '../../coordinator/all-docs';
 import { encodeSeq, currentSeq } from '../../coordinator/changes';
-import { readDocInfos } from '../../coordinator/revs-diff';
-import { readBody } from '../../coordinator/doc-open';
+import { readDocInfos } from '../../coordinator/doc-infos';
+import { openRevsMany, plainRender } from '../../coordinator/doc-open';
 import { renderDoc } from '../../../shard/render';
-import { sortedLeaves } from '../../../shard/rev-tree';
 import type { DbHandle } from '../../coordinator/shard-client';
 import type { Ctx } from '../context';
 import { allow, keyRangeParams, KeyRangeParams, openDb } from './common';
@@ -101,6 +100,14 @@ async function sendKeys(
   const ordered = options.range.descending ? [...keys].reverse() : keys;
   const selected = ordered.slice(options.range.skip, options.range.skip + options.range.limit);
   const infos = await readDocInfos(db, selected, { timeoutMs: ctx.limits.requestTimeoutMs });
+  const live = infos.flatMap((info) => (info && !info.winner.deleted ? [info] : []));
+  const docs = options.includeDocs
+    ? await openRevsMany(
+        db,
+        live.map((info) => ({ info, revs: [info.winner.rev], latest: false, options: { ...plainRender, conflicts: options.conflicts } })),
+      )
+    : [];
+  let at = 0;
   const rows: string[] = [];
   for (let i = 0; i < selected.length; i++) {
     const key = JSON.stringify(selected[i]);
@@ -116,13 +123,8 @@ async function sendKeys(
     }
     let row = '{"id":' + key + ',"key":' + key + ',"value":{"rev":"' + rev + '"}';
     if (options.includeDocs) {
-      const body = (await readBody(db, info.id, rev)) ?? '{}';
-      const tail: [string, unknown][] = [];
-      if (options.conflicts) {
-        const others = sortedLeaves(info.tree).filter((l) => !l.deleted && l.rev !== rev).map((l) => l.rev);
-        if (others.length > 0) tail.push(['_conflicts', others]);
-      }
-      row += ',"doc":' + renderDoc(info.id, rev, body, { tail });
+      const opened = docs[at++]![0]!;
+      row += ',"doc":' + (opened.kind === 'ok' ? opened.doc : 'null');
     }
     rows.push(row + '}');
   }

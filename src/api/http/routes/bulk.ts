@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { BadRequestError, DivanError } from '../../../errors';
 import { updateDocs } from '../../coordinator/doc-update';
 import { openRevsMany, OpenRevsItem } from '../../coordinator/doc-open';
-import { readDocInfos } from '../../coordinator/revs-diff';
+import { readDocInfos } from '../../coordinator/doc-infos';
 import { revsDiff } from '../../coordinator/revs-diff';
 import { isPlainObject, type Ctx } from '../context';
 import { checkRev, parseDoc, ParsedDoc, validateDocId } from '../doc-input';

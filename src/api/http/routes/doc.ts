@@ -8,6 +8,7 @@ import { BadRequestError, ConflictError, NotFoundError } from '../../../errors';
 import type { RevNode } from '../../../shard/rev-tree';
 import type { DbHandle } from '../../coordinator/shard-client';
 import {
+  attachmentsKnownPos,
   chooseRevision,
   openRevs,
   readBody,
@@ -148,11 +149,7 @@ async function relatedEntry(
   const attachments: RelatedAttachment[] = [];
   const stubs = doc._attachments as Record<string, { digest: string; content_type: string; revpos: number; length: number }> | undefined;
   if (stubs && options.attachments) {
-    let knownPos = 0;
-    for (const rev of options.attsSince ?? []) {
-      const known = info.tree.get(rev);
-      if (known) knownPos = Math.max(knownPos, known.pos);
-    }
+    const knownPos = attachmentsKnownPos(info, options.attsSince);
     for (const [name, stub] of Object.entries(stubs)) {
       if (stub.revpos <= knownPos) continue;
       const data = await readAttachment(db, info.id, stub.digest);
