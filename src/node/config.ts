@@ -72,6 +72,10 @@ export interface Config {
   updateBatchDocsMax: number;
   /** Edits waiting for one shard's updater at most; beyond, 503. */
   updateQueueDocsMax: number;
+  /** CORS origins, comma-separated (`*` for any); empty turns CORS off (CouchDB's default). */
+  corsOrigins: string;
+  /** 1 to allow credentials (cookies, Authorization) on cross-origin requests. */
+  corsCredentials: number;
   /** Log level: debug, info, warn, error. */
   logLevel: string;
 }
@@ -106,6 +110,8 @@ export const defaults: Readonly<Config> = Object.freeze({
   storeBatchOpsMax: 200_000,
   updateBatchDocsMax: 2_000,
   updateQueueDocsMax: 200_000,
+  corsOrigins: '',
+  corsCredentials: 0,
   logLevel: 'info',
 });
 
@@ -118,6 +124,8 @@ export const envNames: Readonly<Record<string, keyof Config>> = Object.freeze({
   DIVAN_LOG_LEVEL: 'logLevel',
   DIVAN_Q: 'q',
   DIVAN_N: 'n',
+  DIVAN_CORS_ORIGINS: 'corsOrigins',
+  DIVAN_CORS_CREDENTIALS: 'corsCredentials',
   COUCHDB_USER: 'adminUser',
   COUCHDB_PASSWORD: 'adminPassword',
 });
@@ -142,7 +150,7 @@ function parseFile(file: string): Raw {
   return parsed as Raw;
 }
 
-const stringKeys = new Set<keyof Config>(['bindAddress', 'dataDir', 'nodeName', 'adminUser', 'adminPassword', 'logLevel']);
+const stringKeys = new Set<keyof Config>(['bindAddress', 'dataDir', 'nodeName', 'adminUser', 'adminPassword', 'logLevel', 'corsOrigins']);
 
 export function validate(raw: Raw): Readonly<Config> {
   const out: Raw = {};
@@ -178,6 +186,10 @@ function checkRelations(c: Config): void {
   if (c.jsonDepthMax < 2) fail('jsonDepthMax must be at least 2');
   if (c.updateBatchDocsMax > c.updateQueueDocsMax) fail('updateBatchDocsMax must not exceed updateQueueDocsMax');
   if (c.bulkDocsMax > c.updateQueueDocsMax) fail('bulkDocsMax must not exceed updateQueueDocsMax');
+  if (c.corsCredentials > 1) fail('corsCredentials must be 0 or 1');
+  if (c.corsCredentials === 1 && c.corsOrigins.split(',').map((o) => o.trim()).includes('*')) {
+    fail('corsCredentials cannot be combined with corsOrigins "*" (browsers refuse it): list the origins');
+  }
   if (!['debug', 'info', 'warn', 'error'].includes(c.logLevel)) fail('logLevel must be debug, info, warn or error');
   if ((c.adminUser === undefined) !== (c.adminPassword === undefined)) {
     fail('COUCHDB_USER and COUCHDB_PASSWORD must be given together');

@@ -18,6 +18,7 @@ function main(): void {
     .option('--node-name <name>', 'node name (env DIVAN_NODE_NAME; default divan@127.0.0.1)')
     .option('--q <ranges>', 'shard ranges per new database (env DIVAN_Q; default 2)')
     .option('--n <copies>', 'copies per range (env DIVAN_N; default 3, capped at cluster size)')
+    .option('--cors-origins <list>', 'CORS origins, comma-separated, * for any (env DIVAN_CORS_ORIGINS; default off)')
     .option('--log-level <level>', 'debug | info | warn | error (env DIVAN_LOG_LEVEL; default info)')
     .option('-c, --config <file>', 'JSON file of config keys (see README)')
     .parse();
@@ -35,6 +36,7 @@ function main(): void {
         q: opts.q,
         n: opts.n,
         logLevel: opts.logLevel,
+        corsOrigins: opts.corsOrigins,
       },
     });
   } catch (err) {

@@ -82,6 +82,11 @@ export class DivanNode {
       sessions: new Auth({ admins: identity.admins, secret: identity.sessionSecret, sessionTimeoutSec: config.sessionTimeoutSec }),
     };
     const http = new HttpServer(services, {
+      cors: {
+        origins: config.corsOrigins.split(',').map((o) => o.trim()).filter((o) => o.length > 0),
+        credentials: config.corsCredentials === 1,
+        maxAgeSec: 600,
+      },
       port: config.httpPort,
       bindAddress: config.bindAddress,
       keepAliveTimeoutMs: config.keepAliveTimeoutMs,
@@ -117,6 +122,8 @@ function publicConfig(c: Readonly<Config>): Record<string, Record<string, string
     },
     cluster: { q: String(c.q), n: String(c.n) },
     couch_httpd_auth: { timeout: String(c.sessionTimeoutSec), require_valid_user: 'true' },
+    httpd: { enable_cors: String(c.corsOrigins.length > 0) },
+    cors: { origins: c.corsOrigins, credentials: String(c.corsCredentials === 1) },
     divan: {
       node_name: c.nodeName,
       revs_limit: String(c.revsLimit),

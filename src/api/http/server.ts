@@ -8,10 +8,12 @@ import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { UnauthorizedError } from '../../errors';
 import { Ctx, Services, standardHeaders } from './context';
+import { Cors, CorsOptions } from './cors';
 import { mapError } from './error-map';
 import { isPublic, route, splitPath } from './router';
 
 export interface HttpServerOptions {
+  cors: CorsOptions;
   port: number;
   bindAddress: string;
   keepAliveTimeoutMs: number;
@@ -24,12 +26,14 @@ export class HttpServer {
   private readonly server: http.Server;
   private readonly services: Services;
   private readonly options: HttpServerOptions;
+  private readonly cors: Cors;
   private readonly reqPrefix = randomBytes(3).toString('hex');
   private reqCounter = 0;
 
   constructor(services: Services, options: HttpServerOptions) {
     this.services = services;
     this.options = options;
+    this.cors = new Cors(options.cors);
     this.server = http.createServer({ keepAliveTimeout: options.keepAliveTimeoutMs, requestTimeout: 0 }, (req, res) => {
       void this.handle(req, res);
     });
@@ -62,6 +66,7 @@ export class HttpServer {
     res.on('finish', () => {
       this.options.onRequest?.(req.method ?? 'GET', res.statusCode, Number(process.hrtime.bigint() - started) / 1e9);
     });
+    if (this.cors.apply(req, res)) return;
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     let ctx: Ctx | undefined;
