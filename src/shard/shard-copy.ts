@@ -329,9 +329,8 @@ export class ShardCopy {
   async putLocal(id: string, body: string | null, rev: RevId | undefined): Promise<{ kind: 'ok'; rev: RevId } | { kind: 'conflict' }> {
     return this.serializeLocal(id, async () => {
       const current = await this.getLocal(id);
-      if ((current?.rev ?? undefined) !== (rev ?? undefined) && !(current === undefined && rev === undefined)) {
-        return { kind: 'conflict' };
-      }
+      // The write must name the current rev, or none when there is no doc yet.
+      if (current?.rev !== rev) return { kind: 'conflict' };
       const generation = current ? Number(current.rev.slice(2)) + 1 : 1;
       const newRev = `0-${generation}`;
       if (body === null) {
