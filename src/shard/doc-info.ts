@@ -41,14 +41,24 @@ export function decodeDocInfo(raw: Buffer): DocInfo {
   return { id, seq: parsed.seq, tree, winner: best };
 }
 
-export function decodeSummary(raw: Buffer): DocSummary {
-  const first = raw.indexOf(10);
-  const second = raw.indexOf(10, first + 1);
+/** The summary of a stored doc info, given as text (scans) or bytes. */
+export function decodeSummary(stored: Buffer | string): DocSummary {
+  const raw = typeof stored === 'string' ? stored : stored.toString('utf8');
+  const first = raw.indexOf('\n');
+  const second = raw.indexOf('\n', first + 1);
   assert.ok(first > 0 && second > first, 'stored doc info is malformed');
+  const idJson = raw.slice(first + 1, second);
+  const space = raw.indexOf(' ');
+  if (space < 0 || space > first) {
+    // One leaf: the common case, without splitting.
+    const deleted = raw.charCodeAt(first - 1) === 0x21;
+    const rev = raw.slice(0, deleted ? first - 1 : first);
+    return { idJson, winnerRev: rev, deleted, leaves: [{ rev, deleted }] };
+  }
   const leaves = raw
-    .toString('latin1', 0, first)
+    .slice(0, first)
     .split(' ')
     .map((text) => (text.endsWith('!') ? { rev: text.slice(0, -1), deleted: true } : { rev: text, deleted: false }));
   const winner = leaves[0]!;
-  return { idJson: raw.toString('utf8', first + 1, second), winnerRev: winner.rev, deleted: winner.deleted, leaves };
+  return { idJson, winnerRev: winner.rev, deleted: winner.deleted, leaves };
 }

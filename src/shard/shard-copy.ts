@@ -215,7 +215,7 @@ export class ShardCopy {
   allDocs(options: AllDocsOptions): Cursor<AllDocsRow> {
     const range = this.docRange(options);
     // Deleted docs are skipped, so the scan may read past the limit: batch by it anyway.
-    const cursor = this.store.cursor({ ...range, reverse: options.descending }, Math.max(16, Math.min(256, options.limit)));
+    const cursor = this.store.cursor({ ...range, reverse: options.descending, valuesAsText: true }, Math.max(16, Math.min(256, options.limit)));
     let remaining = options.limit;
     return {
       next: async () => {
@@ -265,8 +265,8 @@ export class ShardCopy {
     const scanLimit = options.filter.kind === 'none' ? options.limit : -1;
     const cursor = this.store.cursor(
       options.descending
-        ? { gte: space.gte, lt: space.lt, reverse: true, limit: scanLimit }
-        : { gt: keys.seqKey(this.copyId, Math.min(options.since, keys.seqMax)), lt: space.lt, limit: scanLimit },
+        ? { gte: space.gte, lt: space.lt, reverse: true, limit: scanLimit, valuesAsText: true }
+        : { gt: keys.seqKey(this.copyId, Math.min(options.since, keys.seqMax)), lt: space.lt, limit: scanLimit, valuesAsText: true },
       scanLimit > 0 ? Math.min(256, scanLimit) : 256,
     );
     const filter = options.filter;

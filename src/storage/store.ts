@@ -18,7 +18,7 @@ type Callback<T = void> = (err: Error | null | undefined, value?: T) => void;
 interface RawIterator {
   /** The native iterator handle (rocksdb 5.x). */
   context?: unknown;
-  next(cb: (err: Error | null | undefined, key?: Buffer, value?: Buffer) => void): void;
+  next(cb: (err: Error | null | undefined, key?: Buffer, value?: Buffer | string) => void): void;
   end(cb: Callback): void;
 }
 interface RawChainedBatch {
@@ -48,7 +48,7 @@ const rocksdb = require('rocksdb') as (location: string) => RawDb;
  * public `next()`.
  */
 interface NativeBinding {
-  iterator_next(context: unknown, cb: (err: Error | null, rows: Buffer[], finished: boolean) => void): void;
+  iterator_next(context: unknown, cb: (err: Error | null, rows: (Buffer | string)[], finished: boolean) => void): void;
 }
 const native: NativeBinding | undefined = (() => {
   try {
@@ -68,6 +68,11 @@ export interface ScanOptions extends KeyRange {
   limit?: number;
   /** Skip values when only keys are needed. */
   keysOnly?: boolean;
+}
+
+/** Scan options for a cursor whose values are UTF-8 text (made by the binding as strings: cheaper than Buffers). */
+export interface TextScanOptions extends ScanOptions {
+  valuesAsText: true;
 }
 
 /** A pull cursor: batches until null; always closed by whoever opened it. */
@@ -174,14 +179,16 @@ export class Store {
    * [key, value] rows (RocksDB reads ahead natively, so most rows cost no I/O wait),
    * or null at the end. The caller must `close()` it, also when stopping early.
    */
-  cursor(options: ScanOptions, rowsPerBatch = 256): Cursor<[Buffer, Buffer]> {
+  cursor(options: TextScanOptions, rowsPerBatch?: number): Cursor<[Buffer, string]>;
+  cursor(options: ScanOptions, rowsPerBatch?: number): Cursor<[Buffer, Buffer]>;
+  cursor(options: ScanOptions & { valuesAsText?: boolean }, rowsPerBatch = 256): Cursor<[Buffer, Buffer | string]> {
     // The binding treats a present-but-undefined bound as a bound: pass only real ones.
     const iteratorOptions: Record<string, unknown> = {
       reverse: options.reverse ?? false,
       limit: options.limit ?? -1,
       values: !options.keysOnly,
       keyAsBuffer: true,
-      valueAsBuffer: true,
+      valueAsBuffer: !options.valuesAsText,
       highWaterMark: Math.max(16 * 1024, Math.min(256 * 1024, rowsPerBatch * 1024)),
     };
     for (const bound of ['gte', 'gt', 'lte', 'lt'] as const) if (options[bound] !== undefined) iteratorOptions[bound] = options[bound];
@@ -189,22 +196,23 @@ export class Store {
     let done = false;
     let closed = false;
     const nativeNext = native && iterator.context !== undefined ? native : undefined;
-    const nextNative = (): Promise<[Buffer, Buffer][] | null> =>
+    type Row = [Buffer, Buffer | string];
+    const nextNative = (): Promise<Row[] | null> =>
       new Promise((resolve, reject) => {
         if (done || closed) return resolve(null);
         nativeNext!.iterator_next(iterator.context, (err, flat, finished) => {
           if (err) return reject(err);
           if (finished) done = true;
           // Rows come newest-last in reverse pairs: [..., value2, key2, value1, key1].
-          const rows: [Buffer, Buffer][] = new Array(flat.length / 2);
-          for (let i = flat.length - 1, r = 0; i > 0; i -= 2, r++) rows[r] = [flat[i]!, flat[i - 1]!];
+          const rows: Row[] = new Array(flat.length / 2);
+          for (let i = flat.length - 1, r = 0; i > 0; i -= 2, r++) rows[r] = [flat[i] as Buffer, flat[i - 1]!];
           resolve(rows.length > 0 ? rows : done ? null : []);
         });
       });
-    const nextPublic = (): Promise<[Buffer, Buffer][] | null> =>
+    const nextPublic = (): Promise<Row[] | null> =>
       new Promise((resolve, reject) => {
         if (done || closed) return resolve(null);
-        const rows: [Buffer, Buffer][] = [];
+        const rows: Row[] = [];
         const pull = () =>
           iterator.next((err, key, value) => {
             if (err) return reject(err);

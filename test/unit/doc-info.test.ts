@@ -24,6 +24,7 @@ test('property: stored doc info round-trips and its summary agrees with the tree
       assert.equal(summary.winnerRev, info.winner.rev);
       assert.equal(summary.deleted, info.winner.deleted);
       assert.deepEqual(summary.leaves, sortedLeaves(tree).map((l) => ({ rev: l.rev, deleted: l.deleted })));
+      assert.deepEqual(decodeSummary(raw.toString('utf8')), summary, 'text and bytes decode alike');
     }),
   );
 });
