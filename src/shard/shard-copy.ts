@@ -134,7 +134,11 @@ export class ShardCopy {
 
   private async applyBatch(edits: DocEdit[]): Promise<EditResult[]> {
     const ids = [...new Set(edits.map((e) => e.id))];
-    const stored = await this.store.getMany(ids.map((id) => keys.docInfoKey(this.copyId, id)));
+    // A lone edit (the common single-document PUT) takes the cheaper point read.
+    const stored =
+      ids.length === 1
+        ? [await this.store.get(keys.docInfoKey(this.copyId, ids[0]!))]
+        : await this.store.getMany(ids.map((id) => keys.docInfoKey(this.copyId, id)));
     const infos = new Map<string, DocInfo | undefined>();
     ids.forEach((id, i) => infos.set(id, stored[i] ? decodeDocInfo(stored[i]!) : undefined));
 
