@@ -98,7 +98,7 @@ export async function startDivan(mainPath: string, children: ChildSet, options: 
   }
   const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'divan-lt-divan-'));
   const auth: BasicAuth = { username: adminUser, password: randomBytes(12).toString('hex') };
-  const child = spawn(process.execPath, [mainPath, '--port', '0', '--bind', '127.0.0.1', '--data-dir', tmpDir], {
+  const child = spawn(process.execPath, [mainPath, '--port', '0', '--grpc-port', '0', '--bind', '127.0.0.1', '--data-dir', tmpDir], {
     env: { ...process.env, COUCHDB_USER: auth.username, COUCHDB_PASSWORD: auth.password },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -129,6 +129,15 @@ export class RangeNotSatisfiableError extends DivanError {
   }
 }
 
+/** A peer node cannot be reached (connection refused, reset, or known dead). */
+export class NodeDownError extends DivanError {
+  readonly node: string;
+  constructor(node: string, reason: string) {
+    super('unavailable', 'nodedown', `${node}: ${reason}`);
+    this.node = node;
+  }
+}
+
 /** Mango selector or query errors: CouchDB answers 400 with these tokens. */
 export class InvalidSelectorError extends BadRequestError {
   constructor(reason: string) {

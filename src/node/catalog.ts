@@ -1,163 +1,313 @@
 /**
- * The catalog of databases on this node, and the shard copies that hold them.
+ * The catalog of databases: every node holds all of it and keeps it in sync.
  *
- * Each database is an entry under node metadata (`catalog/<name>`): q, n, the copy
- * id of each range, creation time, revs_limit and security object. Copy ids come from
- * a counter that never goes back, so a database dropped and created again never sees
- * the old keys even while they are still being cleared.
+ * An entry names a database instance (`uuid`), its q and n, the placement of each
+ * range on nodes (fixed at creation: liveness is not ownership), its security object
+ * and revs_limit, and a version. Every change bumps the version; between nodes the
+ * newer entry wins (version, then the name of the node that wrote it), so pushes and
+ * periodic anti-entropy converge whatever order they arrive in. Deletion leaves a
+ * tombstone, so a dropped database is not resurrected by a node that missed it.
  *
- * With one node every range has one copy, here. The cluster issue replaces this
- * local catalog with a system database synced between nodes; the coordinator sees
- * the same `DbDirectory` either way.
+ * Applying an entry opens this node's copies of the ranges placed on it (allocating
+ * node-local copy ids, never reused) and drops copies of instances that are gone.
+ * Entries live under node metadata `catalog/<name>`; copy ids under
+ * `copy/<uuid>/<range>`.
  */
+import { randomBytes } from 'node:crypto';
 import { FileExistsError, NotFoundError } from '../errors';
+import { placeDatabase, RingMember } from '../ring/placement';
 import { rangeName, ranges } from '../ring/ranges';
 import { ShardCopy, ShardCopyLimits } from '../shard/shard-copy';
 import { copyRange, nodeMetaKey } from '../storage/keys';
-import type { Store } from '../storage/store';
-import type { DbDirectory, DbHandle } from '../api/coordinator/shard-client';
+import type { Store, WriteOp } from '../storage/store';
+import type { DbDirectory, DbHandle, ShardClient } from '../api/coordinator/shard-client';
 
-interface CatalogEntry {
+export interface CatalogEntry {
   name: string;
+  uuid: string;
   q: number;
   n: number;
-  copies: number[];
+  /** Per range, the nodes holding its copies. */
+  placement: string[][];
   createdAt: number;
   revsLimit: number;
   security: Record<string, unknown>;
+  version: number;
+  updatedBy: string;
+  deleted: boolean;
+}
+
+/** What the catalog needs from the cluster (provided by the node's wiring). */
+export interface ClusterView {
+  readonly self: string;
+  /** Nodes new databases may be placed on (not dead, not left). */
+  placementMembers(): RingMember[];
+  /** A client for the copy of (db uuid, range) on another node. */
+  remoteCopy(node: string, entry: CatalogEntry, range: number): ShardClient;
+  /** Push changed entries to the other live members; resolves when they answered or timed out. */
+  broadcast(entries: CatalogEntry[]): Promise<void>;
 }
 
 const ENTRY_PREFIX = 'catalog/';
+const COPY_PREFIX = 'copy/';
 const NEXT_COPY_KEY = 'next_copy_id';
 
 export class Catalog implements DbDirectory {
   private readonly store: Store;
   private readonly limits: ShardCopyLimits;
   private readonly defaultRevsLimit: number;
+  private readonly cluster: ClusterView;
   private readonly entries = new Map<string, CatalogEntry>();
   private readonly handles = new Map<string, DbHandle>();
+  /** Local copies by `${uuid}/${range}`. */
+  private readonly localCopies = new Map<string, { entry: CatalogEntry; range: number; copy: ShardCopy }>();
   private nextCopyId = 1;
   /** Catalog changes run one at a time. */
   private chain: Promise<unknown> = Promise.resolve();
+  private readonly listeners = new Set<() => void>();
 
-  private constructor(store: Store, limits: ShardCopyLimits, defaultRevsLimit: number) {
+  private constructor(store: Store, options: { limits: ShardCopyLimits; defaultRevsLimit: number; cluster: ClusterView }) {
     this.store = store;
-    this.limits = limits;
-    this.defaultRevsLimit = defaultRevsLimit;
+    this.limits = options.limits;
+    this.defaultRevsLimit = options.defaultRevsLimit;
+    this.cluster = options.cluster;
   }
 
-  static async load(store: Store, limits: ShardCopyLimits, defaultRevsLimit: number): Promise<Catalog> {
-    const catalog = new Catalog(store, limits, defaultRevsLimit);
+  static async load(store: Store, options: { limits: ShardCopyLimits; defaultRevsLimit: number; cluster: ClusterView }): Promise<Catalog> {
+    const catalog = new Catalog(store, options);
     const next = await store.get(nodeMetaKey(NEXT_COPY_KEY));
     if (next) catalog.nextCopyId = Number(next.toString('utf8'));
-    const start = nodeMetaKey(ENTRY_PREFIX);
-    const end = nodeMetaKey(ENTRY_PREFIX.slice(0, -1) + '0');
-    const cursor = store.cursor({ gte: start, lt: end });
-    try {
-      for (let batch = await cursor.next(); batch; batch = await cursor.next()) {
-        for (const [, value] of batch) {
-          const entry = JSON.parse(value.toString('utf8')) as CatalogEntry;
-          catalog.entries.set(entry.name, entry);
-        }
-      }
-    } finally {
-      await cursor.close();
+    for (const [, value] of await readPrefix(store, ENTRY_PREFIX)) {
+      const entry = catalog.upgrade(JSON.parse(value.toString('utf8')) as Partial<CatalogEntry> & { copies?: number[] });
+      catalog.entries.set(entry.name, entry);
     }
-    for (const entry of catalog.entries.values()) catalog.handles.set(entry.name, await catalog.openHandle(entry));
+    for (const entry of catalog.entries.values()) await catalog.openEntry(entry);
     return catalog;
   }
+
+  /** Entries written by the single-node version had no uuid or placement: all ranges here. */
+  private upgrade(raw: Partial<CatalogEntry> & { copies?: number[] }): CatalogEntry {
+    if (raw.uuid && raw.placement) return raw as CatalogEntry;
+    const entry: CatalogEntry = {
+      name: raw.name!,
+      uuid: 'local' + (raw.copies ?? []).join('-'),
+      q: raw.q!,
+      n: 1,
+      placement: ranges(raw.q!).map(() => [this.cluster.self]),
+      createdAt: raw.createdAt ?? 0,
+      revsLimit: raw.revsLimit ?? this.defaultRevsLimit,
+      security: raw.security ?? {},
+      version: 1,
+      updatedBy: this.cluster.self,
+      deleted: false,
+    };
+    (raw.copies ?? []).forEach((copyId, range) => this.pendingCopyIds.set(`${entry.uuid}/${range}`, copyId));
+    return entry;
+  }
+
+  private readonly pendingCopyIds = new Map<string, number>();
+
+  // ---- DbDirectory -----------------------------------------------------------------
 
   async open(name: string): Promise<DbHandle | undefined> {
     return this.handles.get(name);
   }
 
   async list(): Promise<string[]> {
-    return [...this.entries.keys()].sort();
+    return [...this.handles.keys()].sort();
   }
 
   create(name: string, options: { q: number; n: number }): Promise<DbHandle> {
-    return this.serialize(async () => {
-      if (this.entries.has(name)) throw new FileExistsError();
-      const copies = ranges(options.q).map(() => this.nextCopyId++);
+    return this.change(async () => {
+      const current = this.entries.get(name);
+      if (current && !current.deleted) throw new FileExistsError();
+      const members = this.cluster.placementMembers();
       const entry: CatalogEntry = {
         name,
+        uuid: randomBytes(16).toString('hex'),
         q: options.q,
-        n: Math.min(options.n, 1),
-        copies,
+        n: Math.min(options.n, members.length),
+        placement: placeDatabase(name, options.q, options.n, members),
         createdAt: Date.now() * 1000,
         revsLimit: this.defaultRevsLimit,
         security: {},
+        version: (current?.version ?? 0) + 1,
+        updatedBy: this.cluster.self,
+        deleted: false,
       };
-      await this.store.write([
-        { type: 'put', key: nodeMetaKey(NEXT_COPY_KEY), value: String(this.nextCopyId) },
-        { type: 'put', key: nodeMetaKey(ENTRY_PREFIX + name), value: JSON.stringify(entry) },
-      ]);
-      this.entries.set(name, entry);
-      const handle = await this.openHandle(entry);
-      this.handles.set(name, handle);
-      return handle;
-    });
+      await this.apply(entry);
+      return entry;
+    }).then(() => this.handles.get(name)!);
   }
 
   delete(name: string): Promise<void> {
-    return this.serialize(async () => {
-      const entry = this.entries.get(name);
-      if (!entry) throw new NotFoundError('Database does not exist.');
-      await this.store.write([{ type: 'del', key: nodeMetaKey(ENTRY_PREFIX + name) }]);
-      this.entries.delete(name);
-      const handle = this.handles.get(name);
-      this.handles.delete(name);
-      // Updates already queued finish first; then the copy's keys go.
-      for (const range of handle?.ranges ?? []) for (const copy of range.copies) await (copy as ShardCopy).idle();
-      for (const copyId of entry.copies) await this.store.clear(copyRange(copyId));
+    return this.update(name, (entry) => {
+      entry.deleted = true;
     });
   }
 
   setRevsLimit(name: string, revsLimit: number): Promise<void> {
-    return this.updateEntry(name, (entry) => {
+    return this.update(name, (entry) => {
       entry.revsLimit = revsLimit;
     });
   }
 
   setSecurity(name: string, security: Record<string, unknown>): Promise<void> {
-    return this.updateEntry(name, (entry) => {
+    return this.update(name, (entry) => {
       entry.security = security;
     });
   }
 
-  private updateEntry(name: string, change: (entry: CatalogEntry) => void): Promise<void> {
-    return this.serialize(async () => {
+  private update(name: string, edit: (entry: CatalogEntry) => void): Promise<void> {
+    return this.change(async () => {
       const current = this.entries.get(name);
-      if (!current) throw new NotFoundError('Database does not exist.');
-      const entry = { ...current };
-      change(entry);
-      await this.store.write([{ type: 'put', key: nodeMetaKey(ENTRY_PREFIX + name), value: JSON.stringify(entry) }]);
-      this.entries.set(name, entry);
-      const handle = this.handles.get(name)!;
-      for (const range of handle.ranges) for (const copy of range.copies) (copy as ShardCopy).setRevsLimit(entry.revsLimit);
-      this.handles.set(name, { ...handle, revsLimit: entry.revsLimit, security: entry.security });
+      if (!current || current.deleted) throw new NotFoundError('Database does not exist.');
+      const entry = { ...current, version: current.version + 1, updatedBy: this.cluster.self };
+      edit(entry);
+      await this.apply(entry);
+      return entry;
+    }).then(() => undefined);
+  }
+
+  /** Run a local change, then push it to the other members before answering. */
+  private async change(work: () => Promise<CatalogEntry>): Promise<void> {
+    const entry = await this.serialize(work);
+    await this.cluster.broadcast([entry]);
+  }
+
+  // ---- sync --------------------------------------------------------------------------
+
+  /** Every entry, tombstones included (what anti-entropy sends). */
+  allEntries(): CatalogEntry[] {
+    return [...this.entries.values()];
+  }
+
+  /** Merge entries from another node; returns how many were newer here after. */
+  merge(incoming: CatalogEntry[]): Promise<number> {
+    return this.serialize(async () => {
+      let applied = 0;
+      for (const entry of incoming) {
+        if (!isEntry(entry)) continue;
+        const current = this.entries.get(entry.name);
+        if (current && !newer(entry, current)) continue;
+        await this.apply(entry);
+        applied++;
+      }
+      return applied;
     });
   }
 
-  private async openHandle(entry: CatalogEntry): Promise<DbHandle> {
-    const rangeList = ranges(entry.q);
-    const copies = await Promise.all(entry.copies.map((id) => ShardCopy.open(this.store, id, entry.revsLimit, this.limits)));
+  /** Called after any change to the set of databases or their copies. */
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  // ---- copies ------------------------------------------------------------------------
+
+  /** This node's copy of (db uuid, range), for RPC calls from other nodes. */
+  localCopy(uuid: string, range: number): ShardCopy {
+    const found = this.localCopies.get(`${uuid}/${range}`);
+    if (!found) throw new NotFoundError(`No copy of ${uuid} range ${range} on this node`, 'not_found');
+    return found.copy;
+  }
+
+  /** Every local copy with its database entry (shard sync walks these). */
+  copies(): { entry: CatalogEntry; range: number; copy: ShardCopy }[] {
+    return [...this.localCopies.values()];
+  }
+
+  entry(name: string): CatalogEntry | undefined {
+    const entry = this.entries.get(name);
+    return entry && !entry.deleted ? entry : undefined;
+  }
+
+  /** Rebuild handles (copy order follows liveness: call when members change state). */
+  refresh(): void {
+    for (const entry of this.entries.values()) if (!entry.deleted) this.handles.set(entry.name, this.buildHandle(entry));
+  }
+
+  /** Wait for every copy's queued updates (shutdown). */
+  async idle(): Promise<void> {
+    for (const { copy } of this.localCopies.values()) await copy.idle();
+  }
+
+  // ---- internals ---------------------------------------------------------------------
+
+  private async apply(entry: CatalogEntry): Promise<void> {
+    const current = this.entries.get(entry.name);
+    const ops: WriteOp[] = [{ type: 'put', key: nodeMetaKey(ENTRY_PREFIX + entry.name), value: JSON.stringify(entry) }];
+    const drop: { key: string; copy: ShardCopy }[] = [];
+    if (current && (current.uuid !== entry.uuid || entry.deleted)) {
+      for (let range = 0; range < current.q; range++) {
+        const key = `${current.uuid}/${range}`;
+        const local = this.localCopies.get(key);
+        if (local) drop.push({ key, copy: local.copy });
+        ops.push({ type: 'del', key: nodeMetaKey(COPY_PREFIX + key) });
+      }
+    }
+    await this.store.write(ops);
+    this.entries.set(entry.name, entry);
+    for (const { key, copy } of drop) {
+      this.localCopies.delete(key);
+      await copy.idle();
+      await this.store.clear(copyRange(copy.copyId));
+    }
+    if (entry.deleted) this.handles.delete(entry.name);
+    else await this.openEntry(entry);
+    for (const listener of this.listeners) listener();
+  }
+
+  private async openEntry(entry: CatalogEntry): Promise<void> {
+    if (entry.deleted) return;
+    for (let range = 0; range < entry.q; range++) {
+      if (!entry.placement[range]!.includes(this.cluster.self)) continue;
+      const key = `${entry.uuid}/${range}`;
+      const existing = this.localCopies.get(key);
+      if (existing) {
+        existing.copy.setRevsLimit(entry.revsLimit);
+        this.localCopies.set(key, { ...existing, entry });
+        continue;
+      }
+      const copyId = await this.copyIdFor(key);
+      const copy = await ShardCopy.open(this.store, { copyId, node: this.cluster.self, revsLimit: entry.revsLimit, limits: this.limits });
+      this.localCopies.set(key, { entry, range, copy });
+    }
+    this.handles.set(entry.name, this.buildHandle(entry));
+  }
+
+  private async copyIdFor(key: string): Promise<number> {
+    const pending = this.pendingCopyIds.get(key);
+    const stored = await this.store.get(nodeMetaKey(COPY_PREFIX + key));
+    if (stored) return Number(stored.toString('utf8'));
+    const copyId = pending ?? this.nextCopyId++;
+    this.pendingCopyIds.delete(key);
+    await this.store.write([
+      { type: 'put', key: nodeMetaKey(NEXT_COPY_KEY), value: String(this.nextCopyId) },
+      { type: 'put', key: nodeMetaKey(COPY_PREFIX + key), value: String(copyId) },
+    ]);
+    return copyId;
+  }
+
+  private buildHandle(entry: CatalogEntry): DbHandle {
     return {
       name: entry.name,
+      uuid: entry.uuid,
       q: entry.q,
       n: entry.n,
       createdAt: entry.createdAt,
       revsLimit: entry.revsLimit,
       security: entry.security,
-      ranges: rangeList.map((range, index) => ({ index, name: rangeName(range), copies: [copies[index]!] })),
+      ranges: ranges(entry.q).map((bounds, index) => {
+        const nodes = entry.placement[index]!;
+        // Local copy first: range reads prefer it and it never waits on the network.
+        const ordered = [...nodes].sort((a, b) => (a === this.cluster.self ? -1 : b === this.cluster.self ? 1 : 0));
+        const copies: ShardClient[] = ordered.map((node) =>
+          node === this.cluster.self ? this.localCopies.get(`${entry.uuid}/${index}`)!.copy : this.cluster.remoteCopy(node, entry, index),
+        );
+        return { index, name: rangeName(bounds), copies, nodes };
+      }),
     };
-  }
-
-  /** Wait for every copy's queued updates (shutdown). */
-  async idle(): Promise<void> {
-    for (const handle of this.handles.values()) {
-      for (const range of handle.ranges) for (const copy of range.copies) await (copy as ShardCopy).idle();
-    }
   }
 
   private serialize<T>(work: () => Promise<T>): Promise<T> {
@@ -165,4 +315,36 @@ export class Catalog implements DbDirectory {
     this.chain = run.catch(() => undefined);
     return run;
   }
+}
+
+function newer(a: CatalogEntry, b: CatalogEntry): boolean {
+  return a.version > b.version || (a.version === b.version && a.updatedBy > b.updatedBy);
+}
+
+function isEntry(value: unknown): value is CatalogEntry {
+  const e = value as CatalogEntry;
+  return (
+    typeof e === 'object' &&
+    e !== null &&
+    typeof e.name === 'string' &&
+    typeof e.uuid === 'string' &&
+    Number.isInteger(e.q) &&
+    Array.isArray(e.placement) &&
+    e.placement.length === e.q &&
+    Number.isInteger(e.version) &&
+    typeof e.updatedBy === 'string'
+  );
+}
+
+async function readPrefix(store: Store, prefix: string): Promise<[Buffer, Buffer][]> {
+  const start = nodeMetaKey(prefix);
+  const end = nodeMetaKey(prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1));
+  const cursor = store.cursor({ gte: start, lt: end });
+  const out: [Buffer, Buffer][] = [];
+  try {
+    for (let batch = await cursor.next(); batch; batch = await cursor.next()) out.push(...batch);
+  } finally {
+    await cursor.close();
+  }
+  return out;
 }

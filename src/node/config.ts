@@ -17,8 +17,39 @@ export interface Config {
   bindAddress: string;
   /** Where the node keeps its RocksDB. Relative paths are from the working directory. */
   dataDir: string;
-  /** This node's name in the cluster and in `/_node/{name}`. */
+  /** This node's name in the cluster and in `/_node/{name}`; empty: `divan@<advertiseAddress>`. */
   nodeName: string;
+  /** gRPC port for other nodes (membership, catalog, shard calls); 0 picks a free one. */
+  grpcPort: number;
+  /** Address the gRPC server binds. */
+  grpcBindAddress: string;
+  /** host:port other nodes dial to reach this one; empty: grpcBindAddress:grpcPort. */
+  advertiseAddress: string;
+  /** host:port of this node's HTTP API as other nodes reach it; empty: derived from bind address and port. */
+  httpAdvertiseAddress: string;
+  /** gRPC addresses of nodes to join, comma-separated; empty: a cluster of one until others join it. */
+  seeds: string;
+  /**
+   * Shared secret that authenticates inter-node calls (HMAC; never sent or logged).
+   * Required with seeds; without, a random one is made and kept, so no other node can join.
+   */
+  clusterSecret: string;
+  /** Failure zone of this node (rack, availability zone); copies of a range go to distinct zones. */
+  zone: string;
+  /** JSON object: advertised gRPC address → address to dial (NAT, test fault proxies). */
+  dialOverrides: string;
+  /** Membership timers: `lan` (probe 1 s) or `loopback` (short timers for tests on one machine). */
+  membershipProfile: string;
+  /** Deadline of one inter-node shard call, ms. */
+  rpcTimeoutMs: number;
+  /** How long a write waits for copies beyond the first w to answer before it is answered, ms. */
+  writeQuorumTimeoutMs: number;
+  /** Shard sync: periodic pass over all local copies, ms (each update also triggers one soon after). */
+  syncIntervalMs: number;
+  /** Shard sync: documents per batch pushed to a sibling. */
+  syncBatchDocsMax: number;
+  /** Catalog anti-entropy with a random live member, ms. */
+  catalogSyncIntervalMs: number;
   /** First admin, as the CouchDB image takes it (COUCHDB_USER / COUCHDB_PASSWORD). */
   adminUser: string | undefined;
   adminPassword: string | undefined;
@@ -84,7 +115,21 @@ export const defaults: Readonly<Config> = Object.freeze({
   httpPort: 5984,
   bindAddress: '127.0.0.1',
   dataDir: './data',
-  nodeName: 'divan@127.0.0.1',
+  nodeName: '',
+  grpcPort: 7984,
+  grpcBindAddress: '127.0.0.1',
+  advertiseAddress: '',
+  httpAdvertiseAddress: '',
+  seeds: '',
+  clusterSecret: '',
+  zone: '',
+  dialOverrides: '',
+  membershipProfile: 'lan',
+  rpcTimeoutMs: 10_000,
+  writeQuorumTimeoutMs: 5_000,
+  syncIntervalMs: 5_000,
+  syncBatchDocsMax: 500,
+  catalogSyncIntervalMs: 5_000,
   adminUser: undefined,
   adminPassword: undefined,
   q: 2,
@@ -121,6 +166,15 @@ export const envNames: Readonly<Record<string, keyof Config>> = Object.freeze({
   DIVAN_BIND_ADDRESS: 'bindAddress',
   DIVAN_DATA_DIR: 'dataDir',
   DIVAN_NODE_NAME: 'nodeName',
+  DIVAN_GRPC_PORT: 'grpcPort',
+  DIVAN_GRPC_BIND_ADDRESS: 'grpcBindAddress',
+  DIVAN_ADVERTISE_ADDRESS: 'advertiseAddress',
+  DIVAN_HTTP_ADVERTISE_ADDRESS: 'httpAdvertiseAddress',
+  DIVAN_SEEDS: 'seeds',
+  DIVAN_CLUSTER_SECRET: 'clusterSecret',
+  DIVAN_ZONE: 'zone',
+  DIVAN_DIAL_OVERRIDES: 'dialOverrides',
+  DIVAN_MEMBERSHIP_PROFILE: 'membershipProfile',
   DIVAN_LOG_LEVEL: 'logLevel',
   DIVAN_Q: 'q',
   DIVAN_N: 'n',
@@ -150,7 +204,23 @@ function parseFile(file: string): Raw {
   return parsed as Raw;
 }
 
-const stringKeys = new Set<keyof Config>(['bindAddress', 'dataDir', 'nodeName', 'adminUser', 'adminPassword', 'logLevel', 'corsOrigins']);
+const stringKeys = new Set<keyof Config>([
+  'bindAddress',
+  'dataDir',
+  'nodeName',
+  'adminUser',
+  'adminPassword',
+  'logLevel',
+  'corsOrigins',
+  'grpcBindAddress',
+  'advertiseAddress',
+  'httpAdvertiseAddress',
+  'seeds',
+  'clusterSecret',
+  'zone',
+  'dialOverrides',
+  'membershipProfile',
+]);
 
 export function validate(raw: Raw): Readonly<Config> {
   const out: Raw = {};
@@ -186,6 +256,21 @@ function checkRelations(c: Config): void {
   if (c.jsonDepthMax < 2) fail('jsonDepthMax must be at least 2');
   if (c.updateBatchDocsMax > c.updateQueueDocsMax) fail('updateBatchDocsMax must not exceed updateQueueDocsMax');
   if (c.bulkDocsMax > c.updateQueueDocsMax) fail('bulkDocsMax must not exceed updateQueueDocsMax');
+  if (c.grpcPort > 65535) fail('grpcPort must be at most 65535');
+  if (c.seeds.trim() !== '' && c.clusterSecret === '') fail('clusterSecret (DIVAN_CLUSTER_SECRET) is required to join seeds');
+  if (c.clusterSecret !== '' && c.clusterSecret.length < 16) fail('clusterSecret must be at least 16 characters');
+  if (!['lan', 'loopback'].includes(c.membershipProfile)) fail('membershipProfile must be lan or loopback');
+  if (c.dialOverrides !== '') {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(c.dialOverrides);
+    } catch {
+      fail('dialOverrides must be a JSON object of address → address');
+    }
+    if (typeof parsed !== 'object' || parsed === null || Object.values(parsed).some((v) => typeof v !== 'string')) {
+      fail('dialOverrides must be a JSON object of address → address');
+    }
+  }
   if (c.corsCredentials > 1) fail('corsCredentials must be 0 or 1');
   if (c.corsCredentials === 1 && c.corsOrigins.split(',').map((o) => o.trim()).includes('*')) {
     fail('corsCredentials cannot be combined with corsOrigins "*" (browsers refuse it): list the origins');

@@ -18,6 +18,15 @@ function main(): void {
     .option('--node-name <name>', 'node name (env DIVAN_NODE_NAME; default divan@127.0.0.1)')
     .option('--q <ranges>', 'shard ranges per new database (env DIVAN_Q; default 2)')
     .option('--n <copies>', 'copies per range (env DIVAN_N; default 3, capped at cluster size)')
+    .option('--grpc-port <port>', 'gRPC port for other nodes (env DIVAN_GRPC_PORT; default 7984; 0 = any free port)')
+    .option('--grpc-bind <address>', 'gRPC bind address (env DIVAN_GRPC_BIND_ADDRESS; default 127.0.0.1)')
+    .option('--advertise-address <host:port>', 'gRPC address other nodes dial (env DIVAN_ADVERTISE_ADDRESS)')
+    .option('--http-advertise-address <host:port>', 'HTTP address other nodes use (env DIVAN_HTTP_ADVERTISE_ADDRESS)')
+    .option('--seeds <list>', 'gRPC addresses of nodes to join, comma-separated (env DIVAN_SEEDS)')
+    .option('--cluster-secret <secret>', 'shared inter-node secret (env DIVAN_CLUSTER_SECRET; prefer the env var)')
+    .option('--zone <zone>', 'failure zone of this node (env DIVAN_ZONE)')
+    .option('--dial-overrides <json>', 'JSON map: advertised address -> address to dial (env DIVAN_DIAL_OVERRIDES)')
+    .option('--membership-profile <profile>', 'lan | loopback (env DIVAN_MEMBERSHIP_PROFILE; default lan)')
     .option('--cors-origins <list>', 'CORS origins, comma-separated, * for any (env DIVAN_CORS_ORIGINS; default off)')
     .option('--log-level <level>', 'debug | info | warn | error (env DIVAN_LOG_LEVEL; default info)')
     .option('-c, --config <file>', 'JSON file of config keys (see README)')
@@ -37,6 +46,15 @@ function main(): void {
         n: opts.n,
         logLevel: opts.logLevel,
         corsOrigins: opts.corsOrigins,
+        grpcPort: opts.grpcPort,
+        grpcBindAddress: opts.grpcBind,
+        advertiseAddress: opts.advertiseAddress,
+        httpAdvertiseAddress: opts.httpAdvertiseAddress,
+        seeds: opts.seeds,
+        clusterSecret: opts.clusterSecret,
+        zone: opts.zone,
+        dialOverrides: opts.dialOverrides,
+        membershipProfile: opts.membershipProfile,
       },
     });
   } catch (err) {

@@ -10,7 +10,7 @@ import { Auth } from '../api/http/auth';
 import { HttpServer } from '../api/http/server';
 import type { Services } from '../api/http/context';
 import { Store } from '../storage/store';
-import { Catalog } from './catalog';
+import { Cluster } from './cluster';
 import type { Config } from './config';
 import { loadIdentity } from './admins';
 import { createLogger } from './logger';
@@ -23,7 +23,7 @@ export class DivanNode {
     readonly config: Readonly<Config>,
     readonly address: AddressInfo,
     private readonly store: Store,
-    private readonly catalog: Catalog,
+    private readonly cluster: Cluster,
     private readonly http: HttpServer,
     private readonly log: ReturnType<typeof createLogger>,
   ) {}
@@ -44,11 +44,8 @@ export class DivanNode {
           `  Set COUCHDB_USER and COUCHDB_PASSWORD to choose your own.\n\n`,
       );
     }
-    const catalog = await Catalog.load(
-      store,
-      { updateBatchDocsMax: config.updateBatchDocsMax, updateQueueDocsMax: config.updateQueueDocsMax },
-      config.revsLimit,
-    );
+    const cluster = await Cluster.open({ config, store, log });
+    const catalog = cluster.catalog;
     let dbCount = (await catalog.list()).length;
     const metrics = new Metrics(config.nodeName, () => dbCount);
     const services: Services = {
@@ -63,11 +60,12 @@ export class DivanNode {
         keysMax: config.keysMax,
         uuidsCountMax: config.uuidsCountMax,
         requestTimeoutMs: config.requestTimeoutMs,
+        quorumTimeoutMs: config.writeQuorumTimeoutMs,
         changesTimeoutMs: config.changesTimeoutMs,
         rowsMax: config.rowsMax,
       },
       node: {
-        name: config.nodeName,
+        name: cluster.self,
         uuid: identity.uuid,
         version,
         q: config.q,
@@ -80,6 +78,7 @@ export class DivanNode {
         return metrics.registry.metrics();
       },
       sessions: new Auth({ admins: identity.admins, secret: identity.sessionSecret, sessionTimeoutSec: config.sessionTimeoutSec }),
+      cluster,
     };
     const http = new HttpServer(services, {
       cors: {
@@ -94,14 +93,18 @@ export class DivanNode {
       onRequest: (method, status, seconds) => metrics.observeRequest(method, status, seconds),
     });
     const address = await http.listen();
-    log.info({ component: 'http', address: address.address, port: address.port, dataDir: config.dataDir }, 'listening');
-    return new DivanNode(config, address, store, catalog, http, log);
+    log.info({ component: 'http', address: address.address, port: address.port, dataDir: config.dataDir, node: cluster.self }, 'listening');
+    const httpHost = config.bindAddress === '0.0.0.0' || config.bindAddress === '::' ? '127.0.0.1' : config.bindAddress;
+    await cluster.join(config.httpAdvertiseAddress || `${httpHost}:${address.port}`);
+    log.info({ component: 'cluster', node: cluster.self, members: cluster.members().length }, 'joined');
+    return new DivanNode(config, address, store, cluster, http, log);
   }
 
   async stop(): Promise<void> {
     this.log.info({ component: 'node' }, 'stopping');
+    await this.cluster.stop(true);
     await this.http.close();
-    await this.catalog.idle();
+    await this.cluster.catalog.idle();
     await this.store.close();
     this.log.info({ component: 'node' }, 'stopped');
   }
@@ -126,6 +129,10 @@ function publicConfig(c: Readonly<Config>): Record<string, Record<string, string
     cors: { origins: c.corsOrigins, credentials: String(c.corsCredentials === 1) },
     divan: {
       node_name: c.nodeName,
+      grpc_port: String(c.grpcPort),
+      seeds: c.seeds,
+      zone: c.zone,
+      membership_profile: c.membershipProfile,
       revs_limit: String(c.revsLimit),
       attachment_bytes_max: String(c.attachmentBytesMax),
       json_depth_max: String(c.jsonDepthMax),

@@ -50,6 +50,8 @@ const STATE_KEY = 'state';
 
 export class ShardCopy {
   readonly copyId: number;
+  /** The node this copy lives on (its name in the cluster). */
+  readonly node: string;
   private readonly store: Store;
   private readonly limits: ShardCopyLimits;
   private state: CopyState;
@@ -60,22 +62,36 @@ export class ShardCopy {
   /** Wakes `_changes` feeds waiting for the next update. */
   private readonly listeners = new Set<(seq: number) => void>();
 
-  private constructor(store: Store, copyId: number, state: CopyState, revsLimit: number, limits: ShardCopyLimits) {
+  private constructor(store: Store, copyId: number, node: string, state: CopyState, revsLimit: number, limits: ShardCopyLimits) {
     this.store = store;
     this.copyId = copyId;
+    this.node = node;
     this.state = state;
     this.revsLimit = revsLimit;
     this.limits = limits;
   }
 
-  static async open(store: Store, copyId: number, revsLimit: number, limits: ShardCopyLimits): Promise<ShardCopy> {
-    const raw = await store.get(keys.metaKey(copyId, STATE_KEY));
+  static async open(store: Store, options: { copyId: number; node: string; revsLimit: number; limits: ShardCopyLimits }): Promise<ShardCopy> {
+    const raw = await store.get(keys.metaKey(options.copyId, STATE_KEY));
     const state: CopyState = raw ? JSON.parse(raw.toString('utf8')) : { updateSeq: 0, docCount: 0, docDelCount: 0 };
-    return new ShardCopy(store, copyId, state, revsLimit, limits);
+    return new ShardCopy(store, options.copyId, options.node, state, options.revsLimit, options.limits);
   }
 
   getState(): CopyState {
     return { ...this.state };
+  }
+
+  async readState(): Promise<CopyState> {
+    return { ...this.state };
+  }
+
+  /** A value this copy keeps for itself (shard sync checkpoints), or undefined. */
+  async readMeta(name: string): Promise<string | undefined> {
+    return (await this.store.get(keys.metaKey(this.copyId, 'x/' + name)))?.toString('utf8');
+  }
+
+  async writeMeta(name: string, value: string): Promise<void> {
+    await this.store.write([{ type: 'put', key: keys.metaKey(this.copyId, 'x/' + name), value }]);
   }
 
   setRevsLimit(revsLimit: number): void {

@@ -30,11 +30,22 @@ export interface TestNode {
   destroy(): Promise<void>;
 }
 
-export async function startNode(
-  options: { dataDir?: string; port?: number; env?: Record<string, string>; nodeArgs?: string[] } = {},
-): Promise<TestNode> {
+export interface StartNodeOptions {
+  dataDir?: string;
+  port?: number;
+  env?: Record<string, string>;
+  /** Flags for the Node.js runtime, before the script (e.g. `--inspect`). */
+  nodeArgs?: string[];
+  /** Extra Divan CLI flags, after the standard ones (e.g. `['--node-name', 'n1']`). Kept on restart. */
+  args?: string[];
+  /** Called with every line the node writes to stdout (its JSON log), e.g. to keep a tail for diagnostics. */
+  onStdoutLine?: (line: string) => void;
+}
+
+export async function startNode(options: StartNodeOptions = {}): Promise<TestNode> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'divan-test-'));
-  const proc = spawn(process.execPath, [...(options.nodeArgs ?? []), MAIN, '--port', String(options.port ?? 0), '--bind', '127.0.0.1', '--data-dir', dataDir], {
+  const cliArgs = ['--port', String(options.port ?? 0), '--bind', '127.0.0.1', '--data-dir', dataDir, '--grpc-port', '0', ...(options.args ?? [])];
+  const proc = spawn(process.execPath, [...(options.nodeArgs ?? []), MAIN, ...cliArgs], {
     env: { ...process.env, COUCHDB_USER: ADMIN.user, COUCHDB_PASSWORD: ADMIN.password, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -42,7 +53,10 @@ export async function startNode(
   proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => stderr.push(chunk));
   const port = await new Promise<number>((resolve, reject) => {
     let buffered = '';
-    const timer = setTimeout(() => reject(new Error('node did not start within 30 s: ' + stderr.join(''))), 30_000);
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL'); // not left running (holding its ports and data directory) after the failure
+      reject(new Error('node did not start within 30 s: ' + stderr.join('')));
+    }, 30_000);
     proc.once('exit', (code) => {
       clearTimeout(timer);
       reject(new Error(`node exited with ${code} before listening: ${stderr.join('')}`));
@@ -53,9 +67,12 @@ export async function startNode(
       while ((nl = buffered.indexOf('\n')) >= 0) {
         const line = buffered.slice(0, nl);
         buffered = buffered.slice(nl + 1);
+        options.onStdoutLine?.(line);
         try {
-          const event = JSON.parse(line) as { msg?: string; port?: number };
-          if (event.msg === 'listening' && event.port) {
+          const event = JSON.parse(line) as { msg?: string; port?: number; component?: string };
+          // Only the HTTP listener's line: other components (the RPC server) log 'listening' too.
+          const http = event.component === undefined || event.component === 'http';
+          if (event.msg === 'listening' && event.port && http) {
             clearTimeout(timer);
             resolve(event.port);
           }

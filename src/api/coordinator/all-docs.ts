@@ -6,6 +6,7 @@
  */
 import { compareRaw } from '../../shard/query/collate';
 import type { AllDocsOptions, AllDocsRow, LocalDoc } from '../../shard/types';
+import { firstLiveCursor, firstLiveState } from './range-read';
 import type { Cursor, DbHandle } from './shard-client';
 
 export interface RangeReadOptions extends Omit<AllDocsOptions, 'limit'> {
@@ -14,8 +15,9 @@ export interface RangeReadOptions extends Omit<AllDocsOptions, 'limit'> {
 }
 
 /** Total of live documents over all ranges (CouchDB's `total_rows`). */
-export function totalRows(db: DbHandle): number {
-  return db.ranges.reduce((sum, range) => sum + range.copies[0]!.getState().docCount, 0);
+export async function totalRows(db: DbHandle): Promise<number> {
+  const states = await Promise.all(db.ranges.map((range) => firstLiveState(range.copies, (copy) => copy.readState())));
+  return states.reduce((sum, state) => sum + state.docCount, 0);
 }
 
 export async function streamAllDocs(
@@ -24,7 +26,7 @@ export async function streamAllDocs(
   onRows: (rows: AllDocsRow[]) => Promise<void>,
 ): Promise<void> {
   const shardOptions: AllDocsOptions = { ...options, limit: options.skip + options.limit };
-  const cursors = db.ranges.map((range) => range.copies[0]!.allDocs(shardOptions));
+  const cursors = db.ranges.map((range) => firstLiveCursor(range.copies, (copy) => copy.allDocs(shardOptions)));
   await mergeCursors(cursors, (row) => row.id, options, onRows);
 }
 
@@ -34,7 +36,7 @@ export async function streamLocalDocs(
   onRows: (rows: LocalDoc[]) => Promise<void>,
 ): Promise<void> {
   const shardOptions: AllDocsOptions = { ...options, limit: options.skip + options.limit };
-  const cursors = db.ranges.map((range) => range.copies[0]!.localDocs(shardOptions));
+  const cursors = db.ranges.map((range) => firstLiveCursor(range.copies, (copy) => copy.localDocs(shardOptions)));
   await mergeCursors(cursors, (row) => row.id, options, onRows);
 }
 

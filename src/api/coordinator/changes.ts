@@ -14,29 +14,43 @@
  */
 import { BadRequestError } from '../../errors';
 import type { ChangeRow, ChangesFilter } from '../../shard/types';
-import type { Cursor, DbHandle } from './shard-client';
+import { firstLiveCursor, firstLiveState } from './range-read';
+import type { Cursor, DbHandle, ShardClient } from './shard-client';
 
 export interface SeqPosition {
-  copyId: number;
+  /** The node whose copy of the range was read. */
+  node: string;
+  /** That copy's local sequence. */
   seq: number;
 }
 
 export type SeqVector = SeqPosition[];
 
-export function encodeSeq(vector: SeqVector): string {
+const nodeJsonCache = new Map<string, string>();
+function nodeJson(node: string): string {
+  let json = nodeJsonCache.get(node);
+  if (json === undefined) {
+    json = JSON.stringify(node);
+    if (nodeJsonCache.size < 10_000) nodeJsonCache.set(node, json);
+  }
+  return json;
+}
+
+/** `<sum>-<base64url of ["<db uuid prefix>", [[node, seq], ...]]>`, one pair per range. */
+export function encodeSeq(db: DbHandle, vector: SeqVector): string {
   let sum = 0;
-  let text = '';
+  let text = '["' + db.uuid.slice(0, 8) + '",[';
   for (let i = 0; i < vector.length; i++) {
     const p = vector[i]!;
     sum += p.seq;
-    text += (i === 0 ? '' : '~') + p.copyId.toString(36) + '.' + p.seq.toString(36);
+    text += (i === 0 ? '[' : ',[') + nodeJson(p.node) + ',' + p.seq + ']';
   }
-  return sum + '-' + Buffer.from(text, 'latin1').toString('base64url');
+  return sum + '-' + Buffer.from(text + ']]', 'utf8').toString('base64url');
 }
 
 /** Parse `since`: 0, "0", "now", or a sequence this database gave out. */
-export function decodeSince(db: DbHandle, since: unknown): SeqVector {
-  const zero = () => db.ranges.map((r) => ({ copyId: r.copies[0]!.copyId, seq: 0 }));
+export async function decodeSince(db: DbHandle, since: unknown): Promise<SeqVector> {
+  const zero = () => db.ranges.map((r) => ({ node: r.copies[0]!.node, seq: 0 }));
   if (since === undefined || since === null || since === 0 || since === '0') return zero();
   if (since === 'now') return currentSeq(db);
   if (typeof since === 'number' && Number.isSafeInteger(since) && since >= 0) return zero();
@@ -46,16 +60,24 @@ export function decodeSince(db: DbHandle, since: unknown): SeqVector {
     if (/^[0-9]+$/.test(since)) return zero();
     throw malformed();
   }
-  const text = Buffer.from(since.slice(dash + 1), 'base64url').toString('latin1');
-  const parts = text.split('~');
-  if (parts.length !== db.ranges.length) throw malformed();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(since.slice(dash + 1), 'base64url').toString('utf8'));
+  } catch {
+    throw malformed();
+  }
+  if (!Array.isArray(parsed) || typeof parsed[0] !== 'string' || !Array.isArray(parsed[1])) throw malformed();
+  const pairs = parsed[1] as unknown[];
+  if (pairs.length !== db.ranges.length) throw malformed();
+  // A sequence from another instance of this database (dropped and created again)
+  // means nothing here: start over rather than skip.
+  if (parsed[0] !== db.uuid.slice(0, 8)) return zero();
   return db.ranges.map((range, i) => {
-    const [copyText, seqText] = parts[i]!.split('.');
-    const copyId = parseInt(copyText ?? '', 36);
-    const seq = parseInt(seqText ?? '', 36);
-    if (!Number.isSafeInteger(copyId) || !Number.isSafeInteger(seq) || seq < 0) throw malformed();
-    const copy = range.copies.find((c) => c.copyId === copyId);
-    return copy ? { copyId, seq } : { copyId: range.copies[0]!.copyId, seq: 0 };
+    const pair = pairs[i];
+    if (!Array.isArray(pair) || typeof pair[0] !== 'string' || !Number.isSafeInteger(pair[1]) || (pair[1] as number) < 0) throw malformed();
+    const node = pair[0] as string;
+    // Another copy's sequence says nothing about this one: replay the range (never skip).
+    return range.copies.some((c) => c.node === node) ? { node, seq: pair[1] as number } : { node: range.copies[0]!.node, seq: 0 };
   });
 }
 
@@ -63,8 +85,15 @@ function malformed(): BadRequestError {
   return new BadRequestError("Malformed sequence supplied in 'since' parameter.");
 }
 
-export function currentSeq(db: DbHandle): SeqVector {
-  return db.ranges.map((r) => ({ copyId: r.copies[0]!.copyId, seq: r.copies[0]!.getState().updateSeq }));
+function copyAt(db: DbHandle, index: number, node: string) {
+  const range = db.ranges[index]!;
+  return range.copies.find((c) => c.node === node) ?? range.copies[0]!;
+}
+
+export async function currentSeq(db: DbHandle): Promise<SeqVector> {
+  return Promise.all(
+    db.ranges.map((r) => firstLiveState(r.copies, async (copy) => ({ node: copy.node, seq: (await copy.readState()).updateSeq }))),
+  );
 }
 
 export interface ChangesRequest {
@@ -103,15 +132,22 @@ export async function readChanges(
 ): Promise<PassResult> {
   const position = request.since.map((p) => ({ ...p }));
   const cursors: (Cursor<ChangeRow> | null)[] = db.ranges.map((range, i) => {
-    const copy = range.copies.find((c) => c.copyId === position[i]!.copyId) ?? range.copies[0]!;
-    return copy.changes({
-      since: request.descending ? 0 : position[i]!.seq,
-      descending: request.descending,
-      limit,
-      allLeaves: request.allLeaves,
-      includeDocs: request.includeDocs,
-      conflicts: request.conflicts,
-      filter: request.filter,
+    // The position's own copy first; any other copy restarts the range from 0 (its
+    // sequence numbers mean nothing here): a replay, never a skip.
+    const preferred = range.copies.find((c) => c.node === position[i]!.node);
+    const ordered = preferred ? [preferred, ...range.copies.filter((c) => c !== preferred)] : [...range.copies];
+    const open = (copy: ShardClient) =>
+      copy.changes({
+        since: request.descending || copy.node !== position[i]!.node ? 0 : position[i]!.seq,
+        descending: request.descending,
+        limit,
+        allLeaves: request.allLeaves,
+        includeDocs: request.includeDocs,
+        conflicts: request.conflicts,
+        filter: request.filter,
+      });
+    return firstLiveCursor(ordered, open, (copy) => {
+      position[i] = { node: copy.node, seq: 0 };
     });
   });
   let count = 0;
@@ -133,7 +169,7 @@ export async function readChanges(
           if (!request.descending) position[i]!.seq = row.seq;
           count++;
           const withSeq = request.seqInterval <= 1 || count % request.seqInterval === 0;
-          const seq = withSeq ? encodeSeq(request.descending ? withRange(position, i, row.seq) : position) : null;
+          const seq = withSeq ? encodeSeq(db, request.descending ? withRange(position, i, row.seq) : position) : null;
           const pending = emit({ row, seq });
           if (pending) await pending;
         }
@@ -150,13 +186,9 @@ function withRange(vector: SeqVector, index: number, seq: number): SeqVector {
 }
 
 /** Rows after `position` not yet sent: an upper bound (superseded updates count once). */
-export function pendingAfter(db: DbHandle, position: SeqVector): number {
-  let pending = 0;
-  db.ranges.forEach((range, i) => {
-    const copy = range.copies.find((c) => c.copyId === position[i]!.copyId) ?? range.copies[0]!;
-    pending += Math.max(0, copy.getState().updateSeq - position[i]!.seq);
-  });
-  return pending;
+export async function pendingAfter(db: DbHandle, position: SeqVector): Promise<number> {
+  const states = await Promise.all(position.map((p, i) => copyAt(db, i, p.node).readState().catch(() => ({ updateSeq: p.seq }))));
+  return states.reduce((sum, state, i) => sum + Math.max(0, state.updateSeq - position[i]!.seq), 0);
 }
 
 /**

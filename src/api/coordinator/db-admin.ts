@@ -5,6 +5,7 @@
 import { BadRequestError } from '../../errors';
 import { encodeSeq, currentSeq } from './changes';
 import { majority } from './quorum';
+import { firstLiveState } from './range-read';
 import type { DbDirectory, DbHandle } from './shard-client';
 
 /** CouchDB's rule: a lowercase letter, then lowercase letters, digits and _$()+-/. */
@@ -35,18 +36,20 @@ export async function dbInfo(db: DbHandle): Promise<Record<string, unknown>> {
   let docCount = 0;
   let docDelCount = 0;
   let fileBytes = 0;
-  for (const range of db.ranges) {
-    const copy = range.copies[0]!;
-    const state = copy.getState();
+  const states = await Promise.all(
+    db.ranges.map((range) => firstLiveState(range.copies, async (copy) => ({ state: await copy.readState(), size: await copy.sizeBytes() }))),
+  );
+  for (const { state, size } of states) {
     docCount += state.docCount;
     docDelCount += state.docDelCount;
-    fileBytes += await copy.sizeBytes();
+    fileBytes += size;
   }
+  const seq = await currentSeq(db);
   const copies = db.ranges[0]?.copies.length ?? 1;
   return {
     db_name: db.name,
-    purge_seq: encodeSeq(currentSeq(db).map((p) => ({ ...p, seq: 0 }))),
-    update_seq: encodeSeq(currentSeq(db)),
+    purge_seq: encodeSeq(db, seq.map((p) => ({ ...p, seq: 0 }))),
+    update_seq: encodeSeq(db, seq),
     sizes: { file: fileBytes, external: fileBytes, active: fileBytes },
     props: {},
     doc_del_count: docDelCount,

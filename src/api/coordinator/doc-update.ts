@@ -33,10 +33,9 @@ export async function updateDocs(db: DbHandle, edits: DocEdit[], options: Update
       const range = db.ranges[rangeIndex]!;
       const rangeEdits = positions.map((i) => edits[i]!);
       const w = effectiveQuorum(options.w, range.copies.length);
-      // Wait for every copy (up to the deadline), so per-document w can be counted.
-      const replies = await askCopies(range.copies, range.copies.length, options.timeoutMs, (copy) =>
-        copy.updateDocs(rangeEdits),
-      );
+      // Answer once w copies acknowledged (the others still apply the edits, and shard
+      // sync reconciles them); at the deadline, answer with what arrived.
+      const replies = await askCopies(range.copies, w, options.timeoutMs, (copy) => copy.updateDocs(rangeEdits));
       const oks = replies.filter((r): r is { kind: 'ok'; value: EditResult[] } => r.kind === 'ok');
       if (oks.length === 0) throw noCopyError(replies);
       positions.forEach((editIndex, j) => {

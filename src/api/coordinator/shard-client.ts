@@ -29,22 +29,28 @@ export interface ShardClient {
   getLocal(id: string): Promise<LocalDoc | undefined>;
   putLocal(id: string, body: string | null, rev: RevId | undefined): Promise<{ kind: 'ok'; rev: RevId } | { kind: 'conflict' }>;
   localDocs(options: AllDocsOptions): Cursor<LocalDoc>;
-  getState(): CopyState;
+  readState(): Promise<CopyState>;
   sizeBytes(): Promise<number>;
   onUpdate(listener: (seq: number) => void): () => void;
-  readonly copyId: number;
+  /** The node that holds this copy. */
+  readonly node: string;
 }
 
 /** One range of a database and the copies that hold it. */
 export interface RangeCopies {
   readonly index: number;
   readonly name: string;
+  /** Copies in preference order (this node's own first). */
   readonly copies: readonly ShardClient[];
+  /** The nodes holding the range's copies, in placement order. */
+  readonly nodes: readonly string[];
 }
 
 /** What the coordinator knows of an open database. */
 export interface DbHandle {
   readonly name: string;
+  /** This instance of the database (a name dropped and created again gets a new one). */
+  readonly uuid: string;
   readonly q: number;
   readonly n: number;
   readonly ranges: readonly RangeCopies[];

@@ -17,6 +17,8 @@ export interface HttpLimits {
   keysMax: number;
   uuidsCountMax: number;
   requestTimeoutMs: number;
+  /** How long reads and writes wait for r / w copies before answering with what they have. */
+  quorumTimeoutMs: number;
   changesTimeoutMs: number;
   rowsMax: number;
 }
@@ -44,6 +46,18 @@ export interface Logger {
   debug(obj: object, msg?: string): void;
 }
 
+/** The cluster as the HTTP layer sees it (membership, readiness, routing to nodes). */
+export interface ClusterInfo {
+  readonly self: string;
+  /** Joined the cluster and holds the catalog (`/_up`). */
+  ready(): boolean;
+  members(): { name: string; state: string; incarnation: number; address: string; httpAddress: string; zone?: string }[];
+  /** HTTP host:port of a live member, for `/_node/{name}/...`. */
+  httpAddressOfMember(name: string): string | undefined;
+  /** Push every local copy of a database to its siblings now (`_sync_shards`). */
+  syncDatabase(db: string): Promise<void>;
+}
+
 /** Everything a route may use; built once at start-up by src/node. */
 export interface Services {
   directory: DbDirectory;
@@ -53,6 +67,7 @@ export interface Services {
   /** Prometheus exposition text of this node's registry. */
   metricsText(): Promise<string>;
   sessions: import('./auth').Auth;
+  cluster: ClusterInfo;
 }
 
 export const serverHeader = 'Divan/0.1.0 (Node.js)';

@@ -15,6 +15,7 @@ import { doc } from './routes/doc';
 import { localDoc } from './routes/local';
 import { activeTasks, allDbs, dbsInfo, node, notBuilt, up, uuids, welcome } from './routes/server';
 import { session } from './routes/session';
+import { membership, shards, syncShards } from './routes/cluster';
 
 type Handler = (ctx: Ctx) => Promise<void>;
 
@@ -26,10 +27,11 @@ const serverRoutes: Record<string, Handler> = {
   _session: session,
   _node: node,
   _active_tasks: activeTasks,
+  _membership: membership,
 };
 
 /** Server endpoints of CouchDB that later issues build. */
-const serverNotBuilt = new Set(['_replicate', '_scheduler', '_membership', '_cluster_setup', '_reshard', '_db_updates', '_utils', '_search_analyze']);
+const serverNotBuilt = new Set(['_replicate', '_scheduler', '_cluster_setup', '_reshard', '_db_updates', '_utils', '_search_analyze']);
 
 /** Database endpoints of CouchDB that later issues build. */
 const dbNotBuiltNames: Record<string, string> = {
@@ -40,8 +42,6 @@ const dbNotBuiltNames: Record<string, string> = {
   _view_cleanup: 'View cleanup',
   _purge: 'Purge',
   _purged_infos_limit: 'Purge',
-  _shards: 'Shard maps (_shards)',
-  _sync_shards: 'Shard sync (_sync_shards)',
   _design_docs_queries: 'Multiple queries',
   _all_docs_queries: 'Multiple queries',
   _partition: 'Partitioned databases',
@@ -108,6 +108,10 @@ async function dbRoute(ctx: Ctx, db: string, rest: string[]): Promise<void> {
       return security(ctx, db);
     case '_ensure_full_commit':
       return ensureFullCommit(ctx, db);
+    case '_shards':
+      return shards(ctx, db, rest.length > 1 ? rest.slice(1).join('/') : undefined);
+    case '_sync_shards':
+      return syncShards(ctx, db);
     case '_local':
       if (rest.length < 2) throw new BadRequestError('Missing local document id', 'illegal_docid');
       return localDoc(ctx, db, rest.slice(1).join('/'));

@@ -30,9 +30,9 @@ export async function allDocs(ctx: Ctx, dbName: string, which: Which): Promise<v
   }
 
   const head =
-    '{"total_rows":' + (which === 'local' ? 'null' : totalRows(db)) +
+    '{"total_rows":' + (which === 'local' ? 'null' : await totalRows(db)) +
     ',"offset":' + (range.startKey === undefined || which !== 'all' ? range.skip : 'null') +
-    (updateSeq ? ',"update_seq":' + JSON.stringify(encodeSeq(currentSeq(db))) : '') +
+    (updateSeq ? ',"update_seq":' + JSON.stringify(encodeSeq(db, await currentSeq(db))) : '') +
     ',"rows":[';
   if (keys !== undefined) {
     if (!Array.isArray(keys) || keys.some((k) => typeof k !== 'string')) throw new BadRequestError('`keys` must be an array of strings', 'bad_request');
@@ -99,7 +99,7 @@ async function sendKeys(
 ): Promise<void> {
   const ordered = options.range.descending ? [...keys].reverse() : keys;
   const selected = ordered.slice(options.range.skip, options.range.skip + options.range.limit);
-  const infos = await readDocInfos(db, selected, { timeoutMs: ctx.limits.requestTimeoutMs });
+  const infos = await readDocInfos(db, selected, { timeoutMs: ctx.limits.quorumTimeoutMs });
   const live = infos.flatMap((info) => (info && !info.winner.deleted ? [info] : []));
   const docs = options.includeDocs
     ? await openRevsMany(

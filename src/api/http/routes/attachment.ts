@@ -12,7 +12,7 @@ import { docLocation } from './doc';
 export async function attachment(ctx: Ctx, dbName: string, docId: string, name: string): Promise<void> {
   allow(ctx, ['GET', 'HEAD', 'PUT', 'DELETE']);
   const db = await openDb(ctx, dbName);
-  const timeoutMs = ctx.limits.requestTimeoutMs;
+  const timeoutMs = ctx.limits.quorumTimeoutMs;
   const revParam = ctx.qString('rev') ?? ctx.header('if-match')?.replace(/^"|"$/g, '');
   const rev = revParam === undefined ? undefined : checkRev(revParam);
   if (ctx.method === 'GET' || ctx.method === 'HEAD') {

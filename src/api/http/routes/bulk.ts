@@ -31,7 +31,7 @@ export async function bulkDocs(ctx: Ctx, dbName: string): Promise<void> {
   const outcomes = await updateDocs(
     db,
     parsed.map((p) => p.edit),
-    { timeoutMs: ctx.limits.requestTimeoutMs, ...(w ? { w } : {}) },
+    { timeoutMs: ctx.limits.quorumTimeoutMs, ...(w ? { w } : {}) },
   );
   const rows: unknown[] = [];
   let accepted = false;
@@ -65,7 +65,7 @@ export async function bulkGet(ctx: Ctx, dbName: string): Promise<void> {
     if (!isPlainObject(item) || typeof item.id !== 'string') throw new BadRequestError('Each entry of docs needs an id');
     return item;
   });
-  const infos = await readDocInfos(db, requests.map((r) => r.id as string), { timeoutMs: ctx.limits.requestTimeoutMs });
+  const infos = await readDocInfos(db, requests.map((r) => r.id as string), { timeoutMs: ctx.limits.quorumTimeoutMs });
   // Decide each entry first (errors need no read), then read every body in one pass.
   type Entry = { id: string; errors: string[]; item?: OpenRevsItem };
   const entries: Entry[] = requests.map((item, i) => {
@@ -112,7 +112,7 @@ export async function revsDiffRoute(ctx: Ctx, dbName: string, style: 'revs_diff'
     request.set(id, (revs as string[]).map(checkRev));
   }
   if (total > ctx.limits.keysMax * 10) throw new BadRequestError('Too many revisions in one _revs_diff request');
-  const diff = await revsDiff(db, request, { timeoutMs: ctx.limits.requestTimeoutMs });
+  const diff = await revsDiff(db, request, { timeoutMs: ctx.limits.quorumTimeoutMs });
   if (style === 'revs_diff') {
     const out: Record<string, unknown> = {};
     for (const [id, entry] of diff) {

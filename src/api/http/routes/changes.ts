@@ -30,7 +30,7 @@ export async function changes(ctx: Ctx, dbName: string): Promise<void> {
   if (!['normal', 'longpoll', 'continuous', 'eventsource'].includes(feed)) {
     throw new BadRequestError('Supported `feed` types: normal, continuous, longpoll, eventsource', 'bad_request');
   }
-  const request = parseRequest(ctx, db, body);
+  const request = await parseRequest(ctx, db, body);
   const heartbeatMs = heartbeat(ctx);
   const timeoutMs = ctx.qInt('timeout', ctx.limits.changesTimeoutMs);
 
@@ -47,7 +47,7 @@ function heartbeat(ctx: Ctx): number | undefined {
   return Math.max(ms, 100);
 }
 
-function parseRequest(ctx: Ctx, db: DbHandle, body: Record<string, unknown>): ChangesRequest {
+async function parseRequest(ctx: Ctx, db: DbHandle, body: Record<string, unknown>): Promise<ChangesRequest> {
   const sinceParam = ctx.qString('since');
   const since = sinceParam === undefined ? (body.since as unknown) : sinceParam === 'now' ? 'now' : sinceParam;
   const descending = ctx.qBool('descending', false);
@@ -55,7 +55,7 @@ function parseRequest(ctx: Ctx, db: DbHandle, body: Record<string, unknown>): Ch
   const style = ctx.qString('style') ?? 'main_only';
   if (style !== 'main_only' && style !== 'all_docs') throw new BadRequestError('Supported `style` values: main_only, all_docs', 'bad_request');
   return {
-    since: decodeSince(db, since),
+    since: await decodeSince(db, since),
     descending,
     limit: limit === 0 ? 1 : limit,
     allLeaves: style === 'all_docs',
@@ -143,7 +143,7 @@ async function normalFeed(
     watcher?.stop();
   }
   await out.flush();
-  ctx.end('\n],\n"last_seq":"' + encodeSeq(position) + '","pending":' + pendingAfter(db, position) + '}\n');
+  ctx.end('\n],\n"last_seq":"' + encodeSeq(db, position) + '","pending":' + (await pendingAfter(db, position)) + '}\n');
 }
 
 async function streamingFeed(
@@ -182,6 +182,6 @@ async function streamingFeed(
   } finally {
     watcher.stop();
   }
-  if (!eventsource) ctx.end('{"last_seq":"' + encodeSeq(position) + '","pending":' + pendingAfter(db, position) + '}\n');
+  if (!eventsource) ctx.end('{"last_seq":"' + encodeSeq(db, position) + '","pending":' + (await pendingAfter(db, position)) + '}\n');
   else ctx.end();
 }

@@ -61,7 +61,7 @@ export function renderOptions(ctx: Ctx): RenderOptions {
 }
 
 async function getDoc(ctx: Ctx, db: DbHandle, docId: string): Promise<void> {
-  const timeoutMs = ctx.limits.requestTimeoutMs;
+  const timeoutMs = ctx.limits.quorumTimeoutMs;
   const r = ctx.qInt('r', 0) || undefined;
   const options = renderOptions(ctx);
   const info = await readDocInfo(db, docId, { timeoutMs, ...(r ? { r } : {}) });
@@ -194,7 +194,7 @@ async function putDoc(ctx: Ctx, db: DbHandle, docId: string): Promise<void> {
     if (rev !== undefined) parsed.edit.baseRev = rev;
   }
   const w = ctx.qInt('w', 0) || undefined;
-  const [outcome] = await updateDocs(db, [parsed.edit], { timeoutMs: ctx.limits.requestTimeoutMs, ...(w ? { w } : {}) });
+  const [outcome] = await updateDocs(db, [parsed.edit], { timeoutMs: ctx.limits.quorumTimeoutMs, ...(w ? { w } : {}) });
   if (ctx.qString('batch') === 'ok' && outcome!.kind !== 'error') {
     return ctx.send(202, { ok: true, id: docId });
   }
@@ -206,7 +206,7 @@ async function deleteDoc(ctx: Ctx, db: DbHandle, docId: string): Promise<void> {
   if (rev === undefined) throw new ConflictError();
   const w = ctx.qInt('w', 0) || undefined;
   const [outcome] = await updateDocs(db, [{ id: docId, deleted: true, body: {}, attachments: null, baseRev: rev }], {
-    timeoutMs: ctx.limits.requestTimeoutMs,
+    timeoutMs: ctx.limits.quorumTimeoutMs,
     ...(w ? { w } : {}),
   });
   if (outcome!.kind === 'error') throw outcome!.error;
@@ -219,7 +219,7 @@ async function copyDoc(ctx: Ctx, db: DbHandle, docId: string): Promise<void> {
   const [rawTarget, query] = destination.split('?', 2) as [string, string | undefined];
   const targetId = validateDocId(decodeURIComponent(rawTarget), ctx.limits);
   const targetRev = query ? new URLSearchParams(query).get('rev') ?? undefined : undefined;
-  const timeoutMs = ctx.limits.requestTimeoutMs;
+  const timeoutMs = ctx.limits.quorumTimeoutMs;
   const info = await readDocInfo(db, docId, { timeoutMs });
   const revParam = ctx.qString('rev');
   const node = chooseRevision(info, revParam === undefined ? undefined : checkRev(revParam));
@@ -251,7 +251,7 @@ export async function postDoc(ctx: Ctx, db: DbHandle): Promise<void> {
   const json = await ctx.readJson();
   const parsed = parseDoc(json, { newEdits: true, limits: ctx.limits, generateId: () => randomBytes(16).toString('hex') });
   if (parsed.rev !== undefined) parsed.edit.baseRev = parsed.rev;
-  const [outcome] = await updateDocs(db, [parsed.edit], { timeoutMs: ctx.limits.requestTimeoutMs });
+  const [outcome] = await updateDocs(db, [parsed.edit], { timeoutMs: ctx.limits.quorumTimeoutMs });
   if (ctx.qString('batch') === 'ok' && outcome!.kind !== 'error') return ctx.send(202, { ok: true, id: parsed.edit.id });
   sendWrite(ctx, outcome!, { Location: docLocation(ctx, db.name, parsed.edit.id) });
 }

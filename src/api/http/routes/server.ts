@@ -8,6 +8,7 @@ import { dbInfo } from '../../coordinator/db-admin';
 import { compareRaw } from '../../../shard/query/collate';
 import type { Ctx } from '../context';
 import { allow } from './common';
+import { forwardToNode, localCopyDoc } from './cluster';
 
 export async function welcome(ctx: Ctx): Promise<void> {
   allow(ctx, ['GET', 'HEAD']);
@@ -23,6 +24,7 @@ export async function welcome(ctx: Ctx): Promise<void> {
 
 export async function up(ctx: Ctx): Promise<void> {
   allow(ctx, ['GET', 'HEAD']);
+  if (!ctx.services.cluster.ready()) return ctx.send(503, { status: 'starting', reason: 'joining the cluster' });
   ctx.send(200, { status: 'ok', seeds: {} });
 }
 
@@ -97,7 +99,8 @@ export async function uuids(ctx: Ctx): Promise<void> {
 /** `/_node/{name}/...`: only this node (`_local` or its own name) until the cluster lands. */
 export async function node(ctx: Ctx): Promise<void> {
   const [, nodeName, section, ...rest] = ctx.segments;
-  if (nodeName !== '_local' && nodeName !== ctx.services.node.name) throw new NotFoundError(`Unknown node ${nodeName}`);
+  if (nodeName === undefined) throw new NotFoundError('missing');
+  if (nodeName !== '_local' && nodeName !== ctx.services.node.name) return forwardToNode(ctx, nodeName, ctx.segments.slice(2));
   if (section === undefined) {
     allow(ctx, ['GET', 'HEAD']);
     return ctx.send(200, { name: ctx.services.node.name });
@@ -108,6 +111,7 @@ export async function node(ctx: Ctx): Promise<void> {
     return ctx.sendBytes(200, Buffer.from(text, 'utf8'), { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
   }
   if (section === '_config') return config(ctx, rest);
+  if (section === '_copy') return localCopyDoc(ctx, rest[0], rest.length > 1 ? rest.slice(1).join('/') : undefined);
   if (section === '_stats' || section === '_system') {
     allow(ctx, ['GET', 'HEAD']);
     const memory = process.memoryUsage();

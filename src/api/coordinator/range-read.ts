@@ -1,0 +1,47 @@
+/**
+ * Range reads take one copy per range: the first in preference order (this node's
+ * own when it has one). If that copy fails before any row was read, the next copy
+ * is tried; after rows were sent a failure ends the read (the client resumes).
+ */
+import type { Cursor, ShardClient } from './shard-client';
+
+export function firstLiveCursor<T>(
+  copies: readonly ShardClient[],
+  open: (copy: ShardClient) => Cursor<T>,
+  onSwitch?: (copy: ShardClient) => void,
+): Cursor<T> {
+  let index = 0;
+  let cursor = open(copies[0]!);
+  let delivered = false;
+  return {
+    next: async () => {
+      for (;;) {
+        try {
+          const batch = await cursor.next();
+          delivered = true;
+          return batch;
+        } catch (err) {
+          if (delivered || index + 1 >= copies.length) throw err;
+          await cursor.close().catch(() => undefined);
+          index++;
+          onSwitch?.(copies[index]!);
+          cursor = open(copies[index]!);
+        }
+      }
+    },
+    close: () => cursor.close(),
+  };
+}
+
+/** The first copy whose state answers (for counts and sequences). */
+export async function firstLiveState<R>(copies: readonly ShardClient[], read: (copy: ShardClient) => Promise<R>): Promise<R> {
+  let last: unknown;
+  for (const copy of copies) {
+    try {
+      return await read(copy);
+    } catch (err) {
+      last = err;
+    }
+  }
+  throw last;
+}

@@ -1,0 +1,426 @@
+/**
+ * This node as a member of a cluster: the gRPC server and peer clients, SWIM
+ * membership over them, the catalog's view of the cluster (where new databases go,
+ * how to reach a remote copy, how to tell the others about a catalog change),
+ * catalog anti-entropy, and the shard sync scheduler.
+ *
+ * A single node is a cluster of one: the same code runs with no seeds.
+ *
+ * Timers are owned here and all stopped by `stop()`.
+ */
+import { randomBytes } from 'node:crypto';
+import { NotFoundError } from '../errors';
+import type { RingMember } from '../ring/placement';
+import { pushToSibling } from '../shard/sync';
+import { nodeMetaKey } from '../storage/keys';
+import type { Store } from '../storage/store';
+import type { Logger } from '../api/http/context';
+import type { ShardClient } from '../api/coordinator/shard-client';
+import { Catalog, CatalogEntry, ClusterView } from './catalog';
+import type { Config } from './config';
+import { lanProfile, loopbackProfile } from './membership/config';
+import { Membership } from './membership/membership';
+import type { AckMessage, Member, MemberInfo, MembershipTransport, PingMessage } from './membership/types';
+import { PeerClients } from './rpc/client';
+import type { Message } from './rpc/proto';
+import { RpcServer } from './rpc/server';
+import { RemoteShardClient, shardHandlers } from './rpc/shard-service';
+
+export interface MemberView {
+  name: string;
+  state: string;
+  incarnation: number;
+  address: string;
+  httpAddress: string;
+  zone?: string;
+}
+
+export class Cluster {
+  readonly self: string;
+  readonly address: string;
+  readonly catalog: Catalog;
+  /** Made by `join()`, once this node's HTTP address is known. */
+  private membershipOrUndefined: Membership | undefined;
+  private readonly rpc: RpcServer;
+  private readonly peers: PeerClients;
+  private readonly config: Readonly<Config>;
+  private readonly log: Logger;
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly syncing = new Map<string, { running: boolean; again: boolean }>();
+  private readonly unsubscribes: (() => void)[] = [];
+  private joined = false;
+  private stopped = false;
+
+  private constructor(init: {
+    self: string;
+    address: string;
+    catalog: Catalog;
+    rpc: RpcServer;
+    peers: PeerClients;
+    config: Readonly<Config>;
+    log: Logger;
+  }) {
+    this.self = init.self;
+    this.address = init.address;
+    this.catalog = init.catalog;
+    this.rpc = init.rpc;
+    this.peers = init.peers;
+    this.config = init.config;
+    this.log = init.log;
+  }
+
+  private get membership(): Membership {
+    if (!this.membershipOrUndefined) throw new NotFoundError('node is starting', 'not_ready');
+    return this.membershipOrUndefined;
+  }
+
+  /**
+   * Bind the gRPC server and load the catalog; membership starts with `join()`, once
+   * the HTTP address is known.
+   */
+  static async open(options: { config: Readonly<Config>; store: Store; log: Logger }): Promise<Cluster> {
+    const { config, store, log } = options;
+    const secret = config.clusterSecret || (await storedSecret(store));
+    const peers = new PeerClients({ secret, dialOverrides: config.dialOverrides ? (JSON.parse(config.dialOverrides) as Record<string, string>) : {} });
+    const rpc = new RpcServer({ bindAddress: config.grpcBindAddress, port: config.grpcPort, secret, authSkewMs: 60_000, log });
+    // Handlers are bound before the objects they use exist; calls that arrive during
+    // start-up are refused as unavailable and retried by the caller.
+    let cluster: Cluster | undefined;
+    const need = () => {
+      if (!cluster) throw new NotFoundError('node is starting', 'not_ready');
+      return cluster;
+    };
+    rpc.add('Membership', {
+      Ping: (req: Message) => toProtoGossip(need().membership.handlePing(fromProtoGossip(req))),
+      PingReq: async (req: Message) => ({
+        acked: await need().membership.handlePingReq({ name: req.targetName, address: req.targetAddress }, fromProtoGossip(req.message)),
+      }),
+      PushPull: (req: Message) => ({ members: need().membership.handlePushPull((req.members as Message[]).map(fromProtoMember)).map(toProtoMember) }),
+    });
+    rpc.add('Catalog', {
+      Sync: async (req: Message) => {
+        const c = need();
+        await c.catalog.merge(JSON.parse((req.entriesJson as Buffer).toString('utf8')) as CatalogEntry[]);
+        return { entriesJson: Buffer.from(JSON.stringify(c.catalog.allEntries()), 'utf8') };
+      },
+    });
+    rpc.add('Shard', shardHandlers((ref) => need().catalog.localCopy(ref.dbUuid, ref.range)));
+    const port = await rpc.listen();
+    const address = config.advertiseAddress || `${config.grpcBindAddress}:${port}`;
+    const self = config.nodeName || (await storedName(store, `divan@${address}`));
+    log.info({ component: 'rpc', address, port, node: self }, 'listening');
+
+    const membershipOf = () => cluster?.membershipOrUndefined;
+    const view: ClusterView = {
+      self,
+      placementMembers: () => placementMembers(membershipOf(), self, config.zone),
+      remoteCopy: (node, entry, range): ShardClient =>
+        new RemoteShardClient({
+          node,
+          copy: { db: entry.name, dbUuid: entry.uuid, range },
+          peers,
+          addressOf: (name) => membershipOf()?.member(name)?.address,
+          isReachable: (name) => {
+            const state = membershipOf()?.member(name)?.state;
+            return state !== 'dead' && state !== 'left';
+          },
+          timeoutMs: config.rpcTimeoutMs,
+        }),
+      broadcast: async (entries) => {
+        const membership = membershipOf();
+        if (!membership) return;
+        const others = membership.members().filter((m) => m.name !== self && (m.state === 'alive' || m.state === 'suspect'));
+        await Promise.allSettled(
+          others.map((m) =>
+            peers.unary(m.address, 'Catalog', 'Sync', { entriesJson: Buffer.from(JSON.stringify(entries), 'utf8') }, 2000),
+          ),
+        );
+      },
+    };
+    const catalog = await Catalog.load(store, {
+      limits: { updateBatchDocsMax: config.updateBatchDocsMax, updateQueueDocsMax: config.updateQueueDocsMax },
+      defaultRevsLimit: config.revsLimit,
+      cluster: view,
+    });
+    cluster = new Cluster({ self, address, catalog, rpc, peers, config, log });
+    return cluster;
+  }
+
+
+  /** Start membership and join the seeds; catalog and shard sync follow. Resolves when ready. */
+  async join(httpAddress: string): Promise<void> {
+    this.membershipOrUndefined = new Membership({
+      self: { name: this.self, address: this.address, httpAddress, ...(this.config.zone ? { zone: this.config.zone } : {}) },
+      transport: grpcTransport(this.peers),
+      config: this.config.membershipProfile === 'loopback' ? loopbackProfile : lanProfile,
+      log: this.log,
+    });
+    this.membership.on('change', (member: Member, previous: string | undefined) => {
+      this.catalog.refresh();
+      if (member.name !== this.self && member.state === 'alive' && previous !== 'alive') {
+        void this.syncCatalogWith(member.address);
+        this.syncAll(member.name);
+      }
+    });
+    this.membership.start();
+    const seeds = this.config.seeds
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s && s !== this.address);
+    if (seeds.length > 0) {
+      const answered = await this.membership.join(seeds);
+      if (answered > 0) {
+        for (const seed of seeds) await this.syncCatalogWith(seed);
+      }
+    }
+    this.joined = true;
+    this.every(this.config.catalogSyncIntervalMs, () => this.antiEntropy());
+    this.every(this.config.syncIntervalMs, () => this.syncAll());
+    this.unsubscribes.push(this.catalog.onChange(() => this.watchCopies()));
+    this.watchCopies();
+  }
+
+  /** /_up: joined the cluster and holds the catalog. */
+  ready(): boolean {
+    return this.joined && !this.stopped;
+  }
+
+  members(): MemberView[] {
+    if (!this.membershipOrUndefined) return [];
+    return this.membership.members().map((m) => ({
+      name: m.name,
+      state: m.state,
+      incarnation: m.incarnation,
+      address: m.address,
+      httpAddress: m.httpAddress,
+      ...(m.zone ? { zone: m.zone } : {}),
+    }));
+  }
+
+  httpAddressOfMember(name: string): string | undefined {
+    const member = this.membershipOrUndefined?.member(name);
+    return member && member.state !== 'dead' && member.state !== 'left' ? member.httpAddress : undefined;
+  }
+
+  /** Push every local copy of `db` to its siblings now; resolves when done. */
+  async syncDatabase(db: string): Promise<void> {
+    const entry = this.catalog.entry(db);
+    if (!entry) throw new NotFoundError('Database does not exist.');
+    await Promise.all(
+      this.catalog
+        .copies()
+        .filter((c) => c.entry.uuid === entry.uuid)
+        .flatMap((c) => siblingsOf(c.entry, c.range, this.self).map((sibling) => this.syncCopy(c.entry, c.range, sibling))),
+    );
+  }
+
+  get rejectedCalls(): number {
+    return this.rpc.rejected;
+  }
+
+  async stop(graceful: boolean): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const timer of this.timers) clearInterval(timer);
+    for (const unsubscribe of this.unsubscribes) unsubscribe();
+    if (graceful) await this.membershipOrUndefined?.leave(1000).catch(() => undefined);
+    this.membershipOrUndefined?.stop();
+    await this.rpc.close();
+    this.peers.close();
+  }
+
+  // ---- internals ---------------------------------------------------------------------
+
+  private every(ms: number, work: () => void): void {
+    const timer = setInterval(work, ms);
+    timer.unref();
+    this.timers.add(timer);
+  }
+
+  private async syncCatalogWith(address: string): Promise<void> {
+    try {
+      const reply = await this.peers.unary(
+        address,
+        'Catalog',
+        'Sync',
+        { entriesJson: Buffer.from(JSON.stringify(this.catalog.allEntries()), 'utf8') },
+        5000,
+      );
+      await this.catalog.merge(JSON.parse((reply.entriesJson as Buffer).toString('utf8')) as CatalogEntry[]);
+    } catch (err) {
+      this.log.debug({ component: 'catalog', address, err: String(err) }, 'catalog sync failed');
+    }
+  }
+
+  private antiEntropy(): void {
+    const others = this.membership.members().filter((m) => m.name !== this.self && m.state === 'alive');
+    const pick = others[Math.floor(Math.random() * others.length)];
+    if (pick) void this.syncCatalogWith(pick.address);
+  }
+
+  private readonly watched = new Map<string, () => void>();
+
+  /** Each local copy triggers a sync to its siblings soon after every update. */
+  private watchCopies(): void {
+    const live = new Set<string>();
+    for (const { entry, range, copy } of this.catalog.copies()) {
+      const key = `${entry.uuid}/${range}`;
+      live.add(key);
+      if (this.watched.has(key)) continue;
+      let pending: NodeJS.Timeout | undefined;
+      const unsubscribe = copy.onUpdate(() => {
+        if (pending) return;
+        pending = setTimeout(() => {
+          pending = undefined;
+          for (const sibling of siblingsOf(entry, range, this.self)) void this.syncCopy(entry, range, sibling);
+        }, 50);
+      });
+      this.watched.set(key, () => {
+        unsubscribe();
+        if (pending) clearTimeout(pending);
+      });
+    }
+    for (const [key, stop] of this.watched) {
+      if (!live.has(key)) {
+        stop();
+        this.watched.delete(key);
+      }
+    }
+  }
+
+  private syncAll(onlyNode?: string): void {
+    for (const { entry, range } of this.catalog.copies()) {
+      for (const sibling of siblingsOf(entry, range, this.self)) {
+        if (!onlyNode || sibling === onlyNode) void this.syncCopy(entry, range, sibling);
+      }
+    }
+  }
+
+  /** One push from this node's copy to a sibling; concurrent requests coalesce into a rerun. */
+  private async syncCopy(entry: CatalogEntry, range: number, sibling: string): Promise<void> {
+    if (this.stopped) return;
+    const member = this.membership.member(sibling);
+    if (!member || member.state === 'dead' || member.state === 'left') return;
+    const key = `${entry.uuid}/${range}/${sibling}`;
+    const state = this.syncing.get(key) ?? { running: false, again: false };
+    this.syncing.set(key, state);
+    if (state.running) {
+      state.again = true;
+      return;
+    }
+    state.running = true;
+    try {
+      do {
+        state.again = false;
+        let copy;
+        try {
+          copy = this.catalog.localCopy(entry.uuid, range);
+        } catch {
+          return;
+        }
+        const target = this.catalog.entry(entry.name)?.uuid === entry.uuid ? new RemoteShardClient({
+          node: sibling,
+          copy: { db: entry.name, dbUuid: entry.uuid, range },
+          peers: this.peers,
+          addressOf: (name) => this.membership.member(name)?.address,
+          isReachable: () => true,
+          timeoutMs: this.config.rpcTimeoutMs,
+        }) : undefined;
+        if (!target) return;
+        const result = await pushToSibling(copy, target, {
+          checkpointName: `sync/${sibling}/${entry.uuid}`,
+          batchDocsMax: this.config.syncBatchDocsMax,
+          isCancelled: () => this.stopped,
+        });
+        if (result.revisionsSent > 0) {
+          this.log.info(
+            { component: 'sync', db: entry.name, range, to: sibling, revisions: result.revisionsSent, checkpoint: result.checkpoint },
+            'shard sync pushed revisions',
+          );
+        }
+      } while (state.again && !this.stopped);
+    } catch (err) {
+      this.log.debug({ component: 'sync', db: entry.name, range, to: sibling, err: String(err) }, 'shard sync failed; will retry');
+    } finally {
+      state.running = false;
+    }
+  }
+}
+
+function siblingsOf(entry: CatalogEntry, range: number, self: string): string[] {
+  return (entry.placement[range] ?? []).filter((node) => node !== self);
+}
+
+function placementMembers(membership: Membership | undefined, self: string, zone: string): RingMember[] {
+  const members = membership?.members().filter((m) => m.state === 'alive' || m.state === 'suspect') ?? [];
+  const out: RingMember[] = members.map((m) => ({ name: m.name, ...(m.zone ? { zone: m.zone } : {}) }));
+  if (!out.some((m) => m.name === self)) out.push({ name: self, ...(zone ? { zone } : {}) });
+  return out;
+}
+
+/**
+ * A node's name must survive restarts (placements name it). Without a configured
+ * name, the first start derives one from its address and keeps it.
+ */
+async function storedName(store: Store, derived: string): Promise<string> {
+  const key = nodeMetaKey('node_name');
+  const stored = await store.get(key);
+  if (stored) return stored.toString('utf8');
+  await store.write([{ type: 'put', key, value: derived }]);
+  return derived;
+}
+
+async function storedSecret(store: Store): Promise<string> {
+  const key = nodeMetaKey('cluster_secret');
+  const stored = await store.get(key);
+  if (stored) return stored.toString('utf8');
+  const secret = randomBytes(32).toString('base64url');
+  await store.write([{ type: 'put', key, value: secret }]);
+  return secret;
+}
+
+// ---- membership over gRPC ---------------------------------------------------------------
+
+function toProtoMember(m: MemberInfo): Message {
+  return { name: m.name, address: m.address, httpAddress: m.httpAddress, zone: m.zone ?? '', incarnation: m.incarnation, state: m.state };
+}
+
+function fromProtoMember(m: Message): MemberInfo {
+  const info: MemberInfo = {
+    name: m.name,
+    address: m.address,
+    httpAddress: m.httpAddress,
+    incarnation: Number(m.incarnation),
+    state: m.state,
+  };
+  if (m.zone) info.zone = m.zone;
+  return info;
+}
+
+function toProtoGossip(m: PingMessage | AckMessage): Message {
+  return { from: m.from, seqNo: m.seqNo, updates: m.updates.map(toProtoMember) };
+}
+
+function fromProtoGossip(m: Message): PingMessage {
+  return { from: m.from, seqNo: Number(m.seqNo), updates: (m.updates as Message[]).map(fromProtoMember) };
+}
+
+function grpcTransport(peers: PeerClients): MembershipTransport {
+  return {
+    ping: async (address, message, timeoutMs) => fromProtoGossip(await peers.unary(address, 'Membership', 'Ping', toProtoGossip(message), timeoutMs)),
+    pingReq: async (via, target, message, timeoutMs) =>
+      !!(
+        await peers.unary(
+          via,
+          'Membership',
+          'PingReq',
+          { targetName: target.name, targetAddress: target.address, message: toProtoGossip(message) },
+          timeoutMs,
+        )
+      ).acked,
+    pushPull: async (address, state, timeoutMs) =>
+      ((await peers.unary(address, 'Membership', 'PushPull', { members: state.map(toProtoMember) }, timeoutMs)).members as Message[]).map(
+        fromProtoMember,
+      ),
+  };
+}

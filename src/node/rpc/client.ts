@@ -1,0 +1,171 @@
+/**
+ * Calls to other nodes. One gRPC channel per peer address (dialled through
+ * `dialOverrides` when an address must be reached another way), every call with a
+ * deadline and an auth token. Transport failures become typed errors:
+ * NodeDownError (unreachable), TimeoutError (deadline); a peer's operating error
+ * comes back as the same DivanError it threw.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { DivanError, ErrorKind, NodeDownError, TimeoutError, UnauthorizedError } from '../../errors';
+import { AUTH_HEADER, authToken } from './auth';
+import { Message, serviceDefinition } from './proto';
+import { ERROR_HEADER } from './server';
+
+export interface PeerClientsOptions {
+  secret: string;
+  /** Advertised address → address to dial (fault proxies in tests, NAT). */
+  dialOverrides: Readonly<Record<string, string>>;
+}
+
+type ClientCtor = ReturnType<typeof grpc.makeGenericClientConstructor>;
+
+const SERVICES = ['Membership', 'Catalog', 'Shard'] as const;
+export type ServiceName = (typeof SERVICES)[number];
+
+export class PeerClients {
+  private readonly options: PeerClientsOptions;
+  private readonly ctors = new Map<ServiceName, ClientCtor>();
+  private readonly clients = new Map<string, grpc.Client>();
+  private closed = false;
+
+  constructor(options: PeerClientsOptions) {
+    this.options = options;
+    for (const name of SERVICES) this.ctors.set(name, grpc.makeGenericClientConstructor(serviceDefinition(name), name));
+  }
+
+  private client(service: ServiceName, address: string): grpc.Client {
+    if (this.closed) throw new NodeDownError(address, 'this node is shutting down');
+    const key = service + ' ' + address;
+    let client = this.clients.get(key);
+    if (!client) {
+      const target = this.options.dialOverrides[address] ?? address;
+      const Ctor = this.ctors.get(service)!;
+      client = new Ctor(target, grpc.credentials.createInsecure(), {
+        'grpc.max_receive_message_length': 128 * 1024 * 1024,
+        'grpc.max_send_message_length': 128 * 1024 * 1024,
+        'grpc.keepalive_time_ms': 30_000,
+        // Fail fast while a peer is down instead of queueing calls for reconnection.
+        'grpc.initial_reconnect_backoff_ms': 200,
+        'grpc.max_reconnect_backoff_ms': 2000,
+      });
+      this.clients.set(key, client);
+    }
+    return client;
+  }
+
+  private metadata(service: ServiceName, method: string): grpc.Metadata {
+    const metadata = new grpc.Metadata();
+    metadata.set(AUTH_HEADER, authToken(this.options.secret, `/divan.v1.${service}/${method}`, Date.now()));
+    return metadata;
+  }
+
+  unary(address: string, service: ServiceName, method: string, request: Message, timeoutMs: number): Promise<Message> {
+    return new Promise((resolve, reject) => {
+      let client: grpc.Client;
+      try {
+        client = this.client(service, address);
+      } catch (err) {
+        return reject(err);
+      }
+      const fn = (client as unknown as Record<string, Function>)[method]!;
+      fn.call(
+        client,
+        request,
+        this.metadata(service, method),
+        { deadline: Date.now() + timeoutMs, waitForReady: false },
+        (err: grpc.ServiceError | null, reply: Message) => (err ? reject(toError(address, err)) : resolve(reply)),
+      );
+    });
+  }
+
+  /** A server stream as a pull cursor of messages; `close()` cancels the call. */
+  stream(address: string, service: ServiceName, method: string, request: Message, timeoutMs: number): MessageStream {
+    const client = this.client(service, address);
+    const fn = (client as unknown as Record<string, Function>)[method]!;
+    const call = fn.call(client, request, this.metadata(service, method), {
+      deadline: Date.now() + timeoutMs,
+    }) as grpc.ClientReadableStream<Message>;
+    return new MessageStream(address, call);
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const client of this.clients.values()) client.close();
+    this.clients.clear();
+  }
+}
+
+/** Pull-based reading of a gRPC server stream, with backpressure (pauses when unread). */
+export class MessageStream {
+  private readonly queue: Message[] = [];
+  private ended = false;
+  private error: Error | undefined;
+  private waiter: (() => void) | undefined;
+
+  constructor(
+    address: string,
+    private readonly call: grpc.ClientReadableStream<Message>,
+  ) {
+    call.on('data', (message: Message) => {
+      this.queue.push(message);
+      if (this.queue.length >= 4) call.pause();
+      this.wake();
+    });
+    call.on('end', () => {
+      this.ended = true;
+      this.wake();
+    });
+    call.on('error', (err: grpc.ServiceError) => {
+      if (err.code !== grpc.status.CANCELLED) this.error = toError(address, err);
+      this.ended = true;
+      this.wake();
+    });
+  }
+
+  private wake(): void {
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.();
+  }
+
+  async next(): Promise<Message | null> {
+    for (;;) {
+      const message = this.queue.shift();
+      if (message !== undefined) {
+        if (this.queue.length < 2) this.call.resume();
+        return message;
+      }
+      if (this.error) throw this.error;
+      if (this.ended) return null;
+      await new Promise<void>((resolve) => (this.waiter = resolve));
+    }
+  }
+
+  close(): void {
+    this.ended = true;
+    this.call.cancel();
+    this.wake();
+  }
+}
+
+function toError(address: string, err: grpc.ServiceError): Error {
+  switch (err.code) {
+    case grpc.status.FAILED_PRECONDITION: {
+      const raw = err.metadata?.get(ERROR_HEADER)[0];
+      if (typeof raw === 'string') {
+        const parsed = JSON.parse(raw) as { kind: ErrorKind; token: string; reason: string };
+        return new DivanError(parsed.kind, parsed.token, parsed.reason);
+      }
+      return new DivanError('internal', 'unknown_error', err.details);
+    }
+    case grpc.status.DEADLINE_EXCEEDED:
+      return new TimeoutError(`${address} did not answer in time`);
+    case grpc.status.UNAUTHENTICATED:
+      return new UnauthorizedError(`${address} refused the cluster credentials`);
+    case grpc.status.UNAVAILABLE:
+    case grpc.status.CANCELLED:
+      return new NodeDownError(address, err.details || 'unavailable');
+    default:
+      return new DivanError('internal', 'unknown_error', `${address}: ${err.details}`);
+  }
+}

@@ -1,0 +1,317 @@
+/**
+ * The Shard service, both ends: server handlers that run an operation on one of this
+ * node's copies, and `RemoteShardClient`, the coordinator's `ShardClient` for a copy
+ * on another node. Documents cross as JSON bytes, many per message; doc infos in
+ * their stored text form; per-document outcomes as a oneof.
+ */
+import { DivanError, ErrorKind, NodeDownError } from '../../errors';
+import { decodeDocInfo, encodeDocInfo } from '../../shard/doc-info';
+import type { ShardCopy } from '../../shard/shard-copy';
+import type {
+  AllDocsOptions,
+  AllDocsRow,
+  ChangeRow,
+  ChangesOptions,
+  CopyState,
+  DocEdit,
+  DocInfo,
+  EditResult,
+  LocalDoc,
+  RevId,
+} from '../../shard/types';
+import type { Cursor, ShardClient } from '../../api/coordinator/shard-client';
+import type { PeerClients } from './client';
+import type { Message } from './proto';
+import type { StreamHandler, UnaryHandler } from './server';
+
+export interface CopyRef {
+  db: string;
+  dbUuid: string;
+  range: number;
+}
+
+// ---- codecs ---------------------------------------------------------------------------
+
+export function encodeEdit(edit: DocEdit): Message {
+  return {
+    id: edit.id,
+    deleted: edit.deleted,
+    bodyJson: Buffer.from(edit.bodyJson ?? JSON.stringify(edit.body), 'utf8'),
+    baseRev: edit.baseRev ?? '',
+    revs: edit.revs ?? [],
+    hasAttachments: edit.attachments !== null,
+    attachments: (edit.attachments ?? []).map((att) =>
+      att.kind === 'data'
+        ? { name: att.name, stub: false, contentType: att.contentType, data: att.data, digest: '', revpos: att.revpos ?? 0, length: -1 }
+        : {
+            name: att.name,
+            stub: true,
+            contentType: att.contentType ?? '',
+            data: Buffer.alloc(0),
+            digest: att.digest ?? '',
+            revpos: att.revpos ?? 0,
+            length: att.length ?? -1,
+          },
+    ),
+  };
+}
+
+export function decodeEdit(m: Message): DocEdit {
+  const bodyJson = (m.bodyJson as Buffer).toString('utf8');
+  const edit: DocEdit = {
+    id: m.id,
+    deleted: m.deleted,
+    body: JSON.parse(bodyJson) as Record<string, unknown>,
+    bodyJson,
+    attachments: m.hasAttachments
+      ? (m.attachments as Message[]).map((a) =>
+          a.stub
+            ? {
+                kind: 'stub' as const,
+                name: a.name,
+                ...(a.digest ? { digest: a.digest } : {}),
+                ...(a.revpos ? { revpos: a.revpos } : {}),
+                ...(a.contentType ? { contentType: a.contentType } : {}),
+                ...(a.length >= 0 ? { length: a.length } : {}),
+              }
+            : { kind: 'data' as const, name: a.name, contentType: a.contentType, data: a.data as Buffer, ...(a.revpos ? { revpos: a.revpos } : {}) },
+        )
+      : null,
+  };
+  if (m.baseRev) edit.baseRev = m.baseRev;
+  if ((m.revs as string[]).length > 0) edit.revs = m.revs;
+  return edit;
+}
+
+function encodeResult(result: EditResult): Message {
+  return result.kind === 'ok'
+    ? { id: result.id, rev: result.rev }
+    : { id: result.id, error: { kind: result.error.kind, token: result.error.token, reason: result.error.reason } };
+}
+
+function decodeResult(m: Message): EditResult {
+  if (m.outcome === 'error' || m.error) {
+    const e = m.error as { kind: ErrorKind; token: string; reason: string };
+    return { kind: 'error', id: m.id, error: new DivanError(e.kind, e.token, e.reason) };
+  }
+  return { kind: 'ok', id: m.id, rev: m.rev };
+}
+
+const json = (value: unknown) => Buffer.from(JSON.stringify(value), 'utf8');
+const parse = <T>(bytes: Buffer) => JSON.parse(bytes.toString('utf8')) as T;
+
+// ---- server ----------------------------------------------------------------------------
+
+/** Handlers for this node's copies; `resolve` finds the local copy or throws NotFoundError. */
+export function shardHandlers(resolve: (copy: Message) => ShardCopy): Record<string, UnaryHandler | StreamHandler> {
+  const streamCursor = async <T>(cursor: Cursor<T>, send: (m: Message) => Promise<void>, signal: AbortSignal) => {
+    try {
+      for (let batch = await cursor.next(); batch && !signal.aborted; batch = await cursor.next()) {
+        await send({ rowsJson: json(batch) });
+      }
+    } finally {
+      await cursor.close();
+    }
+  };
+  return {
+    UpdateDocs: async (req: Message) => ({ results: (await resolve(req.copy).updateDocs((req.edits as Message[]).map(decodeEdit))).map(encodeResult) }),
+    GetDocInfos: async (req: Message) => ({
+      infos: (await resolve(req.copy).getDocInfos(req.ids)).map((info) => (info ? Buffer.from(encodeDocInfo(info), 'utf8') : Buffer.alloc(0))),
+    }),
+    ReadBodies: async (req: Message) => ({
+      bodies: (await resolve(req.copy).readBodies(req.refs)).map((body) =>
+        body === undefined ? { present: false, value: Buffer.alloc(0) } : { present: true, value: Buffer.from(body, 'utf8') },
+      ),
+    }),
+    ReadAttachment: async (req: Message) => {
+      const data = await resolve(req.copy).readAttachment(req.digest);
+      return data ? { present: true, value: data } : { present: false, value: Buffer.alloc(0) };
+    },
+    AllDocs: ((req, send, signal) => streamCursor(resolve(req.copy).allDocs(parse<AllDocsOptions>(req.optionsJson)), send, signal)) as StreamHandler,
+    Changes: ((req, send, signal) => streamCursor(resolve(req.copy).changes(parse<ChangesOptions>(req.optionsJson)), send, signal)) as StreamHandler,
+    LocalDocs: ((req, send, signal) => streamCursor(resolve(req.copy).localDocs(parse<AllDocsOptions>(req.optionsJson)), send, signal)) as StreamHandler,
+    GetLocal: async (req: Message) => {
+      const doc = await resolve(req.copy).getLocal(req.id);
+      return doc ? { present: true, value: json(doc) } : { present: false, value: Buffer.alloc(0) };
+    },
+    PutLocal: async (req: Message) => {
+      const result = await resolve(req.copy).putLocal(req.id, req.delete ? null : (req.bodyJson as Buffer).toString('utf8'), req.rev || undefined);
+      return result.kind === 'ok' ? { conflict: false, rev: result.rev } : { conflict: true, rev: '' };
+    },
+    CopyState: async (req: Message) => {
+      const copy = resolve(req);
+      const state = await copy.readState();
+      return { updateSeq: state.updateSeq, docCount: state.docCount, docDelCount: state.docDelCount, sizeBytes: await copy.sizeBytes() };
+    },
+    WatchUpdates: (async (req, send, signal) => {
+      const copy = resolve(req);
+      await new Promise<void>((done) => {
+        let pending: Promise<void> = Promise.resolve();
+        const unsubscribe = copy.onUpdate((seq) => {
+          pending = pending.then(() => send({ updateSeq: seq }));
+        });
+        signal.addEventListener('abort', () => {
+          unsubscribe();
+          done();
+        });
+      });
+    }) as StreamHandler,
+  };
+}
+
+// ---- client ----------------------------------------------------------------------------
+
+export interface RemoteCopyOptions {
+  node: string;
+  copy: CopyRef;
+  peers: PeerClients;
+  /** The node's current gRPC address, or undefined when unknown. */
+  addressOf: (node: string) => string | undefined;
+  /** False when membership knows the node is dead: fail fast instead of waiting. */
+  isReachable: (node: string) => boolean;
+  timeoutMs: number;
+}
+
+/** A shard copy on another node, behind the same interface as a local one. */
+export class RemoteShardClient implements ShardClient {
+  readonly node: string;
+  private readonly options: RemoteCopyOptions;
+  private readonly listeners = new Set<(seq: number) => void>();
+  private watch: { close(): void } | undefined;
+
+  constructor(options: RemoteCopyOptions) {
+    this.options = options;
+    this.node = options.node;
+  }
+
+  private address(): string {
+    const address = this.options.addressOf(this.node);
+    if (!address) throw new NodeDownError(this.node, 'address unknown');
+    if (!this.options.isReachable(this.node)) throw new NodeDownError(this.node, 'node is down');
+    return address;
+  }
+
+  private call(method: string, request: Message): Promise<Message> {
+    try {
+      return this.options.peers.unary(this.address(), 'Shard', method, { copy: this.options.copy, ...request }, this.options.timeoutMs);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  async updateDocs(edits: DocEdit[]): Promise<EditResult[]> {
+    const reply = await this.call('UpdateDocs', { edits: edits.map(encodeEdit) });
+    return (reply.results as Message[]).map(decodeResult);
+  }
+
+  async getDocInfo(id: string): Promise<DocInfo | undefined> {
+    return (await this.getDocInfos([id]))[0];
+  }
+
+  async getDocInfos(ids: string[]): Promise<(DocInfo | undefined)[]> {
+    const reply = await this.call('GetDocInfos', { ids });
+    return (reply.infos as Buffer[]).map((bytes) => (bytes.length === 0 ? undefined : decodeDocInfo(bytes)));
+  }
+
+  async readBody(id: string, rev: RevId): Promise<string | undefined> {
+    return (await this.readBodies([{ id, rev }]))[0];
+  }
+
+  async readBodies(refs: { id: string; rev: RevId }[]): Promise<(string | undefined)[]> {
+    const reply = await this.call('ReadBodies', { refs });
+    return (reply.bodies as Message[]).map((b) => (b.present ? (b.value as Buffer).toString('utf8') : undefined));
+  }
+
+  async readAttachment(digest: string): Promise<Buffer | undefined> {
+    const reply = await this.call('ReadAttachment', { digest });
+    return reply.present ? (reply.value as Buffer) : undefined;
+  }
+
+  allDocs(options: AllDocsOptions): Cursor<AllDocsRow> {
+    return this.rows<AllDocsRow>('AllDocs', options);
+  }
+
+  changes(options: ChangesOptions): Cursor<ChangeRow> {
+    return this.rows<ChangeRow>('Changes', options);
+  }
+
+  localDocs(options: AllDocsOptions): Cursor<LocalDoc> {
+    return this.rows<LocalDoc>('LocalDocs', options);
+  }
+
+  private rows<T>(method: string, options: unknown): Cursor<T> {
+    let stream: ReturnType<PeerClients['stream']> | undefined;
+    let failure: unknown;
+    try {
+      stream = this.options.peers.stream(this.address(), 'Shard', method, { copy: this.options.copy, optionsJson: json(options) }, this.options.timeoutMs);
+    } catch (err) {
+      failure = err;
+    }
+    return {
+      next: async () => {
+        if (!stream) throw failure;
+        const message = await stream.next();
+        return message === null ? null : parse<T[]>(message.rowsJson as Buffer);
+      },
+      close: async () => stream?.close(),
+    };
+  }
+
+  async getLocal(id: string): Promise<LocalDoc | undefined> {
+    const reply = await this.call('GetLocal', { id });
+    return reply.present ? parse<LocalDoc>(reply.value as Buffer) : undefined;
+  }
+
+  async putLocal(id: string, body: string | null, rev: RevId | undefined): Promise<{ kind: 'ok'; rev: RevId } | { kind: 'conflict' }> {
+    const reply = await this.call('PutLocal', { id, delete: body === null, bodyJson: Buffer.from(body ?? '', 'utf8'), rev: rev ?? '' });
+    return reply.conflict ? { kind: 'conflict' } : { kind: 'ok', rev: reply.rev };
+  }
+
+  async readState(): Promise<CopyState> {
+    const reply = await this.options.peers.unary(this.address(), 'Shard', 'CopyState', this.options.copy, this.options.timeoutMs);
+    return { updateSeq: reply.updateSeq, docCount: reply.docCount, docDelCount: reply.docDelCount };
+  }
+
+  async sizeBytes(): Promise<number> {
+    const reply = await this.options.peers.unary(this.address(), 'Shard', 'CopyState', this.options.copy, this.options.timeoutMs);
+    return reply.sizeBytes;
+  }
+
+  /** Update signals over a stream opened on first subscription and closed after the last. */
+  onUpdate(listener: (seq: number) => void): () => void {
+    this.listeners.add(listener);
+    if (!this.watch) this.startWatch();
+    return () => {
+      this.listeners.delete(listener);
+      if (this.listeners.size === 0) {
+        this.watch?.close();
+        this.watch = undefined;
+      }
+    };
+  }
+
+  private startWatch(): void {
+    let stopped = false;
+    let stream: ReturnType<PeerClients['stream']> | undefined;
+    this.watch = {
+      close: () => {
+        stopped = true;
+        stream?.close();
+      },
+    };
+    const loop = async () => {
+      while (!stopped) {
+        try {
+          stream = this.options.peers.stream(this.address(), 'Shard', 'WatchUpdates', this.options.copy, 24 * 3600 * 1000);
+          for (let m = await stream.next(); m && !stopped; m = await stream.next()) {
+            for (const listener of this.listeners) listener(m.updateSeq as number);
+          }
+        } catch {
+          // The node is down or restarting: feeds poll on their own timeouts meanwhile.
+        }
+        if (!stopped) await new Promise((r) => setTimeout(r, 1000));
+      }
+    };
+    void loop();
+  }
+}
