@@ -9,7 +9,8 @@ import type { Logger } from '../api/http/context';
 export function createLogger(options: { nodeName: string; level: string }): Logger & pino.Logger {
   return pino({
     level: options.level,
-    base: { node: options.nodeName },
+    // The name may only be known once the cluster layer opened: `setBindings` adds it then.
+    base: options.nodeName ? { node: options.nodeName } : {},
     messageKey: 'msg',
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },

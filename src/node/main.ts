@@ -30,8 +30,36 @@ function main(): void {
     .option('--cors-origins <list>', 'CORS origins, comma-separated, * for any (env DIVAN_CORS_ORIGINS; default off)')
     .option('--log-level <level>', 'debug | info | warn | error (env DIVAN_LOG_LEVEL; default info)')
     .option('-c, --config <file>', 'JSON file of config keys (see README)')
-    .parse();
-  const opts = program.opts<Record<string, string | undefined>>();
+    .action(() => start(program.opts<Record<string, string | undefined>>()));
+  program
+    .command('members')
+    .description("Show a node's view of the cluster: every member, its state and address")
+    .option('--url <url>', 'HTTP address of any node', 'http://127.0.0.1:5984')
+    .option('-u, --user <user>', 'admin name (env COUCHDB_USER)', process.env.COUCHDB_USER ?? 'admin')
+    .option('-p, --password <password>', 'admin password (env COUCHDB_PASSWORD)', process.env.COUCHDB_PASSWORD)
+    .action((opts: { url: string; user: string; password?: string }) => void showMembers(opts));
+  program.parse();
+}
+
+async function showMembers(opts: { url: string; user: string; password?: string }): Promise<void> {
+  const auth = 'Basic ' + Buffer.from(`${opts.user}:${opts.password ?? ''}`).toString('base64');
+  try {
+    const res = await fetch(new URL('/_membership', opts.url), { headers: { authorization: auth } });
+    const body = (await res.json()) as { members?: { name: string; state: string; incarnation: number; address: string; httpAddress: string; zone?: string }[]; reason?: string };
+    if (!res.ok || !body.members) {
+      process.stderr.write(`divan: ${res.status} ${body.reason ?? ''}\n`);
+      process.exit(1);
+    }
+    const rows = [['NAME', 'STATE', 'INCARNATION', 'GRPC', 'HTTP', 'ZONE'], ...body.members.map((m) => [m.name, m.state, String(m.incarnation), m.address, m.httpAddress, m.zone ?? ''])];
+    const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+    for (const row of rows) process.stdout.write(row.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd() + '\n');
+  } catch (err) {
+    process.stderr.write(`divan: cannot reach ${opts.url}: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+}
+
+function start(opts: Record<string, string | undefined>): void {
   let config;
   try {
     config = loadConfig({

@@ -45,6 +45,7 @@ export class DivanNode {
       );
     }
     const cluster = await Cluster.open({ config, store, log });
+    if (!config.nodeName) log.setBindings({ node: cluster.self });
     const catalog = cluster.catalog;
     let dbCount = (await catalog.list()).length;
     const metrics = new Metrics(config.nodeName, () => dbCount);
