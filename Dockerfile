@@ -6,6 +6,7 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
+COPY proto ./proto
 COPY src ./src
 COPY test ./test
 COPY loadtest ./loadtest
@@ -15,15 +16,17 @@ FROM node:24-bookworm-slim
 ENV NODE_ENV=production \
     DIVAN_BIND_ADDRESS=0.0.0.0 \
     DIVAN_PORT=5984 \
-    DIVAN_DATA_DIR=/data
+    DIVAN_DATA_DIR=/data \
+    DIVAN_GRPC_BIND_ADDRESS=0.0.0.0
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
+COPY proto ./proto
 COPY package.json ./
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME /data
-EXPOSE 5984
+EXPOSE 5984 7984 17986
 # SIGTERM stops the node cleanly (queued writes finish, the store closes).
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s CMD node -e "require('http').get('http://127.0.0.1:'+(process.env.DIVAN_PORT||5984)+'/_up',r=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1))"

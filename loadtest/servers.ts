@@ -276,8 +276,9 @@ function listeningPort(line: string): number | null {
     return null;
   }
   if (typeof event !== 'object' || event === null) return null;
-  const { msg, port } = event as { msg?: unknown; port?: unknown };
-  return msg === 'listening' && typeof port === 'number' && port > 0 ? port : null;
+  // The gRPC and metrics servers log `listening` too: only the HTTP one counts.
+  const { msg, port, component } = event as { msg?: unknown; port?: unknown; component?: unknown };
+  return msg === 'listening' && (component === undefined || component === 'http') && typeof port === 'number' && port > 0 ? port : null;
 }
 
 function startError(owned: OwnedChild, what: string): Error {

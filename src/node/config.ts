@@ -103,6 +103,12 @@ export interface Config {
   updateBatchDocsMax: number;
   /** Edits waiting for one shard's updater at most; beyond, 503. */
   updateQueueDocsMax: number;
+  /**
+   * Port of a separate, unauthenticated `/metrics` endpoint for Prometheus scrapers
+   * (CouchDB's `prometheus.additional_port`); 0 turns it off. Bound to `metricsBindAddress`.
+   */
+  metricsPort: number;
+  metricsBindAddress: string;
   /** CORS origins, comma-separated (`*` for any); empty turns CORS off (CouchDB's default). */
   corsOrigins: string;
   /** 1 to allow credentials (cookies, Authorization) on cross-origin requests. */
@@ -155,6 +161,8 @@ export const defaults: Readonly<Config> = Object.freeze({
   storeBatchOpsMax: 200_000,
   updateBatchDocsMax: 2_000,
   updateQueueDocsMax: 200_000,
+  metricsPort: 0,
+  metricsBindAddress: '127.0.0.1',
   corsOrigins: '',
   corsCredentials: 0,
   logLevel: 'info',
@@ -178,6 +186,8 @@ export const envNames: Readonly<Record<string, keyof Config>> = Object.freeze({
   DIVAN_LOG_LEVEL: 'logLevel',
   DIVAN_Q: 'q',
   DIVAN_N: 'n',
+  DIVAN_METRICS_PORT: 'metricsPort',
+  DIVAN_METRICS_BIND_ADDRESS: 'metricsBindAddress',
   DIVAN_CORS_ORIGINS: 'corsOrigins',
   DIVAN_CORS_CREDENTIALS: 'corsCredentials',
   COUCHDB_USER: 'adminUser',
@@ -220,6 +230,7 @@ const stringKeys = new Set<keyof Config>([
   'zone',
   'dialOverrides',
   'membershipProfile',
+  'metricsBindAddress',
 ]);
 
 export function validate(raw: Raw): Readonly<Config> {

@@ -4,6 +4,7 @@
  * lets queued updates finish, then closes the store.
  */
 import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { Auth } from '../api/http/auth';
@@ -26,6 +27,7 @@ export class DivanNode {
     private readonly cluster: Cluster,
     private readonly http: HttpServer,
     private readonly log: ReturnType<typeof createLogger>,
+    private readonly metricsServer: import('node:http').Server | undefined,
   ) {}
 
   static async start(config: Readonly<Config>): Promise<DivanNode> {
@@ -94,21 +96,43 @@ export class DivanNode {
       onRequest: (method, status, seconds) => metrics.observeRequest(method, status, seconds),
     });
     const address = await http.listen();
+    const metricsServer = config.metricsPort > 0 ? await serveMetrics(config, () => metrics.registry.metrics(), log) : undefined;
     log.info({ component: 'http', address: address.address, port: address.port, dataDir: config.dataDir, node: cluster.self }, 'listening');
     const httpHost = config.bindAddress === '0.0.0.0' || config.bindAddress === '::' ? '127.0.0.1' : config.bindAddress;
     await cluster.join(config.httpAdvertiseAddress || `${httpHost}:${address.port}`);
     log.info({ component: 'cluster', node: cluster.self, members: cluster.members().length }, 'joined');
-    return new DivanNode(config, address, store, cluster, http, log);
+    return new DivanNode(config, address, store, cluster, http, log, metricsServer);
   }
 
   async stop(): Promise<void> {
     this.log.info({ component: 'node' }, 'stopping');
     await this.cluster.stop(true);
+    this.metricsServer?.close();
     await this.http.close();
     await this.cluster.catalog.idle();
     await this.store.close();
     this.log.info({ component: 'node' }, 'stopped');
   }
+}
+
+/** `GET /metrics` on its own port, without authentication, for Prometheus. */
+async function serveMetrics(config: Readonly<Config>, text: () => Promise<string>, log: ReturnType<typeof createLogger>) {
+  const server = createServer((req, res) => {
+    if (req.url !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
+      res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
+      return;
+    }
+    text().then(
+      (body) => res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' }).end(req.method === 'HEAD' ? undefined : body),
+      () => res.writeHead(500).end(),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.metricsPort, config.metricsBindAddress, () => resolve());
+  });
+  log.info({ component: 'metrics', port: config.metricsPort, address: config.metricsBindAddress }, 'listening');
+  return server;
 }
 
 /** The settings shown at `/_node/_local/_config`, grouped as CouchDB does; no secrets. */
