@@ -3,10 +3,9 @@
  * of each range (asking all copies, waiting for r), and the trees of the copies that
  * answered merged, so a read sees every revision any of them acknowledged.
  */
-import { rangeIndexOf } from '../../ring/ranges';
 import { mergeTrees, winner } from '../../shard/rev-tree';
 import type { DocInfo } from '../../shard/types';
-import { askCopies, effectiveQuorum, noCopyError } from './quorum';
+import { askCopies, effectiveQuorum, groupByRange, noCopyError } from './quorum';
 import type { DbHandle } from './shard-client';
 
 export interface ReadOptions {
@@ -15,13 +14,7 @@ export interface ReadOptions {
 }
 
 export async function readDocInfos(db: DbHandle, ids: string[], options: ReadOptions): Promise<(DocInfo | undefined)[]> {
-  const byRange = new Map<number, number[]>();
-  ids.forEach((id, i) => {
-    const index = rangeIndexOf(id, db.q);
-    const list = byRange.get(index);
-    if (list) list.push(i);
-    else byRange.set(index, [i]);
-  });
+  const byRange = groupByRange(ids, db.q);
   const out: (DocInfo | undefined)[] = new Array(ids.length);
   await Promise.all(
     [...byRange].map(async ([rangeIndex, positions]) => {

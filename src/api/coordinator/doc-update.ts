@@ -4,9 +4,8 @@
  * copies' per-document results into one outcome per document.
  */
 import { DivanError } from '../../errors';
-import { rangeIndexOf } from '../../ring/ranges';
 import type { DocEdit, EditResult, RevId } from '../../shard/types';
-import { askCopies, effectiveQuorum, noCopyError } from './quorum';
+import { askCopies, effectiveQuorum, groupByRange, noCopyError } from './quorum';
 import type { DbHandle } from './shard-client';
 
 export type DocOutcome =
@@ -20,13 +19,7 @@ export interface UpdateOptions {
 }
 
 export async function updateDocs(db: DbHandle, edits: DocEdit[], options: UpdateOptions): Promise<DocOutcome[]> {
-  const byRange = new Map<number, number[]>();
-  edits.forEach((edit, i) => {
-    const index = rangeIndexOf(edit.id, db.q);
-    const list = byRange.get(index);
-    if (list) list.push(i);
-    else byRange.set(index, [i]);
-  });
+  const byRange = groupByRange(edits.map((e) => e.id), db.q);
   const outcomes: DocOutcome[] = new Array(edits.length);
   await Promise.all(
     [...byRange].map(async ([rangeIndex, positions]) => {

@@ -6,6 +6,7 @@
  * and shard sync will carry it to the others; with none it failed.
  */
 import { DivanError, TimeoutError, UnavailableError } from '../../errors';
+import { rangeIndexOf } from '../../ring/ranges';
 
 /** CouchDB's default r and w: a majority of the copies. */
 export function majority(n: number): number {
@@ -65,4 +66,16 @@ export function noCopyError(replies: CopyReply<unknown>[]): Error {
   if (failed && failed.error instanceof Error) return failed.error;
   if (replies.length === 0) return new TimeoutError('No shard copy answered in time');
   return new UnavailableError('No shard copy is available');
+}
+
+/** Positions of `ids` grouped by the index of the range that holds each. */
+export function groupByRange(ids: readonly string[], q: number): Map<number, number[]> {
+  const byRange = new Map<number, number[]>();
+  ids.forEach((id, i) => {
+    const index = rangeIndexOf(id, q);
+    const list = byRange.get(index);
+    if (list) list.push(i);
+    else byRange.set(index, [i]);
+  });
+  return byRange;
 }
