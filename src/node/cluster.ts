@@ -20,7 +20,7 @@ import { Catalog, CatalogEntry, ClusterView } from './catalog';
 import type { Config } from './config';
 import { lanProfile, loopbackProfile } from './membership/config';
 import { Membership } from './membership/membership';
-import type { AckMessage, Member, MemberInfo, MembershipTransport, PingMessage } from './membership/types';
+import type { AckMessage, Member, MemberUpdate, MembershipTransport, PingMessage } from './membership/types';
 import { PeerClients } from './rpc/client';
 import type { Message } from './rpc/proto';
 import { RpcServer } from './rpc/server';
@@ -381,12 +381,20 @@ async function storedSecret(store: Store): Promise<string> {
 
 // ---- membership over gRPC ---------------------------------------------------------------
 
-function toProtoMember(m: MemberInfo): Message {
-  return { name: m.name, address: m.address, httpAddress: m.httpAddress, zone: m.zone ?? '', incarnation: m.incarnation, state: m.state };
+function toProtoMember(m: MemberUpdate): Message {
+  return {
+    name: m.name,
+    address: m.address,
+    httpAddress: m.httpAddress,
+    zone: m.zone ?? '',
+    incarnation: m.incarnation,
+    state: m.state,
+    suspectedBy: m.suspectedBy ?? '',
+  };
 }
 
-function fromProtoMember(m: Message): MemberInfo {
-  const info: MemberInfo = {
+function fromProtoMember(m: Message): MemberUpdate {
+  const info: MemberUpdate = {
     name: m.name,
     address: m.address,
     httpAddress: m.httpAddress,
@@ -394,15 +402,18 @@ function fromProtoMember(m: Message): MemberInfo {
     state: m.state,
   };
   if (m.zone) info.zone = m.zone;
+  if (m.suspectedBy) info.suspectedBy = m.suspectedBy;
   return info;
 }
 
 function toProtoGossip(m: PingMessage | AckMessage): Message {
-  return { from: m.from, seqNo: m.seqNo, updates: m.updates.map(toProtoMember) };
+  return { from: m.from, seqNo: m.seqNo, updates: m.updates.map(toProtoMember), target: ('target' in m && m.target) || '' };
 }
 
 function fromProtoGossip(m: Message): PingMessage {
-  return { from: m.from, seqNo: Number(m.seqNo), updates: (m.updates as Message[]).map(fromProtoMember) };
+  const message: PingMessage = { from: m.from, seqNo: Number(m.seqNo), updates: (m.updates as Message[]).map(fromProtoMember) };
+  if (m.target) message.target = m.target;
+  return message;
 }
 
 function grpcTransport(peers: PeerClients): MembershipTransport {

@@ -91,10 +91,10 @@ test('config: both profiles validate and the bounds are as documented', () => {
   assert.ok(Object.isFrozen(lanProfile) && Object.isFrozen(loopbackProfile));
   // 3 nodes: (2·3 − 1) probe periods + minimum suspicion (too few members to confirm).
   assert.equal(deadDetectionBoundMs(lanProfile, 3), 5 * 1000 + 4 * 1000);
-  assert.equal(deadDetectionBoundMs(loopbackProfile, 3), 5 * 100 + 4 * 100);
+  assert.equal(deadDetectionBoundMs(loopbackProfile, 3), 5 * 300 + 4 * 300);
   // 5 nodes: two confirmations possible, so an unconfirmed suspicion may last the maximum.
   assert.equal(deadDetectionBoundMs(lanProfile, 5), 9 * 1000 + 6 * 4 * 1000);
-  assert.equal(deadDetectionBoundMs(loopbackProfile, 5), 9 * 100 + 3 * 4 * 100);
+  assert.equal(deadDetectionBoundMs(loopbackProfile, 5), 9 * 300 + 3 * 4 * 300);
   // log10 scaling beyond ten members.
   const lan = validateMembershipConfig(lanProfile);
   assert.equal(suspicionTimeouts(lan, 100).minMs, 4 * 2 * 1000);

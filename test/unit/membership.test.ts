@@ -266,6 +266,7 @@ test('the accused hears the accusation on the next ping, even when gossip has mo
 test('graceful leave is seen as left everywhere, and left members are not probed', async () => {
   const { cluster, clock } = await simulate(3, nextSeed());
   const leaving = cluster.node(3).leave(500);
+  assert.equal(cluster.node(3).leave(500), leaving, 'a second leave waits for the first');
   await clock.runUntil(() => cluster.allSee('left', [3], [1, 2]), 1000, () => cluster.describe());
   await clock.runUntil(() => cluster.node(3).isStopped, 1000);
   await leaving;

@@ -85,7 +85,8 @@ export class MemberList {
     const update = parseUpdate(raw);
     if (update === undefined) {
       const name = typeof raw === 'object' && raw !== null ? (raw as { name?: unknown }).name : undefined;
-      this.options.log.warn({ component: COMPONENT, name: typeof name === 'string' ? name : null }, 'membership: malformed update ignored');
+      const fields = { component: COMPONENT, name: typeof name === 'string' ? name : null };
+      this.options.log.warn(fields, 'membership: malformed update ignored');
       return;
     }
     this.applyUpdate(update, source);
@@ -158,7 +159,8 @@ export class MemberList {
     if (this.byName.size >= this.options.config.membersMax) {
       if (!this.capWarned) {
         this.capWarned = true;
-        this.options.log.warn({ component: COMPONENT, member: incoming.name, membersMax: this.options.config.membersMax }, 'membership: member table full, news of new members dropped');
+        const fields = { component: COMPONENT, member: incoming.name, membersMax: this.options.config.membersMax };
+        this.options.log.warn(fields, 'membership: member table full, news of new members dropped');
       }
       return;
     }

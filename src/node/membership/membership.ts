@@ -108,6 +108,7 @@ export class Membership extends EventEmitter implements MembershipHandlers {
   private pingReqsInFlight = 0;
   private gossipInFlight = false;
   private pushPullInFlight = false;
+  private leaving: Promise<void> | undefined;
 
   constructor(options: MembershipOptions) {
     super();
@@ -176,8 +177,14 @@ export class Membership extends EventEmitter implements MembershipHandlers {
    * max(1, gossipFanout) live members with the news (they gossip it on), waits for
    * their acks at most timeoutMs, then stops. Members that miss it see us dead instead.
    */
-  async leave(timeoutMs: number): Promise<void> {
-    if (this.phase === 'stopped' || this.phase === 'leaving') return;
+  leave(timeoutMs: number): Promise<void> {
+    if (this.leaving === undefined) {
+      this.leaving = this.phase === 'stopped' ? Promise.resolve() : this.leaveOnce(timeoutMs);
+    }
+    return this.leaving; // a second call waits for the first
+  }
+
+  private async leaveOnce(timeoutMs: number): Promise<void> {
     this.phase = 'leaving';
     this.stopLoops();
     const left = this.list.leaveSelf();
@@ -195,7 +202,8 @@ export class Membership extends EventEmitter implements MembershipHandlers {
       ),
     );
     if (targets.length > 0 && !acks.includes(true)) {
-      this.log.warn({ component: COMPONENT, told: targets.length }, 'membership: nobody acknowledged our leave; they will see us dead');
+      const fields = { component: COMPONENT, told: targets.length };
+      this.log.warn(fields, 'membership: nobody acknowledged our leave; they will see us dead');
     }
     this.stop();
   }
@@ -366,11 +374,10 @@ export class Membership extends EventEmitter implements MembershipHandlers {
   /** One push-pull under a deadline; true if it answered. Never rejects. */
   private async pushPullWith(address: string): Promise<boolean> {
     const timeoutMs = this.config.pushPullTimeoutMs;
+    const exchange = () => this.transport.pushPull(address, this.list.infos(), timeoutMs);
     let state: unknown[];
     try {
-      state = checkState(
-        await this.deadlines.run(`push-pull ${address}`, timeoutMs, () => this.transport.pushPull(address, this.list.infos(), timeoutMs)),
-      );
+      state = checkState(await this.deadlines.run(`push-pull ${address}`, timeoutMs, exchange));
     } catch {
       return false;
     }

@@ -124,8 +124,10 @@ export class MemoryNetwork {
         if (error) reject(error);
         else resolve(value as T);
       };
-      const timeout = this.schedule(timeoutMs, () => finish(new NetworkError(`${kind} ${from} → ${to}: timed out after ${timeoutMs} ms`)), () =>
-        finish(new NetworkError('network closed')),
+      const timeout = this.schedule(
+        timeoutMs,
+        () => finish(new NetworkError(`${kind} ${from} → ${to}: timed out after ${timeoutMs} ms`)),
+        () => finish(new NetworkError('network closed')),
       );
       this.afterLatency(() => {
         if (done || !this.canTalk(from, to)) return; // request lost
