@@ -22,6 +22,12 @@ export interface SyncTarget {
   updateDocs(edits: DocEdit[]): Promise<EditResult[]>;
 }
 
+/** Where missing revisions are read from: a local copy or any ShardClient. */
+export interface RevisionSource {
+  readBody(id: string, rev: string): Promise<string | undefined>;
+  readAttachment(digest: string): Promise<Buffer | undefined>;
+}
+
 export interface SyncResult {
   /** Changes rows read from this copy. */
   docsChecked: number;
@@ -86,7 +92,7 @@ async function readBatch(source: ShardCopy, since: number, limit: number): Promi
 }
 
 /** Replicated edits for every leaf of `mine` that `theirs` lacks (or holds without a body). */
-async function missingEdits(source: ShardCopy, mine: DocInfo, theirs: DocInfo | undefined): Promise<DocEdit[]> {
+export async function missingEdits(source: RevisionSource, mine: DocInfo, theirs: DocInfo | undefined): Promise<DocEdit[]> {
   const edits: DocEdit[] = [];
   for (const leaf of leaves(mine.tree)) {
     if (theirs?.tree.get(leaf.rev)?.hasBody) continue;

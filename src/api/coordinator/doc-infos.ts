@@ -2,11 +2,17 @@
  * Reading documents' revision trees: ids grouped by range, one multi-get per copy
  * of each range (asking all copies, waiting for r), and the trees of the copies that
  * answered merged, so a read sees every revision any of them acknowledged.
+ *
+ * Read repair: when an answering copy lacks a leaf another answering copy has, the
+ * missing revisions are sent to it as replicated edits in the background (shard sync
+ * would get there too, on its own schedule). Bounded: at most `repairDocsMax` docs per
+ * read, and a failed repair is only logged by the next sync.
  */
-import { mergeTrees, winner } from '../../shard/rev-tree';
-import type { DocInfo } from '../../shard/types';
+import { leaves, mergeTrees, winner } from '../../shard/rev-tree';
+import { missingEdits } from '../../shard/sync';
+import type { DocEdit, DocInfo } from '../../shard/types';
 import { askCopies, effectiveQuorum, groupByRange, noCopyError } from './quorum';
-import type { DbHandle } from './shard-client';
+import type { DbHandle, ShardClient } from './shard-client';
 
 export interface ReadOptions {
   r?: number;
@@ -22,17 +28,45 @@ export async function readDocInfos(db: DbHandle, ids: string[], options: ReadOpt
       const rangeIds = positions.map((i) => ids[i]!);
       const r = effectiveQuorum(options.r, range.copies.length);
       const replies = await askCopies(range.copies, r, options.timeoutMs, (copy) => copy.getDocInfos(rangeIds));
-      const oks = replies.flatMap((reply) => (reply.kind === 'ok' ? [reply.value] : []));
+      const oks = replies.flatMap((reply) => (reply.kind === 'ok' ? [reply] : []));
       if (oks.length === 0) throw noCopyError(replies);
       positions.forEach((idIndex, j) => {
         out[idIndex] = mergeInfos(
-          oks.map((infos) => infos[j]),
+          oks.map((reply) => reply.value[j]),
           db.revsLimit,
         );
       });
+      if (oks.length > 1) void repairStale(range.copies, oks.map((reply) => ({ copy: reply.copy, infos: reply.value })));
     }),
   );
   return out;
+}
+
+const repairDocsMax = 100;
+
+/** Send each answering copy the leaves other answering copies have and it lacks. */
+async function repairStale(copies: readonly ShardClient[], answers: { copy: number; infos: (DocInfo | undefined)[] }[]): Promise<void> {
+  const perCopy = new Map<number, DocEdit[]>();
+  let docs = 0;
+  const count = answers[0]!.infos.length;
+  for (let j = 0; j < count && docs < repairDocsMax; j++) {
+    for (const holder of answers) {
+      const mine = holder.infos[j];
+      if (!mine) continue;
+      for (const other of answers) {
+        if (other === holder) continue;
+        const theirs = other.infos[j];
+        if (theirs && leaves(mine.tree).every((leaf) => !leaf.hasBody || theirs.tree.get(leaf.rev)?.hasBody)) continue;
+        const edits = await missingEdits(copies[holder.copy]!, mine, theirs).catch(() => []);
+        if (edits.length === 0) continue;
+        docs++;
+        const list = perCopy.get(other.copy) ?? [];
+        list.push(...edits);
+        perCopy.set(other.copy, list);
+      }
+    }
+  }
+  await Promise.allSettled([...perCopy].map(([copy, edits]) => copies[copy]!.updateDocs(edits)));
 }
 
 export function mergeInfos(infos: (DocInfo | undefined)[], revsLimit: number): DocInfo | undefined {

@@ -5,7 +5,7 @@
  */
 import { DivanError } from '../../errors';
 import type { DocEdit, EditResult, RevId } from '../../shard/types';
-import { askCopies, effectiveQuorum, groupByRange, noCopyError } from './quorum';
+import { askCopies, CopyReply, effectiveQuorum, groupByRange, noCopyError } from './quorum';
 import type { DbHandle } from './shard-client';
 
 export type DocOutcome =
@@ -29,7 +29,7 @@ export async function updateDocs(db: DbHandle, edits: DocEdit[], options: Update
       // Answer once w copies acknowledged (the others still apply the edits, and shard
       // sync reconciles them); at the deadline, answer with what arrived.
       const replies = await askCopies(range.copies, w, options.timeoutMs, (copy) => copy.updateDocs(rangeEdits));
-      const oks = replies.filter((r): r is { kind: 'ok'; value: EditResult[] } => r.kind === 'ok');
+      const oks = replies.filter((r): r is Extract<CopyReply<EditResult[]>, { kind: 'ok' }> => r.kind === 'ok');
       if (oks.length === 0) throw noCopyError(replies);
       positions.forEach((editIndex, j) => {
         outcomes[editIndex] = foldDoc(oks.map((r) => r.value[j]!), w);

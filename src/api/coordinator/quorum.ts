@@ -19,7 +19,8 @@ export function effectiveQuorum(requested: number | undefined, copies: number): 
   return Math.max(1, Math.min(wanted, copies));
 }
 
-export type CopyReply<T> = { kind: 'ok'; value: T } | { kind: 'failed'; error: unknown };
+/** A copy's answer; `copy` is its index in the list asked. */
+export type CopyReply<T> = { kind: 'ok'; value: T; copy: number } | { kind: 'failed'; error: unknown; copy: number };
 
 /**
  * Ask every copy, resolve once `needed` have answered ok, all have answered, or the
@@ -42,26 +43,26 @@ export function askCopies<C, T>(
       resolve(replies);
     };
     const timer = setTimeout(finish, timeoutMs);
-    for (const copy of copies) {
+    copies.forEach((copy, index) => {
       ask(copy).then(
         (value) => {
           if (settled) return;
-          replies.push({ kind: 'ok', value });
+          replies.push({ kind: 'ok', value, copy: index });
           if (++oks >= needed || replies.length === copies.length) finish();
         },
         (error: unknown) => {
           if (settled) return;
-          replies.push({ kind: 'failed', error });
+          replies.push({ kind: 'failed', error, copy: index });
           if (replies.length === copies.length) finish();
         },
       );
-    }
+    });
   });
 }
 
 /** The error to answer when no copy replied ok. */
 export function noCopyError(replies: CopyReply<unknown>[]): Error {
-  const failed = replies.find((r): r is { kind: 'failed'; error: unknown } => r.kind === 'failed');
+  const failed = replies.find((r): r is Extract<CopyReply<unknown>, { kind: 'failed' }> => r.kind === 'failed');
   if (failed && failed.error instanceof DivanError) return failed.error;
   if (failed && failed.error instanceof Error) return failed.error;
   if (replies.length === 0) return new TimeoutError('No shard copy answered in time');
