@@ -125,6 +125,7 @@ export class Cluster {
             return state !== 'dead' && state !== 'left';
           },
           timeoutMs: config.rpcTimeoutMs,
+          onWriteFailed: (node) => cluster?.syncSoon(entry, range, node),
         }),
       broadcast: async (entries) => {
         const membership = membershipOf();
@@ -158,6 +159,8 @@ export class Cluster {
     this.membership.on('change', (member: Member, previous: string | undefined) => {
       this.catalog.refresh();
       if (member.name !== this.self && member.state === 'alive' && previous !== 'alive') {
+        // A channel to a node that was down may sit in reconnect backoff: start afresh.
+        if (previous === 'dead' || previous === 'left') this.peers.reset(member.address);
         void this.syncCatalogWith(member.address);
         this.syncAll(member.name);
       }
@@ -176,8 +179,6 @@ export class Cluster {
     this.joined = true;
     this.every(this.config.catalogSyncIntervalMs, () => this.antiEntropy());
     this.every(this.config.syncIntervalMs, () => this.syncAll());
-    this.unsubscribes.push(this.catalog.onChange(() => this.watchCopies()));
-    this.watchCopies();
   }
 
   /** /_up: joined the cluster and holds the catalog. */
@@ -222,6 +223,7 @@ export class Cluster {
     if (this.stopped) return;
     this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
+    for (const timer of this.syncTimers.values()) clearTimeout(timer);
     for (const unsubscribe of this.unsubscribes) unsubscribe();
     if (graceful) await this.membershipOrUndefined?.leave(1000).catch(() => undefined);
     this.membershipOrUndefined?.stop();
@@ -258,34 +260,22 @@ export class Cluster {
     if (pick) void this.syncCatalogWith(pick.address);
   }
 
-  private readonly watched = new Map<string, () => void>();
+  private readonly syncTimers = new Map<string, NodeJS.Timeout>();
 
-  /** Each local copy triggers a sync to its siblings soon after every update. */
-  private watchCopies(): void {
-    const live = new Set<string>();
-    for (const { entry, range, copy } of this.catalog.copies()) {
-      const key = `${entry.uuid}/${range}`;
-      live.add(key);
-      if (this.watched.has(key)) continue;
-      let pending: NodeJS.Timeout | undefined;
-      const unsubscribe = copy.onUpdate(() => {
-        if (pending) return;
-        pending = setTimeout(() => {
-          pending = undefined;
-          for (const sibling of siblingsOf(entry, range, this.self)) void this.syncCopy(entry, range, sibling);
-        }, 50);
-      });
-      this.watched.set(key, () => {
-        unsubscribe();
-        if (pending) clearTimeout(pending);
-      });
-    }
-    for (const [key, stop] of this.watched) {
-      if (!live.has(key)) {
-        stop();
-        this.watched.delete(key);
-      }
-    }
+  /**
+   * A write did not reach a sibling's copy: push to it soon (or, while it is down,
+   * when it comes back: `syncAll` runs on every member that turns alive). Writes that
+   * reach every copy need no sync, so nothing is scheduled after ordinary updates.
+   */
+  syncSoon(entry: CatalogEntry, range: number, node: string): void {
+    const key = `${entry.uuid}/${range}/${node}`;
+    if (this.stopped || this.syncTimers.has(key) || !this.catalog.copies().some((c) => c.entry.uuid === entry.uuid && c.range === range)) return;
+    const timer = setTimeout(() => {
+      this.syncTimers.delete(key);
+      void this.syncCopy(entry, range, node);
+    }, SYNC_AFTER_FAILURE_MS);
+    timer.unref();
+    this.syncTimers.set(key, timer);
   }
 
   private syncAll(onlyNode?: string): void {
@@ -346,6 +336,9 @@ export class Cluster {
     }
   }
 }
+
+/** Delay before pushing to a copy that missed a write (lets a burst of failures coalesce). */
+const SYNC_AFTER_FAILURE_MS = 500;
 
 function siblingsOf(entry: CatalogEntry, range: number, self: string): string[] {
   return (entry.placement[range] ?? []).filter((node) => node !== self);

@@ -1,6 +1,6 @@
 /**
  * Reading documents' revision trees: ids grouped by range, one multi-get per copy
- * of each range (asking all copies, waiting for r), and the trees of the copies that
+ * of each range (asking r copies, this node's own first, more only if one fails), and the trees of the copies that
  * answered merged, so a read sees every revision any of them acknowledged.
  *
  * Read repair: when an answering copy lacks a leaf another answering copy has, the
@@ -27,7 +27,7 @@ export async function readDocInfos(db: DbHandle, ids: string[], options: ReadOpt
       const range = db.ranges[rangeIndex]!;
       const rangeIds = positions.map((i) => ids[i]!);
       const r = effectiveQuorum(options.r, range.copies.length);
-      const replies = await askCopies(range.copies, r, options.timeoutMs, (copy) => copy.getDocInfos(rangeIds));
+      const replies = await askCopies(range.copies, r, options.timeoutMs, (copy) => copy.getDocInfos(rangeIds), 'needed');
       const oks = replies.flatMap((reply) => (reply.kind === 'ok' ? [reply] : []));
       if (oks.length === 0) throw noCopyError(replies);
       positions.forEach((idIndex, j) => {

@@ -23,18 +23,23 @@ export function effectiveQuorum(requested: number | undefined, copies: number): 
 export type CopyReply<T> = { kind: 'ok'; value: T; copy: number } | { kind: 'failed'; error: unknown; copy: number };
 
 /**
- * Ask every copy, resolve once `needed` have answered ok, all have answered, or the
- * deadline passed. Replies that come later are ignored (their copies still did the work).
+ * Ask copies, resolve once `needed` have answered ok, all have answered, or the
+ * deadline passed. Replies that come later are ignored (their copies still did the
+ * work). `spread: 'all'` asks every copy at once (writes: every copy must get the
+ * edit); `'needed'` asks the first `needed` copies (the local one first) and another
+ * copy only when one fails (reads: r answers suffice).
  */
 export function askCopies<C, T>(
   copies: readonly C[],
   needed: number,
   timeoutMs: number,
   ask: (copy: C) => Promise<T>,
+  spread: 'all' | 'needed' = 'all',
 ): Promise<CopyReply<T>[]> {
   return new Promise((resolve) => {
     const replies: CopyReply<T>[] = [];
     let oks = 0;
+    let launched = 0;
     let settled = false;
     const finish = () => {
       if (settled) return;
@@ -43,8 +48,9 @@ export function askCopies<C, T>(
       resolve(replies);
     };
     const timer = setTimeout(finish, timeoutMs);
-    copies.forEach((copy, index) => {
-      ask(copy).then(
+    const launch = () => {
+      const index = launched++;
+      ask(copies[index]!).then(
         (value) => {
           if (settled) return;
           replies.push({ kind: 'ok', value, copy: index });
@@ -54,9 +60,12 @@ export function askCopies<C, T>(
           if (settled) return;
           replies.push({ kind: 'failed', error, copy: index });
           if (replies.length === copies.length) finish();
+          else if (launched < copies.length) launch();
         },
       );
-    });
+    };
+    const first = spread === 'all' ? copies.length : Math.min(needed, copies.length);
+    for (let i = 0; i < first; i++) launch();
   });
 }
 

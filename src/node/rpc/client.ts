@@ -88,6 +88,16 @@ export class PeerClients {
     return new MessageStream(address, call);
   }
 
+  /** Drop the channels to an address (the next call dials afresh, no reconnect backoff). */
+  reset(address: string): void {
+    for (const [key, client] of this.clients) {
+      if (key.endsWith(' ' + address)) {
+        client.close();
+        this.clients.delete(key);
+      }
+    }
+  }
+
   close(): void {
     this.closed = true;
     for (const client of this.clients.values()) client.close();
