@@ -44,7 +44,13 @@ export interface Config {
   rpcTimeoutMs: number;
   /** How long a write waits for copies beyond the first w to answer before it is answered, ms. */
   writeQuorumTimeoutMs: number;
-  /** Shard sync: periodic pass over all local copies, ms (each update also triggers one soon after). */
+  /**
+   * Shard sync: periodic pass over all local copies, ms. Writes reach every live copy
+   * directly; a copy that missed one is pushed to soon after the failed write or when
+   * its node comes back, so this pass only catches writes whose coordinator died midway.
+   * Each pass re-checks every document changed since the last, on every copy pair:
+   * turning it down costs CPU in proportion to the write rate.
+   */
   syncIntervalMs: number;
   /** Shard sync: documents per batch pushed to a sibling. */
   syncBatchDocsMax: number;
@@ -133,7 +139,7 @@ export const defaults: Readonly<Config> = Object.freeze({
   membershipProfile: 'lan',
   rpcTimeoutMs: 10_000,
   writeQuorumTimeoutMs: 5_000,
-  syncIntervalMs: 5_000,
+  syncIntervalMs: 60_000,
   syncBatchDocsMax: 500,
   catalogSyncIntervalMs: 5_000,
   adminUser: undefined,
