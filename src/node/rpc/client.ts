@@ -8,7 +8,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { DivanError, ErrorKind, NodeDownError, TimeoutError, UnauthorizedError } from '../../errors';
 import { AUTH_HEADER, authToken } from './auth';
-import { Message, serviceDefinition } from './proto';
+import { Message, MethodCodec, methodCodec, serviceDefinition } from './proto';
 import { ERROR_HEADER } from './server';
 
 export interface PeerClientsOptions {
@@ -26,6 +26,8 @@ export class PeerClients {
   private readonly options: PeerClientsOptions;
   private readonly ctors = new Map<ServiceName, ClientCtor>();
   private readonly clients = new Map<string, grpc.Client>();
+  private readonly muxes = new Map<string, Multiplexer>();
+  private readonly codecs = new Map<string, MethodCodec>();
   private closed = false;
 
   constructor(options: PeerClientsOptions) {
@@ -78,6 +80,31 @@ export class PeerClients {
     });
   }
 
+  /**
+   * A unary Shard call carried as a frame on this peer's long-lived Multiplex stream
+   * (opened on first use, authenticated once). Same typed errors as `unary`. A call
+   * that times out closes the stream (a peer that stopped answering must not keep a
+   * stalled stream); the next call opens a new one.
+   */
+  multiplexed(address: string, method: string, request: Message, timeoutMs: number): Promise<Message> {
+    let mux = this.muxes.get(address);
+    if (!mux) {
+      const client = this.client('Shard', address);
+      const open = (client as unknown as Record<string, Function>).Multiplex!;
+      const call = open.call(client, this.metadata('Shard', 'Multiplex'), {}) as grpc.ClientDuplexStream<Message, Message>;
+      mux = new Multiplexer(address, call, () => {
+        if (this.muxes.get(address) === mux) this.muxes.delete(address);
+      });
+      this.muxes.set(address, mux);
+    }
+    let codec = this.codecs.get(method);
+    if (!codec) {
+      codec = methodCodec('Shard', method);
+      this.codecs.set(method, codec);
+    }
+    return mux.call(method, codec, request, timeoutMs);
+  }
+
   /** A server stream as a pull cursor of messages; `close()` cancels the call. */
   stream(address: string, service: ServiceName, method: string, request: Message, timeoutMs: number): MessageStream {
     const client = this.client(service, address);
@@ -90,6 +117,7 @@ export class PeerClients {
 
   /** Drop the channels to an address (the next call dials afresh, no reconnect backoff). */
   reset(address: string): void {
+    this.muxes.get(address)?.close(new NodeDownError(address, 'reconnecting'));
     for (const [key, client] of this.clients) {
       if (key.endsWith(' ' + address)) {
         client.close();
@@ -100,8 +128,67 @@ export class PeerClients {
 
   close(): void {
     this.closed = true;
+    for (const mux of [...this.muxes.values()]) mux.close(new NodeDownError('peer', 'this node is shutting down'));
     for (const client of this.clients.values()) client.close();
     this.clients.clear();
+  }
+}
+
+/** Calls in flight on one Multiplex stream, matched to their replies by frame id. */
+class Multiplexer {
+  private nextId = 1;
+  private readonly pending = new Map<number, { codec: MethodCodec; resolve(m: Message): void; reject(e: unknown): void; timer: NodeJS.Timeout }>();
+  private closed = false;
+
+  constructor(
+    private readonly address: string,
+    private readonly stream: grpc.ClientDuplexStream<Message, Message>,
+    private readonly onClosed: () => void,
+  ) {
+    stream.on('data', (frame: Message) => {
+      const waiter = this.pending.get(Number(frame.id));
+      if (!waiter) return; // timed out already
+      this.pending.delete(Number(frame.id));
+      clearTimeout(waiter.timer);
+      if (frame.errorJson) {
+        const e = JSON.parse(frame.errorJson as string) as { kind: ErrorKind; token: string; reason: string };
+        waiter.reject(new DivanError(e.kind, e.token, e.reason));
+      } else {
+        try {
+          waiter.resolve(waiter.codec.decodeResponse(frame.payload as Buffer));
+        } catch (err) {
+          waiter.reject(err);
+        }
+      }
+    });
+    stream.on('error', (err: grpc.ServiceError) => this.close(toError(address, err)));
+    stream.on('end', () => this.close(new NodeDownError(address, 'stream ended')));
+  }
+
+  call(method: string, codec: MethodCodec, request: Message, timeoutMs: number): Promise<Message> {
+    if (this.closed) return Promise.reject(new NodeDownError(this.address, 'stream closed'));
+    return new Promise((resolve, reject) => {
+      const id = this.nextId++;
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new TimeoutError(`${this.address} did not answer in time`));
+        this.close(new TimeoutError(`${this.address} stream stalled`));
+      }, timeoutMs);
+      this.pending.set(id, { codec, resolve, reject, timer });
+      this.stream.write({ id, method, payload: Buffer.from(codec.encodeRequest(request)), errorJson: '' });
+    });
+  }
+
+  close(reason: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.onClosed();
+    for (const waiter of this.pending.values()) {
+      clearTimeout(waiter.timer);
+      waiter.reject(reason);
+    }
+    this.pending.clear();
+    this.stream.cancel();
   }
 }
 

@@ -44,3 +44,25 @@ export function serviceDefinition(name: string): ServiceDefinition {
   }
   return definition as ServiceDefinition;
 }
+
+export interface MethodCodec {
+  encodeRequest(value: Message): Uint8Array;
+  decodeRequest(bytes: Uint8Array): Message;
+  encodeResponse(value: Message): Uint8Array;
+  decodeResponse(bytes: Uint8Array): Message;
+}
+
+/** Encoders of one unary method's request and reply (for frames on the Multiplex stream). */
+export function methodCodec(service: string, method: string): MethodCodec {
+  const m = root.lookupService(`divan.v1.${service}`).methods[method];
+  if (!m) throw new Error(`no method ${service}.${method}`);
+  m.resolve();
+  const req = m.resolvedRequestType!;
+  const res = m.resolvedResponseType!;
+  return {
+    encodeRequest: (value) => req.encode(req.fromObject(value)).finish(),
+    decodeRequest: (bytes) => req.toObject(req.decode(bytes), conversion),
+    encodeResponse: (value) => res.encode(res.fromObject(value)).finish(),
+    decodeResponse: (bytes) => res.toObject(res.decode(bytes), conversion),
+  };
+}

@@ -12,6 +12,8 @@ import { Message, serviceDefinition } from './proto';
 export const ERROR_HEADER = 'x-divan-error';
 
 export type UnaryHandler = (request: Message) => Promise<Message> | Message;
+/** Bidirectional-stream handler: owns the call until it ends. */
+export type BidiHandler = (call: grpc.ServerDuplexStream<Message, Message>) => void;
 /** Server-streaming handler: write each message with `send` (awaits backpressure); resolves at the end. */
 export type StreamHandler = (request: Message, send: (message: Message) => Promise<void>, signal: AbortSignal) => Promise<void>;
 
@@ -38,15 +40,18 @@ export class RpcServer {
   }
 
   /** Register a service's handlers; every method of the service must be given. */
-  add(service: string, handlers: Record<string, UnaryHandler | StreamHandler>): void {
+  add(service: string, handlers: Record<string, UnaryHandler | StreamHandler | BidiHandler>): void {
     const definition = serviceDefinition(service);
     const implementation: grpc.UntypedServiceImplementation = {};
     for (const [method, spec] of Object.entries(definition)) {
       const handler = handlers[method];
       if (!handler) throw new Error(`no handler for ${service}.${method}`);
-      implementation[method] = spec.responseStream
-        ? this.wrapStream(spec.path, handler as StreamHandler)
-        : this.wrapUnary(spec.path, handler as UnaryHandler);
+      implementation[method] =
+        spec.requestStream && spec.responseStream
+          ? this.wrapBidi(spec.path, handler as BidiHandler)
+          : spec.responseStream
+            ? this.wrapStream(spec.path, handler as StreamHandler)
+            : this.wrapUnary(spec.path, handler as UnaryHandler);
     }
     this.server.addService(definition, implementation);
   }
@@ -120,6 +125,17 @@ export class RpcServer {
           if (!abort.signal.aborted) call.emit('error', this.toStatus(path, err));
         },
       );
+    };
+  }
+
+  /** A long-lived stream is authenticated once, when it opens. */
+  private wrapBidi(path: string, handler: BidiHandler): grpc.handleBidiStreamingCall<Message, Message> {
+    return (call) => {
+      if (!this.authorized(path, call.metadata)) {
+        call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: 'cluster authentication failed' });
+        return;
+      }
+      handler(call);
     };
   }
 

@@ -22,7 +22,9 @@ import type {
 import type { Cursor, ShardClient } from '../../api/coordinator/shard-client';
 import type { PeerClients } from './client';
 import type { Message } from './proto';
-import type { StreamHandler, UnaryHandler } from './server';
+import type { ServerDuplexStream } from '@grpc/grpc-js';
+import { methodCodec, MethodCodec } from './proto';
+import type { BidiHandler, StreamHandler, UnaryHandler } from './server';
 
 export interface CopyRef {
   db: string;
@@ -103,7 +105,7 @@ const parse = <T>(bytes: Buffer) => JSON.parse(bytes.toString('utf8')) as T;
 // ---- server ----------------------------------------------------------------------------
 
 /** Handlers for this node's copies; `resolve` finds the local copy or throws NotFoundError. */
-export function shardHandlers(resolve: (copy: Message) => ShardCopy): Record<string, UnaryHandler | StreamHandler> {
+export function shardHandlers(resolve: (copy: Message) => ShardCopy): Record<string, UnaryHandler | StreamHandler | BidiHandler> {
   const streamCursor = async <T>(cursor: Cursor<T>, send: (m: Message) => Promise<void>, signal: AbortSignal) => {
     try {
       for (let batch = await cursor.next(); batch && !signal.aborted; batch = await cursor.next()) {
@@ -113,7 +115,7 @@ export function shardHandlers(resolve: (copy: Message) => ShardCopy): Record<str
       await cursor.close();
     }
   };
-  return {
+  const unary: Record<string, UnaryHandler> = {
     UpdateDocs: async (req: Message) => ({ results: (await resolve(req.copy).updateDocs((req.edits as Message[]).map(decodeEdit))).map(encodeResult) }),
     GetDocInfos: async (req: Message) => ({
       infos: (await resolve(req.copy).getDocInfos(req.ids)).map((info) => (info ? Buffer.from(encodeDocInfo(info), 'utf8') : Buffer.alloc(0))),
@@ -127,9 +129,6 @@ export function shardHandlers(resolve: (copy: Message) => ShardCopy): Record<str
       const data = await resolve(req.copy).readAttachment(req.digest);
       return data ? { present: true, value: data } : { present: false, value: Buffer.alloc(0) };
     },
-    AllDocs: ((req, send, signal) => streamCursor(resolve(req.copy).allDocs(parse<AllDocsOptions>(req.optionsJson)), send, signal)) as StreamHandler,
-    Changes: ((req, send, signal) => streamCursor(resolve(req.copy).changes(parse<ChangesOptions>(req.optionsJson)), send, signal)) as StreamHandler,
-    LocalDocs: ((req, send, signal) => streamCursor(resolve(req.copy).localDocs(parse<AllDocsOptions>(req.optionsJson)), send, signal)) as StreamHandler,
     GetLocal: async (req: Message) => {
       const doc = await resolve(req.copy).getLocal(req.id);
       return doc ? { present: true, value: json(doc) } : { present: false, value: Buffer.alloc(0) };
@@ -143,6 +142,14 @@ export function shardHandlers(resolve: (copy: Message) => ShardCopy): Record<str
       const state = await copy.readState();
       return { updateSeq: state.updateSeq, docCount: state.docCount, docDelCount: state.docDelCount, sizeBytes: await copy.sizeBytes() };
     },
+  };
+  const codecs = new Map(Object.keys(unary).map((method) => [method, methodCodec('Shard', method)]));
+  return {
+    ...unary,
+    Multiplex: ((call) => serveMultiplex(call, unary, codecs)) as BidiHandler,
+    AllDocs: ((req, send, signal) => streamCursor(resolve(req.copy).allDocs(parse<AllDocsOptions>(req.optionsJson)), send, signal)) as StreamHandler,
+    Changes: ((req, send, signal) => streamCursor(resolve(req.copy).changes(parse<ChangesOptions>(req.optionsJson)), send, signal)) as StreamHandler,
+    LocalDocs: ((req, send, signal) => streamCursor(resolve(req.copy).localDocs(parse<AllDocsOptions>(req.optionsJson)), send, signal)) as StreamHandler,
     WatchUpdates: (async (req, send, signal) => {
       const copy = resolve(req);
       await new Promise<void>((done) => {
@@ -157,6 +164,44 @@ export function shardHandlers(resolve: (copy: Message) => ShardCopy): Record<str
       });
     }) as StreamHandler,
   };
+}
+
+/** Run each frame's unary call and answer with a frame of the same id. */
+function serveMultiplex(call: ServerDuplexStream<Message, Message>, unary: Record<string, UnaryHandler>, codecs: Map<string, MethodCodec>): void {
+  let open = true;
+  call.on('data', (frame: Message) => {
+    const handler = unary[frame.method];
+    const codec = codecs.get(frame.method);
+    const answer = (payload: Uint8Array, errorJson: string) => {
+      if (open) call.write({ id: frame.id, method: frame.method, payload: Buffer.from(payload), errorJson });
+    };
+    if (!handler || !codec) {
+      answer(new Uint8Array(0), JSON.stringify({ kind: 'bad_request', token: 'bad_request', reason: `unknown method ${frame.method}` }));
+      return;
+    }
+    Promise.resolve()
+      .then(() => handler(codec.decodeRequest(frame.payload as Buffer)))
+      .then(
+        (reply) => answer(codec.encodeResponse(reply), ''),
+        (err: unknown) =>
+          answer(
+            new Uint8Array(0),
+            JSON.stringify(
+              err instanceof DivanError
+                ? { kind: err.kind, token: err.token, reason: err.reason }
+                : { kind: 'internal', token: 'unknown_error', reason: err instanceof Error ? err.message : String(err) },
+            ),
+          ),
+      );
+  });
+  const close = () => {
+    if (!open) return;
+    open = false;
+    call.end();
+  };
+  call.on('end', close);
+  call.on('error', close);
+  call.on('cancelled', () => (open = false));
 }
 
 // ---- client ----------------------------------------------------------------------------
@@ -253,9 +298,10 @@ export class RemoteShardClient implements ShardClient {
     return address;
   }
 
+  /** Unary Shard calls travel as frames on the peer's Multiplex stream. */
   private call(method: string, request: Message): Promise<Message> {
     try {
-      return this.options.peers.unary(this.address(), 'Shard', method, { copy: this.options.copy, ...request }, this.options.timeoutMs);
+      return this.options.peers.multiplexed(this.address(), method, { copy: this.options.copy, ...request }, this.options.timeoutMs);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -333,13 +379,20 @@ export class RemoteShardClient implements ShardClient {
   }
 
   async readState(): Promise<CopyState> {
-    const reply = await this.options.peers.unary(this.address(), 'Shard', 'CopyState', this.options.copy, this.options.timeoutMs);
+    const reply = await this.stateCall();
     return { updateSeq: reply.updateSeq, docCount: reply.docCount, docDelCount: reply.docDelCount };
   }
 
   async sizeBytes(): Promise<number> {
-    const reply = await this.options.peers.unary(this.address(), 'Shard', 'CopyState', this.options.copy, this.options.timeoutMs);
-    return reply.sizeBytes;
+    return (await this.stateCall()).sizeBytes;
+  }
+
+  private stateCall(): Promise<Message> {
+    try {
+      return this.options.peers.multiplexed(this.address(), 'CopyState', this.options.copy, this.options.timeoutMs);
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /** Update signals over a stream opened on first subscription and closed after the last. */
