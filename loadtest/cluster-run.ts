@@ -17,11 +17,11 @@
  * and temp dirs are removed at the end, on error and on SIGINT.
  * See loadtest/CLUSTER.md.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { runCatchup, victimIndex } from './cluster-catchup';
+import { floatIn, intIn, machineInfo, projectRoot } from './common';
 import {
   createDb,
   deleteDb,
@@ -666,44 +666,5 @@ function oneLine(text: string): string {
 
 /* ------------------------------------------------------------------ plumbing */
 
-function machineInfo(): Report['machine'] {
-  const cpus = os.cpus();
-  return {
-    cpusCount: cpus.length,
-    cpuModel: cpus[0]?.model.trim() ?? 'unknown CPU',
-    totalMemoryMiB: os.totalmem() / (1024 * 1024),
-    platform: `${os.platform()} ${os.release()}`,
-    node: process.version,
-  };
-}
-
-/** The directory of Divan's package.json above this file, else the working directory. */
-function projectRoot(): string {
-  for (let dir = __dirname; ; dir = path.dirname(dir)) {
-    try {
-      const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: unknown };
-      if (pkg.name === 'divan') return dir;
-    } catch {
-      // No package.json here: keep walking up.
-    }
-    if (path.dirname(dir) === dir) return process.cwd();
-  }
-}
-
-function intIn(min: number, max: number): (text: string) => number {
-  return (text) => {
-    const value = Number(text);
-    if (!Number.isInteger(value) || value < min || value > max) throw new InvalidArgumentError(`an integer from ${min} to ${max}`);
-    return value;
-  };
-}
-
-function floatIn(min: number, max: number): (text: string) => number {
-  return (text) => {
-    const value = Number(text);
-    if (!Number.isFinite(value) || value < min || value > max) throw new InvalidArgumentError(`a number from ${min} to ${max}`);
-    return value;
-  };
-}
 
 main();
