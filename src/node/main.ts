@@ -11,6 +11,8 @@ function main(): void {
   const program = new Command()
     .name('divan')
     .description('Start a Divan node: a CouchDB-compatible document database')
+    // Options after a subcommand belong to it (`divan members -p ...` is not --port).
+    .enablePositionalOptions()
     .version(version)
     .option('-p, --port <port>', 'HTTP port (env DIVAN_PORT; default 5984; 0 = any free port)')
     .option('-b, --bind <address>', 'HTTP bind address (env DIVAN_BIND_ADDRESS; default 127.0.0.1)')
