@@ -47,7 +47,6 @@ export class Cluster {
   private readonly log: Logger;
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly syncing = new Map<string, { running: boolean; again: boolean }>();
-  private readonly unsubscribes: (() => void)[] = [];
   private joined = false;
   private stopped = false;
 
@@ -224,7 +223,6 @@ export class Cluster {
     this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
     for (const timer of this.syncTimers.values()) clearTimeout(timer);
-    for (const unsubscribe of this.unsubscribes) unsubscribe();
     if (graceful) await this.membershipOrUndefined?.leave(1000).catch(() => undefined);
     this.membershipOrUndefined?.stop();
     await this.rpc.close();
