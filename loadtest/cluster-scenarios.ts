@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import type { HttpClient } from './client';
 import { makeDoc, newDocId, type LoadDoc } from './docs';
 import { drive, type DriveResult } from './driver';
+import { bulkBatchDocs, loadDocsWith, readBulkReply, type BulkWritten } from './scenarios';
 
 export interface Target {
   label: string;
@@ -39,12 +40,8 @@ export interface Outcome {
   details: Record<string, unknown>;
 }
 
-/** Documents per `_bulk_docs` request, for the bulk scenario and every load. */
-export const bulkBatchDocs = 1000;
-/** Concurrent `_bulk_docs` requests while loading (untimed). */
-const loadConcurrency = 4;
-/** A load must finish within this. */
-const loadDeadlineMs = 5 * 60 * 1000;
+/** Documents per `_bulk_docs` request in the bulk scenario (loads use the same size, in scenarios.ts). */
+export { bulkBatchDocs } from './scenarios';
 /** Documents read by id are drawn from this many. */
 export const readDocsCount = 10_000;
 /** Documents the update scenario cycles through (at least one per worker). */
@@ -108,32 +105,14 @@ export interface Loaded {
 
 /** Loads `count` new docs through `_bulk_docs`, batches round-robin over the target; throws unless all were written. */
 export async function loadDocs(target: Target, db: string, count: number, bounds: Bounds): Promise<Loaded> {
-  const ids = new Array<string>(count);
-  const revs = new Array<string>(count);
   const mix = new StatusMix();
-  const batchesCount = Math.ceil(count / bulkBatchDocs);
-  const result = await drive({
-    concurrency: Math.min(loadConcurrency, bounds.concurrency),
-    durationMs: loadDeadlineMs,
-    opsMax: batchesCount,
-    errorsMax: 1,
+  const { ids, revs, result } = await loadDocsWith({
+    db,
+    count,
+    concurrency: bounds.concurrency,
     signal: bounds.signal,
-    op: async (_worker, batch) => {
-      const first = batch * bulkBatchDocs;
-      const docs: LoadDoc[] = [];
-      for (let i = first; i < Math.min(first + bulkBatchDocs, count); i++) {
-        ids[i] = newDocId();
-        docs.push(makeDoc(ids[i], i));
-      }
-      const written = await bulkWrite(pick(target, batch), db, docs, mix);
-      if (written.failures > 0) throw new Error(`loading ${db}: ${written.failures} docs failed (${written.firstError})`);
-      docs.forEach((doc, offset) => (revs[first + offset] = written.revsById.get(doc._id) ?? ''));
-      return docs.length;
-    },
+    write: (batch, docs) => bulkWrite(pick(target, batch), db, docs, mix),
   });
-  if (result.errors > 0 || result.items !== count) {
-    throw new Error(`loading ${count} docs into ${db} stopped (${result.stoppedBy}) after ${result.items}: ${result.errorSamples.join('; ')}`);
-  }
   return { ids, revs, elapsedMs: result.elapsedMs, statuses: mix.counts };
 }
 
@@ -250,25 +229,8 @@ export async function timedScan(target: Target, feedPath: string, expectedRows: 
  * POST `_bulk_docs`; returns the new rev of each written doc by id, and how many docs
  * failed (matched by id, not position).
  */
-export async function bulkWrite(
-  client: HttpClient,
-  db: string,
-  docs: LoadDoc[],
-  mix: StatusMix,
-): Promise<{ revsById: Map<string, string>; failures: number; firstError: string }> {
-  const reply = await mix.request(client, 'POST', `/${db}/_bulk_docs`, { docs }, [201, 202]);
-  if (!Array.isArray(reply) || reply.length !== docs.length) throw new Error(`_bulk_docs: reply is not ${docs.length} results`);
-  const revsById = new Map<string, string>();
-  let firstError = '';
-  for (const item of reply as { id?: unknown; rev?: unknown; error?: unknown; reason?: unknown }[]) {
-    if (typeof item.id === 'string' && typeof item.rev === 'string' && item.error === undefined) {
-      revsById.set(item.id, item.rev);
-      continue;
-    }
-    firstError ||= `${String(item.error)}: ${String(item.reason)}`;
-  }
-  const failures = docs.filter((doc) => !revsById.has(doc._id)).length;
-  return { revsById, failures, firstError: firstError || 'ids missing from the reply' };
+export async function bulkWrite(client: HttpClient, db: string, docs: LoadDoc[], mix: StatusMix): Promise<BulkWritten> {
+  return readBulkReply(await mix.request(client, 'POST', `/${db}/_bulk_docs`, { docs }, [201, 202]), docs);
 }
 
 export function docPath(db: string, id: string): string {

@@ -18,12 +18,12 @@
  * are counted by message, with a few samples kept, for the report.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
+import { holdFreePorts } from '../test/helpers/ports';
 import { HttpClient, type BasicAuth } from './client';
 import { sampleRss, type ChildSet, type RssSample } from './servers';
 
@@ -485,42 +485,3 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/**
- * Pick `count` distinct free ports and hold them (listening) until `release()`. They
- * come from below the kernel's ephemeral range when it is known, so no bind to port 0
- * (a node's HTTP listener, an outgoing connection) takes one before the node binds it.
- */
-async function holdFreePorts(count: number): Promise<{ ports: number[]; release(): Promise<void> }> {
-  const servers: net.Server[] = [];
-  const release = async (): Promise<void> => {
-    await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
-  };
-  const low = ephemeralLow();
-  const range = low !== undefined && low > 12_000 ? { min: 10_000, max: low - 1 } : undefined;
-  for (let attempt = 0; servers.length < count; attempt++) {
-    if (attempt >= count * 50) {
-      await release();
-      throw new Error('could not find free ports');
-    }
-    const server = await listenOn(range ? randomInt(range.min, range.max + 1) : 0);
-    if (server) servers.push(server);
-  }
-  return { ports: servers.map((server) => (server.address() as net.AddressInfo).port), release };
-}
-
-function ephemeralLow(): number | undefined {
-  try {
-    const low = Number(fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
-    return Number.isInteger(low) ? low : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function listenOn(port: number): Promise<net.Server | undefined> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.once('error', () => resolve(undefined));
-    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => resolve(server));
-  });
-}

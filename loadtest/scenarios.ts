@@ -57,7 +57,7 @@ export interface Scenario {
 }
 
 /** Documents per `_bulk_docs` request, for the bulk scenario and for every load. */
-const bulkBatchDocs = 1000;
+export const bulkBatchDocs = 1000;
 /** Concurrent `_bulk_docs` requests while loading (untimed); more only queues on 2 cores. */
 const loadConcurrency = 4;
 /** A load of `scanDocsCount` docs must finish within this. */
@@ -347,15 +347,36 @@ async function deleteDb(client: HttpClient, db: string, ctx: RunContext): Promis
 
 /** Loads `count` new docs through `_bulk_docs` (untimed setup); throws unless all were written. */
 async function loadDocs(client: HttpClient, db: string, count: number, ctx: RunContext): Promise<{ ids: string[]; revs: string[] }> {
+  const { ids, revs } = await loadDocsWith({ db, count, concurrency: ctx.concurrency, signal: ctx.signal, write: (_batch, docs) => bulkWrite(client, db, docs) });
+  return { ids, revs };
+}
+
+export interface BulkWritten {
+  revsById: Map<string, string>;
+  failures: number;
+  firstError: string;
+}
+
+/**
+ * Load `count` new docs in `_bulk_docs` batches of `bulkBatchDocs` (untimed setup,
+ * shared by both load tests); `write` sends one batch. Throws unless all were written.
+ */
+export async function loadDocsWith(options: {
+  db: string;
+  count: number;
+  concurrency: number;
+  signal: AbortSignal;
+  write: (batch: number, docs: LoadDoc[]) => Promise<BulkWritten>;
+}): Promise<{ ids: string[]; revs: string[]; result: DriveResult }> {
+  const { db, count } = options;
   const ids = new Array<string>(count);
   const revs = new Array<string>(count);
-  const batchesCount = Math.ceil(count / bulkBatchDocs);
   const result = await drive({
-    concurrency: Math.min(loadConcurrency, ctx.concurrency),
+    concurrency: Math.min(loadConcurrency, options.concurrency),
     durationMs: loadDeadlineMs,
-    opsMax: batchesCount,
+    opsMax: Math.ceil(count / bulkBatchDocs),
     errorsMax: 1,
-    signal: ctx.signal,
+    signal: options.signal,
     op: async (_worker, batch) => {
       const first = batch * bulkBatchDocs;
       const docs: LoadDoc[] = [];
@@ -363,7 +384,7 @@ async function loadDocs(client: HttpClient, db: string, count: number, ctx: RunC
         ids[i] = newDocId();
         docs.push(makeDoc(ids[i], i));
       }
-      const written = await bulkWrite(client, db, docs);
+      const written = await options.write(batch, docs);
       if (written.failures > 0) throw new Error(`loading ${db}: ${written.failures} docs failed (${written.firstError})`);
       docs.forEach((doc, offset) => (revs[first + offset] = written.revsById.get(doc._id) ?? ''));
       return docs.length;
@@ -372,15 +393,19 @@ async function loadDocs(client: HttpClient, db: string, count: number, ctx: RunC
   if (result.errors > 0 || result.items !== count) {
     throw new Error(`loading ${count} docs into ${db} stopped (${result.stoppedBy}) after ${result.items}: ${result.errorSamples.join('; ')}`);
   }
-  return { ids, revs };
+  return { ids, revs, result };
 }
 
 /**
  * POST `_bulk_docs`; returns the new rev of each written doc by id, and how many docs
  * failed. Matched by id, not position: PouchDB Server 4.2 answers out of request order.
  */
-async function bulkWrite(client: HttpClient, db: string, docs: LoadDoc[]): Promise<{ revsById: Map<string, string>; failures: number; firstError: string }> {
-  const reply = await expectStatus(client, 'POST', `/${db}/_bulk_docs`, { docs }, [201, 202]);
+async function bulkWrite(client: HttpClient, db: string, docs: LoadDoc[]): Promise<BulkWritten> {
+  return readBulkReply(await expectStatus(client, 'POST', `/${db}/_bulk_docs`, { docs }, [201, 202]), docs);
+}
+
+/** A `_bulk_docs` answer as the new rev of each written doc by id, and how many failed. */
+export function readBulkReply(reply: unknown, docs: LoadDoc[]): BulkWritten {
   if (!Array.isArray(reply) || reply.length !== docs.length) throw new Error(`_bulk_docs: reply is not ${docs.length} results`);
   const revsById = new Map<string, string>();
   let firstError = '';

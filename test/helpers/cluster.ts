@@ -21,13 +21,14 @@
  * check fail, not hang. No fixed sleeps: everything waits for a condition.
  */
 import assert from 'node:assert/strict';
-import { randomBytes, randomInt } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { FaultProxy } from './fault-proxy';
-import { ADMIN, Reply, startNode, TestNode, waitFor } from './node-process';
+import { Reply, request, startNode, TestNode, waitFor } from './node-process';
+import { holdFreePorts } from './ports';
 
 export type MemberState = 'alive' | 'suspect' | 'dead' | 'left';
 
@@ -439,51 +440,6 @@ async function stopWithin(node: TestNode, paused: boolean, timeoutMs: number): P
   if (outcome === 'timeout') await node.kill9();
 }
 
-/* ------------------------------------------------------------------ ports */
-
-/**
- * Pick `count` distinct free ports and hold them (listening) until `release()`. They
- * come from below the kernel's ephemeral range when it is known, so no bind to port 0
- * (another node's HTTP listener, an outgoing connection) can take one in the window
- * between release and the node binding it.
- */
-async function holdFreePorts(count: number): Promise<{ ports: number[]; release(): Promise<void> }> {
-  const servers: net.Server[] = [];
-  const release = async () => {
-    await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
-  };
-  try {
-    const low = ephemeralLow();
-    const range = low !== undefined && low > 12_000 ? { min: 10_000, max: low - 1 } : undefined;
-    for (let attempt = 0; servers.length < count; attempt++) {
-      assert.ok(attempt < count * 50, 'could not find free ports');
-      const port = range ? randomInt(range.min, range.max + 1) : 0;
-      const server = await listenOn(port);
-      if (server) servers.push(server);
-    }
-  } catch (err) {
-    await release();
-    throw err;
-  }
-  return { ports: servers.map((server) => (server.address() as net.AddressInfo).port), release };
-}
-
-function ephemeralLow(): number | undefined {
-  try {
-    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
-    return Number.isInteger(low) ? low : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function listenOn(port: number): Promise<net.Server | undefined> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.once('error', () => resolve(undefined));
-    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => resolve(server));
-  });
-}
 
 function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -500,33 +456,18 @@ function canConnect(port: number): Promise<boolean> {
 
 /* ------------------------------------------------------------------ HTTP with a deadline */
 
-/** One admin JSON request like `request()` in node-process.ts, but failing after `timeoutMs`. */
-export async function call(
+/** One admin JSON request (`request()` of node-process.ts) that fails after `timeoutMs`. */
+export function call(
   node: { url: string },
   method: string,
   urlPath: string,
   options: { body?: unknown; headers?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<Reply> {
-  const headers: Record<string, string> = {
-    authorization: 'Basic ' + Buffer.from(`${ADMIN.user}:${ADMIN.password}`).toString('base64'),
-    accept: 'application/json',
-    ...options.headers,
-  };
-  let body: string | undefined;
-  if (options.body !== undefined) {
-    body = JSON.stringify(options.body);
-    headers['content-type'] ??= 'application/json';
-  }
-  const signal = AbortSignal.timeout(options.timeoutMs ?? CALL_TIMEOUT_MS);
-  const res = await fetch(node.url + urlPath, { method, headers, signal, ...(body !== undefined ? { body } : {}) });
-  const text = await res.text();
-  let parsed: unknown = undefined;
-  try {
-    parsed = text.length ? JSON.parse(text) : undefined;
-  } catch {
-    parsed = undefined;
-  }
-  return { status: res.status, headers: res.headers, body: parsed, text };
+  return request(node, method, urlPath, {
+    ...options,
+    headers: { accept: 'application/json', ...options.headers },
+    timeoutMs: options.timeoutMs ?? CALL_TIMEOUT_MS,
+  });
 }
 
 /* ------------------------------------------------------------------ checkers */

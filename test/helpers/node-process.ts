@@ -124,7 +124,7 @@ export async function request(
   node: { url: string },
   method: string,
   urlPath: string,
-  options: { body?: unknown; headers?: Record<string, string>; auth?: boolean; raw?: Buffer | string } = {},
+  options: { body?: unknown; headers?: Record<string, string>; auth?: boolean; raw?: Buffer | string; timeoutMs?: number } = {},
 ): Promise<Reply> {
   const headers: Record<string, string> = { ...options.headers };
   if (options.auth !== false) headers.authorization = 'Basic ' + Buffer.from(`${ADMIN.user}:${ADMIN.password}`).toString('base64');
@@ -133,7 +133,8 @@ export async function request(
     body = JSON.stringify(options.body);
     headers['content-type'] ??= 'application/json';
   }
-  const res = await fetch(node.url + urlPath, { method, headers, ...(body !== undefined ? { body } : {}) });
+  const signal = options.timeoutMs === undefined ? undefined : AbortSignal.timeout(options.timeoutMs);
+  const res = await fetch(node.url + urlPath, { method, headers, ...(signal ? { signal } : {}), ...(body !== undefined ? { body } : {}) });
   const text = await res.text();
   let parsed: unknown = undefined;
   try {

@@ -23,17 +23,8 @@ import { ProbeOrder } from '../../src/node/membership/probe-order';
 import { Suspicion, suspicionTimeoutMs } from '../../src/node/membership/suspicion';
 import { Ticker, Timer } from '../../src/node/membership/timers';
 import type { MemberState, MemberUpdate } from '../../src/node/membership/types';
+import { mulberry32 } from '../helpers/random';
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test('precedence: the override table, case by case', () => {
   const s = (state: MemberState, incarnation: number) => ({ state, incarnation });

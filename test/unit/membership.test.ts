@@ -15,6 +15,7 @@ import { Membership } from '../../src/node/membership/membership';
 import { MemoryNetwork } from '../../src/node/membership/memory-network';
 import { systemClock } from '../../src/node/membership/timers';
 import type { Clock, MemberState, MembershipTransport } from '../../src/node/membership/types';
+import { mulberry32 } from '../helpers/random';
 
 const BASE_SEED = process.env.MEMBERSHIP_SEED ? Number(process.env.MEMBERSHIP_SEED) : Math.floor(Math.random() * 1e9);
 console.log(`membership tests: seed ${BASE_SEED} (replay with MEMBERSHIP_SEED=${BASE_SEED})`);
@@ -24,16 +25,6 @@ const P = loopbackProfile.probeIntervalMs;
 const unhandled: unknown[] = [];
 process.on('unhandledRejection', (reason) => unhandled.push(reason));
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Transition {
   atMs: number;
