@@ -126,7 +126,8 @@ export async function request(
   urlPath: string,
   options: { body?: unknown; headers?: Record<string, string>; auth?: boolean; raw?: Buffer | string; timeoutMs?: number } = {},
 ): Promise<Reply> {
-  const headers: Record<string, string> = { ...options.headers };
+  // Like the JSON clients (nano, PouchDB): without it CouchDB (and Divan) may answer multipart.
+  const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
   if (options.auth !== false) headers.authorization = 'Basic ' + Buffer.from(`${ADMIN.user}:${ADMIN.password}`).toString('base64');
   let body: Buffer | string | undefined = options.raw;
   if (options.body !== undefined) {

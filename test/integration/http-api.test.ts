@@ -231,6 +231,11 @@ describe('documents', () => {
     const mixed = await request(node, 'GET', `/${db}/c?open_revs=all`, { headers: { accept: 'multipart/mixed' } });
     assert.match(mixed.headers.get('content-type')!, /^multipart\/mixed; boundary=/);
     assert.match(mixed.text, /"_rev":"2-bbb"/);
+    // curl's `Accept: */*` (and no Accept at all) gets multipart, as from CouchDB.
+    const curlLike = await request(node, 'GET', `/${db}/c?open_revs=all`, { headers: { accept: '*/*' } });
+    assert.match(curlLike.headers.get('content-type')!, /^multipart\/mixed/);
+    const refused = await request(node, 'GET', `/${db}/c?open_revs=all`, { headers: { accept: 'application/json, multipart/mixed;q=0' } });
+    assert.match(refused.headers.get('content-type')!, /^application\/json/);
   });
 
   test('bulk docs: per-document errors and order kept', async () => {
@@ -427,7 +432,7 @@ describe('attachments', () => {
     assert.equal(put.status, 201);
     const att = await fetch(`${node.url}/${db}/m/a.txt`, { headers: { authorization: auth() } });
     assert.equal(await att.text(), 'hello');
-    const related = await fetch(`${node.url}/${db}/m?attachments=true`, { headers: { authorization: auth(), accept: 'multipart/related' } });
+    const related = await fetch(`${node.url}/${db}/m?attachments=true`, { headers: { authorization: auth(), accept: '*/*' } });
     assert.match(related.headers.get('content-type')!, /^multipart\/related/);
     const text = await related.text();
     assert.match(text, /"follows":true/);

@@ -119,6 +119,25 @@ export class Ctx {
     return Array.isArray(value) ? value[0] : value;
   }
 
+  /**
+   * Whether the client accepts `type`, as CouchDB decides it (mochiweb's
+   * accepts_content_type): true with no Accept header, or when Accept lists the type,
+   * its main-type wildcard or the any-type wildcard with a non-zero q. So curl (which
+   * accepts anything) gets multipart where CouchDB sends multipart, and JSON clients
+   * (`Accept: application/json`) get JSON.
+   */
+  accepts(type: string): boolean {
+    const header = this.header('accept');
+    if (header === undefined || header.trim() === '') return true;
+    const main = type.slice(0, type.indexOf('/'));
+    return header.split(',').some((entry) => {
+      const [range, ...params] = entry.trim().toLowerCase().split(';');
+      const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
+      if (q !== undefined && !(Number(q.slice(2)) > 0)) return false;
+      return range === type || range === main + '/*' || range === '*/*';
+    });
+  }
+
   // ---- query parameters ------------------------------------------------------------
 
   /** A boolean parameter: `true`/`false` only. */

@@ -77,7 +77,7 @@ async function getDoc(ctx: Ctx, db: DbHandle, docId: string): Promise<void> {
   }
   const body = await readBody(db, docId, node.rev);
   if (body === undefined) throw new NotFoundError('missing');
-  if (options.attachments && acceptsRelated(ctx) && body.includes('"_attachments"')) {
+  if (options.attachments && ctx.accepts('multipart/related') && body.includes('"_attachments"')) {
     const entry = await relatedEntry(db, info!, node, body, options);
     if (entry.kind === 'ok') {
       const encoded = encodeRelatedDocument(entry.doc, entry.attachments);
@@ -85,10 +85,6 @@ async function getDoc(ctx: Ctx, db: DbHandle, docId: string): Promise<void> {
     }
   }
   ctx.send(200, await renderRevision(db, info!, node, body, options), { ETag: etag });
-}
-
-function acceptsRelated(ctx: Ctx): boolean {
-  return (ctx.header('accept') ?? '').includes('multipart/related');
 }
 
 async function sendOpenRevs(
@@ -111,7 +107,7 @@ async function sendOpenRevs(
   if (revs === 'all' && !info) throw new NotFoundError('missing');
   const latest = ctx.qBool('latest', false);
   const results = await openRevs(db, info, revs, latest, { ...options, attachments: false });
-  if ((ctx.header('accept') ?? '').includes('multipart/mixed')) {
+  if (ctx.accepts('multipart/mixed')) {
     const entries: OpenRevsEntry[] = [];
     for (const result of results) {
       if (result.kind === 'missing') entries.push({ kind: 'missing', rev: result.rev });
