@@ -106,13 +106,16 @@ export class PeerClients {
   }
 
   /** A server stream as a pull cursor of messages; `close()` cancels the call. */
-  stream(address: string, service: ServiceName, method: string, request: Message, timeoutMs: number): MessageStream {
+  /**
+   * A server stream. It has no overall deadline (a slow consumer may take as long as it
+   * likes); `idleTimeoutMs` bounds how long `next()` waits for the peer's next message
+   * (0: forever, for update signals).
+   */
+  stream(address: string, service: ServiceName, method: string, request: Message, idleTimeoutMs: number): MessageStream {
     const client = this.client(service, address);
     const fn = (client as unknown as Record<string, Function>)[method]!;
-    const call = fn.call(client, request, this.metadata(service, method), {
-      deadline: Date.now() + timeoutMs,
-    }) as grpc.ClientReadableStream<Message>;
-    return new MessageStream(address, call);
+    const call = fn.call(client, request, this.metadata(service, method), {}) as grpc.ClientReadableStream<Message>;
+    return new MessageStream(address, call, idleTimeoutMs);
   }
 
   /** Drop the channels to an address (the next call dials afresh, no reconnect backoff). */
@@ -200,8 +203,9 @@ export class MessageStream {
   private waiter: (() => void) | undefined;
 
   constructor(
-    address: string,
+    private readonly address: string,
     private readonly call: grpc.ClientReadableStream<Message>,
+    private readonly idleTimeoutMs: number,
   ) {
     call.on('data', (message: Message) => {
       this.queue.push(message);
@@ -234,7 +238,20 @@ export class MessageStream {
       }
       if (this.error) throw this.error;
       if (this.ended) return null;
-      await new Promise<void>((resolve) => (this.waiter = resolve));
+      await new Promise<void>((resolve) => {
+        if (this.idleTimeoutMs <= 0) {
+          this.waiter = resolve;
+          return;
+        }
+        const timer = setTimeout(() => {
+          this.error = new TimeoutError(`${this.address} sent nothing for ${this.idleTimeoutMs} ms`);
+          this.close();
+        }, this.idleTimeoutMs);
+        this.waiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
     }
   }
 
