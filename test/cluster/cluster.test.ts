@@ -5,9 +5,11 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as http from 'node:http';
 import { ackedWriteChecker, Cluster, eventually, startCluster } from '../helpers/cluster';
-import { request, TestNode, uniqueDb, waitFor } from '../helpers/node-process';
+import { ADMIN, request, TestNode, uniqueDb, waitFor } from '../helpers/node-process';
 import { PeerClients } from '../../src/node/rpc/client';
+import { rangeIndexOf } from '../../src/ring/ranges';
 import { deadDetectionBoundMs, loopbackProfile } from '../../src/node/membership/config';
 
 /** Each node's own copy of a doc, as `rev(parent)` lines: equal strings = identical trees. */
@@ -158,6 +160,66 @@ describe('a three-node cluster', () => {
     live.cancel();
     await local.destroy();
     await back.destroy();
+  });
+
+  test('a continuous _changes feed keeps running when the node whose copy it reads and watches is killed', async () => {
+    // n=2 of 3 nodes: some ranges have no copy on node 1, so its feed reads them remotely.
+    const db = uniqueDb('c');
+    assert.equal((await request(cluster.nodes[0]!, 'PUT', `/${db}?q=4&n=2`)).status, 201);
+    const shards = (await request(cluster.nodes[0]!, 'GET', `/${db}/_shards`)).body.shards as Record<string, string[]>;
+    const remote = Object.entries(shards).find(([, nodes]) => !nodes.includes(cluster.names[0]!));
+    assert.ok(remote, `some range has no copy on ${cluster.names[0]}: ${JSON.stringify(shards)}`);
+    const [rangeName, rangeNodes] = remote;
+    // Docs of that range, big enough that the feed stalls on a paused client mid-range.
+    const rangeIds: string[] = [];
+    const rangeIndex = Object.keys(shards).indexOf(rangeName);
+    for (let i = 0; rangeIds.length < 601; i++) if (rangeIndexOf(`r${i}`, 4) === rangeIndex) rangeIds.push(`r${i}`);
+    const lateId = rangeIds.pop()!;
+    assert.equal((await request(cluster.nodes[0]!, 'GET', `/${db}/_shards/${rangeIds[0]}`)).body.range, rangeName);
+    const pad = 'x'.repeat(8 * 1024);
+    for (let at = 0; at < rangeIds.length; at += 200) {
+      const docs = rangeIds.slice(at, at + 200).map((_id) => ({ _id, pad }));
+      assert.equal((await request(cluster.nodes[0]!, 'POST', `/${db}/_bulk_docs`, { body: { docs } })).status, 201);
+    }
+    // The feed on node 1 reads the range from the first copy in placement order.
+    const victim = cluster.names.indexOf(rangeNodes[0]!);
+    const seen = new Set<string>();
+    const feed = http.get(
+      `http://127.0.0.1:${cluster.nodes[0]!.port}/${db}/_changes?feed=continuous&include_docs=true&heartbeat=30000`,
+      { headers: { authorization: 'Basic ' + Buffer.from(`${ADMIN.user}:${ADMIN.password}`).toString('base64') } },
+    );
+    const reply = await new Promise<http.IncomingMessage>((resolve, reject) => feed.on('response', resolve).on('error', reject));
+    assert.equal(reply.statusCode, 200);
+    let buffered = '';
+    let ended = false;
+    reply.setEncoding('utf8');
+    reply.on('data', (chunk: string) => {
+      buffered += chunk;
+      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+        const line = buffered.slice(0, nl).trim();
+        buffered = buffered.slice(nl + 1);
+        if (line) seen.add(JSON.parse(line).id);
+      }
+    });
+    reply.on('end', () => (ended = true));
+    try {
+      await waitFor(async () => seen.size > 0, 10_000, 'first rows');
+      // Stop reading: the feed blocks on a full socket, its remote cursor open mid-range.
+      reply.pause();
+      await new Promise((r) => setTimeout(r, 500));
+      await cluster.kill9(victim);
+      reply.resume();
+      await waitFor(async () => rangeIds.every((id) => seen.has(id)), 30_000, 'every row of the range after the copy was lost');
+      // Still live: a new write in that range arrives, though the copy the feed watched is gone.
+      const late = await request(cluster.nodes[0]!, 'PUT', `/${db}/${lateId}`, { body: {} });
+      assert.equal(late.status, 202, 'one of the range\'s two copies took it');
+      await waitFor(async () => seen.has(lateId), 15_000, 'a write after the kill reaches the feed');
+      assert.equal(ended, false, 'the feed is still open');
+    } finally {
+      feed.destroy();
+      await cluster.restart(victim);
+      await cluster.waitForAllAlive();
+    }
   });
 
   test('kill -9 under write load: writes keep answering 201, survivors have every acknowledged write, the node catches up', async () => {

@@ -14,6 +14,8 @@ import { ShardCopy } from '../../src/shard/shard-copy';
 import { updateDocs } from '../../src/api/coordinator/doc-update';
 import { readDocInfo } from '../../src/api/coordinator/doc-open';
 import type { DbHandle, ShardClient } from '../../src/api/coordinator/shard-client';
+import { decodeSince, readChanges, type ChangesRequest } from '../../src/api/coordinator/changes';
+import type { ChangesOptions } from '../../src/shard/types';
 
 let dir: string;
 let store: Store;
@@ -93,4 +95,47 @@ test('a read merges the copies it asked and repairs the stale ones', async () =>
     assert.equal(repaired!.winner.rev, info!.winner.rev);
     assert.equal(await copy.readBody('lonely', info!.winner.rev), await a!.readBody('lonely', info!.winner.rev));
   }
+});
+
+test('_changes: a copy lost in the middle of a range is replaced by the next, read from its start', async () => {
+  const [a, b] = await copies(2);
+  const ids = Array.from({ length: 700 }, (_, i) => `c${String(i).padStart(4, '0')}`);
+  for (const copy of [a!, b!]) await copy.updateDocs(ids.map(edit));
+  // Copy a hands out its first batch, then its node dies.
+  let batches = 0;
+  const dying: ShardClient = new Proxy(a!, {
+    get: (target, prop) =>
+      prop === 'changes'
+        ? (options: ChangesOptions) => {
+            const cursor = target.changes(options);
+            return {
+              next: async () => {
+                if (++batches > 1) throw new NodeDownError('n1', 'killed');
+                return cursor.next();
+              },
+              close: () => cursor.close(),
+            };
+          }
+        : (target as unknown as Record<string | symbol, unknown>)[prop] instanceof Function
+          ? ((target as unknown as Record<string | symbol, Function>)[prop] as Function).bind(target)
+          : (target as unknown as Record<string | symbol, unknown>)[prop],
+  });
+  const db = handle([dying, b!]);
+  const seen: string[] = [];
+  const request: ChangesRequest = {
+    since: await decodeSince(db, 0),
+    descending: false,
+    limit: Number.MAX_SAFE_INTEGER,
+    allLeaves: false,
+    includeDocs: false,
+    conflicts: false,
+    filter: { kind: 'none' },
+    seqInterval: 1,
+  };
+  const pass = await readChanges(db, request, request.limit, ({ row }) => void seen.push(row.id));
+  assert.ok(batches > 1, 'the first copy failed after delivering rows');
+  assert.ok(seen.length > ids.length, 'rows already sent are sent again (at least once, never skipped)');
+  assert.deepEqual([...new Set(seen)].sort(), ids);
+  assert.equal(pass.position[0]!.node, 'n2', 'the position now names the copy read to the end');
+  assert.equal(pass.position[0]!.seq, (await b!.readState()).updateSeq);
 });

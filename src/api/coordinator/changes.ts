@@ -146,9 +146,15 @@ export async function readChanges(
         conflicts: request.conflicts,
         filter: request.filter,
       });
-    return firstLiveCursor(ordered, open, (copy) => {
-      position[i] = { node: copy.node, seq: 0 };
-    });
+    // A copy lost mid-range is replaced by the next, read from its start.
+    return firstLiveCursor(
+      ordered,
+      open,
+      (copy) => {
+        position[i] = { node: copy.node, seq: 0 };
+      },
+      true,
+    );
   });
   let count = 0;
   try {
@@ -194,16 +200,31 @@ export async function pendingAfter(db: DbHandle, position: SeqVector): Promise<n
 /**
  * Resolves when any copy of the database records an update, the timeout passes, or
  * the signal aborts. Subscribe first (`watchUpdates`), then read, then `wait()`.
+ * Each range is watched on one copy (this node's own when it has one); if that copy's
+ * node goes away the watch moves to the next copy and the feed is woken to read again,
+ * so a live feed keeps running through the loss of a node.
  */
 export function watchUpdates(db: DbHandle): { wait(timeoutMs: number, signal: AbortSignal): Promise<void>; stop(): void } {
   let dirty = false;
+  let stopped = false;
   let wake: (() => void) | null = null;
-  const unsubscribes = db.ranges.map((range) =>
-    range.copies[0]!.onUpdate(() => {
-      dirty = true;
-      wake?.();
-    }),
-  );
+  const poke = () => {
+    dirty = true;
+    wake?.();
+  };
+  const unsubscribes = db.ranges.map((range, i) => {
+    const watchCopy = (index: number) => {
+      const copy = range.copies[index % range.copies.length]!;
+      return copy.onUpdate(poke, () => {
+        if (stopped) return;
+        // Unsubscribing from inside the lost signal is safe: the copy iterates a snapshot.
+        unsubscribes[i]!();
+        unsubscribes[i] = watchCopy(index + 1);
+        poke();
+      });
+    };
+    return watchCopy(0);
+  });
   return {
     wait: (timeoutMs, signal) =>
       new Promise<void>((resolve) => {
@@ -222,6 +243,9 @@ export function watchUpdates(db: DbHandle): { wait(timeoutMs: number, signal: Ab
         signal.addEventListener('abort', done);
         wake = done;
       }),
-    stop: () => unsubscribes.forEach((u) => u()),
+    stop: () => {
+      stopped = true;
+      unsubscribes.forEach((u) => u());
+    },
   };
 }

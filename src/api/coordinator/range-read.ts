@@ -1,7 +1,10 @@
 /**
  * Range reads take one copy per range: the first in preference order (this node's
  * own when it has one). If that copy fails before any row was read, the next copy
- * is tried; after rows were sent a failure ends the read (the client resumes).
+ * is tried. After rows were sent a failure ends the read (the client resumes), unless
+ * the reader can take rows again (`replayAfterRows`: `_changes`, where a row seen
+ * twice is harmless and one never seen is not): then the next copy is read from its
+ * start, `onSwitch` telling the reader to reset its position.
  */
 import type { Cursor, ShardClient } from './shard-client';
 
@@ -9,6 +12,7 @@ export function firstLiveCursor<T>(
   copies: readonly ShardClient[],
   open: (copy: ShardClient) => Cursor<T>,
   onSwitch?: (copy: ShardClient) => void,
+  replayAfterRows = false,
 ): Cursor<T> {
   let index = 0;
   let cursor = open(copies[0]!);
@@ -21,7 +25,7 @@ export function firstLiveCursor<T>(
           delivered = true;
           return batch;
         } catch (err) {
-          if (delivered || index + 1 >= copies.length) throw err;
+          if ((delivered && !replayAfterRows) || index + 1 >= copies.length) throw err;
           await cursor.close().catch(() => undefined);
           index++;
           onSwitch?.(copies[index]!);

@@ -31,7 +31,11 @@ export interface ShardClient {
   localDocs(options: AllDocsOptions): Cursor<LocalDoc>;
   readState(): Promise<CopyState>;
   sizeBytes(): Promise<number>;
-  onUpdate(listener: (seq: number) => void): () => void;
+  /**
+   * Call `listener(updateSeq)` after each update of the copy; returns the unsubscribe.
+   * `onLost` is called if the copy can no longer signal (its node went away).
+   */
+  onUpdate(listener: (seq: number) => void, onLost?: () => void): () => void;
   /** The node that holds this copy. */
   readonly node: string;
 }

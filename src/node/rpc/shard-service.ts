@@ -273,6 +273,7 @@ export class RemoteShardClient implements ShardClient {
   readonly node: string;
   private readonly options: RemoteCopyOptions;
   private readonly listeners = new Set<(seq: number) => void>();
+  private readonly lostListeners = new Set<() => void>();
   private watch: { close(): void } | undefined;
 
   private readonly updates: Coalescer<DocEdit, EditResult>;
@@ -395,12 +396,18 @@ export class RemoteShardClient implements ShardClient {
     }
   }
 
-  /** Update signals over a stream opened on first subscription and closed after the last. */
-  onUpdate(listener: (seq: number) => void): () => void {
+  /**
+   * Update signals over a stream opened on first subscription and closed after the
+   * last. When the stream breaks (the node died or restarts), `onLost` is called so
+   * the subscriber can watch another copy; this one keeps retrying every second.
+   */
+  onUpdate(listener: (seq: number) => void, onLost?: () => void): () => void {
     this.listeners.add(listener);
+    if (onLost) this.lostListeners.add(onLost);
     if (!this.watch) this.startWatch();
     return () => {
       this.listeners.delete(listener);
+      if (onLost) this.lostListeners.delete(onLost);
       if (this.listeners.size === 0) {
         this.watch?.close();
         this.watch = undefined;
@@ -420,14 +427,16 @@ export class RemoteShardClient implements ShardClient {
     const loop = async () => {
       while (!stopped) {
         try {
-          stream = this.options.peers.stream(this.address(), 'Shard', 'WatchUpdates', this.options.copy, 24 * 3600 * 1000);
+          stream = this.options.peers.stream(this.address(), 'Shard', 'WatchUpdates', this.options.copy, 0);
           for (let m = await stream.next(); m && !stopped; m = await stream.next()) {
             for (const listener of this.listeners) listener(m.updateSeq as number);
           }
         } catch {
-          // The node is down or restarting: feeds poll on their own timeouts meanwhile.
+          // The node is down or restarting: retried below.
         }
-        if (!stopped) await new Promise((r) => setTimeout(r, 1000));
+        if (stopped) break;
+        for (const lost of [...this.lostListeners]) lost();
+        await new Promise((r) => setTimeout(r, 1000));
       }
     };
     void loop();
