@@ -12,6 +12,14 @@
  * node-local copy ids, never reused) and drops copies of instances that are gone.
  * Entries live under node metadata `catalog/<name>`; copy ids under
  * `copy/<uuid>/<range>`.
+ *
+ * Two nodes may create the same name at once (each unaware of the other, or across a
+ * partition), and clients may write to both instances. The newer entry wins, but the
+ * other instance was never deleted by anyone, so its copies are not dropped: they
+ * become orphans (`orphan/<copyId>`), which the cluster adopts into the winning
+ * instance (every revision written into it as replicated edits) before clearing them.
+ * What tells a deliberate deletion from a lost race is the winner's `buried` list: the
+ * instances of that name whose tombstone its creator had seen.
  */
 import { randomBytes } from 'node:crypto';
 import { FileExistsError, NotFoundError } from '../errors';
@@ -35,6 +43,18 @@ export interface CatalogEntry {
   version: number;
   updatedBy: string;
   deleted: boolean;
+  /** Earlier instances of this name that were deleted before this one was created (newest last). */
+  buried?: string[];
+}
+
+/** A copy of an instance that lost a creation race, kept until its revisions are adopted. */
+export interface OrphanCopy {
+  copyId: number;
+  name: string;
+  /** The lost instance and the range of it this copy holds. */
+  uuid: string;
+  range: number;
+  copy: ShardCopy;
 }
 
 /** What the catalog needs from the cluster (provided by the node's wiring). */
@@ -51,6 +71,9 @@ export interface ClusterView {
 const ENTRY_PREFIX = 'catalog/';
 const COPY_PREFIX = 'copy/';
 const NEXT_COPY_KEY = 'next_copy_id';
+const ORPHAN_PREFIX = 'orphan/';
+/** Deleted instances remembered per name (a chain of deletes and re-creates longer than this may resurrect data). */
+const BURIED_MAX = 64;
 
 export class Catalog implements DbDirectory {
   private readonly store: Store;
@@ -61,6 +84,8 @@ export class Catalog implements DbDirectory {
   private readonly handles = new Map<string, DbHandle>();
   /** Local copies by `${uuid}/${range}`. */
   private readonly localCopies = new Map<string, { entry: CatalogEntry; range: number; copy: ShardCopy }>();
+  /** Copies of instances that lost a creation race, by `${uuid}/${range}`. */
+  private readonly orphanCopies = new Map<string, OrphanCopy>();
   private nextCopyId = 1;
   /** Catalog changes run one at a time. */
   private chain: Promise<unknown> = Promise.resolve();
@@ -80,6 +105,11 @@ export class Catalog implements DbDirectory {
     for (const [, value] of await readPrefix(store, ENTRY_PREFIX)) {
       const entry = catalog.upgrade(JSON.parse(value.toString('utf8')) as Partial<CatalogEntry> & { copies?: number[] });
       catalog.entries.set(entry.name, entry);
+    }
+    for (const [, value] of await readPrefix(store, ORPHAN_PREFIX)) {
+      const { copyId, name, uuid, range } = JSON.parse(value.toString('utf8')) as Omit<OrphanCopy, 'copy'>;
+      const copy = await ShardCopy.open(store, { copyId, node: options.cluster.self, revsLimit: catalog.defaultRevsLimit, limits: catalog.limits });
+      catalog.orphanCopies.set(`${uuid}/${range}`, { copyId, name, uuid, range, copy });
     }
     for (const entry of catalog.entries.values()) await catalog.openEntry(entry);
     return catalog;
@@ -134,6 +164,7 @@ export class Catalog implements DbDirectory {
         version: (current?.version ?? 0) + 1,
         updatedBy: this.cluster.self,
         deleted: false,
+        buried: current ? [...(current.buried ?? []), current.uuid].slice(-BURIED_MAX) : [],
       };
       await this.apply(entry);
       return entry;
@@ -238,16 +269,38 @@ export class Catalog implements DbDirectory {
     const current = this.entries.get(entry.name);
     const ops: WriteOp[] = [{ type: 'put', key: nodeMetaKey(ENTRY_PREFIX + entry.name), value: JSON.stringify(entry) }];
     const drop: { key: string; copy: ShardCopy }[] = [];
+    const orphaned: OrphanCopy[] = [];
     if (current && (current.uuid !== entry.uuid || entry.deleted)) {
+      // A live instance replaced by one whose creator never saw it deleted lost a
+      // creation race: its revisions are adopted, not dropped.
+      const lostRace = !current.deleted && !entry.deleted && current.uuid !== entry.uuid && !(entry.buried ?? []).includes(current.uuid);
       for (let range = 0; range < current.q; range++) {
         const key = `${current.uuid}/${range}`;
         const local = this.localCopies.get(key);
+        if (local && lostRace) {
+          const orphan = { copyId: local.copy.copyId, name: current.name, uuid: current.uuid, range, copy: local.copy };
+          orphaned.push(orphan);
+          ops.push({ type: 'put', key: nodeMetaKey(ORPHAN_PREFIX + orphan.copyId), value: JSON.stringify({ ...orphan, copy: undefined }) });
+          continue;
+        }
         if (local) drop.push({ key, copy: local.copy });
         ops.push({ type: 'del', key: nodeMetaKey(COPY_PREFIX + key) });
       }
     }
+    // Orphans of an instance the user has since deleted are dropped with it.
+    for (const [key, orphan] of this.orphanCopies) {
+      if (orphan.name === entry.name && (entry.buried ?? []).includes(orphan.uuid)) {
+        this.orphanCopies.delete(key);
+        drop.push({ key, copy: orphan.copy });
+        ops.push({ type: 'del', key: nodeMetaKey(ORPHAN_PREFIX + orphan.copyId) }, { type: 'del', key: nodeMetaKey(COPY_PREFIX + key) });
+      }
+    }
     await this.store.write(ops);
     this.entries.set(entry.name, entry);
+    for (const orphan of orphaned) {
+      this.localCopies.delete(`${orphan.uuid}/${orphan.range}`);
+      this.orphanCopies.set(`${orphan.uuid}/${orphan.range}`, orphan);
+    }
     for (const { key, copy } of drop) {
       this.localCopies.delete(key);
       await copy.idle();
@@ -258,11 +311,48 @@ export class Catalog implements DbDirectory {
     for (const listener of this.listeners) listener();
   }
 
+  /** Copies waiting to be adopted into the winning instance of their name. */
+  orphans(): OrphanCopy[] {
+    return [...this.orphanCopies.values()];
+  }
+
+  /**
+   * Where an orphan's revisions go: the live instance of its name, unless that
+   * instance's creator saw the orphan's instance deleted (then nothing: drop it).
+   */
+  adoptionTarget(orphan: OrphanCopy): DbHandle | undefined {
+    const entry = this.entries.get(orphan.name);
+    if (!entry || entry.deleted || entry.uuid === orphan.uuid || (entry.buried ?? []).includes(orphan.uuid)) return undefined;
+    return this.handles.get(orphan.name);
+  }
+
+  /** The orphan's revisions are in the winner (or it is moot): clear it for good. */
+  finishOrphan(orphan: OrphanCopy): Promise<void> {
+    return this.serialize(async () => {
+      const key = `${orphan.uuid}/${orphan.range}`;
+      if (this.orphanCopies.get(key) !== orphan) return;
+      this.orphanCopies.delete(key);
+      await orphan.copy.idle();
+      await this.store.write([
+        { type: 'del', key: nodeMetaKey(ORPHAN_PREFIX + orphan.copyId) },
+        { type: 'del', key: nodeMetaKey(COPY_PREFIX + key) },
+      ]);
+      await this.store.clear(copyRange(orphan.copyId));
+    });
+  }
+
   private async openEntry(entry: CatalogEntry): Promise<void> {
     if (entry.deleted) return;
     for (let range = 0; range < entry.q; range++) {
       if (!entry.placement[range]!.includes(this.cluster.self)) continue;
       const key = `${entry.uuid}/${range}`;
+      // An orphan whose instance won after all (a later entry of it arrived) is live again.
+      const reclaimed = this.orphanCopies.get(key);
+      if (reclaimed) {
+        this.orphanCopies.delete(key);
+        await this.store.write([{ type: 'del', key: nodeMetaKey(ORPHAN_PREFIX + reclaimed.copyId) }]);
+        this.localCopies.set(key, { entry, range, copy: reclaimed.copy });
+      }
       const existing = this.localCopies.get(key);
       if (existing) {
         existing.copy.setRevsLimit(entry.revsLimit);

@@ -2,7 +2,8 @@
  * This node as a member of a cluster: the gRPC server and peer clients, SWIM
  * membership over them, the catalog's view of the cluster (where new databases go,
  * how to reach a remote copy, how to tell the others about a catalog change),
- * catalog anti-entropy, and the shard sync scheduler.
+ * catalog anti-entropy, the shard sync scheduler, and the adoption of orphan copies
+ * (instances that lost a creation race: see catalog.ts).
  *
  * A single node is a cluster of one: the same code runs with no seeds.
  *
@@ -11,12 +12,14 @@
 import { randomBytes } from 'node:crypto';
 import { NotFoundError } from '../errors';
 import type { RingMember } from '../ring/placement';
-import { pushToSibling } from '../shard/sync';
+import { pushToSibling, SyncTarget } from '../shard/sync';
 import { nodeMetaKey } from '../storage/keys';
 import type { Store } from '../storage/store';
 import type { Logger } from '../api/http/context';
-import type { ShardClient } from '../api/coordinator/shard-client';
-import { Catalog, CatalogEntry, ClusterView } from './catalog';
+import type { DbHandle, ShardClient } from '../api/coordinator/shard-client';
+import { readDocInfos } from '../api/coordinator/doc-infos';
+import { updateDocs } from '../api/coordinator/doc-update';
+import { Catalog, CatalogEntry, ClusterView, OrphanCopy } from './catalog';
 import type { Config } from './config';
 import { lanProfile, loopbackProfile } from './membership/config';
 import { Membership } from './membership/membership';
@@ -178,6 +181,9 @@ export class Cluster {
     this.joined = true;
     this.every(this.config.catalogSyncIntervalMs, () => this.antiEntropy());
     this.every(this.config.syncIntervalMs, () => this.syncAll());
+    this.catalog.onChange(() => this.adoptOrphans());
+    this.every(ADOPT_RETRY_MS, () => this.adoptOrphans());
+    this.adoptOrphans();
   }
 
   /** /_up: joined the cluster and holds the catalog. */
@@ -258,6 +264,45 @@ export class Cluster {
     if (pick) void this.syncCatalogWith(pick.address);
   }
 
+  private readonly adopting = new Set<OrphanCopy>();
+
+  /**
+   * Write every revision of each orphan copy into the winning instance of its name
+   * (through the coordinator, so into all its copies), then clear the orphan. Runs on
+   * catalog changes and every ADOPT_RETRY_MS until done; progress is checkpointed in
+   * the orphan, so a retry or a restart goes on where it stopped.
+   */
+  private adoptOrphans(): void {
+    for (const orphan of this.catalog.orphans()) {
+      if (this.stopped || this.adopting.has(orphan)) continue;
+      this.adopting.add(orphan);
+      void this.adopt(orphan).finally(() => this.adopting.delete(orphan));
+    }
+  }
+
+  private async adopt(orphan: OrphanCopy): Promise<void> {
+    const stillOrphan = () => this.stopped || !this.catalog.orphans().includes(orphan);
+    try {
+      const target = this.catalog.adoptionTarget(orphan);
+      if (target) {
+        const options = { checkpointName: `adopt/${target.uuid}`, batchDocsMax: this.config.syncBatchDocsMax, isCancelled: stillOrphan };
+        let result = await pushToSibling(orphan.copy, databaseTarget(target, this.config.writeQuorumTimeoutMs), options);
+        // Writes that were queued in the copy when it was orphaned: one more pass after them.
+        await orphan.copy.idle();
+        const last = await pushToSibling(orphan.copy, databaseTarget(target, this.config.writeQuorumTimeoutMs), options);
+        if (stillOrphan()) return;
+        result = { ...result, revisionsSent: result.revisionsSent + last.revisionsSent };
+        this.log.info(
+          { component: 'catalog', db: orphan.name, from: orphan.uuid, into: target.uuid, range: orphan.range, revisions: result.revisionsSent },
+          'adopted the revisions of a database instance that lost a creation race',
+        );
+      }
+      await this.catalog.finishOrphan(orphan);
+    } catch (err) {
+      this.log.warn({ component: 'catalog', db: orphan.name, from: orphan.uuid, err: String(err) }, 'adopting an orphan copy failed; will retry');
+    }
+  }
+
   private readonly syncTimers = new Map<string, NodeJS.Timeout>();
 
   /**
@@ -333,6 +378,20 @@ export class Cluster {
       state.running = false;
     }
   }
+}
+
+/** How often orphan copies not yet adopted are tried again. */
+const ADOPT_RETRY_MS = 2000;
+
+/** The whole winning database as a sync target: writes and reads go through the coordinator. */
+function databaseTarget(db: DbHandle, timeoutMs: number): SyncTarget {
+  return {
+    getDocInfos: (ids) => readDocInfos(db, ids, { timeoutMs }),
+    updateDocs: async (edits) =>
+      (await updateDocs(db, edits, { timeoutMs })).map((outcome) =>
+        outcome.kind === 'error' ? { kind: 'error', id: outcome.id, error: outcome.error } : { kind: 'ok', id: outcome.id, rev: outcome.rev },
+      ),
+  };
 }
 
 /** Delay before pushing to a copy that missed a write (lets a burst of failures coalesce). */

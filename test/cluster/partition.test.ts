@@ -81,3 +81,69 @@ test('a partitioned node and the majority both take writes; after healing all co
     assert.equal(info.body.doc_count, 41);
   }
 });
+
+test('the same database created on both sides of a partition: after healing one instance holds every write made to either', async () => {
+  const db = uniqueDb('race');
+  cluster.partition([[0], [1, 2]]);
+  await cluster.waitForMembers(0, { [cluster.name(1)]: 'dead', [cluster.name(2)]: 'dead' }, 30_000);
+  await cluster.waitForMembers(1, { [cluster.name(0)]: 'dead' }, 30_000);
+  // Each side creates the name, unaware of the other, and takes writes.
+  assert.equal((await request(cluster.nodes[0]!, 'PUT', `/${db}`)).status, 201);
+  assert.equal((await request(cluster.nodes[1]!, 'PUT', `/${db}`)).status, 201);
+  const acked = ackedWriteChecker();
+  for (let i = 0; i < 25; i++) {
+    const alone = await request(cluster.nodes[0]!, 'PUT', `/${db}/alone-${i}`, { body: { i } });
+    assert.ok(alone.status === 201 || alone.status === 202, `alone-${i}: ${alone.status}`);
+    acked.record(alone);
+    const majority = await request(cluster.nodes[1 + (i % 2)]!, 'PUT', `/${db}/majority-${i}`, { body: { i } });
+    assert.equal(majority.status, 201);
+    acked.record(majority);
+  }
+  // Both sides also wrote the same id: after the merge it is one document with a conflict.
+  const left = await request(cluster.nodes[0]!, 'PUT', `/${db}/both`, { body: { side: 'left' } });
+  const right = await request(cluster.nodes[2]!, 'PUT', `/${db}/both`, { body: { side: 'right' } });
+  acked.record(left);
+  acked.record(right);
+
+  cluster.heal();
+  await cluster.waitForAllAlive();
+  // Every node ends up with one instance (the same placement) holding all 51 documents.
+  await eventually(async () => {
+    const shards = await Promise.all([0, 1, 2].map((i) => request(cluster.nodes[i]!, 'GET', `/${db}/_shards`)));
+    assert.deepEqual(shards[0]!.body, shards[1]!.body);
+    assert.deepEqual(shards[1]!.body, shards[2]!.body);
+    for (const i of [0, 1, 2]) {
+      const info = await request(cluster.nodes[i]!, 'GET', `/${db}`);
+      assert.equal(info.body.doc_count, 51, `node ${i} doc_count`);
+    }
+  }, 60_000, 250);
+  await acked.verify(cluster.nodes, db);
+  const both = await request(cluster.nodes[1]!, 'GET', `/${db}/both?conflicts=true`);
+  assert.equal(both.status, 200);
+  assert.deepEqual([both.body._rev, ...both.body._conflicts].sort(), [left.body.rev, right.body.rev].sort());
+});
+
+test('a database deleted and created again while a node was cut off is not resurrected by that node', async () => {
+  const db = uniqueDb('again');
+  assert.equal((await request(cluster.nodes[0]!, 'PUT', `/${db}`)).status, 201);
+  assert.equal((await request(cluster.nodes[0]!, 'PUT', `/${db}/old`, { body: {} })).status, 201);
+  await eventually(async () => assert.equal((await request(cluster.nodes[2]!, 'GET', `/${db}/old`)).status, 200), 10_000);
+  cluster.partition([[0], [1, 2]]);
+  await cluster.waitForMembers(1, { [cluster.name(0)]: 'dead' }, 30_000);
+  assert.equal((await request(cluster.nodes[1]!, 'DELETE', `/${db}`)).status, 200);
+  assert.equal((await request(cluster.nodes[1]!, 'PUT', `/${db}`)).status, 201);
+  assert.equal((await request(cluster.nodes[2]!, 'PUT', `/${db}/new`, { body: {} })).status, 201);
+  cluster.heal();
+  await cluster.waitForAllAlive();
+  await eventually(async () => {
+    for (const i of [0, 1, 2]) {
+      assert.equal((await request(cluster.nodes[i]!, 'GET', `/${db}/new`)).status, 200, `node ${i} has the new instance`);
+    }
+  }, 30_000, 250);
+  // Give a wrongful adoption time to happen, then check that none did.
+  await new Promise((r) => setTimeout(r, 3000));
+  for (const i of [0, 1, 2]) {
+    assert.equal((await request(cluster.nodes[i]!, 'GET', `/${db}/old`)).status, 404, `node ${i}: the deleted instance's doc stays deleted`);
+    assert.equal((await request(cluster.nodes[i]!, 'GET', `/${db}`)).body.doc_count, 1);
+  }
+});
