@@ -27,6 +27,7 @@ import type { AckMessage, Member, MemberUpdate, MembershipTransport, PingMessage
 import { PeerClients } from './rpc/client';
 import type { Message } from './rpc/proto';
 import { RpcServer } from './rpc/server';
+import { transportFor } from './rpc/tls';
 import { RemoteShardClient, shardHandlers } from './rpc/shard-service';
 
 export interface MemberView {
@@ -83,8 +84,12 @@ export class Cluster {
   static async open(options: { config: Readonly<Config>; store: Store; log: Logger }): Promise<Cluster> {
     const { config, store, log } = options;
     const secret = config.clusterSecret || (await storedSecret(store));
-    const peers = new PeerClients({ secret, dialOverrides: config.dialOverrides ? (JSON.parse(config.dialOverrides) as Record<string, string>) : {} });
-    const rpc = new RpcServer({ bindAddress: config.grpcBindAddress, port: config.grpcPort, secret, authSkewMs: 60_000, log });
+    const transport = transportFor(
+      config.grpcTlsCert ? { certFile: config.grpcTlsCert, keyFile: config.grpcTlsKey, caFile: config.grpcTlsCa, serverName: config.grpcTlsServerName } : undefined,
+    );
+    const dialOverrides = config.dialOverrides ? (JSON.parse(config.dialOverrides) as Record<string, string>) : {};
+    const peers = new PeerClients({ secret, dialOverrides, transport });
+    const rpc = new RpcServer({ bindAddress: config.grpcBindAddress, port: config.grpcPort, secret, authSkewMs: 60_000, log, transport });
     // Handlers are bound before the objects they use exist; calls that arrive during
     // start-up are refused as unavailable and retried by the caller.
     let cluster: Cluster | undefined;
@@ -110,7 +115,7 @@ export class Cluster {
     const port = await rpc.listen();
     const address = config.advertiseAddress || `${config.grpcBindAddress}:${port}`;
     const self = config.nodeName || (await storedName(store, `divan@${address}`));
-    log.info({ component: 'rpc', address, port, node: self }, 'listening');
+    log.info({ component: 'rpc', address, port, node: self, tls: transport.tls }, 'listening');
 
     const membershipOf = () => cluster?.membershipOrUndefined;
     const view: ClusterView = {

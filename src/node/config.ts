@@ -38,6 +38,16 @@ export interface Config {
   zone: string;
   /** JSON object: advertised gRPC address → address to dial (NAT, test fault proxies). */
   dialOverrides: string;
+  /**
+   * Mutual TLS on the gRPC port: PEM files of this node's certificate (chain), its
+   * private key, and the CA that signs every node's certificate. All three or none.
+   * With TLS a peer must also present a certificate from that CA (and the secret).
+   */
+  grpcTlsCert: string;
+  grpcTlsKey: string;
+  grpcTlsCa: string;
+  /** Name checked against a peer's certificate instead of the host it is dialled at (one certificate for all nodes). */
+  grpcTlsServerName: string;
   /** Membership timers: `lan` (probe 1 s) or `loopback` (short timers for tests on one machine). */
   membershipProfile: string;
   /** Deadline of one inter-node shard call, ms. */
@@ -136,6 +146,10 @@ export const defaults: Readonly<Config> = Object.freeze({
   clusterSecret: '',
   zone: '',
   dialOverrides: '',
+  grpcTlsCert: '',
+  grpcTlsKey: '',
+  grpcTlsCa: '',
+  grpcTlsServerName: '',
   membershipProfile: 'lan',
   rpcTimeoutMs: 10_000,
   writeQuorumTimeoutMs: 5_000,
@@ -188,6 +202,10 @@ export const envNames: Readonly<Record<string, keyof Config>> = Object.freeze({
   DIVAN_CLUSTER_SECRET: 'clusterSecret',
   DIVAN_ZONE: 'zone',
   DIVAN_DIAL_OVERRIDES: 'dialOverrides',
+  DIVAN_GRPC_TLS_CERT: 'grpcTlsCert',
+  DIVAN_GRPC_TLS_KEY: 'grpcTlsKey',
+  DIVAN_GRPC_TLS_CA: 'grpcTlsCa',
+  DIVAN_GRPC_TLS_SERVER_NAME: 'grpcTlsServerName',
   DIVAN_MEMBERSHIP_PROFILE: 'membershipProfile',
   DIVAN_LOG_LEVEL: 'logLevel',
   DIVAN_Q: 'q',
@@ -235,6 +253,10 @@ const stringKeys = new Set<keyof Config>([
   'clusterSecret',
   'zone',
   'dialOverrides',
+  'grpcTlsCert',
+  'grpcTlsKey',
+  'grpcTlsCa',
+  'grpcTlsServerName',
   'membershipProfile',
   'metricsBindAddress',
 ]);
@@ -288,6 +310,9 @@ function checkRelations(c: Config): void {
       fail('dialOverrides must be a JSON object of address → address');
     }
   }
+  const tlsFiles = [c.grpcTlsCert, c.grpcTlsKey, c.grpcTlsCa].filter((f) => f !== '').length;
+  if (tlsFiles !== 0 && tlsFiles !== 3) fail('grpcTlsCert, grpcTlsKey and grpcTlsCa must be given together');
+  if (c.grpcTlsServerName !== '' && tlsFiles === 0) fail('grpcTlsServerName needs grpcTlsCert, grpcTlsKey and grpcTlsCa');
   if (c.corsCredentials > 1) fail('corsCredentials must be 0 or 1');
   if (c.corsCredentials === 1 && c.corsOrigins.split(',').map((o) => o.trim()).includes('*')) {
     fail('corsCredentials cannot be combined with corsOrigins "*" (browsers refuse it): list the origins');

@@ -28,6 +28,10 @@ function main(): void {
     .option('--cluster-secret <secret>', 'shared inter-node secret (env DIVAN_CLUSTER_SECRET; prefer the env var)')
     .option('--zone <zone>', 'failure zone of this node (env DIVAN_ZONE)')
     .option('--dial-overrides <json>', 'JSON map: advertised address -> address to dial (env DIVAN_DIAL_OVERRIDES)')
+    .option('--grpc-tls-cert <file>', "PEM certificate of this node for mutual TLS between nodes (env DIVAN_GRPC_TLS_CERT)")
+    .option('--grpc-tls-key <file>', 'PEM private key of that certificate (env DIVAN_GRPC_TLS_KEY)')
+    .option('--grpc-tls-ca <file>', "PEM CA that signs every node's certificate (env DIVAN_GRPC_TLS_CA)")
+    .option('--grpc-tls-server-name <name>', 'name to verify in peer certificates instead of their host (env DIVAN_GRPC_TLS_SERVER_NAME)')
     .option('--membership-profile <profile>', 'lan | loopback (env DIVAN_MEMBERSHIP_PROFILE; default lan)')
     .option('--cors-origins <list>', 'CORS origins, comma-separated, * for any (env DIVAN_CORS_ORIGINS; default off)')
     .option('--log-level <level>', 'debug | info | warn | error (env DIVAN_LOG_LEVEL; default info)')
@@ -84,6 +88,10 @@ function start(opts: Record<string, string | undefined>): void {
         clusterSecret: opts.clusterSecret,
         zone: opts.zone,
         dialOverrides: opts.dialOverrides,
+        grpcTlsCert: opts.grpcTlsCert,
+        grpcTlsKey: opts.grpcTlsKey,
+        grpcTlsCa: opts.grpcTlsCa,
+        grpcTlsServerName: opts.grpcTlsServerName,
         membershipProfile: opts.membershipProfile,
       },
     });

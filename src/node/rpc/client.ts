@@ -6,6 +6,7 @@
  * comes back as the same DivanError it threw.
  */
 import * as grpc from '@grpc/grpc-js';
+import { plaintext, type Transport } from './tls';
 import { DivanError, ErrorKind, NodeDownError, TimeoutError, UnauthorizedError } from '../../errors';
 import { AUTH_HEADER, authToken } from './auth';
 import { Message, MethodCodec, methodCodec, serviceDefinition } from './proto';
@@ -15,6 +16,8 @@ export interface PeerClientsOptions {
   secret: string;
   /** Advertised address → address to dial (fault proxies in tests, NAT). */
   dialOverrides: Readonly<Record<string, string>>;
+  /** Plain text or mutual TLS (rpc/tls.ts); plain text when absent. */
+  transport?: Transport;
 }
 
 type ClientCtor = ReturnType<typeof grpc.makeGenericClientConstructor>;
@@ -42,7 +45,9 @@ export class PeerClients {
     if (!client) {
       const target = this.options.dialOverrides[address] ?? address;
       const Ctor = this.ctors.get(service)!;
-      client = new Ctor(target, grpc.credentials.createInsecure(), {
+      const transport = this.options.transport ?? plaintext;
+      client = new Ctor(target, transport.client, {
+        ...transport.clientOptions,
         'grpc.max_receive_message_length': 128 * 1024 * 1024,
         'grpc.max_send_message_length': 128 * 1024 * 1024,
         'grpc.keepalive_time_ms': 30_000,

@@ -5,6 +5,7 @@
  * metadata, so the caller rebuilds the same typed error; anything else is INTERNAL.
  */
 import * as grpc from '@grpc/grpc-js';
+import { plaintext, type Transport } from './tls';
 import { DivanError } from '../../errors';
 import { AUTH_HEADER, checkToken } from './auth';
 import { Message, serviceDefinition } from './proto';
@@ -23,6 +24,8 @@ export interface RpcServerOptions {
   secret: string;
   /** Accepted clock difference between nodes for auth tokens, ms. */
   authSkewMs: number;
+  /** Plain text or mutual TLS (rpc/tls.ts); plain text when absent. */
+  transport?: Transport;
   log: { warn(obj: object, msg?: string): void; error(obj: object, msg?: string): void };
 }
 
@@ -58,7 +61,7 @@ export class RpcServer {
 
   listen(): Promise<number> {
     return new Promise((resolve, reject) =>
-      this.server.bindAsync(`${this.options.bindAddress}:${this.options.port}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
+      this.server.bindAsync(`${this.options.bindAddress}:${this.options.port}`, (this.options.transport ?? plaintext).server, (err, port) =>
         err ? reject(err) : resolve(port),
       ),
     );
