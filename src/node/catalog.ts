@@ -317,13 +317,17 @@ export class Catalog implements DbDirectory {
   }
 
   /**
-   * Where an orphan's revisions go: the live instance of its name, unless that
-   * instance's creator saw the orphan's instance deleted (then nothing: drop it).
+   * What to do with an orphan: adopt its revisions into the live instance of its
+   * name; drop it when that name was deleted or its instance's deletion was seen by
+   * the winner's creator; wait while its own instance is current again (being
+   * reclaimed).
    */
-  adoptionTarget(orphan: OrphanCopy): DbHandle | undefined {
+  adoptionTarget(orphan: OrphanCopy): { kind: 'adopt'; db: DbHandle } | { kind: 'drop' } | { kind: 'wait' } {
     const entry = this.entries.get(orphan.name);
-    if (!entry || entry.deleted || entry.uuid === orphan.uuid || (entry.buried ?? []).includes(orphan.uuid)) return undefined;
-    return this.handles.get(orphan.name);
+    if (entry && entry.uuid === orphan.uuid) return { kind: 'wait' };
+    const db = this.handles.get(orphan.name);
+    if (!entry || entry.deleted || (entry.buried ?? []).includes(orphan.uuid) || !db) return { kind: 'drop' };
+    return { kind: 'adopt', db };
   }
 
   /** The orphan's revisions are in the winner (or it is moot): clear it for good. */

@@ -286,16 +286,18 @@ export class Cluster {
   }
 
   private async adopt(orphan: OrphanCopy): Promise<void> {
-    const stillOrphan = () => this.stopped || !this.catalog.orphans().includes(orphan);
+    const cancelled = () => this.stopped || !this.catalog.orphans().includes(orphan);
     try {
-      const target = this.catalog.adoptionTarget(orphan);
-      if (target) {
-        const options = { checkpointName: `adopt/${target.uuid}`, batchDocsMax: this.config.syncBatchDocsMax, isCancelled: stillOrphan };
+      const plan = this.catalog.adoptionTarget(orphan);
+      if (plan.kind === 'wait') return;
+      if (plan.kind === 'adopt') {
+        const target = plan.db;
+        const options = { checkpointName: `adopt/${target.uuid}`, batchDocsMax: this.config.syncBatchDocsMax, isCancelled: cancelled };
         let result = await pushToSibling(orphan.copy, databaseTarget(target, this.config.writeQuorumTimeoutMs), options);
         // Writes that were queued in the copy when it was orphaned: one more pass after them.
         await orphan.copy.idle();
         const last = await pushToSibling(orphan.copy, databaseTarget(target, this.config.writeQuorumTimeoutMs), options);
-        if (stillOrphan()) return;
+        if (cancelled()) return;
         result = { ...result, revisionsSent: result.revisionsSent + last.revisionsSent };
         this.log.info(
           { component: 'catalog', db: orphan.name, from: orphan.uuid, into: target.uuid, range: orphan.range, revisions: result.revisionsSent },
