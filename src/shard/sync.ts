@@ -10,7 +10,8 @@
  * checkpoint advances only after the sibling acknowledged the batch, so a failed
  * push repeats (replicated edits are idempotent) and never skips.
  *
- * The target is an interface: the shard layer does not know where the sibling lives.
+ * Source and target are interfaces: the shard layer does not know where either lives
+ * (a rebalance pushes from another node's copy through this one).
  */
 import { UnavailableError } from '../errors';
 import { ancestry, leaves } from './rev-tree';
@@ -37,12 +38,32 @@ export interface SyncResult {
   checkpoint: number;
 }
 
+/** A copy to push from: a local ShardCopy or any ShardClient (another node's copy). */
+export interface SyncSource extends RevisionSource {
+  changes: ShardCopy['changes'];
+  getDocInfos(ids: string[]): Promise<(DocInfo | undefined)[]>;
+}
+
+/** Where a push records how far it got; without one a push starts from 0 each time. */
+export interface SyncCheckpoint {
+  load(): Promise<number>;
+  save(seq: number): Promise<void>;
+}
+
+/** The checkpoint of pushes from a local copy, kept in that copy's metadata. */
+export function copyCheckpoint(copy: ShardCopy, name: string): SyncCheckpoint {
+  return {
+    load: async () => Number((await copy.readMeta(name)) ?? '0'),
+    save: (seq) => copy.writeMeta(name, String(seq)),
+  };
+}
+
 export async function pushToSibling(
-  source: ShardCopy,
+  source: SyncSource,
   target: SyncTarget,
-  options: { checkpointName: string; batchDocsMax: number; isCancelled?: () => boolean },
+  options: { checkpoint?: SyncCheckpoint; batchDocsMax: number; isCancelled?: () => boolean },
 ): Promise<SyncResult> {
-  let checkpoint = Number((await source.readMeta(options.checkpointName)) ?? '0');
+  let checkpoint = options.checkpoint ? await options.checkpoint.load() : 0;
   const result: SyncResult = { docsChecked: 0, revisionsSent: 0, checkpoint };
   for (;;) {
     if (options.isCancelled?.()) return result;
@@ -63,14 +84,14 @@ export async function pushToSibling(
       }
     }
     checkpoint = rows[rows.length - 1]!.seq;
-    await source.writeMeta(options.checkpointName, String(checkpoint));
+    await options.checkpoint?.save(checkpoint);
     result.docsChecked += rows.length;
     result.revisionsSent += edits.length;
     result.checkpoint = checkpoint;
   }
 }
 
-async function readBatch(source: ShardCopy, since: number, limit: number): Promise<{ id: string; seq: number }[]> {
+async function readBatch(source: SyncSource, since: number, limit: number): Promise<{ id: string; seq: number }[]> {
   const cursor = source.changes({
     since,
     descending: false,
