@@ -45,6 +45,19 @@ export interface CatalogEntry {
   deleted: boolean;
   /** Earlier instances of this name that were deleted before this one was created (newest last). */
   buried?: string[];
+  /**
+   * During a rebalance, per range, the placement being moved to. Until it becomes the
+   * placement, the range's copies are those of both (writes reach new copies at once
+   * while they are filled); reads and range reads prefer the established ones.
+   */
+  next?: string[][];
+}
+
+/** Every node holding a copy of the range: the placement, then nodes only in `next`. */
+export function holders(entry: CatalogEntry, range: number): string[] {
+  const placed = entry.placement[range] ?? [];
+  const incoming = (entry.next?.[range] ?? []).filter((node) => !placed.includes(node));
+  return [...placed, ...incoming];
 }
 
 /** A copy of an instance that lost a creation race, kept until its revisions are adopted. */
@@ -189,6 +202,15 @@ export class Catalog implements DbDirectory {
     });
   }
 
+  /** Start (`next` given) or finish (`next` undefined) moving a database's ranges. */
+  setPlacement(name: string, placement: string[][], next: string[][] | undefined): Promise<void> {
+    return this.update(name, (entry) => {
+      entry.placement = placement;
+      if (next) entry.next = next;
+      else delete entry.next;
+    });
+  }
+
   private update(name: string, edit: (entry: CatalogEntry) => void): Promise<void> {
     return this.change(async () => {
       const current = this.entries.get(name);
@@ -287,6 +309,17 @@ export class Catalog implements DbDirectory {
         ops.push({ type: 'del', key: nodeMetaKey(COPY_PREFIX + key) });
       }
     }
+    if (current && current.uuid === entry.uuid && !current.deleted && !entry.deleted) {
+      // A rebalance moved ranges off this node: their copies are adopted into the
+      // database (anything only they hold is written to the new holders), then cleared.
+      for (let range = 0; range < current.q; range++) {
+        const local = this.localCopies.get(`${current.uuid}/${range}`);
+        if (!local || holders(entry, range).includes(this.cluster.self)) continue;
+        const orphan = { copyId: local.copy.copyId, name: current.name, uuid: current.uuid, range, copy: local.copy };
+        orphaned.push(orphan);
+        ops.push({ type: 'put', key: nodeMetaKey(ORPHAN_PREFIX + orphan.copyId), value: JSON.stringify({ ...orphan, copy: undefined }) });
+      }
+    }
     // Orphans of an instance the user has since deleted are dropped with it.
     for (const [key, orphan] of this.orphanCopies) {
       if (orphan.name === entry.name && (entry.buried ?? []).includes(orphan.uuid)) {
@@ -324,7 +357,13 @@ export class Catalog implements DbDirectory {
    */
   adoptionTarget(orphan: OrphanCopy): { kind: 'adopt'; db: DbHandle } | { kind: 'drop' } | { kind: 'wait' } {
     const entry = this.entries.get(orphan.name);
-    if (entry && entry.uuid === orphan.uuid) return { kind: 'wait' };
+    if (entry && entry.uuid === orphan.uuid) {
+      // Its own instance: moved off this node (adopt into the new holders), or placed
+      // here again (being reclaimed).
+      if (entry.deleted) return { kind: 'drop' };
+      const db = this.handles.get(orphan.name);
+      return holders(entry, orphan.range).includes(this.cluster.self) || !db ? { kind: 'wait' } : { kind: 'adopt', db };
+    }
     const db = this.handles.get(orphan.name);
     if (!entry || entry.deleted || (entry.buried ?? []).includes(orphan.uuid) || !db) return { kind: 'drop' };
     return { kind: 'adopt', db };
@@ -348,7 +387,7 @@ export class Catalog implements DbDirectory {
   private async openEntry(entry: CatalogEntry): Promise<void> {
     if (entry.deleted) return;
     for (let range = 0; range < entry.q; range++) {
-      if (!entry.placement[range]!.includes(this.cluster.self)) continue;
+      if (!holders(entry, range).includes(this.cluster.self)) continue;
       const key = `${entry.uuid}/${range}`;
       // An orphan whose instance won after all (a later entry of it arrived) is live again.
       const reclaimed = this.orphanCopies.get(key);
@@ -393,9 +432,13 @@ export class Catalog implements DbDirectory {
       revsLimit: entry.revsLimit,
       security: entry.security,
       ranges: ranges(entry.q).map((bounds, index) => {
-        const nodes = entry.placement[index]!;
-        // Local copy first: range reads prefer it and it never waits on the network.
-        const ordered = [...nodes].sort((a, b) => (a === this.cluster.self ? -1 : b === this.cluster.self ? 1 : 0));
+        const nodes = holders(entry, index);
+        // Established copies first (a copy being filled by a rebalance may lack
+        // documents), this node's own first among them: range reads prefer it and it
+        // never waits on the network.
+        const placed = entry.placement[index]!;
+        const rank = (node: string) => (placed.includes(node) ? (node === this.cluster.self ? 0 : 1) : 2);
+        const ordered = [...nodes].sort((a, b) => rank(a) - rank(b));
         const copies: ShardClient[] = ordered.map((node) =>
           node === this.cluster.self ? this.localCopies.get(`${entry.uuid}/${index}`)!.copy : this.cluster.remoteCopy(node, entry, index),
         );
@@ -425,6 +468,7 @@ function isEntry(value: unknown): value is CatalogEntry {
     Number.isInteger(e.q) &&
     Array.isArray(e.placement) &&
     e.placement.length === e.q &&
+    (e.next === undefined || (Array.isArray(e.next) && e.next.length === e.q)) &&
     Number.isInteger(e.version) &&
     typeof e.updatedBy === 'string'
   );

@@ -10,16 +10,16 @@
  * Timers are owned here and all stopped by `stop()`.
  */
 import { randomBytes } from 'node:crypto';
-import { NotFoundError } from '../errors';
-import type { RingMember } from '../ring/placement';
-import { pushToSibling, SyncTarget } from '../shard/sync';
+import { NotFoundError, UnavailableError } from '../errors';
+import { placeDatabase, type RingMember } from '../ring/placement';
+import { copyCheckpoint, pushToSibling, SyncTarget } from '../shard/sync';
 import { nodeMetaKey } from '../storage/keys';
 import type { Store } from '../storage/store';
 import type { Logger } from '../api/http/context';
 import type { DbHandle, ShardClient } from '../api/coordinator/shard-client';
 import { readDocInfos } from '../api/coordinator/doc-infos';
 import { updateDocs } from '../api/coordinator/doc-update';
-import { Catalog, CatalogEntry, ClusterView, OrphanCopy } from './catalog';
+import { Catalog, CatalogEntry, ClusterView, holders, OrphanCopy } from './catalog';
 import type { Config } from './config';
 import { lanProfile, loopbackProfile } from './membership/config';
 import { Membership } from './membership/membership';
@@ -225,6 +225,72 @@ export class Cluster {
     );
   }
 
+  private readonly rebalancing = new Map<string, Promise<RebalanceResult>>();
+
+  /**
+   * Move a database's copies to the placement its name calls for over the members
+   * alive now: a node that joined gets its share of ranges, a dead node's ranges get
+   * another holder. Two steps through the catalog, so no write is lost on the way:
+   * 1. `next` is set: the new holders open empty copies and every write from then on
+   *    reaches them too; each new copy is filled from every live established copy
+   *    (revs_diff and replicated edits, the shard sync push).
+   * 2. The placement becomes `next`. Holders left out adopt their copies into the new
+   *    ones (writing anything only they have) and clear them; a dead holder does so
+   *    when it comes back.
+   * A failure leaves step 1 in place (writes still reach every copy); running the
+   * rebalance again goes on from there. One rebalance per database at a time here.
+   */
+  rebalance(name: string): Promise<RebalanceResult> {
+    const running = this.rebalancing.get(name);
+    if (running) return running;
+    const run = this.runRebalance(name).finally(() => this.rebalancing.delete(name));
+    this.rebalancing.set(name, run);
+    return run;
+  }
+
+  private async runRebalance(name: string): Promise<RebalanceResult> {
+    const entry = this.catalog.entry(name);
+    if (!entry) throw new NotFoundError('Database does not exist.');
+    const members = placementMembers(this.membershipOrUndefined, this.self, this.config.zone);
+    if (members.length < entry.n) {
+      throw new UnavailableError(
+        `${members.length} live node(s) cannot hold n=${entry.n} copies of each range; bring nodes back or add some first`,
+        'insufficient_nodes',
+      );
+    }
+    const target = placeDatabase(name, entry.q, entry.n, members);
+    const moved = target.flatMap((nodes, range) => {
+      const before = entry.placement[range]!;
+      const added = nodes.filter((node) => !before.includes(node));
+      const removed = before.filter((node) => !nodes.includes(node));
+      return added.length > 0 || removed.length > 0 ? [{ range, added, removed }] : [];
+    });
+    if (moved.length === 0) {
+      if (entry.next) await this.catalog.setPlacement(name, entry.placement, undefined);
+      return { moved: [] };
+    }
+    if (!samePlacement(entry.next, target)) await this.catalog.setPlacement(name, entry.placement, target);
+    const db = await this.catalog.open(name);
+    if (!db) throw new NotFoundError('Database does not exist.');
+    for (const { range, added } of moved) {
+      const copies = new Map(db.ranges[range]!.copies.map((copy) => [copy.node, copy]));
+      const sources = entry.placement[range]!.filter((node) => {
+        const state = node === this.self ? 'alive' : this.membership.member(node)?.state;
+        return state === 'alive' || state === 'suspect';
+      });
+      if (sources.length === 0) throw new UnavailableError(`No live copy of range ${db.ranges[range]!.name} to copy from`, 'insufficient_nodes');
+      for (const source of sources) {
+        for (const node of added) {
+          await pushToSibling(copies.get(source)!, copies.get(node)!, { batchDocsMax: this.config.syncBatchDocsMax, isCancelled: () => this.stopped });
+        }
+      }
+    }
+    if (this.stopped) throw new UnavailableError('This node is shutting down', 'service_unavailable');
+    await this.catalog.setPlacement(name, target, undefined);
+    this.log.info({ component: 'catalog', db: name, moved: moved.length }, 'rebalanced');
+    return { moved: moved.map(({ range, added, removed }) => ({ range: db.ranges[range]!.name, added, removed })) };
+  }
+
   get rejectedCalls(): number {
     return this.rpc.rejected;
   }
@@ -292,7 +358,7 @@ export class Cluster {
       if (plan.kind === 'wait') return;
       if (plan.kind === 'adopt') {
         const target = plan.db;
-        const options = { checkpointName: `adopt/${target.uuid}`, batchDocsMax: this.config.syncBatchDocsMax, isCancelled: cancelled };
+        const options = { checkpoint: copyCheckpoint(orphan.copy, `adopt/${target.uuid}`), batchDocsMax: this.config.syncBatchDocsMax, isCancelled: cancelled };
         let result = await pushToSibling(orphan.copy, databaseTarget(target, this.config.writeQuorumTimeoutMs), options);
         // Writes that were queued in the copy when it was orphaned: one more pass after them.
         await orphan.copy.idle();
@@ -368,7 +434,7 @@ export class Cluster {
         }) : undefined;
         if (!target) return;
         const result = await pushToSibling(copy, target, {
-          checkpointName: `sync/${sibling}/${entry.uuid}`,
+          checkpoint: copyCheckpoint(copy, `sync/${sibling}/${entry.uuid}`),
           batchDocsMax: this.config.syncBatchDocsMax,
           isCancelled: () => this.stopped,
         });
@@ -385,6 +451,14 @@ export class Cluster {
       state.running = false;
     }
   }
+}
+
+export interface RebalanceResult {
+  moved: { range: string; added: string[]; removed: string[] }[];
+}
+
+function samePlacement(a: string[][] | undefined, b: string[][]): boolean {
+  return a !== undefined && a.length === b.length && a.every((nodes, i) => nodes.length === b[i]!.length && nodes.every((node) => b[i]!.includes(node)));
 }
 
 /** How often orphan copies not yet adopted are tried again. */
@@ -405,7 +479,7 @@ function databaseTarget(db: DbHandle, timeoutMs: number): SyncTarget {
 const SYNC_AFTER_FAILURE_MS = 500;
 
 function siblingsOf(entry: CatalogEntry, range: number, self: string): string[] {
-  return (entry.placement[range] ?? []).filter((node) => node !== self);
+  return holders(entry, range).filter((node) => node !== self);
 }
 
 function placementMembers(membership: Membership | undefined, self: string, zone: string): RingMember[] {

@@ -44,7 +44,36 @@ function main(): void {
     .option('-u, --user <user>', 'admin name (env COUCHDB_USER)', process.env.COUCHDB_USER ?? 'admin')
     .option('-p, --password <password>', 'admin password (env COUCHDB_PASSWORD)', process.env.COUCHDB_PASSWORD)
     .action((opts: { url: string; user: string; password?: string }) => void showMembers(opts));
+  program
+    .command('rebalance')
+    .description('Move the copies of databases (all when none is named) to the placement the live nodes call for')
+    .argument('[databases...]', 'database names; default: every database')
+    .option('--url <url>', 'HTTP address of any node', 'http://127.0.0.1:5984')
+    .option('-u, --user <user>', 'admin name (env COUCHDB_USER)', process.env.COUCHDB_USER ?? 'admin')
+    .option('-p, --password <password>', 'admin password (env COUCHDB_PASSWORD)', process.env.COUCHDB_PASSWORD)
+    .action((databases: string[], opts: { url: string; user: string; password?: string }) => void rebalanceAll(databases, opts));
   program.parse();
+}
+
+async function rebalanceAll(databases: string[], opts: { url: string; user: string; password?: string }): Promise<void> {
+  const headers = { authorization: 'Basic ' + Buffer.from(`${opts.user}:${opts.password ?? ''}`).toString('base64') };
+  const call = async (method: string, path: string) => {
+    const res = await fetch(new URL(path, opts.url), { method, headers });
+    const body = (await res.json()) as Record<string, unknown>;
+    if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${String(body.reason ?? body.error ?? '')}`);
+    return body;
+  };
+  try {
+    const names = databases.length > 0 ? databases : ((await call('GET', '/_all_dbs')) as unknown as string[]);
+    for (const name of names) {
+      const result = (await call('POST', `/${encodeURIComponent(name)}/_rebalance`)) as { moved: { range: string; added: string[]; removed: string[] }[] };
+      const moves = result.moved.map((m) => `${m.range}: +${m.added.join(',') || '-'} -${m.removed.join(',') || '-'}`);
+      process.stdout.write(`${name}: ${moves.length === 0 ? 'in place' : moves.join('; ')}\n`);
+    }
+  } catch (err) {
+    process.stderr.write(`divan: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
 }
 
 async function showMembers(opts: { url: string; user: string; password?: string }): Promise<void> {

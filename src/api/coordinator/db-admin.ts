@@ -45,7 +45,6 @@ export async function dbInfo(db: DbHandle): Promise<Record<string, unknown>> {
     fileBytes += size;
   }
   const seq = await currentSeq(db);
-  const copies = db.ranges[0]?.copies.length ?? 1;
   return {
     db_name: db.name,
     purge_seq: encodeSeq(db, seq.map((p) => ({ ...p, seq: 0 }))),
@@ -56,7 +55,7 @@ export async function dbInfo(db: DbHandle): Promise<Record<string, unknown>> {
     doc_count: docCount,
     disk_format_version: 8,
     compact_running: false,
-    cluster: { q: db.q, n: copies, w: majority(copies), r: majority(copies) },
+    cluster: { q: db.q, n: db.n, w: majority(db.n), r: majority(db.n) },
     instance_start_time: '0',
   };
 }

@@ -26,7 +26,7 @@ export async function readDocInfos(db: DbHandle, ids: string[], options: ReadOpt
     [...byRange].map(async ([rangeIndex, positions]) => {
       const range = db.ranges[rangeIndex]!;
       const rangeIds = positions.map((i) => ids[i]!);
-      const r = effectiveQuorum(options.r, range.copies.length);
+      const r = effectiveQuorum(options.r, db.n, range.copies.length);
       const replies = await askCopies(range.copies, r, options.timeoutMs, (copy) => copy.getDocInfos(rangeIds), 'needed');
       const oks = replies.flatMap((reply) => (reply.kind === 'ok' ? [reply] : []));
       if (oks.length === 0) throw noCopyError(replies);

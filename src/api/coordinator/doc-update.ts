@@ -25,7 +25,7 @@ export async function updateDocs(db: DbHandle, edits: DocEdit[], options: Update
     [...byRange].map(async ([rangeIndex, positions]) => {
       const range = db.ranges[rangeIndex]!;
       const rangeEdits = positions.map((i) => edits[i]!);
-      const w = effectiveQuorum(options.w, range.copies.length);
+      const w = effectiveQuorum(options.w, db.n, range.copies.length);
       // Answer once w copies acknowledged (the others still apply the edits, and shard
       // sync reconciles them); at the deadline, answer with what arrived.
       const replies = await askCopies(range.copies, w, options.timeoutMs, (copy) => copy.updateDocs(rangeEdits));

@@ -13,9 +13,13 @@ export function majority(n: number): number {
   return Math.floor(n / 2) + 1;
 }
 
-/** A requested r or w, capped to the copies that exist. */
-export function effectiveQuorum(requested: number | undefined, copies: number): number {
-  const wanted = requested ?? majority(copies);
+/**
+ * A requested r or w (default: a majority of the database's n), capped to the copies
+ * the range has. A range being moved by a rebalance has more copies than n for a
+ * while; its quorum stays that of n.
+ */
+export function effectiveQuorum(requested: number | undefined, n: number, copies: number = n): number {
+  const wanted = requested ?? majority(Math.min(n, copies));
   return Math.max(1, Math.min(wanted, copies));
 }
 

@@ -56,6 +56,8 @@ export interface ClusterInfo {
   httpAddressOfMember(name: string): string | undefined;
   /** Push every local copy of a database to its siblings now (`_sync_shards`). */
   syncDatabase(db: string): Promise<void>;
+  /** Move a database's copies to the placement the live members call for (`_rebalance`). */
+  rebalance(db: string): Promise<{ moved: { range: string; added: string[]; removed: string[] }[] }>;
 }
 
 /** Everything a route may use; built once at start-up by src/node. */

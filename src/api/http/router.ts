@@ -15,7 +15,7 @@ import { doc } from './routes/doc';
 import { localDoc } from './routes/local';
 import { activeTasks, allDbs, dbsInfo, node, notBuilt, up, uuids, welcome } from './routes/server';
 import { session } from './routes/session';
-import { membership, shards, syncShards } from './routes/cluster';
+import { membership, rebalance, shards, syncShards } from './routes/cluster';
 
 type Handler = (ctx: Ctx) => Promise<void>;
 
@@ -112,6 +112,8 @@ async function dbRoute(ctx: Ctx, db: string, rest: string[]): Promise<void> {
       return shards(ctx, db, rest.length > 1 ? rest.slice(1).join('/') : undefined);
     case '_sync_shards':
       return syncShards(ctx, db);
+    case '_rebalance':
+      return rebalance(ctx, db);
     case '_local':
       if (rest.length < 2) throw new BadRequestError('Missing local document id', 'illegal_docid');
       return localDoc(ctx, db, rest.slice(1).join('/'));

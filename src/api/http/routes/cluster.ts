@@ -1,6 +1,7 @@
 /**
  * Cluster resources: `/_membership`, `/{db}/_shards`, `/{db}/_shards/{docid}`,
- * `POST /{db}/_sync_shards`, and `/_node/{name}/...` forwarded to that node.
+ * `POST /{db}/_sync_shards`, `POST /{db}/_rebalance`, and `/_node/{name}/...`
+ * forwarded to that node.
  */
 import http from 'node:http';
 import { NotFoundError, UnavailableError } from '../../../errors';
@@ -35,6 +36,18 @@ export async function syncShards(ctx: Ctx, dbName: string): Promise<void> {
   await openDb(ctx, dbName);
   await ctx.services.cluster.syncDatabase(dbName);
   ctx.send(202, { ok: true });
+}
+
+/**
+ * `POST /{db}/_rebalance`: place the database's ranges on the members alive now (a
+ * node that joined gets its share, a dead one is replaced). New copies are filled
+ * before the old ones are let go; answers once the move is complete.
+ */
+export async function rebalance(ctx: Ctx, dbName: string): Promise<void> {
+  allow(ctx, ['POST']);
+  await openDb(ctx, dbName);
+  const result = await ctx.services.cluster.rebalance(dbName);
+  ctx.send(200, { ok: true, moved: result.moved });
 }
 
 /**
