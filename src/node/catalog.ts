@@ -85,6 +85,8 @@ const ENTRY_PREFIX = 'catalog/';
 const COPY_PREFIX = 'copy/';
 const NEXT_COPY_KEY = 'next_copy_id';
 const ORPHAN_PREFIX = 'orphan/';
+/** Per `${uuid}/${range}`: the last sequence of a copy this node cleared; a new copy starts above it. */
+const SEQ_FLOOR_PREFIX = 'seqfloor/';
 /** Deleted instances remembered per name (a chain of deletes and re-creates longer than this may resurrect data). */
 const BURIED_MAX = 64;
 
@@ -376,9 +378,12 @@ export class Catalog implements DbDirectory {
       if (this.orphanCopies.get(key) !== orphan) return;
       this.orphanCopies.delete(key);
       await orphan.copy.idle();
+      // If this node holds the range again later, its new copy's sequence starts above this one's.
+      const floor = Number((await this.store.get(nodeMetaKey(SEQ_FLOOR_PREFIX + key)))?.toString('utf8') ?? '0');
       await this.store.write([
         { type: 'del', key: nodeMetaKey(ORPHAN_PREFIX + orphan.copyId) },
         { type: 'del', key: nodeMetaKey(COPY_PREFIX + key) },
+        { type: 'put', key: nodeMetaKey(SEQ_FLOOR_PREFIX + key), value: String(Math.max(floor, orphan.copy.getState().updateSeq)) },
       ]);
       await this.store.clear(copyRange(orphan.copyId));
     });
@@ -403,7 +408,14 @@ export class Catalog implements DbDirectory {
         continue;
       }
       const copyId = await this.copyIdFor(key);
-      const copy = await ShardCopy.open(this.store, { copyId, node: this.cluster.self, revsLimit: entry.revsLimit, limits: this.limits });
+      const floor = await this.store.get(nodeMetaKey(SEQ_FLOOR_PREFIX + key));
+      const copy = await ShardCopy.open(this.store, {
+        copyId,
+        node: this.cluster.self,
+        revsLimit: entry.revsLimit,
+        limits: this.limits,
+        seqFloor: floor ? Number(floor.toString('utf8')) : 0,
+      });
       this.localCopies.set(key, { entry, range, copy });
     }
     this.handles.set(entry.name, this.buildHandle(entry));

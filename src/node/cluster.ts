@@ -365,10 +365,12 @@ export class Cluster {
         const last = await pushToSibling(orphan.copy, databaseTarget(target, this.config.writeQuorumTimeoutMs), options);
         if (cancelled()) return;
         result = { ...result, revisionsSent: result.revisionsSent + last.revisionsSent };
+        await this.catalog.finishOrphan(orphan);
         this.log.info(
           { component: 'catalog', db: orphan.name, from: orphan.uuid, into: target.uuid, range: orphan.range, revisions: result.revisionsSent },
-          'adopted the revisions of a database instance that lost a creation race',
+          'handed over the revisions of a copy no longer placed here, and cleared it',
         );
+        return;
       }
       await this.catalog.finishOrphan(orphan);
     } catch (err) {

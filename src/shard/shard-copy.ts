@@ -71,9 +71,17 @@ export class ShardCopy {
     this.limits = limits;
   }
 
-  static async open(store: Store, options: { copyId: number; node: string; revsLimit: number; limits: ShardCopyLimits }): Promise<ShardCopy> {
+  /**
+   * `seqFloor`: where a new copy's sequence starts. A copy made again on a node that
+   * held one of the same range before starts above the old one's last sequence, so a
+   * `since` from the old copy never skips a row of the new one.
+   */
+  static async open(
+    store: Store,
+    options: { copyId: number; node: string; revsLimit: number; limits: ShardCopyLimits; seqFloor?: number },
+  ): Promise<ShardCopy> {
     const raw = await store.get(keys.metaKey(options.copyId, STATE_KEY));
-    const state: CopyState = raw ? JSON.parse(raw.toString('utf8')) : { updateSeq: 0, docCount: 0, docDelCount: 0 };
+    const state: CopyState = raw ? JSON.parse(raw.toString('utf8')) : { updateSeq: options.seqFloor ?? 0, docCount: 0, docDelCount: 0 };
     return new ShardCopy(store, options.copyId, options.node, state, options.revsLimit, options.limits);
   }
 

@@ -125,6 +125,42 @@ test('a dead node\'s ranges are given to the live nodes, and it hands over and c
   assert.equal((await request(cluster.nodes[victim]!, 'GET', `/${db}`)).body.doc_count, 500);
 });
 
+test('a range moved off a node and back: a since from its old copy skips nothing in the new one', async () => {
+  await cluster.waitForAllAlive();
+  const db = uniqueDb('back');
+  assert.equal((await request(cluster.nodes[0]!, 'PUT', `/${db}?q=1&n=3`)).status, 201);
+  const holders = Object.values((await request(cluster.nodes[0]!, 'GET', `/${db}/_shards`)).body.shards as Record<string, string[]>)[0]!;
+  const x = cluster.names.indexOf(holders.find((node) => node !== cluster.name(0))!);
+  // One document edited many times: x's copy counts every edit, a fresh copy gets the doc once.
+  let rev = (await request(cluster.nodes[0]!, 'PUT', `/${db}/hot`, { body: { n: 0 } })).body.rev as string;
+  for (let n = 1; n <= 400; n++) rev = (await request(cluster.nodes[0]!, 'PUT', `/${db}/hot`, { body: { n }, headers: { 'if-match': rev } })).body.rev;
+  assert.ok(rev.startsWith('401-'), rev);
+  await eventually(async () => assert.equal(await copyWinner(x, db, 'hot'), rev), 10_000);
+  // A client's position on x's own copy.
+  const since = (await request(cluster.nodes[x]!, 'GET', `/${db}/_changes?limit=0`)).body.last_seq as string;
+  assert.ok(Number(since.split('-')[0]) >= 401, `x's copy is at ${since.split('-')[0]}`);
+
+  await cluster.kill9(x);
+  await cluster.waitForMembers(0, { [cluster.name(x)]: 'dead' }, 30_000);
+  assert.equal((await request(cluster.nodes[0]!, 'POST', `/${db}/_rebalance`)).status, 200);
+  const mid = Array.from({ length: 100 }, (_, i) => ({ _id: `mid${i}` }));
+  assert.equal((await request(cluster.nodes[0]!, 'POST', `/${db}/_bulk_docs`, { body: { docs: mid } })).status, 201);
+  await cluster.restart(x);
+  await cluster.waitForAllAlive();
+  await eventually(async () => {
+    assert.equal(await copyWinner(x, db, 'hot'), null, 'x no longer serves its old copy');
+    assert.ok(cluster.logs(x).some((line) => line.includes('cleared it') && line.includes(db)), 'x handed over and cleared its old copy');
+  }, 15_000, 200);
+  const back = await request(cluster.nodes[0]!, 'POST', `/${db}/_rebalance`);
+  assert.ok(back.body.moved.some((m: any) => m.added.includes(cluster.name(x))), JSON.stringify(back.body));
+
+  const changes = await request(cluster.nodes[x]!, 'GET', `/${db}/_changes?since=${encodeURIComponent(since)}`);
+  assert.equal(changes.status, 200);
+  const seen = new Set((changes.body.results as { id: string }[]).map((r) => r.id));
+  const missing = mid.map((d) => d._id).filter((id) => !seen.has(id));
+  assert.deepEqual(missing, [], `rows written after the client's position, read from x's new copy`);
+});
+
 test('divan rebalance (the CLI) walks every database and reports what moved', async () => {
   await cluster.waitForAllAlive();
   const main = path.resolve(__dirname, '../../src/node/main.js');
