@@ -19,6 +19,7 @@ import type { Logger } from '../api/http/context';
 import type { DbHandle, ShardClient } from '../api/coordinator/shard-client';
 import { readDocInfos } from '../api/coordinator/doc-infos';
 import { updateDocs } from '../api/coordinator/doc-update';
+import { copyLocalDocs } from '../api/coordinator/local-docs';
 import { Catalog, CatalogEntry, ClusterView, holders, OrphanCopy } from './catalog';
 import type { Config } from './config';
 import { lanProfile, loopbackProfile } from './membership/config';
@@ -284,6 +285,8 @@ export class Cluster {
           await pushToSibling(copies.get(source)!, copies.get(node)!, { batchDocsMax: this.config.syncBatchDocsMax, isCancelled: () => this.stopped });
         }
       }
+      // Replication checkpoints (_local docs) are not in the changes feed: copy them too.
+      for (const node of added) await copyLocalDocs(copies.get(sources[0]!)!, copies.get(node)!);
     }
     if (this.stopped) throw new UnavailableError('This node is shutting down', 'service_unavailable');
     await this.catalog.setPlacement(name, target, undefined);

@@ -353,16 +353,25 @@ export class ShardCopy {
     return raw ? (JSON.parse(raw.toString('utf8')) as LocalDoc) : undefined;
   }
 
-  /** Writes (or deletes, with body null) a local doc; `rev` must match the stored one. */
-  async putLocal(id: string, body: string | null, rev: RevId | undefined): Promise<{ kind: 'ok'; rev: RevId } | { kind: 'conflict' }> {
+  /**
+   * Writes (or deletes, with body null) a local doc; `rev` must match the stored one.
+   * With `setRev` the write is unconditional and stores that rev (the coordinator has
+   * checked the rev on another copy and sets the same result on every copy).
+   */
+  async putLocal(
+    id: string,
+    body: string | null,
+    rev: RevId | undefined,
+    setRev?: RevId,
+  ): Promise<{ kind: 'ok'; rev: RevId } | { kind: 'conflict' }> {
     return this.serializeLocal(id, async () => {
       const current = await this.getLocal(id);
       // The write must name the current rev, or none when there is no doc yet.
-      if (current?.rev !== rev) return { kind: 'conflict' };
+      if (setRev === undefined && current?.rev !== rev) return { kind: 'conflict' };
       const generation = current ? Number(current.rev.slice(2)) + 1 : 1;
-      const newRev = `0-${generation}`;
+      const newRev = setRev ?? `0-${generation}`;
       if (body === null) {
-        if (!current) return { kind: 'conflict' };
+        if (!current) return setRev === undefined ? { kind: 'conflict' } : { kind: 'ok', rev: '0-0' };
         await this.store.write([{ type: 'del', key: keys.localKey(this.copyId, id) }]);
         return { kind: 'ok', rev: '0-0' };
       }

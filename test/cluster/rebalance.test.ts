@@ -68,6 +68,14 @@ test('a node that joins after a database was made gets its share of the ranges',
   const before = (await request(cluster.nodes[0]!, 'GET', `/${db}/_shards`)).body.shards as Record<string, string[]>;
   assert.ok(Object.values(before).every((nodes) => !nodes.includes(cluster.name(3))), 'n4 was down at creation');
 
+  // A replication checkpoint in every range (local docs are not in the changes feed).
+  const checkpoints = [0, 1, 2, 3].map((range) => {
+    let k = 0;
+    while (rangeIndexOf(`_local/ck${k}`, 4) !== range) k++;
+    return `ck${k}`;
+  });
+  for (const ck of checkpoints) assert.equal((await request(cluster.nodes[0]!, 'PUT', `/${db}/_local/${ck}`, { body: { last_seq: ck } })).status, 201);
+
   await cluster.restart(3);
   await cluster.waitForAllAlive();
   const res = await request(cluster.nodes[1]!, 'POST', `/${db}/_rebalance`);
@@ -87,6 +95,12 @@ test('a node that joins after a database was made gets its share of the ranges',
   await eventually(async () => {
     for (const { node, range } of dropped) assert.equal(await copyWinner(cluster.names.indexOf(node), db, idIn(range)), null, `${node} let range ${range} go`);
   }, 15_000, 200);
+  // The new holder has the checkpoints of its ranges (it reads its own copy first).
+  for (const ck of checkpoints) {
+    const got = await request(cluster.nodes[3]!, 'GET', `/${db}/_local/${ck}`);
+    assert.equal(got.status, 200, `_local/${ck} through n4`);
+    assert.deepEqual([got.body._rev, got.body.last_seq], ['0-1', ck]);
+  }
   // Business as usual afterwards: writes reach w=2 of the new placement.
   for (let i = 0; i < 10; i++) assert.equal((await request(cluster.nodes[3]!, 'PUT', `/${db}/after-${i}`, { body: {} })).status, 201);
   assert.equal((await request(cluster.nodes[2]!, 'GET', `/${db}`)).body.doc_count, 410);
@@ -108,6 +122,14 @@ test('a dead node\'s ranges are given to the live nodes, and it hands over and c
   await cluster.kill9(victim);
   await cluster.waitForMembers(0, { [victimName]: 'dead' }, 30_000);
   await writeDocs(db, 'd', 200, live, acked); // while it is down (201: w=2 of 3)
+  // Checkpoints keep working with a copy down, in every range.
+  for (let k = 0; k < 12; k++) {
+    const put = await request(cluster.nodes[live[k % 3]!]!, 'PUT', `/${db}/_local/down${k}`, { body: { k } });
+    assert.equal(put.status, 201, `_local/down${k} with ${victimName} down: ${JSON.stringify(put.body)}`);
+    const again = await request(cluster.nodes[live[(k + 1) % 3]!]!, 'PUT', `/${db}/_local/down${k}`, { body: { k, again: true }, headers: { 'if-match': put.body.rev } });
+    assert.equal(again.status, 201, JSON.stringify(again.body));
+    assert.equal((await request(cluster.nodes[live[(k + 2) % 3]!]!, 'GET', `/${db}/_local/down${k}`)).body.again, true);
+  }
   const res = await request(cluster.nodes[0]!, 'POST', `/${db}/_rebalance`);
   assert.equal(res.status, 200, JSON.stringify(res.body));
   assert.ok(res.body.moved.length > 0 && res.body.moved.every((m: any) => m.removed.includes(victimName)), JSON.stringify(res.body.moved));

@@ -27,7 +27,8 @@ export interface ShardClient {
   allDocs(options: AllDocsOptions): Cursor<AllDocsRow>;
   changes(options: ChangesOptions): Cursor<ChangeRow>;
   getLocal(id: string): Promise<LocalDoc | undefined>;
-  putLocal(id: string, body: string | null, rev: RevId | undefined): Promise<{ kind: 'ok'; rev: RevId } | { kind: 'conflict' }>;
+  /** Conditional on `rev`; with `setRev`, unconditional, storing that rev. */
+  putLocal(id: string, body: string | null, rev: RevId | undefined, setRev?: RevId): Promise<{ kind: 'ok'; rev: RevId } | { kind: 'conflict' }>;
   localDocs(options: AllDocsOptions): Cursor<LocalDoc>;
   readState(): Promise<CopyState>;
   sizeBytes(): Promise<number>;

@@ -134,7 +134,8 @@ export function shardHandlers(resolve: (copy: Message) => ShardCopy): Record<str
       return doc ? { present: true, value: json(doc) } : { present: false, value: Buffer.alloc(0) };
     },
     PutLocal: async (req: Message) => {
-      const result = await resolve(req.copy).putLocal(req.id, req.delete ? null : (req.bodyJson as Buffer).toString('utf8'), req.rev || undefined);
+      const body = req.delete ? null : (req.bodyJson as Buffer).toString('utf8');
+      const result = await resolve(req.copy).putLocal(req.id, body, req.rev || undefined, req.setRev || undefined);
       return result.kind === 'ok' ? { conflict: false, rev: result.rev } : { conflict: true, rev: '' };
     },
     CopyState: async (req: Message) => {
@@ -374,8 +375,8 @@ export class RemoteShardClient implements ShardClient {
     return reply.present ? parse<LocalDoc>(reply.value as Buffer) : undefined;
   }
 
-  async putLocal(id: string, body: string | null, rev: RevId | undefined): Promise<{ kind: 'ok'; rev: RevId } | { kind: 'conflict' }> {
-    const reply = await this.call('PutLocal', { id, delete: body === null, bodyJson: Buffer.from(body ?? '', 'utf8'), rev: rev ?? '' });
+  async putLocal(id: string, body: string | null, rev: RevId | undefined, setRev?: RevId): Promise<{ kind: 'ok'; rev: RevId } | { kind: 'conflict' }> {
+    const reply = await this.call('PutLocal', { id, delete: body === null, bodyJson: Buffer.from(body ?? '', 'utf8'), rev: rev ?? '', setRev: setRev ?? '' });
     return reply.conflict ? { kind: 'conflict' } : { kind: 'ok', rev: reply.rev };
   }
 

@@ -17,7 +17,8 @@ export async function localDoc(ctx: Ctx, dbName: string, localId: string): Promi
     const doc = await getLocal(db, id);
     return ctx.send(200, renderDoc(id, doc.rev, doc.body));
   }
-  let rev = ctx.qString('rev');
+  // As for documents: `?rev=`, then `If-Match`, then `_rev` in the body.
+  let rev = ctx.qString('rev') ?? ctx.header('if-match')?.replace(/^"|"$/g, '');
   let body: string | null = null;
   if (ctx.method === 'PUT') {
     const json = await ctx.readJsonObject(ctx.limits.docBytesMax);
