@@ -7,6 +7,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import * as http from 'node:http';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { ackedWriteChecker, Cluster, eventually, startCluster } from '../helpers/cluster';
@@ -23,6 +24,30 @@ before(async () => {
 after(async () => {
   await cluster?.destroy();
 });
+
+/** A continuous `_changes` feed (heartbeat 1 s) collecting the ids it sees. */
+function continuousFeed(port: number, db: string): { ids: Set<string>; ended(): boolean; close(): void } {
+  const ids = new Set<string>();
+  let ended = false;
+  let buffered = '';
+  const req = http.get(`http://127.0.0.1:${port}/${db}/_changes?feed=continuous&heartbeat=1000`, {
+    headers: { authorization: 'Basic ' + Buffer.from(`${ADMIN.user}:${ADMIN.password}`).toString('base64') },
+  });
+  req.on('response', (res) => {
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => {
+      buffered += chunk;
+      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+        const line = buffered.slice(0, nl).trim();
+        buffered = buffered.slice(nl + 1);
+        if (line) ids.add(JSON.parse(line).id);
+      }
+    });
+    res.on('end', () => (ended = true));
+  });
+  req.on('error', () => (ended = true));
+  return { ids, ended: () => ended, close: () => req.destroy() };
+}
 
 const members = (indexes: number[]) => indexes.map((i) => ({ name: cluster.name(i) }));
 
@@ -78,6 +103,13 @@ test('a node that joins after a database was made gets its share of the ranges',
 
   await cluster.restart(3);
   await cluster.waitForAllAlive();
+  // A live feed on a node that is about to let a range go to n4.
+  const planned = placeDatabase(db, 4, 2, members([0, 1, 2, 3]));
+  const givenUp = Object.values(before).findIndex((nodes, range) => nodes.some((node) => !planned[range]!.includes(node)));
+  const feedNode = cluster.names.indexOf(Object.values(before)[givenUp]!.find((node) => !planned[givenUp]!.includes(node))!);
+  const feed = continuousFeed(cluster.nodes[feedNode]!.port, db);
+  await eventually(async () => assert.ok(feed.ids.has('g0')), 10_000);
+
   const res = await request(cluster.nodes[1]!, 'POST', `/${db}/_rebalance`);
   assert.equal(res.status, 200, JSON.stringify(res.body));
   assert.ok(res.body.moved.length > 0);
@@ -101,9 +133,19 @@ test('a node that joins after a database was made gets its share of the ranges',
     assert.equal(got.status, 200, `_local/${ck} through n4`);
     assert.deepEqual([got.body._rev, got.body.last_seq], ['0-1', ck]);
   }
+  // The feed now reads the range from its new holders: writes there still reach it.
+  try {
+    const late: string[] = [];
+    for (let k = 0; late.length < 5; k++) if (rangeIndexOf(`late${k}`, 4) === givenUp) late.push(`late${k}`);
+    for (const id of late) assert.equal((await request(cluster.nodes[0]!, 'PUT', `/${db}/${id}`, { body: {} })).status, 201);
+    await eventually(async () => assert.deepEqual(late.filter((id) => !feed.ids.has(id)), [], `feed on ${cluster.name(feedNode)}`), 15_000, 200);
+    assert.equal(feed.ended(), false);
+  } finally {
+    feed.close();
+  }
   // Business as usual afterwards: writes reach w=2 of the new placement.
   for (let i = 0; i < 10; i++) assert.equal((await request(cluster.nodes[3]!, 'PUT', `/${db}/after-${i}`, { body: {} })).status, 201);
-  assert.equal((await request(cluster.nodes[2]!, 'GET', `/${db}`)).body.doc_count, 410);
+  assert.equal((await request(cluster.nodes[2]!, 'GET', `/${db}`)).body.doc_count, 415);
   // Nothing left to move: a second rebalance is a no-op.
   assert.deepEqual((await request(cluster.nodes[0]!, 'POST', `/${db}/_rebalance`)).body, { ok: true, moved: [] });
 });

@@ -35,7 +35,40 @@ export async function changes(ctx: Ctx, dbName: string): Promise<void> {
   const timeoutMs = ctx.qInt('timeout', ctx.limits.changesTimeoutMs);
 
   if (feed === 'normal' || feed === 'longpoll') return normalFeed(ctx, db, request, feed, heartbeatMs, timeoutMs);
-  return streamingFeed(ctx, db, request, feed, heartbeatMs, timeoutMs);
+  return streamingFeed(ctx, new LiveDb(ctx, db), request, feed, heartbeatMs, timeoutMs);
+}
+
+/**
+ * A live feed's view of its database, kept current: when the catalog gives the
+ * database a new handle (copies moved by a rebalance, members changed) the feed reads
+ * and watches the new copies from its next pass, so it never reads a copy that was
+ * let go. Each refresh subscribes before the pass reads, so no update falls between.
+ */
+class LiveDb {
+  watcher: ReturnType<typeof watchUpdates>;
+
+  constructor(
+    private readonly ctx: Ctx,
+    public db: DbHandle,
+  ) {
+    this.watcher = watchUpdates(db);
+  }
+
+  /** False when the database was deleted (or made again): the feed ends. */
+  async refresh(): Promise<boolean> {
+    const fresh = await this.ctx.services.directory.open(this.db.name);
+    if (!fresh || fresh.uuid !== this.db.uuid) return false;
+    if (fresh !== this.db) {
+      this.watcher.stop();
+      this.db = fresh;
+      this.watcher = watchUpdates(fresh);
+    }
+    return true;
+  }
+
+  stop(): void {
+    this.watcher.stop();
+  }
 }
 
 function heartbeat(ctx: Ctx): number | undefined {
@@ -108,7 +141,7 @@ function rowJson(event: ChangeEvent): string {
 
 async function normalFeed(
   ctx: Ctx,
-  db: DbHandle,
+  initial: DbHandle,
   request: ChangesRequest,
   feed: 'normal' | 'longpoll',
   heartbeatMs: number | undefined,
@@ -123,16 +156,19 @@ async function normalFeed(
     first = false;
     return out.add(chunk);
   };
-  const watcher = feed === 'longpoll' ? watchUpdates(db) : undefined;
+  let db = initial;
+  const live = feed === 'longpoll' ? new LiveDb(ctx, db) : undefined;
   let position: SeqVector = request.since;
   try {
     let pass = await readChanges(db, request, request.limit, emit, () => ctx.signal.aborted);
     position = pass.position;
-    if (watcher && pass.count === 0 && !request.descending) {
+    if (live && pass.count === 0 && !request.descending) {
       await out.flush();
       const deadline = Date.now() + (heartbeatMs !== undefined ? Number.MAX_SAFE_INTEGER / 2 : timeoutMs);
       while (pass.count === 0 && !ctx.signal.aborted && Date.now() < deadline) {
-        await watcher.wait(Math.min(heartbeatMs ?? timeoutMs, deadline - Date.now()), ctx.signal);
+        await live.watcher.wait(Math.min(heartbeatMs ?? timeoutMs, deadline - Date.now()), ctx.signal);
+        if (!(await live.refresh())) break;
+        db = live.db;
         pass = await readChanges(db, { ...request, since: position }, request.limit, emit, () => ctx.signal.aborted);
         position = pass.position;
         if (pass.count === 0 && heartbeatMs !== undefined) await out.add('\n');
@@ -140,7 +176,7 @@ async function normalFeed(
       }
     }
   } finally {
-    watcher?.stop();
+    live?.stop();
   }
   await out.flush();
   ctx.end('\n],\n"last_seq":"' + encodeSeq(db, position) + '","pending":' + (await pendingAfter(db, position)) + '}\n');
@@ -148,7 +184,7 @@ async function normalFeed(
 
 async function streamingFeed(
   ctx: Ctx,
-  db: DbHandle,
+  live: LiveDb,
   request: ChangesRequest,
   feed: 'continuous' | 'eventsource',
   heartbeatMs: number | undefined,
@@ -159,13 +195,13 @@ async function streamingFeed(
   const out = ctx.chunker();
   const emit = (event: ChangeEvent) =>
     out.add(eventsource ? 'data: ' + rowJson(event) + '\nid: ' + (event.seq ?? '') + '\n\n' : rowJson(event) + '\n');
-  const watcher = watchUpdates(db);
   let position = request.since;
   let sent = 0;
   let lastActivity = Date.now();
   try {
     while (!ctx.signal.aborted && sent < request.limit) {
-      const pass = await readChanges(db, { ...request, since: position }, request.limit - sent, emit, () => ctx.signal.aborted);
+      if (!(await live.refresh())) break;
+      const pass = await readChanges(live.db, { ...request, since: position }, request.limit - sent, emit, () => ctx.signal.aborted);
       position = pass.position;
       sent += pass.count;
       await out.flush();
@@ -173,15 +209,15 @@ async function streamingFeed(
       if (sent >= request.limit || request.descending) break;
       const idleMs = Date.now() - lastActivity;
       if (heartbeatMs === undefined && idleMs >= timeoutMs) break;
-      await watcher.wait(heartbeatMs ?? timeoutMs - idleMs, ctx.signal);
+      await live.watcher.wait(heartbeatMs ?? timeoutMs - idleMs, ctx.signal);
       if (heartbeatMs !== undefined && Date.now() - lastActivity >= heartbeatMs) {
         await ctx.write(eventsource ? 'event: heartbeat\ndata: \n\n' : '\n');
         lastActivity = Date.now();
       }
     }
   } finally {
-    watcher.stop();
+    live.stop();
   }
-  if (!eventsource) ctx.end('{"last_seq":"' + encodeSeq(db, position) + '","pending":' + (await pendingAfter(db, position)) + '}\n');
+  if (!eventsource) ctx.end('{"last_seq":"' + encodeSeq(live.db, position) + '","pending":' + (await pendingAfter(live.db, position)) + '}\n');
   else ctx.end();
 }
