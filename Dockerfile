@@ -1,10 +1,14 @@
 # Divan node image. Build: docker build -t divan .
 # Run:   docker run -p 5984:5984 -e COUCHDB_USER=admin -e COUCHDB_PASSWORD=secret -v divan-data:/data divan
 # Node 24 is the current LTS; the code also runs on Node 20 and 22.
-FROM node:24-bookworm-slim AS build
+# The rocksdb package's prebuilt binary aborts (std::bad_alloc) when loaded on Node 22
+# and later, so the build stage (the full image: it has g++, make and python3) builds
+# it from source against the image's own Node headers, then checks it opens a store.
+FROM node:24-bookworm AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+COPY scripts ./scripts
+RUN npm ci --no-audit --no-fund --build-from-source --nodedir=/usr/local && node scripts/probe-rocksdb.js
 COPY tsconfig.json ./
 COPY proto ./proto
 COPY src ./src
