@@ -5,9 +5,9 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as http from 'node:http';
 import { ackedWriteChecker, Cluster, eventually, startCluster } from '../helpers/cluster';
-import { ADMIN, request, TestNode, uniqueDb, waitFor } from '../helpers/node-process';
+import { continuousFeed } from '../helpers/feed';
+import { request, TestNode, uniqueDb, waitFor } from '../helpers/node-process';
 import { PeerClients } from '../../src/node/rpc/client';
 import { rangeIndexOf } from '../../src/ring/ranges';
 import { deadDetectionBoundMs, loopbackProfile } from '../../src/node/membership/config';
@@ -182,40 +182,24 @@ describe('a three-node cluster', () => {
     }
     // The reader's feed reads the range from the first copy in placement order.
     const victim = cluster.names.indexOf(rangeNodes[0]!);
-    const seen = new Set<string>();
-    const feed = http.get(
-      `http://127.0.0.1:${cluster.nodes[reader]!.port}/${db}/_changes?feed=continuous&include_docs=true&heartbeat=30000`,
-      { headers: { authorization: 'Basic ' + Buffer.from(`${ADMIN.user}:${ADMIN.password}`).toString('base64') } },
-    );
-    const reply = await new Promise<http.IncomingMessage>((resolve, reject) => feed.on('response', resolve).on('error', reject));
-    assert.equal(reply.statusCode, 200);
-    let buffered = '';
-    let ended = false;
-    reply.setEncoding('utf8');
-    reply.on('data', (chunk: string) => {
-      buffered += chunk;
-      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
-        const line = buffered.slice(0, nl).trim();
-        buffered = buffered.slice(nl + 1);
-        if (line) seen.add(JSON.parse(line).id);
-      }
-    });
-    reply.on('end', () => (ended = true));
+    const feed = continuousFeed(cluster.nodes[reader]!.port, db, 'include_docs=true&heartbeat=30000');
+    const seen = feed.ids;
+    assert.equal(await feed.status, 200);
     try {
       await waitFor(async () => seen.size > 0, 10_000, 'first rows');
       // Stop reading: the feed blocks on a full socket, its remote cursor open mid-range.
-      reply.pause();
+      feed.pause();
       await new Promise((r) => setTimeout(r, 500));
       await cluster.kill9(victim);
-      reply.resume();
+      feed.resume();
       await waitFor(async () => rangeIds.every((id) => seen.has(id)), 30_000, 'every row of the range after the copy was lost');
       // Still live: a new write in that range arrives, though the copy the feed watched is gone.
       const late = await request(cluster.nodes[reader]!, 'PUT', `/${db}/${lateId}`, { body: {} });
       assert.equal(late.status, 202, 'one of the range\'s two copies took it');
       await waitFor(async () => seen.has(lateId), 15_000, 'a write after the kill reaches the feed');
-      assert.equal(ended, false, 'the feed is still open');
+      assert.equal(feed.ended(), false, 'the feed is still open');
     } finally {
-      feed.destroy();
+      feed.close();
       await cluster.restart(victim);
       await cluster.waitForAllAlive();
     }

@@ -7,10 +7,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import * as http from 'node:http';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { ackedWriteChecker, Cluster, eventually, startCluster } from '../helpers/cluster';
+import { continuousFeed } from '../helpers/feed';
 import { ADMIN, request, uniqueDb } from '../helpers/node-process';
 
 const execFileAsync = promisify(execFile);
@@ -24,30 +24,6 @@ before(async () => {
 after(async () => {
   await cluster?.destroy();
 });
-
-/** A continuous `_changes` feed (heartbeat 1 s) collecting the ids it sees. */
-function continuousFeed(port: number, db: string): { ids: Set<string>; ended(): boolean; close(): void } {
-  const ids = new Set<string>();
-  let ended = false;
-  let buffered = '';
-  const req = http.get(`http://127.0.0.1:${port}/${db}/_changes?feed=continuous&heartbeat=1000`, {
-    headers: { authorization: 'Basic ' + Buffer.from(`${ADMIN.user}:${ADMIN.password}`).toString('base64') },
-  });
-  req.on('response', (res) => {
-    res.setEncoding('utf8');
-    res.on('data', (chunk: string) => {
-      buffered += chunk;
-      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
-        const line = buffered.slice(0, nl).trim();
-        buffered = buffered.slice(nl + 1);
-        if (line) ids.add(JSON.parse(line).id);
-      }
-    });
-    res.on('end', () => (ended = true));
-  });
-  req.on('error', () => (ended = true));
-  return { ids, ended: () => ended, close: () => req.destroy() };
-}
 
 const members = (indexes: number[]) => indexes.map((i) => ({ name: cluster.name(i) }));
 
@@ -107,7 +83,7 @@ test('a node that joins after a database was made gets its share of the ranges',
   const planned = placeDatabase(db, 4, 2, members([0, 1, 2, 3]));
   const givenUp = Object.values(before).findIndex((nodes, range) => nodes.some((node) => !planned[range]!.includes(node)));
   const feedNode = cluster.names.indexOf(Object.values(before)[givenUp]!.find((node) => !planned[givenUp]!.includes(node))!);
-  const feed = continuousFeed(cluster.nodes[feedNode]!.port, db);
+  const feed = continuousFeed(cluster.nodes[feedNode]!.port, db, 'heartbeat=1000');
   await eventually(async () => assert.ok(feed.ids.has('g0')), 10_000);
 
   const res = await request(cluster.nodes[1]!, 'POST', `/${db}/_rebalance`);
