@@ -5,6 +5,9 @@
  * Scenarios (`--scenarios`, in this order):
  * - create, read, update: single-document requests at `--concurrency`; cluster requests
  *   round-robin over the three nodes.
+ * - read-r1: reads with `?r=1`, which every cluster node answers from its own copy
+ *   with no inter-node call: the same work per read as the single node, spread over
+ *   three processes. What the cluster reaches here bounds any r=2 read on this machine.
  * - bulk: `_bulk_docs`, 1000 docs per request. changes: `_changes?since=0` full scans
  *   over `--changes-docs` docs (loaded untimed).
  * - degraded: the cluster loads its databases with every node up, then its last node is
@@ -59,7 +62,7 @@ interface CliOptions {
   divanMain: string;
 }
 
-const scenarioKeys = ['create', 'read', 'update', 'bulk', 'changes', 'degraded', 'catchup'] as const;
+const scenarioKeys = ['create', 'read', 'read-r1', 'update', 'bulk', 'changes', 'degraded', 'catchup'] as const;
 type ScenarioKey = (typeof scenarioKeys)[number];
 
 const clusterNodes = 3;
@@ -264,8 +267,13 @@ async function run(options: CliOptions, selected: Set<ScenarioKey>): Promise<num
     };
 
     // 1. Healthy single-document requests.
-    for (const key of ['create', 'read', 'update'] as const) {
+    for (const key of ['create', 'read', 'read-r1', 'update'] as const) {
       if (!selected.has(key) || abort.signal.aborted) continue;
+      if (key === 'read-r1') {
+        const section = singleDocSection(key, 'read', 'read by id with ?r=1 (no inter-node call: the ceiling for reads here)');
+        await both(section, (target) => freshSingleDoc('read', target, bounds, '?r=1'));
+        continue;
+      }
       await both(singleDocSection(key, key, titleOf(key, '')), (target) => freshSingleDoc(key, target, bounds));
     }
     // 3. Bulk writes and the changes feed.
@@ -416,13 +424,13 @@ function singleDocSection(sectionKey: string, key: SingleDocKey, title: string):
 }
 
 /** Create a database, load what the scenario needs (untimed), run it, delete the database. */
-async function freshSingleDoc(key: SingleDocKey, target: Target, bounds: Bounds): Promise<Outcome> {
+async function freshSingleDoc(key: SingleDocKey, target: Target, bounds: Bounds, readQuery = ''): Promise<Outcome> {
   const db = await createDb(target, key);
   try {
     if (key === 'create') return await timedCreate(target, db, bounds);
     if (key === 'read') {
       const { ids } = await loadDocs(target, db, readDocsCount, bounds);
-      return await timedRead(target, db, ids, bounds);
+      return await timedRead(target, db, ids, bounds, readQuery);
     }
     const { ids, revs } = await loadDocs(target, db, Math.max(updateDocsCount, bounds.concurrency), bounds);
     return await timedUpdate(target, db, ids, revs, bounds);

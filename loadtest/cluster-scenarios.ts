@@ -132,13 +132,13 @@ export async function timedCreate(target: Target, db: string, bounds: Bounds): P
 }
 
 /** Timed: `GET /db/{id}` of random loaded ids; checks the body's `_id`. */
-export async function timedRead(target: Target, db: string, ids: string[], bounds: Bounds): Promise<Outcome> {
+export async function timedRead(target: Target, db: string, ids: string[], bounds: Bounds, query = ''): Promise<Outcome> {
   const mix = new StatusMix();
   const { result, cpu } = await measured(target, bounds, () => drive({
     ...timed(bounds),
     op: async (_worker, opIndex) => {
       const id = ids[Math.floor(Math.random() * ids.length)];
-      const body = await mix.request(pick(target, opIndex), 'GET', docPath(db, id), undefined, [200]);
+      const body = await mix.request(pick(target, opIndex), 'GET', docPath(db, id) + query, undefined, [200]);
       if ((body as { _id?: unknown } | null)?._id !== id) throw new Error(`GET ${id}: wrong document`);
       return 1;
     },
