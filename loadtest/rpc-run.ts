@@ -9,8 +9,15 @@
  *
  * This is the work a cluster adds to each read (one remote doc-info read at r=2) and
  * each write (one call per remote copy), so it is the floor under the cluster ratios.
+ *
+ * Two baselines, measured in the same run against the same child process, show how
+ * much of a call is Divan's own: a bare grpc-js bidi stream echoing a message of the
+ * request's size (no protobuf, no store), and the same echo on a plain Node http2
+ * stream (no grpc-js).
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import * as http2 from 'node:http2';
+import * as grpc from '@grpc/grpc-js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -24,6 +31,8 @@ import { Store } from '../src/storage/store';
 
 const SECRET = 'rpc-benchmark-secret-0123456789';
 const DOCS = 1000;
+/** The baselines' message size, about that of a one-id `GetDocInfos` frame and its reply. */
+const ECHO_BYTES = 128;
 
 type CpuReply = { user: number; system: number };
 
@@ -37,11 +46,70 @@ async function serve(dir: string): Promise<void> {
   rpc.add('Catalog', { Sync: () => ({}) });
   rpc.add('Shard', shardHandlers(() => copy));
   const port = await rpc.listen();
+  const echo = await serveEchoes();
   process.on('message', (message) => {
     if (message === 'cpu') process.send!(process.cpuUsage());
     if (message === 'stop') void rpc.close().then(() => store.close()).then(() => process.exit(0));
   });
-  process.send!({ port });
+  process.send!({ port, ...echo });
+}
+
+/** The baselines' method: bytes in, the same bytes out, no (de)serialization. */
+const echoService: grpc.ServiceDefinition = {
+  Echo: {
+    path: '/bench.Echo/Echo',
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: (b: Buffer) => b,
+    requestDeserialize: (b: Buffer) => b,
+    responseSerialize: (b: Buffer) => b,
+    responseDeserialize: (b: Buffer) => b,
+  },
+};
+
+/** A bare grpc-js server and a plain http2 server, each echoing every message of a stream. */
+async function serveEchoes(): Promise<{ grpcEchoPort: number; h2EchoPort: number }> {
+  const server = new grpc.Server();
+  server.addService(echoService, { Echo: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => call.on('data', (b: Buffer) => call.write(b)) });
+  const grpcEchoPort = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  const h2 = http2.createServer();
+  h2.on('stream', (stream) => {
+    stream.respond({ ':status': 200 });
+    stream.on('data', (b: Buffer) => stream.write(b));
+  });
+  await new Promise<void>((resolve) => h2.listen(0, '127.0.0.1', resolve));
+  return { grpcEchoPort, h2EchoPort: (h2.address() as { port: number }).port };
+}
+
+/** One long-lived echo stream; `roundTrip()` sends a message and waits for it to come back (one at a time). */
+function echoClient(kind: 'grpc' | 'h2', port: number): { roundTrip(payload: Buffer): Promise<void>; close(): void } {
+  let waiting: (() => void) | undefined;
+  const arrived = () => {
+    const w = waiting;
+    waiting = undefined;
+    w?.();
+  };
+  if (kind === 'grpc') {
+    const Client = grpc.makeGenericClientConstructor(echoService, 'Echo');
+    const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    const call = (client as unknown as { Echo(): grpc.ClientDuplexStream<Buffer, Buffer> }).Echo();
+    call.on('data', arrived);
+    call.on('error', () => undefined);
+    return {
+      roundTrip: (payload) => new Promise<void>((resolve) => ((waiting = resolve), call.write(payload))),
+      close: () => (call.cancel(), client.close()),
+    };
+  }
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  const stream = session.request({ ':method': 'POST', ':path': '/' }, { endStream: false });
+  stream.on('data', arrived);
+  stream.on('error', () => undefined);
+  return {
+    roundTrip: (payload) => new Promise<void>((resolve) => ((waiting = resolve), stream.write(payload))),
+    close: () => (stream.close(), session.close()),
+  };
 }
 
 async function measure(options: { calls: number; concurrency: number[] }): Promise<void> {
@@ -49,8 +117,9 @@ async function measure(options: { calls: number; concurrency: number[] }): Promi
   const child: ChildProcess = fork(__filename, ['--serve', dir], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const ask = <T>(message: string) => new Promise<T>((resolve) => (child.once('message', (reply) => resolve(reply as T)), child.send(message)));
   try {
-    const { port } = await new Promise<{ port: number }>((resolve, reject) => {
-      child.once('message', (m) => resolve(m as { port: number }));
+    type Ports = { port: number; grpcEchoPort: number; h2EchoPort: number };
+    const ports = await new Promise<Ports>((resolve, reject) => {
+      child.once('message', (m) => resolve(m as Ports));
       child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
     });
     const peers = new PeerClients({ secret: SECRET, dialOverrides: {} });
@@ -58,34 +127,47 @@ async function measure(options: { calls: number; concurrency: number[] }): Promi
       node: 'server',
       copy: { db: 'bench', dbUuid: 'bench', range: 0 },
       peers,
-      addressOf: () => `127.0.0.1:${port}`,
+      addressOf: () => `127.0.0.1:${ports.port}`,
       isReachable: () => true,
       timeoutMs: 10_000,
     });
     for (let i = 0; i < 2000; i++) await remote.getDocInfos([`d${i % DOCS}`]); // warm-up
     const m = machineInfo();
-    process.stdout.write(`RPC benchmark: ${m.cpusCount} × ${m.cpuModel}, Node ${m.node}; ${options.calls} GetDocInfos calls of one id per row.\n\n`);
-    process.stdout.write('| concurrency | calls/s | client CPU µs/call | server CPU µs/call |\n|--:|--:|--:|--:|\n');
-    for (const concurrency of options.concurrency) {
+    process.stdout.write(`RPC benchmark: ${m.cpusCount} × ${m.cpuModel}, Node ${m.node}; ${options.calls} calls per row.\n\n`);
+    process.stdout.write('| call | concurrency | calls/s | client CPU µs/call | server CPU µs/call | both, µs/call |\n|---|--:|--:|--:|--:|--:|\n');
+    const row = async (label: string, concurrency: number, callOnce: (i: number) => Promise<void>): Promise<void> => {
       let started = 0;
       const server0 = await ask<CpuReply>('cpu');
       const client0 = process.cpuUsage();
       const t0 = process.hrtime.bigint();
       await Promise.all(
         Array.from({ length: concurrency }, async () => {
-          while (started < options.calls) {
-            started++;
-            const [info] = await remote.getDocInfos([`d${started % DOCS}`]);
-            if (!info) throw new Error('a doc the server holds came back missing');
-          }
+          while (started < options.calls) await callOnce(started++);
         }),
       );
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       const client = process.cpuUsage(client0);
       const server1 = await ask<CpuReply>('cpu');
-      const serverUs = server1.user - server0.user + server1.system - server0.system;
-      const row = [concurrency, Math.round(started / seconds), (client.user + client.system) / started, serverUs / started];
-      process.stdout.write(`| ${row[0]} | ${row[1]!.toLocaleString('en-US')} | ${row[2]!.toFixed(1)} | ${row[3]!.toFixed(1)} |\n`);
+      const clientUs = (client.user + client.system) / started;
+      const serverUs = (server1.user - server0.user + server1.system - server0.system) / started;
+      const cells = [label, String(concurrency), Math.round(started / seconds).toLocaleString('en-US'), clientUs.toFixed(1), serverUs.toFixed(1), (clientUs + serverUs).toFixed(1)];
+      process.stdout.write(`| ${cells.join(' | ')} |\n`);
+    };
+    for (const concurrency of options.concurrency) {
+      await row('Divan `GetDocInfos`, 1 id', concurrency, async (i) => {
+        const [info] = await remote.getDocInfos([`d${i % DOCS}`]);
+        if (!info) throw new Error('a doc the server holds came back missing');
+      });
+    }
+    const payload = Buffer.alloc(ECHO_BYTES, 0x61);
+    for (const [kind, label, echoPort] of [
+      ['grpc', `bare grpc-js bidi echo, ${ECHO_BYTES} B`, ports.grpcEchoPort],
+      ['h2', `plain Node http2 echo, ${ECHO_BYTES} B`, ports.h2EchoPort],
+    ] as const) {
+      const echo = echoClient(kind, echoPort);
+      for (let i = 0; i < 2000; i++) await echo.roundTrip(payload); // warm-up
+      await row(label, 1, () => echo.roundTrip(payload));
+      echo.close();
     }
     peers.close();
     await new Promise<void>((resolve) => (child.once('exit', () => resolve()), child.send('stop')));
