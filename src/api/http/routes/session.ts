@@ -57,6 +57,8 @@ async function readCredentials(ctx: Ctx): Promise<{ name: string; password: stri
  * newlines, so `/%09/evil.example` is `//evil.example`; CR/LF would also split the header).
  */
 export function checkNext(next: string): void {
+  // CouchDB's own answer when next is not a path.
+  if (!next.startsWith('/')) throw new BadRequestError('path must begin with a /.');
   const ok = /^\/(?![/\\])[\x21-\x7e]*$/.test(next) && !next.includes('\\') && sameOrigin(next);
   if (!ok) throw new BadRequestError('next must be a path on this server, starting with a single /');
 }
