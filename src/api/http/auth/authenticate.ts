@@ -96,6 +96,10 @@ export class Auth {
    * locked out: 403; too many checks waiting: 503.
    */
   async login(name: string, password: string, peer: string): Promise<UserCtx> {
+    // The common case first: known credentials, not locked out, no waiting.
+    this.lockout.check(name, peer);
+    const known = this.cached(name, password);
+    if (known) return known;
     // Checks of one (name, address) run one after another: twenty parallel guesses
     // cannot all pass the lockout check before the first failure is counted, and
     // parallel requests with the right password (PouchDB opens several at once) hash
@@ -122,9 +126,9 @@ export class Auth {
 
   private async check(name: string, password: string, peer: string): Promise<UserCtx> {
     this.lockout.check(name, peer);
+    const known = this.cached(name, password);
+    if (known) return known;
     const stored = this.admins.get(name);
-    const cacheKey = this.cache.keyOf(name, password);
-    if (stored !== undefined && this.cache.get(cacheKey, stored) === name) return adminCtx(name);
     const parsed = stored === undefined ? undefined : parseHash(stored);
     // Unknown name (or an unreadable hash): the same work against a dummy salt.
     const salt = parsed?.salt ?? this.dummySalt;
@@ -135,8 +139,14 @@ export class Auth {
       throw new UnauthorizedError('Name or password is incorrect.');
     }
     this.lockout.succeeded(name, peer);
-    this.cache.set(cacheKey, name, stored!);
+    this.cache.set(this.cache.keyOf(name, password), name, stored!);
     return adminCtx(name);
+  }
+
+  private cached(name: string, password: string): UserCtx | undefined {
+    const stored = this.admins.get(name);
+    if (stored === undefined) return undefined;
+    return this.cache.get(this.cache.keyOf(name, password), stored) === name ? adminCtx(name) : undefined;
   }
 
   /** Forget remembered credentials of `name` (call when its password changes). */
