@@ -1,12 +1,13 @@
 /**
  * The node's identity and admins, kept in node metadata: a uuid made at first start
- * (CouchDB's welcome `uuid`), the secret that signs session cookies, and the admin
+ * (CouchDB's welcome `uuid`), the secret that signs session cookies when no cluster
+ * secret is configured (with one, every node derives the same), and the admin
  * password hashes. There is no admin party: with no COUCHDB_USER/COUCHDB_PASSWORD and
  * no stored admin, an `admin` account with a random password is created and the
  * password printed once.
  */
 import { randomBytes } from 'node:crypto';
-import { hashPassword, verifyPassword } from '../api/http/auth';
+import { hashPassword, verifyPasswordSync } from '../api/http/auth/password';
 import { nodeMetaKey } from '../storage/keys';
 import type { Store } from '../storage/store';
 
@@ -38,7 +39,7 @@ export async function loadIdentity(
   let generatedPassword: Identity['generatedPassword'];
   if (options.adminUser !== undefined && options.adminPassword !== undefined) {
     const current = admins.get(options.adminUser);
-    if (!current || !verifyPassword(options.adminPassword, current)) {
+    if (!current || !verifyPasswordSync(options.adminPassword, current)) {
       admins.set(options.adminUser, hashPassword(options.adminPassword, options.pbkdf2Iterations));
       writes.push({ key: 'admins', value: JSON.stringify(Object.fromEntries(admins)) });
     }

@@ -105,6 +105,31 @@ export interface Config {
   sessionTimeoutSec: number;
   /** PBKDF2-SHA256 iterations for stored admin passwords. */
   pbkdf2Iterations: number;
+  /**
+   * Password checks (PBKDF2, tens of ms each) running at once at most. They run on
+   * libuv's thread pool (4 threads unless UV_THREADPOOL_SIZE), which RocksDB reads and
+   * writes share: keeping this below the pool size leaves threads for the store while
+   * hostile clients send wrong passwords.
+   */
+  authHashConcurrencyMax: number;
+  /** Password checks waiting for a thread at most; beyond, 503 at once (nothing was checked, nothing counted). */
+  authHashQueueMax: number;
+  /** Successful Basic credentials remembered (keyed by an HMAC of them, never the password), so a hash runs once. */
+  authCacheEntriesMax: number;
+  /** How long a remembered credential is trusted, ms; a changed password is honoured at once regardless. */
+  authCacheTtlMs: number;
+  /**
+   * Lockout after repeated wrong passwords for one (user, client address), as CouchDB's
+   * `[chttpd_auth_lockout]`: `enforce` answers 403 once `authLockoutThreshold` failures
+   * are counted, `warn` only logs, `off` counts nothing.
+   */
+  authLockoutMode: string;
+  /** Failures per (user, address) before the lockout (CouchDB's threshold: 5). */
+  authLockoutThreshold: number;
+  /** A (user, address) failure count is forgotten this long after its first failure, ms (CouchDB's max_lifetime: 300000). */
+  authLockoutLifetimeMs: number;
+  /** (user, address) pairs tracked at most; the oldest is dropped beyond (CouchDB's max_objects: 10000). */
+  authLockoutEntriesMax: number;
   /** RocksDB block cache, bytes. */
   cacheBytes: number;
   /**
@@ -176,6 +201,14 @@ export const defaults: Readonly<Config> = Object.freeze({
   keepAliveTimeoutMs: 65_000,
   sessionTimeoutSec: 600,
   pbkdf2Iterations: 100_000,
+  authHashConcurrencyMax: 2,
+  authHashQueueMax: 64,
+  authCacheEntriesMax: 1024,
+  authCacheTtlMs: 60_000,
+  authLockoutMode: 'enforce',
+  authLockoutThreshold: 5,
+  authLockoutLifetimeMs: 300_000,
+  authLockoutEntriesMax: 10_000,
   cacheBytes: 64 * 1024 * 1024,
   writeBufferBytes: 32 * 1024 * 1024,
   storeBatchOpsMax: 200_000,
@@ -214,6 +247,8 @@ export const envNames: Readonly<Record<string, keyof Config>> = Object.freeze({
   DIVAN_METRICS_BIND_ADDRESS: 'metricsBindAddress',
   DIVAN_CORS_ORIGINS: 'corsOrigins',
   DIVAN_CORS_CREDENTIALS: 'corsCredentials',
+  DIVAN_AUTH_LOCKOUT_MODE: 'authLockoutMode',
+  DIVAN_AUTH_LOCKOUT_THRESHOLD: 'authLockoutThreshold',
   COUCHDB_USER: 'adminUser',
   COUCHDB_PASSWORD: 'adminPassword',
 });
@@ -259,6 +294,7 @@ const stringKeys = new Set<keyof Config>([
   'grpcTlsServerName',
   'membershipProfile',
   'metricsBindAddress',
+  'authLockoutMode',
 ]);
 
 export function validate(raw: Raw): Readonly<Config> {
@@ -317,6 +353,11 @@ function checkRelations(c: Config): void {
   if (c.corsCredentials === 1 && c.corsOrigins.split(',').map((o) => o.trim()).includes('*')) {
     fail('corsCredentials cannot be combined with corsOrigins "*" (browsers refuse it): list the origins');
   }
+  if (c.authHashConcurrencyMax < 1) fail('authHashConcurrencyMax must be at least 1');
+  if (c.authCacheEntriesMax < 1) fail('authCacheEntriesMax must be at least 1');
+  if (c.authLockoutEntriesMax < 1) fail('authLockoutEntriesMax must be at least 1');
+  if (!['enforce', 'warn', 'off'].includes(c.authLockoutMode)) fail('authLockoutMode must be enforce, warn or off');
+  if (c.authLockoutThreshold < 1) fail('authLockoutThreshold must be at least 1');
   if (!['debug', 'info', 'warn', 'error'].includes(c.logLevel)) fail('logLevel must be debug, info, warn or error');
   if ((c.adminUser === undefined) !== (c.adminPassword === undefined)) {
     fail('COUCHDB_USER and COUCHDB_PASSWORD must be given together');

@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { Auth } from '../api/http/auth';
+import { Auth, LockoutMode, sessionSecretFromCluster } from '../api/http/auth';
 import { HttpServer } from '../api/http/server';
 import type { Services } from '../api/http/context';
 import { Store } from '../storage/store';
@@ -80,7 +80,24 @@ export class DivanNode {
         dbCount = (await catalog.list()).length;
         return metrics.registry.metrics();
       },
-      sessions: new Auth({ admins: identity.admins, secret: identity.sessionSecret, sessionTimeoutSec: config.sessionTimeoutSec }),
+      sessions: new Auth({
+        admins: identity.admins,
+        // One secret for the whole cluster, or a cookie from one node is refused by the others.
+        secret: config.clusterSecret ? sessionSecretFromCluster(config.clusterSecret) : identity.sessionSecret,
+        sessionTimeoutSec: config.sessionTimeoutSec,
+        pbkdf2Iterations: config.pbkdf2Iterations,
+        hashConcurrencyMax: config.authHashConcurrencyMax,
+        hashQueueMax: config.authHashQueueMax,
+        cacheEntriesMax: config.authCacheEntriesMax,
+        cacheTtlMs: config.authCacheTtlMs,
+        lockout: {
+          mode: config.authLockoutMode as LockoutMode,
+          threshold: config.authLockoutThreshold,
+          lifetimeMs: config.authLockoutLifetimeMs,
+          entriesMax: config.authLockoutEntriesMax,
+        },
+        log,
+      }),
       cluster,
     };
     const http = new HttpServer(services, {
@@ -150,6 +167,12 @@ function publicConfig(c: Readonly<Config>): Record<string, Record<string, string
     },
     cluster: { q: String(c.q), n: String(c.n) },
     couch_httpd_auth: { timeout: String(c.sessionTimeoutSec), require_valid_user: 'true' },
+    chttpd_auth_lockout: {
+      mode: c.authLockoutMode,
+      threshold: String(c.authLockoutThreshold),
+      max_lifetime: String(c.authLockoutLifetimeMs),
+      max_objects: String(c.authLockoutEntriesMax),
+    },
     httpd: { enable_cors: String(c.corsOrigins.length > 0) },
     cors: { origins: c.corsOrigins, credentials: String(c.corsCredentials === 1) },
     divan: {

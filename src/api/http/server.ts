@@ -74,7 +74,11 @@ export class HttpServer {
       const segments = splitPath(q < 0 ? url : url.slice(0, q));
       const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
       ctx = new Ctx({ req, res, segments, query, reqId, services: this.services });
-      const session = this.services.sessions.authenticate({ authorization: req.headers.authorization, cookie: req.headers.cookie });
+      const session = await this.services.sessions.authenticate({
+        authorization: req.headers.authorization,
+        cookie: req.headers.cookie,
+        peer: req.socket.remoteAddress ?? '',
+      });
       ctx.user = session.user;
       if (session.renewCookie) res.setHeader('Set-Cookie', session.renewCookie);
       if (!isPublic(segments) && !ctx.user.roles.includes('_admin')) {

@@ -2,7 +2,7 @@
  * `/_session`: who am I (GET), log in with a form or JSON body (POST), log out
  * (DELETE). A successful login sets the `AuthSession` cookie.
  */
-import { BadContentTypeError, BadRequestError, UnauthorizedError } from '../../../errors';
+import { BadContentTypeError, BadRequestError } from '../../../errors';
 import type { Ctx } from '../context';
 import { allow } from './common';
 
@@ -11,12 +11,13 @@ export async function session(ctx: Ctx): Promise<void> {
   const auth = ctx.services.sessions;
   if (ctx.method === 'DELETE') return ctx.send(200, { ok: true }, { 'Set-Cookie': auth.clearCookie() });
   if (ctx.method === 'POST') {
-    const { name, password } = await readCredentials(ctx);
-    const user = auth.login(name, password);
-    if (!user) throw new UnauthorizedError('Name or password is incorrect.');
+    // Checked before the password: a bad `next` costs no hash and counts no failure.
     const next = ctx.qString('next');
+    if (next !== undefined) checkNext(next);
+    const { name, password } = await readCredentials(ctx);
+    const user = await auth.login(name, password, ctx.req.socket.remoteAddress ?? '');
     const headers: Record<string, string> = { 'Set-Cookie': auth.cookieFor(name) };
-    if (next !== undefined && next.startsWith('/') && !next.startsWith('//')) {
+    if (next !== undefined) {
       headers.Location = next;
       return ctx.send(302, { ok: true, name, roles: user.roles }, headers);
     }
@@ -47,4 +48,26 @@ async function readCredentials(ctx: Ctx): Promise<{ name: string; password: stri
   }
   if (typeof name !== 'string' || typeof password !== 'string') throw new BadRequestError('Request body must contain name and password');
   return { name, password };
+}
+
+/**
+ * `next` must stay on this origin: a path that starts with one `/` followed by
+ * neither `/` nor `\` (browsers read `//host` and `/\host` as another host), made of
+ * printable ASCII without backslashes (browsers turn `\` into `/` and drop tabs and
+ * newlines, so `/%09/evil.example` is `//evil.example`; CR/LF would also split the header).
+ */
+export function checkNext(next: string): void {
+  // CouchDB's own answer when next is not a path.
+  if (!next.startsWith('/')) throw new BadRequestError('path must begin with a /.');
+  const ok = /^\/(?![/\\])[\x21-\x7e]*$/.test(next) && !next.includes('\\') && sameOrigin(next);
+  if (!ok) throw new BadRequestError('next must be a path on this server, starting with a single /');
+}
+
+function sameOrigin(path: string): boolean {
+  const base = 'http://divan.invalid';
+  try {
+    return new URL(path, base).origin === base;
+  } catch {
+    return false;
+  }
 }

@@ -1,0 +1,45 @@
+/**
+ * Admin password hashes in CouchDB's notation `-pbkdf2:sha256-<key hex>,<salt hex>,<iterations>`.
+ *
+ * The synchronous functions are for start-up only (storing the configured admin);
+ * requests check passwords through `HashPool`, off the event loop.
+ */
+import { pbkdf2, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
+
+export const KEY_BYTES = 32;
+
+export interface StoredHash {
+  key: Buffer;
+  salt: string;
+  iterations: number;
+}
+
+export function parseHash(stored: string): StoredHash | undefined {
+  const match = /^-pbkdf2:sha256-([0-9a-f]+),([0-9a-f]+),([0-9]+)$/.exec(stored);
+  if (!match) return undefined;
+  const iterations = Number(match[3]);
+  if (!Number.isSafeInteger(iterations) || iterations < 1) return undefined;
+  return { key: Buffer.from(match[1]!, 'hex'), salt: match[2]!, iterations };
+}
+
+/** A new stored hash (start-up only: it blocks for one PBKDF2). */
+export function hashPassword(password: string, iterations: number): string {
+  const salt = randomBytes(16).toString('hex');
+  const key = pbkdf2Sync(password, salt, iterations, KEY_BYTES, 'sha256').toString('hex');
+  return `-pbkdf2:sha256-${key},${salt},${iterations}`;
+}
+
+/** Start-up only (it blocks for one PBKDF2); requests use `Auth.login`. */
+export function verifyPasswordSync(password: string, stored: string): boolean {
+  const parsed = parseHash(stored);
+  if (!parsed) return false;
+  const actual = pbkdf2Sync(password, parsed.salt, parsed.iterations, parsed.key.length, 'sha256');
+  return timingSafeEqual(parsed.key, actual);
+}
+
+/** PBKDF2-SHA256 on libuv's thread pool. */
+export function pbkdf2Async(password: string, salt: string, iterations: number, keyBytes: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    pbkdf2(password, salt, iterations, keyBytes, 'sha256', (err, key) => (err ? reject(err) : resolve(key)));
+  });
+}
