@@ -17,9 +17,9 @@ export interface AttachmentRead {
 
 export async function getAttachment(
   db: DbHandle,
-  request: { id: string; name: string; rev?: RevId; timeoutMs: number },
+  request: { id: string; name: string; rev?: RevId; timeoutMs: number; r?: number },
 ): Promise<AttachmentRead> {
-  const info = await readDocInfo(db, request.id, { timeoutMs: request.timeoutMs });
+  const info = await readDocInfo(db, request.id, { timeoutMs: request.timeoutMs, ...(request.r ? { r: request.r } : {}) });
   const node = chooseRevision(info, request.rev);
   const body = await readBody(db, request.id, node.rev);
   const stub = body === undefined ? undefined : attachmentsOf(body)[request.name];

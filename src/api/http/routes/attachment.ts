@@ -19,7 +19,8 @@ export async function attachment(ctx: Ctx, dbName: string, docId: string, name: 
   const revParam = ctx.qString('rev') ?? ctx.header('if-match')?.replace(/^"|"$/g, '');
   const rev = revParam === undefined ? undefined : checkRev(revParam);
   if (ctx.method === 'GET' || ctx.method === 'HEAD') {
-    const read = await getAttachment(db, { id: docId, name, timeoutMs, ...(rev ? { rev } : {}) });
+    const r = ctx.qInt('r', 0) || undefined;
+    const read = await getAttachment(db, { id: docId, name, timeoutMs, ...(rev ? { rev } : {}), ...(r ? { r } : {}) });
     const etag = `"${read.stub.digest.slice(4)}"`;
     if (ctx.header('if-none-match') === etag) {
       ctx.res.writeHead(304, { ETag: etag });
