@@ -165,6 +165,12 @@ describe('A0: gzip attachments pushed by CouchDB’s replicator', () => {
     // Inline data is the identity bytes.
     const inline = (await request(node, 'GET', `/${db}/doc?attachments=true`)).body._attachments['a.txt'];
     assert.deepEqual(Buffer.from(inline.data, 'base64'), PLAIN);
+
+    // A COPY keeps the stored form too.
+    const copy = await raw('COPY', `/${db}/doc`, { headers: { destination: 'copied' } });
+    assert.equal(copy.status, 201, copy.body.toString());
+    assert.deepEqual((await raw('GET', `/${db}/copied/a.txt`)).body, PLAIN);
+    assert.deepEqual((await raw('GET', `/${db}/copied/a.txt`, { headers: { 'accept-encoding': 'gzip' } })).body, GZ);
   });
 
   test('handed on encoded in multipart: open_revs and multipart/related reads carry the gzip part', async () => {
@@ -323,6 +329,16 @@ describe('4: attachments=true on _all_docs and _changes', () => {
     for (const row of keys.body.rows) assert.equal(dataOf(row.doc), expected[row.id]);
     const stubs = await request(node, 'GET', `/${db}/_all_docs?include_docs=true`);
     for (const row of stubs.body.rows) assert.equal(Object.values<any>(row.doc._attachments)[0].stub, true);
+    // Encoding fields only on request, as on a document read.
+    const zStub = stubs.body.rows.find((r: any) => r.id === 'z').doc._attachments['a.txt'];
+    assert.equal(zStub.encoding, undefined);
+    assert.equal(zStub.length, PLAIN.length);
+    const zInfo = (await request(node, 'GET', `/${db}/_all_docs?include_docs=true&att_encoding_info=true`)).body.rows.find((r: any) => r.id === 'z');
+    assert.equal(zInfo.doc._attachments['a.txt'].encoding, 'gzip');
+    const zKeys = await request(node, 'POST', `/${db}/_all_docs?include_docs=true`, { body: { keys: ['z'] } });
+    assert.equal(zKeys.body.rows[0].doc._attachments['a.txt'].encoding, undefined);
+    const zChanges = await request(node, 'GET', `/${db}/_changes?include_docs=true`);
+    assert.equal(zChanges.body.results.find((r: any) => r.id === 'z').doc._attachments['a.txt'].encoding, undefined);
 
     const changes = await request(node, 'GET', `/${db}/_changes?include_docs=true&attachments=true`);
     assert.equal(changes.body.results.length, 3);
@@ -338,7 +354,42 @@ describe('4: attachments=true on _all_docs and _changes', () => {
       for (const row of viaPouch.rows) assert.equal(dataOf(row.doc), expected[row.id]);
       const binary = await remote.allDocs({ include_docs: true, attachments: true, binary: true, keys: ['a'] });
       assert.equal(Buffer.from(binary.rows[0].doc._attachments['f.txt'].data).toString(), 'data-a');
+      const feed = await (remote as any).changes({ include_docs: true, attachments: true, binary: true });
+      assert.equal(feed.results.length, 3);
+      for (const row of feed.results) {
+        const att = row.doc._attachments[row.id === 'z' ? 'a.txt' : 'f.txt'];
+        assert.equal(Buffer.from(att.data).toString(), expected[row.id]);
+      }
     } finally {
+      await remote.close();
+    }
+  });
+});
+
+describe('PouchDB: attachments replicate back and forth', () => {
+  test('a local attachment goes to Divan, is replaced there, and comes back; gzip ones too', async () => {
+    const db = await newDb();
+    await pushReplicated(db, 'gz', '1-9f8e7d6c5b4a39281706f5e4d3c2b1a0');
+    const remote = remoteDb(node, db);
+    const local = localDb();
+    try {
+      await local.put({ _id: 'p', _attachments: { 'p.txt': { content_type: 'text/plain', data: Buffer.from('from pouch').toString('base64') } } });
+      const up = await withDeadline(PouchDB.replicate(local, remote), 30_000, 'push');
+      assert.equal(up.doc_write_failures, 0);
+      assert.equal((await raw('GET', `/${db}/p/p.txt`)).body.toString(), 'from pouch');
+      const onDivan = await request(node, 'GET', `/${db}/p`);
+      const replaced = await raw('PUT', `/${db}/p/p.txt?rev=${onDivan.body._rev}`, { headers: { 'content-type': 'text/plain' }, body: 'from divan' });
+      assert.equal(replaced.status, 201);
+      const down = await withDeadline(PouchDB.replicate(remote, local), 30_000, 'pull');
+      assert.equal(down.doc_write_failures, 0);
+      assert.equal(Buffer.from((await local.getAttachment('p', 'p.txt')) as unknown as ArrayBuffer).toString(), 'from divan');
+      assert.equal(Buffer.from((await local.getAttachment('gz', 'a.txt')) as unknown as ArrayBuffer).toString(), PLAIN.toString());
+      // And the same documents, same attachments, replicate again as a no-op.
+      const again = await withDeadline(PouchDB.replicate(local, remote), 30_000, 'push again');
+      assert.equal(again.doc_write_failures, 0);
+      assert.deepEqual((await raw('GET', `/${db}/gz/a.txt`)).body, PLAIN);
+    } finally {
+      await local.destroy();
       await remote.close();
     }
   });
