@@ -159,7 +159,7 @@ export async function identityBytes(stub: AttachmentStub, data: Buffer, bytesMax
 export async function renderRowDoc(
   db: DbHandle,
   docJson: string,
-  options: { attachments: boolean; attEncodingInfo: boolean; bytesMax: number },
+  options: { attachments: boolean; attEncodingInfo: boolean },
 ): Promise<string> {
   if (!docJson.includes('"_attachments"')) return docJson;
   if (!options.attachments && (options.attEncodingInfo || !hasEncodedStub(docJson))) return docJson;

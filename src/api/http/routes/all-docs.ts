@@ -91,9 +91,9 @@ export async function allDocs(ctx: Ctx, dbName: string, which: Which): Promise<v
 const ROW_CHUNK_CHARS = 64 * 1024;
 
 /** `attachments` and `att_encoding_info` for rows with `include_docs`, from the body (POST) or the query. */
-function rowDocOptions(ctx: Ctx, body: Record<string, unknown>): { attachments: boolean; attEncodingInfo: boolean; bytesMax: number } {
+function rowDocOptions(ctx: Ctx, body: Record<string, unknown>): { attachments: boolean; attEncodingInfo: boolean } {
   const flag = (name: string) => (typeof body[name] === 'boolean' ? (body[name] as boolean) : ctx.qBool(name, false));
-  return { attachments: flag('attachments'), attEncodingInfo: flag('att_encoding_info'), bytesMax: ctx.limits.attachmentBytesMax };
+  return { attachments: flag('attachments'), attEncodingInfo: flag('att_encoding_info') };
 }
 
 function maxKey(floor: string, key: string | undefined, descending: boolean): string | undefined {

@@ -131,8 +131,8 @@ function docIdsFilter(ctx: Ctx, value: unknown): ChangesFilter {
   return { kind: 'doc_ids', docIds: value as string[] };
 }
 
-function rowDocOptions(ctx: Ctx): { attachments: boolean; attEncodingInfo: boolean; bytesMax: number } {
-  return { attachments: ctx.qBool('attachments', false), attEncodingInfo: ctx.qBool('att_encoding_info', false), bytesMax: ctx.limits.attachmentBytesMax };
+function rowDocOptions(ctx: Ctx): { attachments: boolean; attEncodingInfo: boolean } {
+  return { attachments: ctx.qBool('attachments', false), attEncodingInfo: ctx.qBool('att_encoding_info', false) };
 }
 
 /**
