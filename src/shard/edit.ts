@@ -133,14 +133,22 @@ async function resolveAttachments(
   let previous: Record<string, AttachmentStub> | undefined;
   for (const att of edit.attachments) {
     if (att.kind === 'data') {
+      // The digest is of the stored bytes (gzip ones when encoded), as CouchDB's.
       const digest = attachmentDigest(att.data);
-      stubs[att.name] = {
+      const stub: AttachmentStub = {
         content_type: att.contentType,
         digest,
-        length: att.data.length,
-        revpos: att.revpos ?? pos,
+        length: att.encoding !== undefined ? att.length! : att.data.length,
+        // New bytes in an interactive edit belong to the new revision, whatever revpos
+        // the client sent (CouchDB's set_new_att_revpos); a replicated edit keeps its own.
+        revpos: edit.revs ? (att.revpos ?? pos) : pos,
         stub: true,
       };
+      if (att.encoding !== undefined) {
+        stub.encoding = att.encoding;
+        stub.encoded_length = att.data.length;
+      }
+      stubs[att.name] = stub;
       newAttachments.push({ digest, data: att.data });
       continue;
     }
@@ -165,7 +173,12 @@ async function resolveStub(
   const known = previous[att.name];
   if (known && (att.digest === undefined || att.digest === known.digest)) return known;
   if (att.digest !== undefined && att.contentType !== undefined && att.length !== undefined && (await ctx.hasAttachment(att.digest))) {
-    return { content_type: att.contentType, digest: att.digest, length: att.length, revpos: att.revpos ?? 1, stub: true };
+    const stub: AttachmentStub = { content_type: att.contentType, digest: att.digest, length: att.length, revpos: att.revpos ?? 1, stub: true };
+    if (att.encoding !== undefined && att.encodedLength !== undefined) {
+      stub.encoding = att.encoding;
+      stub.encoded_length = att.encodedLength;
+    }
+    return stub;
   }
   throw new PreconditionFailedError(`Invalid attachment stub in ${JSON.stringify(att.name)}`, 'missing_stub');
 }

@@ -129,7 +129,12 @@ export async function missingEdits(source: RevisionSource, mine: DocInfo, theirs
       for (const [name, stub] of Object.entries(stubs)) {
         const data = await source.readAttachment(stub.digest);
         if (!data) throw new UnavailableError(`attachment ${stub.digest} of ${mine.id} is missing locally`, 'sync_failed');
-        attachments.push({ kind: 'data', name, contentType: stub.content_type, data, revpos: stub.revpos });
+        const att: AttachmentInput = { kind: 'data', name, contentType: stub.content_type, data, revpos: stub.revpos };
+        if (stub.encoding !== undefined) {
+          att.encoding = stub.encoding;
+          att.length = stub.length;
+        }
+        attachments.push(att);
       }
     }
     edits.push({ id: mine.id, deleted: leaf.deleted, body: parsed, attachments, revs: ancestry(mine.tree, leaf.rev) });

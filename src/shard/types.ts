@@ -25,12 +25,32 @@ export interface AttachmentStub {
   length: number;
   revpos: number;
   stub: true;
+  /**
+   * Set when the bytes are stored encoded (only `gzip`, as CouchDB keeps compressible
+   * types): `length` is then the identity length, `encoded_length` the stored bytes,
+   * and `digest` the md5 of the stored bytes (as CouchDB keeps it).
+   */
+  encoding?: string;
+  encoded_length?: number;
 }
 
 export type AttachmentInput =
-  | { kind: 'data'; name: string; contentType: string; data: Buffer; revpos?: number }
+  /**
+   * New bytes. With `encoding`, `data` is the encoded (stored) form and `length` the
+   * identity length; without it `data` is the identity bytes and `length` is unused.
+   */
+  | { kind: 'data'; name: string; contentType: string; data: Buffer; revpos?: number; encoding?: string; length?: number }
   /** Keep the attachment as it is in an earlier revision; `digest` may identify it. */
-  | { kind: 'stub'; name: string; digest?: string; revpos?: number; contentType?: string; length?: number };
+  | {
+      kind: 'stub';
+      name: string;
+      digest?: string;
+      revpos?: number;
+      contentType?: string;
+      length?: number;
+      encoding?: string;
+      encodedLength?: number;
+    };
 
 /**
  * One document edit. Interactive (`revs` absent): `baseRev` must be a leaf, or absent

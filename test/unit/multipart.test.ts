@@ -16,6 +16,7 @@ import {
   parseMultipart,
   parseRelatedDocument,
 } from '../../src/api/http/multipart';
+import { checkContentType, parseDoc } from '../../src/api/http/doc-input';
 
 const limits = { partsMax: 100 };
 
@@ -276,6 +277,50 @@ test('parseRelatedDocument reads a CouchDB replicator request', () => {
   assert.deepEqual([...attachments.keys()], ['foo.txt', 'img.gz']);
   assert.equal(attachments.get('foo.txt')?.toString(), 'hello');
   assert.deepEqual([...(attachments.get('img.gz') ?? [])], [0x1f, 0x8b, 0x0d, 0x0a]);
+});
+
+const inputLimits = { docBytesMax: 1 << 20, docIdBytesMax: 512, attachmentBytesMax: 1 << 20 };
+
+test('a replicator request becomes an edit that keeps the gzip part encoded, with its identity length', () => {
+  const { doc, attachments } = parseRelatedDocument(replicatorRequest(), `multipart/related; boundary="${replicatorBoundary}"`, limits);
+  const { edit } = parseDoc(doc, { id: 'doc1', newEdits: false, limits: inputLimits, followed: attachments });
+  const byName = new Map((edit.attachments ?? []).map((att) => [att.name, att]));
+  const gz = byName.get('img.gz');
+  assert.equal(gz?.kind, 'data');
+  assert.equal(gz?.kind === 'data' && gz.encoding, 'gzip');
+  assert.equal(gz?.kind === 'data' && gz.length, 100);
+  assert.deepEqual(gz?.kind === 'data' && [...gz.data], [0x1f, 0x8b, 0x0d, 0x0a]);
+  const plain = byName.get('foo.txt');
+  assert.equal(plain?.kind === 'data' && plain.encoding, undefined);
+  const stub = byName.get('old.bin');
+  assert.equal(stub?.kind, 'stub');
+});
+
+test('encoded parts: unknown encodings, non-gzip bytes and a missing identity length are refused', () => {
+  const part = (spec: Record<string, unknown>, bytes: Buffer) =>
+    parseDoc({ _attachments: { a: { follows: true, ...spec } } }, { id: 'd', newEdits: true, limits: inputLimits, followed: new Map([['a', bytes]]) });
+  const gz = Buffer.from([0x1f, 0x8b, 1, 2]);
+  assert.throws(() => part({ encoding: 'br', length: 3 }, gz), isBadRequest);
+  assert.throws(() => part({ encoding: 'gzip', length: 3 }, Buffer.from('abcd')), isBadRequest);
+  assert.throws(() => part({ encoding: 'gzip' }, gz), isBadRequest);
+  const ok = part({ encoding: 'identity' }, Buffer.from('abcd')).edit.attachments![0]!;
+  assert.equal(ok.kind === 'data' && ok.encoding, undefined);
+  // Inline data is always identity, whatever `encoding` it claims (as CouchDB reads it).
+  const inline = parseDoc({ _attachments: { a: { data: 'YWJj', encoding: 'gzip' } } }, { id: 'd', newEdits: true, limits: inputLimits }).edit.attachments![0]!;
+  assert.equal(inline.kind === 'data' && inline.encoding, undefined);
+});
+
+test('content types that are not valid header values are refused in every attachment form', () => {
+  for (const type of ['a/b\r\nX: y', 'a/b\n', 'a/\u0100', 'a/\u0000', 'a/\u007f']) {
+    for (const spec of [{ data: 'YQ==' }, { follows: true, length: 1 }, { stub: true, digest: 'md5-x' }]) {
+      assert.throws(
+        () => parseDoc({ _attachments: { a: { content_type: type, ...spec } } }, { id: 'd', newEdits: true, limits: inputLimits, followed: new Map([['a', Buffer.from('a')]]) }),
+        isBadRequest,
+        JSON.stringify([type, spec]),
+      );
+    }
+  }
+  assert.equal(checkContentType('text/plain; charset=\u00e9'), 'text/plain; charset=\u00e9');
 });
 
 test('parseRelatedDocument: filenames win over order; unnamed parts follow JSON text order', () => {

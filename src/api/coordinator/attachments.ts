@@ -17,9 +17,9 @@ export interface AttachmentRead {
 
 export async function getAttachment(
   db: DbHandle,
-  request: { id: string; name: string; rev?: RevId; timeoutMs: number },
+  request: { id: string; name: string; rev?: RevId; timeoutMs: number; r?: number },
 ): Promise<AttachmentRead> {
-  const info = await readDocInfo(db, request.id, { timeoutMs: request.timeoutMs });
+  const info = await readDocInfo(db, request.id, { timeoutMs: request.timeoutMs, ...(request.r ? { r: request.r } : {}) });
   const node = chooseRevision(info, request.rev);
   const body = await readBody(db, request.id, node.rev);
   const stub = body === undefined ? undefined : attachmentsOf(body)[request.name];
@@ -32,7 +32,15 @@ export async function getAttachment(
 /** Put (data) or delete (data undefined) one attachment, as a new revision. */
 export async function changeAttachment(
   db: DbHandle,
-  request: { id: string; name: string; rev?: RevId; data?: { contentType: string; bytes: Buffer }; timeoutMs: number; w?: number },
+  request: {
+    id: string;
+    name: string;
+    rev?: RevId;
+    /** With `encoding`, `bytes` are the stored (encoded) form and `length` the identity length. */
+    data?: { contentType: string; bytes: Buffer; encoding?: string; length?: number };
+    timeoutMs: number;
+    w?: number;
+  },
 ): Promise<DocOutcome> {
   const info = await readDocInfo(db, request.id, { timeoutMs: request.timeoutMs });
   let body: Record<string, unknown> = {};
@@ -55,7 +63,14 @@ export async function changeAttachment(
   for (const [name, stub] of Object.entries(current)) {
     if (name !== request.name) attachments.push({ kind: 'stub', name, digest: stub.digest });
   }
-  if (request.data) attachments.push({ kind: 'data', name: request.name, contentType: request.data.contentType, data: request.data.bytes });
+  if (request.data) {
+    const att: AttachmentInput = { kind: 'data', name: request.name, contentType: request.data.contentType, data: request.data.bytes };
+    if (request.data.encoding !== undefined) {
+      att.encoding = request.data.encoding;
+      att.length = request.data.length ?? request.data.bytes.length;
+    }
+    attachments.push(att);
+  }
   const edit: DocEdit = { id: request.id, deleted: false, body, attachments };
   if (info && request.rev !== undefined) edit.baseRev = request.rev;
   const [outcome] = await updateDocs(db, [edit], { timeoutMs: request.timeoutMs, ...(request.w ? { w: request.w } : {}) });

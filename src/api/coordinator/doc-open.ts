@@ -6,6 +6,8 @@
  * their revision trees, so the answer holds every revision any of them acknowledged.
  * The body comes from a copy that has it.
  */
+import { promisify } from 'node:util';
+import { gunzip } from 'node:zlib';
 import { NotFoundError } from '../../errors';
 import { rangeIndexOf } from '../../ring/ranges';
 export type { ReadOptions };
@@ -25,6 +27,12 @@ export interface RenderOptions {
   attachments: boolean;
   /** With attachments: only those changed after one of these revisions. */
   attsSince?: RevId[];
+  /**
+   * `att_encoding_info`: show `encoding`/`encoded_length` of attachments stored
+   * encoded, and inline their stored (encoded) bytes; otherwise stubs look identity
+   * and inline data is decoded, as CouchDB renders them.
+   */
+  attEncodingInfo?: boolean;
 }
 
 export const plainRender: RenderOptions = {
@@ -103,13 +111,65 @@ export async function renderRevision(
     ]);
   }
   if (options.revs) tail.push(['_revisions', revisionsOf(info, node.rev)]);
-  if (!options.attachments || !body.includes('"_attachments"')) {
+  if (!body.includes('"_attachments"') || (!options.attachments && (options.attEncodingInfo || !hasEncodedStub(body)))) {
     return renderDoc(info.id, node.rev, body, { deleted: node.deleted, tail });
   }
   const parsed = JSON.parse(body) as Record<string, unknown>;
   const stubs = (parsed._attachments ?? {}) as Record<string, AttachmentStub>;
-  parsed._attachments = await inlineAttachments(db, info, stubs, options.attsSince);
+  parsed._attachments = options.attachments
+    ? await inlineAttachments(db, info.id, stubs, attachmentsKnownPos(info, options.attsSince), options.attEncodingInfo === true)
+    : shownStubs(stubs, options.attEncodingInfo === true);
   return renderDoc(info.id, node.rev, JSON.stringify(parsed), { deleted: node.deleted, tail });
+}
+
+/** Cheap test before a parse: only stubs of encoded attachments carry `encoded_length`. */
+function hasEncodedStub(json: string): boolean {
+  return json.includes('"encoded_length"');
+}
+
+/** A stub as a reader sees it: without the encoding fields unless `att_encoding_info`. */
+export function shownStub(stub: AttachmentStub, showEncoding: boolean): AttachmentStub {
+  if (showEncoding || stub.encoding === undefined) return stub;
+  const { encoding: _encoding, encoded_length: _encodedLength, ...rest } = stub;
+  return rest;
+}
+
+function shownStubs(stubs: Record<string, AttachmentStub>, showEncoding: boolean): Record<string, AttachmentStub> {
+  const out: Record<string, AttachmentStub> = {};
+  for (const [name, stub] of Object.entries(stubs)) out[name] = shownStub(stub, showEncoding);
+  return out;
+}
+
+const gunzipAsync = promisify(gunzip) as (data: Buffer, options: { maxOutputLength: number }) => Promise<Buffer>;
+
+/**
+ * The identity bytes of a stored attachment: decoded on the thread pool when stored
+ * gzip, bounded by `bytesMax` (a corrupt stored length cannot make it unbounded).
+ */
+export async function identityBytes(stub: AttachmentStub, data: Buffer, bytesMax: number): Promise<Buffer> {
+  if (stub.encoding === undefined) return data;
+  return gunzipAsync(data, { maxOutputLength: Math.max(1, bytesMax) });
+}
+
+/**
+ * Re-render a document's JSON text (a `_all_docs` or `_changes` row's `doc`) for
+ * `attachments=true` (data inline) or to hide encoding fields; untouched when neither
+ * applies, so the common row costs one substring test.
+ */
+export async function renderRowDoc(
+  db: DbHandle,
+  docJson: string,
+  options: { attachments: boolean; attEncodingInfo: boolean },
+): Promise<string> {
+  if (!docJson.includes('"_attachments"')) return docJson;
+  if (!options.attachments && (options.attEncodingInfo || !hasEncodedStub(docJson))) return docJson;
+  const parsed = JSON.parse(docJson) as Record<string, unknown>;
+  const stubs = parsed._attachments as Record<string, AttachmentStub> | undefined;
+  if (stubs === undefined || typeof parsed._id !== 'string') return docJson;
+  parsed._attachments = options.attachments
+    ? await inlineAttachments(db, parsed._id, stubs, 0, options.attEncodingInfo)
+    : shownStubs(stubs, options.attEncodingInfo);
+  return JSON.stringify(parsed);
 }
 
 export function revisionsOf(info: DocInfo, rev: RevId): { start: number; ids: string[] } {
@@ -117,22 +177,30 @@ export function revisionsOf(info: DocInfo, rev: RevId): { start: number; ids: st
   return { start: info.tree.get(rev)!.pos, ids: path.map((r) => r.slice(r.indexOf('-') + 1)) };
 }
 
+/** Attachments past `knownPos` with their data inline (base64); the others stay stubs. */
 async function inlineAttachments(
   db: DbHandle,
-  info: DocInfo,
+  id: string,
   stubs: Record<string, AttachmentStub>,
-  attsSince: RevId[] | undefined,
+  knownPos: number,
+  showEncoding: boolean,
 ): Promise<Record<string, unknown>> {
-  const knownPos = attachmentsKnownPos(info, attsSince);
   const out: Record<string, unknown> = {};
   for (const [name, stub] of Object.entries(stubs)) {
     if (stub.revpos <= knownPos) {
-      out[name] = stub;
+      out[name] = shownStub(stub, showEncoding);
       continue;
     }
-    const data = await readAttachment(db, info.id, stub.digest);
-    if (!data) throw new NotFoundError(`attachment ${name} is missing its data`);
-    out[name] = { content_type: stub.content_type, revpos: stub.revpos, digest: stub.digest, length: stub.length, data: data.toString('base64') };
+    const stored = await readAttachment(db, id, stub.digest);
+    if (!stored) throw new NotFoundError(`attachment ${name} is missing its data`);
+    const inline: Record<string, unknown> = { content_type: stub.content_type, revpos: stub.revpos, digest: stub.digest, length: stub.length };
+    // Inline data is always the identity bytes (as CouchDB writes it, and reads it back).
+    inline.data = (await identityBytes(stub, stored, Math.max(stub.length, stored.length))).toString('base64');
+    if (showEncoding && stub.encoding !== undefined) {
+      inline.encoding = stub.encoding;
+      inline.encoded_length = stub.encoded_length;
+    }
+    out[name] = inline;
   }
   return out;
 }

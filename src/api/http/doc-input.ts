@@ -120,7 +120,7 @@ function parseAttachments(value: unknown, limits: DocInputLimits, followed: Map<
       throw new BadRequestError(`Attachment name ${JSON.stringify(name)} is not allowed`, 'bad_request');
     }
     if (!isPlainObject(spec)) throw new BadRequestError(`Attachment ${name} must be an object`, 'bad_request');
-    const contentType = typeof spec.content_type === 'string' ? spec.content_type : 'application/octet-stream';
+    const contentType = typeof spec.content_type === 'string' ? checkContentType(spec.content_type) : 'application/octet-stream';
     const revpos = Number.isSafeInteger(spec.revpos) ? (spec.revpos as number) : undefined;
     if (spec.stub === true) {
       const stub: AttachmentInput = { kind: 'stub', name };
@@ -128,14 +128,24 @@ function parseAttachments(value: unknown, limits: DocInputLimits, followed: Map<
       if (revpos !== undefined) stub.revpos = revpos;
       if (typeof spec.content_type === 'string') stub.contentType = spec.content_type;
       if (Number.isSafeInteger(spec.length)) stub.length = spec.length as number;
+      const encoding = attachmentEncoding(spec.encoding, name);
+      if (encoding !== undefined) {
+        stub.encoding = encoding;
+        if (Number.isSafeInteger(spec.encoded_length)) stub.encodedLength = spec.encoded_length as number;
+      }
       out.push(stub);
       continue;
     }
     let data: Buffer;
+    let encoded: { encoding: string; length: number } | undefined;
     if (spec.follows === true) {
       const part = followed?.get(name);
       if (!part) throw new BadRequestError(`Attachment ${name} says it follows, but no part holds it`, 'bad_request');
       data = part;
+      // As CouchDB: only a following part may be sent in its stored (encoded) form;
+      // inline `data` is always the identity bytes.
+      const encoding = attachmentEncoding(spec.encoding, name);
+      if (encoding !== undefined) encoded = { encoding, length: identityLength(data, spec.length, name, limits) };
     } else if (typeof spec.data === 'string') {
       const compact = spec.data.replace(/\s+/g, '');
       if (!BASE64.test(compact) || compact.length % 4 === 1) throw new BadRequestError(`Invalid attachment data for ${name}`, 'bad_request');
@@ -146,9 +156,52 @@ function parseAttachments(value: unknown, limits: DocInputLimits, followed: Map<
     if (data.length > limits.attachmentBytesMax) throw new TooLargeError(`Attachment ${name} is too large`, 'attachment_too_large');
     const att: AttachmentInput = { kind: 'data', name, contentType, data };
     if (revpos !== undefined && !Number.isNaN(revpos)) att.revpos = revpos;
+    if (encoded !== undefined) {
+      att.encoding = encoded.encoding;
+      att.length = encoded.length;
+    }
     out.push(att);
   }
   return out;
+}
+
+/**
+ * Characters a header value cannot hold (Node's rule: tab, printable ASCII and
+ * U+0080..U+00FF only). An attachment's type is served as its Content-Type header, so a
+ * type with any other character is refused on write rather than failing every read.
+ */
+const HEADER_VALUE_INVALID = /[^\t\u0020-\u007e\u0080-\u00ff]/;
+
+/** An attachment content type, checked to be a valid header value. */
+export function checkContentType(value: string): string {
+  if (HEADER_VALUE_INVALID.test(value)) {
+    throw new BadRequestError(`Attachment content type ${JSON.stringify(value)} is not a valid header value`, 'bad_request');
+  }
+  return value;
+}
+
+/** The stored encoding a stub or part declares: undefined for identity; only gzip is kept encoded. */
+function attachmentEncoding(value: unknown, name: string): string | undefined {
+  if (value === undefined || value === null || value === 'identity') return undefined;
+  if (value === 'gzip') return 'gzip';
+  throw new BadRequestError(`Attachment ${name} has unsupported encoding ${JSON.stringify(value)}; only gzip and identity are supported`, 'bad_request');
+}
+
+/**
+ * The identity length of a gzip part: the stub's `length`, which CouchDB always sends
+ * with an encoded part (measuring it would mean decompressing on the event loop).
+ * The bytes must at least start like gzip (RFC 1952 magic), so a mislabelled identity
+ * part is refused instead of being served through a failing decoder.
+ */
+function identityLength(data: Buffer, declared: unknown, name: string, limits: DocInputLimits): number {
+  if (data.length < 2 || data[0] !== 0x1f || data[1] !== 0x8b) {
+    throw new BadRequestError(`Attachment ${name} says it is gzip-encoded, but its bytes are not gzip`, 'bad_request');
+  }
+  if (!Number.isSafeInteger(declared) || (declared as number) < 0) {
+    throw new BadRequestError(`Attachment ${name} is gzip-encoded but gives no identity length`, 'bad_request');
+  }
+  if ((declared as number) > limits.attachmentBytesMax) throw new TooLargeError(`Attachment ${name} is too large`, 'attachment_too_large');
+  return declared as number;
 }
 
 /** A revision from `?rev=`, `If-Match` or `_rev`, checked. */

@@ -44,7 +44,17 @@ export function encodeEdit(edit: DocEdit): Message {
     hasAttachments: edit.attachments !== null,
     attachments: (edit.attachments ?? []).map((att) =>
       att.kind === 'data'
-        ? { name: att.name, stub: false, contentType: att.contentType, data: att.data, digest: '', revpos: att.revpos ?? 0, length: -1 }
+        ? {
+            name: att.name,
+            stub: false,
+            contentType: att.contentType,
+            data: att.data,
+            digest: '',
+            revpos: att.revpos ?? 0,
+            length: att.encoding !== undefined ? att.length ?? -1 : -1,
+            encoding: att.encoding ?? '',
+            encodedLength: -1,
+          }
         : {
             name: att.name,
             stub: true,
@@ -53,6 +63,8 @@ export function encodeEdit(edit: DocEdit): Message {
             digest: att.digest ?? '',
             revpos: att.revpos ?? 0,
             length: att.length ?? -1,
+            encoding: att.encoding ?? '',
+            encodedLength: att.encodedLength ?? -1,
           },
     ),
   };
@@ -75,8 +87,17 @@ export function decodeEdit(m: Message): DocEdit {
                 ...(a.revpos ? { revpos: a.revpos } : {}),
                 ...(a.contentType ? { contentType: a.contentType } : {}),
                 ...(a.length >= 0 ? { length: a.length } : {}),
+                ...(a.encoding ? { encoding: a.encoding } : {}),
+                ...(a.encoding && a.encodedLength > 0 ? { encodedLength: a.encodedLength } : {}),
               }
-            : { kind: 'data' as const, name: a.name, contentType: a.contentType, data: a.data as Buffer, ...(a.revpos ? { revpos: a.revpos } : {}) },
+            : {
+                kind: 'data' as const,
+                name: a.name,
+                contentType: a.contentType,
+                data: a.data as Buffer,
+                ...(a.revpos ? { revpos: a.revpos } : {}),
+                ...(a.encoding ? { encoding: a.encoding, length: a.length } : {}),
+              },
         )
       : null,
   };

@@ -6,7 +6,7 @@ import { BadRequestError } from '../../../errors';
 import { streamAllDocs, streamLocalDocs, totalRows } from '../../coordinator/all-docs';
 import { encodeSeq, currentSeq } from '../../coordinator/changes';
 import { readDocInfos } from '../../coordinator/doc-infos';
-import { openRevsMany, plainRender } from '../../coordinator/doc-open';
+import { openRevsMany, plainRender, renderRowDoc } from '../../coordinator/doc-open';
 import { renderDoc } from '../../../shard/render';
 import type { DbHandle } from '../../coordinator/shard-client';
 import type { Ctx } from '../context';
@@ -23,6 +23,7 @@ export async function allDocs(ctx: Ctx, dbName: string, which: Which): Promise<v
   const includeDocs = typeof body.include_docs === 'boolean' ? body.include_docs : ctx.qBool('include_docs', false);
   const conflicts = typeof body.conflicts === 'boolean' ? body.conflicts : ctx.qBool('conflicts', false);
   const updateSeq = ctx.qBool('update_seq', false);
+  const docOptions = rowDocOptions(ctx, body);
   if (which === 'design') {
     range.startKey = maxKey('_design/', range.startKey, range.descending);
     range.endKey = minKey('_design0', range.endKey, range.descending);
@@ -37,7 +38,7 @@ export async function allDocs(ctx: Ctx, dbName: string, which: Which): Promise<v
   if (keys !== undefined) {
     if (!Array.isArray(keys) || keys.some((k) => typeof k !== 'string')) throw new BadRequestError('`keys` must be an array of strings', 'bad_request');
     if (keys.length > ctx.limits.keysMax) throw new BadRequestError(`At most ${ctx.limits.keysMax} keys per request`);
-    return sendKeys(ctx, db, keys as string[], { head, includeDocs, conflicts, range });
+    return sendKeys(ctx, db, keys as string[], { head, includeDocs, conflicts, range, docOptions });
   }
 
   ctx.startStream(200);
@@ -71,14 +72,28 @@ export async function allDocs(ctx: Ctx, dbName: string, which: Which): Promise<v
       for (const row of rows) {
         const id = row.idJson;
         chunk += (first ? '\r\n' : ',\r\n') + '{"id":' + id + ',"key":' + id + ',"value":{"rev":"' + row.rev + '"}';
-        if (row.doc !== undefined) chunk += ',"doc":' + row.doc;
+        if (row.doc !== undefined) chunk += ',"doc":' + (await renderRowDoc(db, row.doc, docOptions));
         chunk += '}';
         first = false;
+        // Rows with inline attachments can be large: write them out one by one.
+        if (chunk.length >= ROW_CHUNK_CHARS) {
+          await ctx.write(chunk);
+          chunk = '';
+        }
       }
       await ctx.write(chunk);
     });
   }
   ctx.end('\r\n]}\n');
+}
+
+/** Characters of rows gathered before a write while a batch is rendered. */
+const ROW_CHUNK_CHARS = 64 * 1024;
+
+/** `attachments` and `att_encoding_info` for rows with `include_docs`, from the body (POST) or the query. */
+function rowDocOptions(ctx: Ctx, body: Record<string, unknown>): { attachments: boolean; attEncodingInfo: boolean } {
+  const flag = (name: string) => (typeof body[name] === 'boolean' ? (body[name] as boolean) : ctx.qBool(name, false));
+  return { attachments: flag('attachments'), attEncodingInfo: flag('att_encoding_info') };
 }
 
 function maxKey(floor: string, key: string | undefined, descending: boolean): string | undefined {
@@ -95,7 +110,13 @@ async function sendKeys(
   ctx: Ctx,
   db: DbHandle,
   keys: string[],
-  options: { head: string; includeDocs: boolean; conflicts: boolean; range: KeyRangeParams },
+  options: {
+    head: string;
+    includeDocs: boolean;
+    conflicts: boolean;
+    range: KeyRangeParams;
+    docOptions: { attachments: boolean; attEncodingInfo: boolean };
+  },
 ): Promise<void> {
   const ordered = options.range.descending ? [...keys].reverse() : keys;
   const selected = ordered.slice(options.range.skip, options.range.skip + options.range.limit);
@@ -104,7 +125,12 @@ async function sendKeys(
   const docs = options.includeDocs
     ? await openRevsMany(
         db,
-        live.map((info) => ({ info, revs: [info.winner.rev], latest: false, options: { ...plainRender, conflicts: options.conflicts } })),
+        live.map((info) => ({
+          info,
+          revs: [info.winner.rev],
+          latest: false,
+          options: { ...plainRender, conflicts: options.conflicts, ...options.docOptions },
+        })),
       )
     : [];
   let at = 0;

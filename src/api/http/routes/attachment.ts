@@ -2,10 +2,13 @@
  * Standalone attachments: `GET/HEAD/PUT/DELETE /db/doc/att` (names may contain `/`),
  * with content type, `md5-` digest ETag, Content-MD5, and single byte ranges.
  */
-import { BadRequestError, ConflictError, RangeNotSatisfiableError } from '../../../errors';
+import { promisify } from 'node:util';
+import { gunzip } from 'node:zlib';
+import { BadContentTypeError, BadRequestError, ConflictError, RangeNotSatisfiableError } from '../../../errors';
 import { changeAttachment, getAttachment } from '../../coordinator/attachments';
+import { identityBytes } from '../../coordinator/doc-open';
 import type { Ctx } from '../context';
-import { checkRev, validateDocId } from '../doc-input';
+import { checkContentType, checkRev, validateDocId } from '../doc-input';
 import { allow, openDb, sendWrite } from './common';
 import { docLocation } from './doc';
 
@@ -16,11 +19,23 @@ export async function attachment(ctx: Ctx, dbName: string, docId: string, name: 
   const revParam = ctx.qString('rev') ?? ctx.header('if-match')?.replace(/^"|"$/g, '');
   const rev = revParam === undefined ? undefined : checkRev(revParam);
   if (ctx.method === 'GET' || ctx.method === 'HEAD') {
-    const read = await getAttachment(db, { id: docId, name, timeoutMs, ...(rev ? { rev } : {}) });
+    const r = ctx.qInt('r', 0) || undefined;
+    const read = await getAttachment(db, { id: docId, name, timeoutMs, ...(rev ? { rev } : {}), ...(r ? { r } : {}) });
     const etag = `"${read.stub.digest.slice(4)}"`;
     if (ctx.header('if-none-match') === etag) {
       ctx.res.writeHead(304, { ETag: etag });
       return ctx.end();
+    }
+    if (read.stub.encoding !== undefined) {
+      // Stored encoded (as CouchDB keeps compressible types): the stored bytes to a
+      // client that accepts the encoding, decoded ones to any other; no ranges.
+      const headers: Record<string, string> = { 'Content-Type': read.stub.content_type, ETag: etag, 'Accept-Ranges': 'none' };
+      if (acceptsEncoding(ctx.header('accept-encoding'), read.stub.encoding)) {
+        headers['Content-Encoding'] = read.stub.encoding;
+        headers['Content-MD5'] = read.stub.digest.slice(4);
+        return ctx.sendBytes(200, read.data, headers);
+      }
+      return ctx.sendBytes(200, await identityBytes(read.stub, read.data, ctx.limits.attachmentBytesMax), headers);
     }
     const headers: Record<string, string> = {
       'Content-Type': read.stub.content_type,
@@ -42,9 +57,19 @@ export async function attachment(ctx: Ctx, dbName: string, docId: string, name: 
     if (outcome.kind === 'error') throw outcome.error;
     return ctx.send(outcome.kind === 'ok' ? 200 : 202, { ok: true, id: docId, rev: outcome.rev });
   }
+  const contentType = checkContentType(ctx.header('content-type') ?? 'application/octet-stream');
+  const contentEncoding = (ctx.header('content-encoding') ?? 'identity').trim().toLowerCase();
+  if (contentEncoding !== 'identity' && contentEncoding !== 'gzip') {
+    throw new BadContentTypeError('Only gzip and identity content-encodings are supported');
+  }
   const bytes = await ctx.readBody(ctx.limits.attachmentBytesMax);
-  const contentType = ctx.header('content-type') ?? 'application/octet-stream';
-  const outcome = await changeAttachment(db, { id: docId, name, timeoutMs, data: { contentType, bytes }, ...(rev ? { rev } : {}) });
+  const data: { contentType: string; bytes: Buffer; encoding?: string; length?: number } = { contentType, bytes };
+  if (contentEncoding === 'gzip') {
+    // Kept as sent, like CouchDB; the identity length is measured off the event loop.
+    data.encoding = 'gzip';
+    data.length = (await decodeStored(bytes, ctx.limits.attachmentBytesMax)).length;
+  }
+  const outcome = await changeAttachment(db, { id: docId, name, timeoutMs, data, ...(rev ? { rev } : {}) });
   sendWrite(ctx, outcome, { Location: docLocation(ctx, dbName, docId) + '/' + encodeURIComponent(name) });
 }
 
@@ -66,4 +91,33 @@ export function parseRange(header: string | undefined, length: number): { start:
   if (start > end || start >= length) throw new RangeNotSatisfiableError();
   if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end)) throw new BadRequestError('Bad Range header');
   return { start, end };
+}
+
+const gunzipAsync = promisify(gunzip) as (data: Buffer, options: { maxOutputLength: number }) => Promise<Buffer>;
+
+/** The identity bytes of a gzip upload, on the thread pool, bounded so a gzip bomb stops at the limit. */
+async function decodeStored(data: Buffer, bytesMax: number): Promise<Buffer> {
+  try {
+    return await gunzipAsync(data, { maxOutputLength: Math.max(bytesMax, 1) });
+  } catch {
+    throw new BadRequestError('Attachment body is not valid gzip, or decodes larger than the attachment limit');
+  }
+}
+
+/**
+ * Whether `Accept-Encoding` accepts `coding` (RFC 9110 §12.5.3): listed, or `*`, with
+ * a non-zero q; an explicit entry beats `*`. No header means identity only, as CouchDB
+ * (mochiweb) reads it.
+ */
+export function acceptsEncoding(header: string | undefined, coding: string): boolean {
+  if (header === undefined) return false;
+  let wildcard: boolean | undefined;
+  for (const entry of header.split(',')) {
+    const [name, ...params] = entry.trim().toLowerCase().split(';');
+    const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
+    const accepted = q === undefined || Number(q.slice(2)) > 0;
+    if (name === coding || (coding === 'gzip' && name === 'x-gzip')) return accepted;
+    if (name === '*') wildcard = accepted;
+  }
+  return wildcard ?? false;
 }

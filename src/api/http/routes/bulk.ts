@@ -72,7 +72,9 @@ export async function bulkGet(ctx: Ctx, dbName: string): Promise<void> {
     const id = item.id as string;
     const info = infos[i];
     const itemOptions = { ...options };
-    if (Array.isArray(item.atts_since)) {
+    // A per-document atts_since trims inline data; it does not ask for it (CouchDB's
+    // replicator sends `attachments=false` with atts_since and expects stubs).
+    if (Array.isArray(item.atts_since) && options.attachments) {
       itemOptions.attsSince = (item.atts_since as unknown[]).filter((r): r is string => typeof r === 'string');
       itemOptions.attachments = true;
     }
@@ -80,8 +82,8 @@ export async function bulkGet(ctx: Ctx, dbName: string): Promise<void> {
       validateDocId(id, ctx.limits);
       const revs = item.rev === undefined ? undefined : [checkRev(String(item.rev))];
       if (!info && revs === undefined) return { id, errors: [bulkGetError(id, 'undefined', 'not_found', 'missing')] };
-      if (revs === undefined && info!.winner.deleted) return { id, errors: [bulkGetError(id, info!.winner.rev, 'not_found', 'deleted')] };
-      return { id, errors: [], item: { info, revs: revs ?? [info!.winner.rev], latest, options: itemOptions } };
+      // No rev: every leaf, deleted ones included, as open_revs=all (replicators find conflicts this way).
+      return { id, errors: [], item: { info, revs: revs ?? 'all', latest, options: itemOptions } };
     } catch (err) {
       if (!(err instanceof DivanError)) throw err;
       return { id, errors: [bulkGetError(id, String(item.rev ?? 'undefined'), err.token, err.reason)] };

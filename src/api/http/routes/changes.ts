@@ -15,6 +15,7 @@ import {
   watchUpdates,
 } from '../../coordinator/changes';
 import type { DbHandle } from '../../coordinator/shard-client';
+import { renderRowDoc } from '../../coordinator/doc-open';
 import type { ChangesFilter } from '../../../shard/types';
 import { compileSelector } from '../../../shard/query/mango';
 import { isPlainObject, type Ctx } from '../context';
@@ -31,6 +32,7 @@ export async function changes(ctx: Ctx, dbName: string): Promise<void> {
     throw new BadRequestError('Supported `feed` types: normal, continuous, longpoll, eventsource', 'bad_request');
   }
   const request = await parseRequest(ctx, db, body);
+  rowDocOptions(ctx); // a bad attachments/att_encoding_info value is a 400 before the feed starts
   const heartbeatMs = heartbeat(ctx);
   const timeoutMs = ctx.qInt('timeout', ctx.limits.changesTimeoutMs);
 
@@ -129,6 +131,23 @@ function docIdsFilter(ctx: Ctx, value: unknown): ChangesFilter {
   return { kind: 'doc_ids', docIds: value as string[] };
 }
 
+function rowDocOptions(ctx: Ctx): { attachments: boolean; attEncodingInfo: boolean } {
+  return { attachments: ctx.qBool('attachments', false), attEncodingInfo: ctx.qBool('att_encoding_info', false) };
+}
+
+/**
+ * Writes a row after re-rendering its doc when it has attachments (`attachments=true`
+ * inlines their data, one row at a time so a feed never holds a batch of them).
+ */
+function withRowDoc(ctx: Ctx, db: DbHandle, event: ChangeEvent, write: () => Promise<void> | undefined): Promise<void> | undefined {
+  const doc = event.row.doc;
+  if (doc === undefined || !doc.includes('"_attachments"')) return write();
+  return renderRowDoc(db, doc, rowDocOptions(ctx)).then((rendered) => {
+    event.row.doc = rendered;
+    return write();
+  });
+}
+
 function rowJson(event: ChangeEvent): string {
   const row = event.row;
   let out = '{"seq":' + (event.seq === null ? 'null' : '"' + event.seq + '"') + ',"id":' + row.idJson + ',"changes":[';
@@ -151,12 +170,13 @@ async function normalFeed(
   const out = ctx.chunker();
   out.add('{"results":[\n');
   let first = true;
-  const emit = (event: ChangeEvent) => {
-    const chunk = (first ? '' : ',\n') + rowJson(event);
-    first = false;
-    return out.add(chunk);
-  };
   let db = initial;
+  const emit = (event: ChangeEvent) =>
+    withRowDoc(ctx, db, event, () => {
+      const chunk = (first ? '' : ',\n') + rowJson(event);
+      first = false;
+      return out.add(chunk);
+    });
   const live = feed === 'longpoll' ? new LiveDb(ctx, db) : undefined;
   let position: SeqVector = request.since;
   try {
@@ -194,7 +214,9 @@ async function streamingFeed(
   ctx.startStream(200, eventsource ? { 'Content-Type': 'text/event-stream' } : {});
   const out = ctx.chunker();
   const emit = (event: ChangeEvent) =>
-    out.add(eventsource ? 'data: ' + rowJson(event) + '\nid: ' + (event.seq ?? '') + '\n\n' : rowJson(event) + '\n');
+    withRowDoc(ctx, live.db, event, () =>
+      out.add(eventsource ? 'data: ' + rowJson(event) + '\nid: ' + (event.seq ?? '') + '\n\n' : rowJson(event) + '\n'),
+    );
   let position = request.since;
   let sent = 0;
   let lastActivity = Date.now();

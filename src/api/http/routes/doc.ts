@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { BadRequestError, ConflictError, NotFoundError } from '../../../errors';
 import type { RevNode } from '../../../shard/rev-tree';
+import type { AttachmentInput, AttachmentStub } from '../../../shard/types';
 import type { DbHandle } from '../../coordinator/shard-client';
 import {
   attachmentsKnownPos,
@@ -48,6 +49,7 @@ export function renderOptions(ctx: Ctx): RenderOptions {
     deletedConflicts: meta || ctx.qBool('deleted_conflicts', false),
     localSeq: ctx.qBool('local_seq', false),
     attachments: ctx.qBool('attachments', false),
+    attEncodingInfo: ctx.qBool('att_encoding_info', false),
   };
   const attsSince = ctx.qJson('atts_since');
   if (attsSince !== undefined) {
@@ -66,7 +68,8 @@ async function getDoc(ctx: Ctx, db: DbHandle, docId: string): Promise<void> {
   const options = renderOptions(ctx);
   const info = await readDocInfo(db, docId, { timeoutMs, ...(r ? { r } : {}) });
   const openRevsParam = ctx.qString('open_revs');
-  if (openRevsParam !== undefined) return sendOpenRevs(ctx, db, info, openRevsParam, options);
+  // `open_revs=[]` reads like no open_revs at all, as in CouchDB (its default is []).
+  if (openRevsParam !== undefined && !isEmptyRevList(ctx, openRevsParam)) return sendOpenRevs(ctx, db, info, openRevsParam, options);
 
   const revParam = ctx.qString('rev');
   const node = chooseRevision(info, revParam === undefined ? undefined : checkRev(revParam));
@@ -85,6 +88,12 @@ async function getDoc(ctx: Ctx, db: DbHandle, docId: string): Promise<void> {
     }
   }
   ctx.send(200, await renderRevision(db, info!, node, body, options), { ETag: etag });
+}
+
+function isEmptyRevList(ctx: Ctx, param: string): boolean {
+  if (param === 'all') return false;
+  const parsed = ctx.qJson('open_revs');
+  return Array.isArray(parsed) && parsed.length === 0;
 }
 
 async function sendOpenRevs(
@@ -114,7 +123,9 @@ async function sendOpenRevs(
       else {
         const node = info!.tree.get(result.rev)!;
         const body = (await readBody(db, info!.id, result.rev)) ?? '{}';
-        entries.push(await relatedEntry(db, info!, node, body, options));
+        // Every attachment follows as a part (only atts_since trims them), whatever
+        // `attachments` says: CouchDB's replicator asks without it and needs the bytes.
+        entries.push(await relatedEntry(db, info!, node, body, { ...options, attachments: true }));
       }
     }
     const encoded = encodeOpenRevs(entries);
@@ -141,9 +152,13 @@ async function relatedEntry(
   body: string,
   options: RenderOptions,
 ): Promise<OpenRevsEntry> {
-  const doc = JSON.parse(await renderRevision(db, info, node, body, { ...options, attachments: false })) as Record<string, unknown>;
+  // Multipart always carries the encoding fields: encoded attachments travel as stored.
+  const doc = JSON.parse(await renderRevision(db, info, node, body, { ...options, attachments: false, attEncodingInfo: true })) as Record<
+    string,
+    unknown
+  >;
   const attachments: RelatedAttachment[] = [];
-  const stubs = doc._attachments as Record<string, { digest: string; content_type: string; revpos: number; length: number }> | undefined;
+  const stubs = doc._attachments as Record<string, AttachmentStub> | undefined;
   if (stubs && options.attachments) {
     const knownPos = attachmentsKnownPos(info, options.attsSince);
     for (const [name, stub] of Object.entries(stubs)) {
@@ -153,7 +168,7 @@ async function relatedEntry(
       const { stub: _omit, ...rest } = stub as typeof stub & { stub?: boolean };
       void _omit;
       (stubs as Record<string, unknown>)[name] = { ...rest, follows: true };
-      attachments.push({ name, contentType: stub.content_type, data });
+      attachments.push({ name, contentType: stub.content_type, data, ...(stub.encoding !== undefined ? { encoding: stub.encoding } : {}) });
     }
   }
   return { kind: 'ok', doc, attachments };
@@ -222,13 +237,15 @@ async function copyDoc(ctx: Ctx, db: DbHandle, docId: string): Promise<void> {
   const text = await readBody(db, docId, node.rev);
   if (text === undefined) throw new NotFoundError('missing');
   const body = JSON.parse(text) as Record<string, unknown>;
-  const stubs = body._attachments as Record<string, { digest: string; content_type: string }> | undefined;
+  const stubs = body._attachments as Record<string, AttachmentStub> | undefined;
   delete body._attachments;
-  const attachments = [];
+  const attachments: AttachmentInput[] = [];
   for (const [name, stub] of Object.entries(stubs ?? {})) {
     const data = await readAttachment(db, docId, stub.digest);
     if (!data) throw new NotFoundError(`attachment ${name} is missing its data`);
-    attachments.push({ kind: 'data' as const, name, contentType: stub.content_type, data });
+    // An encoded attachment is copied in its stored form, with its identity length.
+    const encoded = stub.encoding !== undefined ? { encoding: stub.encoding, length: stub.length } : {};
+    attachments.push({ kind: 'data' as const, name, contentType: stub.content_type, data, ...encoded });
   }
   const edit = { id: targetId, deleted: false, body, attachments: stubs ? attachments : null, ...(targetRev ? { baseRev: checkRev(targetRev) } : {}) };
   const [outcome] = await updateDocs(db, [edit], { timeoutMs });
