@@ -233,7 +233,13 @@ type Raw = Record<string, unknown>;
 /** Build the frozen config from a file, the environment and flags (each optional). */
 export function loadConfig(sources: { file?: string; env?: NodeJS.ProcessEnv; flags?: Raw }): Readonly<Config> {
   const merged: Raw = { ...defaults };
-  if (sources.file) Object.assign(merged, parseFile(sources.file));
+  // Not Object.assign: a `__proto__` key in the file would set merged's prototype.
+  if (sources.file) {
+    for (const [key, value] of Object.entries(parseFile(sources.file))) {
+      if (!Object.hasOwn(defaults, key)) throw new Error(`unknown config key: ${key}`);
+      merged[key] = value;
+    }
+  }
   for (const [name, key] of Object.entries(envNames)) {
     const value = sources.env?.[name];
     if (value !== undefined && value !== '') merged[key] = value;

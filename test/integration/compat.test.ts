@@ -82,6 +82,13 @@ describe('ids and names that are Object.prototype members (item 2)', () => {
       assert.equal(del.status, 200, `DELETE ${id}: ${del.text}`);
       assert.equal((await request(node, 'GET', `/${db}/${id}`)).body.reason, 'deleted');
     }
+    // `__proto__` as an attachment name once vanished into the prototype of the
+    // attachments map; like every name starting with `_` it is refused, as CouchDB does.
+    const doc = await request(node, 'PUT', `/${db}/protoatt`, { body: {} });
+    for (const name of ['__proto__', '_foo']) {
+      const res = await request(node, 'PUT', `/${db}/protoatt/${name}?rev=${doc.body.rev}`, { raw: 'x', headers: { 'content-type': 'text/plain' } });
+      assert.deepEqual([res.status, res.body.error], [400, 'bad_request'], `${name}: ${res.text}`);
+    }
     // `__proto__` is refused as an id (it starts with `_`), but as a _revs_diff key
     // it is answered like any other: it must not vanish into the prototype.
     const diff = await request(node, 'POST', `/${db}/_revs_diff`, { raw: '{"__proto__":["1-abc"]}', headers: { 'content-type': 'application/json' } });
