@@ -48,7 +48,9 @@ export async function bulkDocs(ctx: Ctx, dbName: string): Promise<void> {
   for (let i = 0; i < body.docs.length; i++) {
     const local = locals.get(i);
     if (local) {
-      rows.push(await writeLocal(db, local.id, local.doc));
+      // As for other documents, new_edits=false reports only failures.
+      const row = await writeLocal(db, local.id, local.doc);
+      if (newEdits || row.error !== undefined) rows.push(row);
       continue;
     }
     const outcome = outcomes[at++]!;

@@ -206,7 +206,7 @@ async function normalFeed(
     if (live && pass.count === 0 && !request.descending) {
       // As CouchDB when it starts waiting with nothing sent: a newline, so the status,
       // headers and the opening of the object reach the client now.
-      out.add('\n');
+      await out.add('\n');
       await out.flush();
       const deadline = Date.now() + (heartbeatMs !== undefined ? Number.MAX_SAFE_INTEGER / 2 : timeoutMs);
       while (pass.count === 0 && !ctx.signal.aborted && Date.now() < deadline) {
@@ -259,7 +259,7 @@ async function streamingFeed(
       position = pass.position;
       sent += pass.count;
       // As CouchDB when it first waits with nothing sent: a newline (the feed is alive).
-      if (!wroteAny && pass.count === 0 && !request.descending) out.add('\n');
+      if (!wroteAny && pass.count === 0 && !request.descending) await out.add('\n');
       wroteAny = true;
       await out.flush();
       if (pass.count > 0) lastActivity = Date.now();
