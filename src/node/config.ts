@@ -83,7 +83,10 @@ export interface Config {
   attachmentBytesMax: number;
   /** Deepest JSON nesting accepted in a request body. */
   jsonDepthMax: number;
-  /** Longest document id, bytes of UTF-8. */
+  /**
+   * Longest document id a write may store, bytes of UTF-8 (CouchDB sets none; clients
+   * such as PouchDB's tests use ids of about 1,400 bytes); it bounds keys in storage.
+   */
   docIdBytesMax: number;
   /** Documents in one `_bulk_docs` or `_bulk_get` request at most. */
   bulkDocsMax: number;
@@ -95,6 +98,12 @@ export interface Config {
   requestTimeoutMs: number;
   /** Longpoll/continuous `_changes` default timeout when no heartbeat, ms (CouchDB: 60 s). */
   changesTimeoutMs: number;
+  /**
+   * Longest `timeout` or `heartbeat` a `_changes` request may ask for, ms; longer ones
+   * are clamped to it, as CouchDB clamps both to its changes_timeout (60 s). At most
+   * 2^31-1: beyond, Node's setTimeout fires at once and a feed would spin.
+   */
+  changesTimeoutMsMax: number;
   /** Rows a `_changes` or `_all_docs` request returns when it sets no limit. */
   rowsMax: number;
   /** Concurrent HTTP connections at most; more are refused by the kernel backlog. */
@@ -190,12 +199,13 @@ export const defaults: Readonly<Config> = Object.freeze({
   requestBytesMax: 64 * 1024 * 1024,
   attachmentBytesMax: 64 * 1024 * 1024,
   jsonDepthMax: 64,
-  docIdBytesMax: 1024,
+  docIdBytesMax: 8192,
   bulkDocsMax: 10_000,
   keysMax: 10_000,
   uuidsCountMax: 1000,
   requestTimeoutMs: 60_000,
   changesTimeoutMs: 60_000,
+  changesTimeoutMsMax: 60_000,
   rowsMax: Number.MAX_SAFE_INTEGER,
   connectionsMax: 4096,
   keepAliveTimeoutMs: 65_000,
@@ -258,7 +268,13 @@ type Raw = Record<string, unknown>;
 /** Build the frozen config from a file, the environment and flags (each optional). */
 export function loadConfig(sources: { file?: string; env?: NodeJS.ProcessEnv; flags?: Raw }): Readonly<Config> {
   const merged: Raw = { ...defaults };
-  if (sources.file) Object.assign(merged, parseFile(sources.file));
+  // Not Object.assign: a `__proto__` key in the file would set merged's prototype.
+  if (sources.file) {
+    for (const [key, value] of Object.entries(parseFile(sources.file))) {
+      if (!Object.hasOwn(defaults, key)) throw new Error(`unknown config key: ${key}`);
+      merged[key] = value;
+    }
+  }
   for (const [name, key] of Object.entries(envNames)) {
     const value = sources.env?.[name];
     if (value !== undefined && value !== '') merged[key] = value;
@@ -300,7 +316,7 @@ const stringKeys = new Set<keyof Config>([
 export function validate(raw: Raw): Readonly<Config> {
   const out: Raw = {};
   for (const [key, value] of Object.entries(raw)) {
-    if (!(key in defaults)) throw new Error(`unknown config key: ${key}`);
+    if (!Object.hasOwn(defaults, key)) throw new Error(`unknown config key: ${key}`);
     if (stringKeys.has(key as keyof Config)) {
       if (value !== undefined && typeof value !== 'string') throw new Error(`config ${key} must be a string`);
       out[key] = value;
@@ -329,6 +345,8 @@ function checkRelations(c: Config): void {
   if (c.docBytesMax > c.requestBytesMax) fail('docBytesMax must not exceed requestBytesMax');
   if (c.attachmentBytesMax > c.requestBytesMax) fail('attachmentBytesMax must not exceed requestBytesMax');
   if (c.jsonDepthMax < 2) fail('jsonDepthMax must be at least 2');
+  if (c.changesTimeoutMsMax < 1 || c.changesTimeoutMsMax > 2 ** 31 - 1) fail('changesTimeoutMsMax must be in 1..2147483647');
+  if (c.changesTimeoutMs > c.changesTimeoutMsMax) fail('changesTimeoutMs must not exceed changesTimeoutMsMax');
   if (c.updateBatchDocsMax > c.updateQueueDocsMax) fail('updateBatchDocsMax must not exceed updateQueueDocsMax');
   if (c.bulkDocsMax > c.updateQueueDocsMax) fail('bulkDocsMax must not exceed updateQueueDocsMax');
   if (c.grpcPort > 65535) fail('grpcPort must be at most 65535');

@@ -65,6 +65,7 @@ export class DivanNode {
         requestTimeoutMs: config.requestTimeoutMs,
         quorumTimeoutMs: config.writeQuorumTimeoutMs,
         changesTimeoutMs: config.changesTimeoutMs,
+        changesTimeoutMsMax: config.changesTimeoutMsMax,
         rowsMax: config.rowsMax,
       },
       node: {

@@ -170,7 +170,7 @@ async function resolveStub(
   previous: Record<string, AttachmentStub>,
   ctx: EditContext,
 ): Promise<AttachmentStub> {
-  const known = previous[att.name];
+  const known = Object.hasOwn(previous, att.name) ? previous[att.name] : undefined; // own members only: names are user input
   if (known && (att.digest === undefined || att.digest === known.digest)) return known;
   if (att.digest !== undefined && att.contentType !== undefined && att.length !== undefined && (await ctx.hasAttachment(att.digest))) {
     const stub: AttachmentStub = { content_type: att.contentType, digest: att.digest, length: att.length, revpos: att.revpos ?? 1, stub: true };

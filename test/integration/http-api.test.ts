@@ -267,7 +267,7 @@ describe('documents', () => {
 
   test('design docs are stored, listed and replicated like documents', async () => {
     const db = await newDb();
-    assert.equal((await request(node, 'PUT', `/${db}/_design/app`, { body: { views: {} } })).status, 201);
+    assert.equal((await request(node, 'PUT', `/${db}/_design/app`, { body: { views: { v: { map: 'function (doc) {}' } } } })).status, 201);
     assert.equal((await request(node, 'GET', `/${db}/_design%2Fapp`)).body._id, '_design/app');
     await request(node, 'PUT', `/${db}/zzz`, { body: {} });
     const design = await request(node, 'GET', `/${db}/_design_docs`);
@@ -277,6 +277,8 @@ describe('documents', () => {
     const view = await request(node, 'GET', `/${db}/_design/app/_view/v`);
     assert.equal(view.status, 501);
     assert.equal(view.body.error, 'not_implemented');
+    const missing = await request(node, 'GET', `/${db}/_design/app/_view/nope`);
+    assert.deepEqual([missing.status, missing.body.reason], [404, 'missing_named_view']);
   });
 });
 

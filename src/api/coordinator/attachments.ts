@@ -22,7 +22,9 @@ export async function getAttachment(
   const info = await readDocInfo(db, request.id, { timeoutMs: request.timeoutMs, ...(request.r ? { r: request.r } : {}) });
   const node = chooseRevision(info, request.rev);
   const body = await readBody(db, request.id, node.rev);
-  const stub = body === undefined ? undefined : attachmentsOf(body)[request.name];
+  const stubs = body === undefined ? undefined : attachmentsOf(body);
+  // Own members only: an attachment named `constructor` must not find Object.prototype's.
+  const stub = stubs && Object.hasOwn(stubs, request.name) ? stubs[request.name] : undefined;
   if (!stub) throw new NotFoundError('Document is missing attachment');
   const data = await readAttachment(db, request.id, stub.digest);
   if (!data) throw new NotFoundError('Document is missing attachment');
@@ -58,7 +60,7 @@ export async function changeAttachment(
   } else if (request.data === undefined) {
     throw new NotFoundError(info ? 'deleted' : 'missing');
   }
-  if (request.data === undefined && !(request.name in current)) throw new NotFoundError('Document is missing attachment');
+  if (request.data === undefined && !Object.hasOwn(current, request.name)) throw new NotFoundError('Document is missing attachment');
   const attachments: AttachmentInput[] = [];
   for (const [name, stub] of Object.entries(current)) {
     if (name !== request.name) attachments.push({ kind: 'stub', name, digest: stub.digest });

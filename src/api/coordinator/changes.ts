@@ -106,6 +106,12 @@ export interface ChangesRequest {
   filter: ChangesFilter;
   /** Only every Nth row carries its seq (CouchDB's seq_interval); 1 = all. */
   seqInterval: number;
+  /**
+   * Where CouchDB's seq_interval count stands at this pass's first row: its remaining
+   * `limit` (10^15 when none was set). A row carries its seq when the countdown at that
+   * row is a multiple of seqInterval, exactly as CouchDB picks them. Default 10^15.
+   */
+  seqCountdown?: number;
 }
 
 export interface ChangeEvent {
@@ -173,8 +179,8 @@ export async function readChanges(
         for (const row of batch) {
           if (count >= limit) break;
           if (!request.descending) position[i]!.seq = row.seq;
+          const withSeq = request.seqInterval <= 1 || ((request.seqCountdown ?? 1e15) - count) % request.seqInterval === 0;
           count++;
-          const withSeq = request.seqInterval <= 1 || count % request.seqInterval === 0;
           const seq = withSeq ? encodeSeq(db, request.descending ? withRange(position, i, row.seq) : position) : null;
           const pending = emit({ row, seq });
           if (pending) await pending;

@@ -20,6 +20,8 @@ export interface HttpLimits {
   /** How long reads and writes wait for r / w copies before answering with what they have. */
   quorumTimeoutMs: number;
   changesTimeoutMs: number;
+  /** `timeout` and `heartbeat` of `_changes` are clamped to this (CouchDB clamps to changes_timeout). */
+  changesTimeoutMsMax: number;
   rowsMax: number;
 }
 

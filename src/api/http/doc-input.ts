@@ -14,9 +14,10 @@ export interface DocInputLimits {
   attachmentBytesMax: number;
 }
 
-/** Special members a client may send; the read-only ones are accepted and ignored. */
 /** In unicode mode `\p{Cs}` matches only unpaired surrogates: text UTF-8 cannot encode. */
 const LONE_SURROGATE = /\p{Cs}/u;
+
+/** Special members a client may send; the read-only ones are accepted and ignored. */
 
 const ALLOWED_SPECIALS = new Set([
   '_id',
@@ -29,6 +30,24 @@ const ALLOWED_SPECIALS = new Set([
   '_local_seq',
   '_revs_info',
 ]);
+
+/**
+ * Special members CouchDB keeps in the stored body as they are (replication state
+ * that the `_replicator` database and clients like PouchDB write into documents).
+ */
+const KEPT_SPECIALS = new Set([
+  '_replication_id',
+  '_replication_state',
+  '_replication_state_time',
+  '_replication_state_reason',
+  '_replication_stats',
+]);
+
+function isSpecialMember(key: string): 'body' | 'special' {
+  if (!key.startsWith('_') || KEPT_SPECIALS.has(key)) return 'body';
+  if (!ALLOWED_SPECIALS.has(key)) throw new BadRequestError(`Bad special document member: ${key}`, 'doc_validation');
+  return 'special';
+}
 
 export function validateDocId(id: unknown, limits: DocInputLimits, options: { allowLocal?: boolean } = {}): string {
   if (typeof id !== 'string' || id.length === 0) throw new BadRequestError('Document id must be a non-empty string', 'illegal_docid');
@@ -60,8 +79,7 @@ export function parseDoc(
   if (!isPlainObject(json)) throw new BadRequestError('Document must be a JSON object', 'bad_request');
   const body: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(json)) {
-    if (!key.startsWith('_')) body[key] = value;
-    else if (!ALLOWED_SPECIALS.has(key)) throw new BadRequestError(`Bad special document member: ${key}`, 'doc_validation');
+    if (isSpecialMember(key) === 'body') body[key] = value;
   }
   let id: string;
   if (options.id !== undefined) {
@@ -208,4 +226,36 @@ function identityLength(data: Buffer, declared: unknown, name: string, limits: D
 export function checkRev(rev: string): string {
   parseRev(rev);
   return rev;
+}
+
+export interface ParsedLocalDoc {
+  /** The `_rev` the client sent, if any (checked: `0-N`, or any well-formed rev). */
+  rev: string | undefined;
+  /** The body to store as JSON text, or null to delete (`_deleted: true`). */
+  body: string | null;
+}
+
+const LOCAL_REV = /^0-[0-9]{1,15}$/;
+
+/** A local doc's rev from a client: CouchDB's `0-N`, or any rev of the usual form (which then simply does not match). */
+export function checkLocalRev(rev: string): string {
+  if (!LOCAL_REV.test(rev)) parseRev(rev);
+  return rev;
+}
+
+/**
+ * A `_local` document as CouchDB takes it: the same special members as any document
+ * are allowed (others are refused), but only the plain members (and the replication
+ * ones) are stored: local docs keep no `_attachments` and no `_revisions`.
+ */
+export function parseLocalDoc(json: Record<string, unknown>, limits: DocInputLimits): ParsedLocalDoc {
+  const body: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(json)) {
+    if (isSpecialMember(key) === 'body') body[key] = value;
+  }
+  const rev = json._rev === undefined || json._rev === null ? undefined : checkLocalRev(String(json._rev));
+  if (json._deleted === true) return { rev, body: null };
+  const text = JSON.stringify(body);
+  if (Buffer.byteLength(text, 'utf8') > limits.docBytesMax) throw new TooLargeError(String(json._id ?? ''), 'document_too_large');
+  return { rev, body: text };
 }

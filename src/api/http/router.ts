@@ -11,41 +11,44 @@ import { attachment } from './routes/attachment';
 import { bulkDocs, bulkGet, revsDiffRoute } from './routes/bulk';
 import { changes } from './routes/changes';
 import { database, dbNotBuilt, ensureFullCommit, revsLimit, security } from './routes/db';
+import { designResourceNotBuilt } from './routes/design';
 import { doc } from './routes/doc';
-import { localDoc } from './routes/local';
+import { localAttachment, localDoc } from './routes/local';
 import { activeTasks, allDbs, dbsInfo, node, notBuilt, up, uuids, welcome } from './routes/server';
 import { session } from './routes/session';
 import { membership, rebalance, shards, syncShards } from './routes/cluster';
 
 type Handler = (ctx: Ctx) => Promise<void>;
 
-const serverRoutes: Record<string, Handler> = {
-  _up: up,
-  _all_dbs: allDbs,
-  _dbs_info: dbsInfo,
-  _uuids: uuids,
-  _session: session,
-  _node: node,
-  _active_tasks: activeTasks,
-  _membership: membership,
-};
+// Maps, not object literals: path segments are user input, and a plain object would
+// "have" `constructor`, `toString` or `__proto__` (ids and names clients do use).
+const serverRoutes = new Map<string, Handler>([
+  ['_up', up],
+  ['_all_dbs', allDbs],
+  ['_dbs_info', dbsInfo],
+  ['_uuids', uuids],
+  ['_session', session],
+  ['_node', node],
+  ['_active_tasks', activeTasks],
+  ['_membership', membership],
+]);
 
 /** Server endpoints of CouchDB that later issues build. */
 const serverNotBuilt = new Set(['_replicate', '_scheduler', '_cluster_setup', '_reshard', '_db_updates', '_utils', '_search_analyze']);
 
 /** Database endpoints of CouchDB that later issues build. */
-const dbNotBuiltNames: Record<string, string> = {
-  _find: 'Mango queries (_find)',
-  _index: 'Mango indexes (_index)',
-  _explain: 'Mango _explain',
-  _compact: 'Compaction',
-  _view_cleanup: 'View cleanup',
-  _purge: 'Purge',
-  _purged_infos_limit: 'Purge',
-  _design_docs_queries: 'Multiple queries',
-  _all_docs_queries: 'Multiple queries',
-  _partition: 'Partitioned databases',
-};
+const dbNotBuiltNames = new Map<string, string>([
+  ['_find', 'Mango queries (_find)'],
+  ['_index', 'Mango indexes (_index)'],
+  ['_explain', 'Mango _explain'],
+  ['_compact', 'Compaction'],
+  ['_view_cleanup', 'View cleanup'],
+  ['_purge', 'Purge'],
+  ['_purged_infos_limit', 'Purge'],
+  ['_design_docs_queries', 'Multiple queries'],
+  ['_all_docs_queries', 'Multiple queries'],
+  ['_partition', 'Partitioned databases'],
+]);
 
 const designNotBuilt = new Set(['_view', '_show', '_list', '_update', '_rewrite', '_info', '_search', '_search_info', '_nouveau']);
 
@@ -74,7 +77,7 @@ export async function route(ctx: Ctx): Promise<void> {
   if (s.length === 0) return welcome(ctx);
   const first = s[0]!;
   if (first.startsWith('_') && !['_users', '_replicator', '_global_changes'].includes(first)) {
-    const handler = serverRoutes[first];
+    const handler = serverRoutes.get(first);
     if (handler) return handler(ctx);
     if (serverNotBuilt.has(first)) return notBuilt(ctx);
     throw new BadRequestError(`Unknown endpoint ${first}`, 'illegal_database_name');
@@ -116,18 +119,20 @@ async function dbRoute(ctx: Ctx, db: string, rest: string[]): Promise<void> {
       return rebalance(ctx, db);
     case '_local':
       if (rest.length < 2) throw new BadRequestError('Missing local document id', 'illegal_docid');
-      return localDoc(ctx, db, rest.slice(1).join('/'));
+      // As in CouchDB, a further segment names an attachment, which local docs refuse.
+      if (rest.length > 2) return localAttachment(ctx, db);
+      return localDoc(ctx, db, rest[1]!);
     case '_design': {
       if (rest.length < 2 || rest[1] === '') throw new BadRequestError('Missing design document name', 'illegal_docid');
       const id = '_design/' + rest[1];
       if (rest.length === 2) return doc(ctx, db, id);
-      if (designNotBuilt.has(rest[2]!)) return dbNotBuilt(ctx, db, `Design document ${rest[2]} (views, shows, lists, updates)`);
+      if (designNotBuilt.has(rest[2]!)) return designResourceNotBuilt(ctx, db, id, rest[2]!, rest[3]);
       return attachment(ctx, db, id, rest.slice(2).join('/'));
     }
   }
-  const notBuiltName = dbNotBuiltNames[head];
+  const notBuiltName = dbNotBuiltNames.get(head);
   if (notBuiltName) return dbNotBuilt(ctx, db, notBuiltName);
-  if (head.startsWith('_local/')) return localDoc(ctx, db, head.slice(7));
+  if (head.startsWith('_local/')) return rest.length === 1 ? localDoc(ctx, db, head.slice(7)) : localAttachment(ctx, db);
   if (head.startsWith('_') && !head.startsWith('_design/')) {
     throw new BadRequestError('Only reserved document ids may start with underscore.', 'illegal_docid');
   }

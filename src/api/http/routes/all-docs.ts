@@ -37,6 +37,9 @@ export async function allDocs(ctx: Ctx, dbName: string, which: Which): Promise<v
     ',"rows":[';
   if (keys !== undefined) {
     if (!Array.isArray(keys) || keys.some((k) => typeof k !== 'string')) throw new BadRequestError('`keys` must be an array of strings', 'bad_request');
+    if (keys.length > 0 && range.keyBounded) {
+      throw new BadRequestError('`keys` is incompatible with `key`, `start_key` and `end_key`', 'query_parse_error');
+    }
     if (keys.length > ctx.limits.keysMax) throw new BadRequestError(`At most ${ctx.limits.keysMax} keys per request`);
     return sendKeys(ctx, db, keys as string[], { head, includeDocs, conflicts, range, docOptions });
   }

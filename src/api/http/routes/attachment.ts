@@ -51,6 +51,9 @@ export async function attachment(ctx: Ctx, dbName: string, docId: string, name: 
     return ctx.sendBytes(200, read.data, headers);
   }
   validateDocId(docId, ctx.limits);
+  // As CouchDB (and as inline attachments are checked): no name may start with `_`,
+  // which also keeps `__proto__` out of every attachments map.
+  if (name.startsWith('_')) throw new BadRequestError(`Attachment name '${name}' starts with prohibited character '_'`);
   if (ctx.method === 'DELETE') {
     if (rev === undefined) throw new ConflictError();
     const outcome = await changeAttachment(db, { id: docId, name, rev, timeoutMs });

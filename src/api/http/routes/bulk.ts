@@ -2,13 +2,15 @@
  * Batch resources: `_bulk_docs`, `_bulk_get`, `_revs_diff`, `_missing_revs`.
  */
 import { randomBytes } from 'node:crypto';
-import { BadRequestError, DivanError } from '../../../errors';
+import { BadRequestError, ConflictError, DivanError } from '../../../errors';
 import { updateDocs } from '../../coordinator/doc-update';
 import { openRevsMany, OpenRevsItem } from '../../coordinator/doc-open';
 import { readDocInfos } from '../../coordinator/doc-infos';
+import { putLocal } from '../../coordinator/local-docs';
 import { revsDiff } from '../../coordinator/revs-diff';
+import type { DbHandle } from '../../coordinator/shard-client';
 import { isPlainObject, type Ctx } from '../context';
-import { checkRev, parseDoc, ParsedDoc, validateDocId } from '../doc-input';
+import { checkRev, parseDoc, ParsedDoc, parseLocalDoc, ParsedLocalDoc, validateDocId } from '../doc-input';
 import { allow, openDb } from './common';
 import { renderOptions } from './doc';
 
@@ -23,10 +25,17 @@ export async function bulkDocs(ctx: Ctx, dbName: string): Promise<void> {
   }
   const newEdits = body.new_edits === undefined ? true : body.new_edits === true;
   if (body.new_edits !== undefined && typeof body.new_edits !== 'boolean') throw new BadRequestError('new_edits must be a boolean');
-  const parsed: ParsedDoc[] = body.docs.map((doc) =>
-    parseDoc(doc, { newEdits, limits: ctx.limits, generateId: () => randomBytes(16).toString('hex') }),
-  );
-  for (const p of parsed) if (p.edit.id.startsWith('_local/')) throw new BadRequestError('Local documents cannot be written with _bulk_docs', 'bad_request');
+  // `_local/` documents go to the local-doc store, as CouchDB does; the rest are edits.
+  // Every document is parsed before anything is written (a bad one fails the request).
+  const isLocal = (doc: unknown) => isPlainObject(doc) && typeof doc._id === 'string' && doc._id.startsWith('_local/') && doc._id.length > 7;
+  const locals = new Map<number, { id: string; doc: ParsedLocalDoc }>();
+  const parsed: ParsedDoc[] = [];
+  body.docs.forEach((doc, i) => {
+    if (isLocal(doc)) {
+      const json = doc as Record<string, unknown>;
+      locals.set(i, { id: json._id as string, doc: parseLocalDoc(json, ctx.limits) });
+    } else parsed.push(parseDoc(doc, { newEdits, limits: ctx.limits, generateId: () => randomBytes(16).toString('hex') }));
+  });
   const w = ctx.qInt('w', 0) || undefined;
   const outcomes = await updateDocs(
     db,
@@ -35,7 +44,16 @@ export async function bulkDocs(ctx: Ctx, dbName: string): Promise<void> {
   );
   const rows: unknown[] = [];
   let accepted = false;
-  for (const outcome of outcomes) {
+  let at = 0;
+  for (let i = 0; i < body.docs.length; i++) {
+    const local = locals.get(i);
+    if (local) {
+      // As for other documents, new_edits=false reports only failures.
+      const row = await writeLocal(db, local.id, local.doc);
+      if (newEdits || row.error !== undefined) rows.push(row);
+      continue;
+    }
+    const outcome = outcomes[at++]!;
     if (outcome.kind === 'error') rows.push(errorRow(outcome.id, outcome.error, outcome.rev));
     else {
       accepted ||= outcome.kind === 'accepted';
@@ -43,6 +61,17 @@ export async function bulkDocs(ctx: Ctx, dbName: string): Promise<void> {
     }
   }
   ctx.send(accepted ? 202 : 201, rows);
+}
+
+/** One local doc of a `_bulk_docs` request; its failure is its row's, as for other documents. */
+async function writeLocal(db: DbHandle, id: string, doc: ParsedLocalDoc): Promise<Record<string, unknown>> {
+  try {
+    if (doc.body === null && doc.rev === undefined) throw new ConflictError();
+    return { ok: true, id, rev: await putLocal(db, id, doc.body, doc.rev) };
+  } catch (err) {
+    if (!(err instanceof DivanError)) throw err;
+    return errorRow(id, err);
+  }
 }
 
 function bulkGetError(id: string, rev: string, error: string, reason: string): string {
@@ -115,14 +144,16 @@ export async function revsDiffRoute(ctx: Ctx, dbName: string, style: 'revs_diff'
   }
   if (total > ctx.limits.keysMax * 10) throw new BadRequestError('Too many revisions in one _revs_diff request');
   const diff = await revsDiff(db, request, { timeoutMs: ctx.limits.quorumTimeoutMs });
+  // Null-prototype objects: ids are user input, and `out['__proto__'] = …` on a plain
+  // object would set its prototype instead of adding the member.
   if (style === 'revs_diff') {
-    const out: Record<string, unknown> = {};
+    const out: Record<string, unknown> = Object.create(null);
     for (const [id, entry] of diff) {
       out[id] = entry.possibleAncestors.length > 0 ? { missing: entry.missing, possible_ancestors: entry.possibleAncestors } : { missing: entry.missing };
     }
     return ctx.send(200, out);
   }
-  const missing: Record<string, string[]> = {};
+  const missing: Record<string, string[]> = Object.create(null);
   for (const [id, entry] of diff) missing[id] = entry.missing;
   ctx.send(200, { missing_revs: missing });
 }

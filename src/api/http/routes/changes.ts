@@ -20,6 +20,7 @@ import type { ChangesFilter } from '../../../shard/types';
 import { compileSelector } from '../../../shard/query/mango';
 import { isPlainObject, type Ctx } from '../context';
 import { allow, openDb } from './common';
+import { nestedMember, openDesignDoc } from './design';
 
 type Feed = 'normal' | 'longpoll' | 'continuous' | 'eventsource';
 
@@ -27,14 +28,17 @@ export async function changes(ctx: Ctx, dbName: string): Promise<void> {
   allow(ctx, ['GET', 'HEAD', 'POST']);
   const db = await openDb(ctx, dbName);
   const body = ctx.method === 'POST' ? await ctx.readJsonObject() : {};
-  const feed = (ctx.qString('feed') ?? 'normal') as Feed;
+  const feedParam = ctx.qString('feed') ?? 'normal';
+  const feed = (feedParam === 'live' ? 'continuous' : feedParam) as Feed; // `live`: CouchDB's alias
   if (!['normal', 'longpoll', 'continuous', 'eventsource'].includes(feed)) {
-    throw new BadRequestError('Supported `feed` types: normal, continuous, longpoll, eventsource', 'bad_request');
+    throw new BadRequestError('Supported `feed` types: normal, continuous, live, longpoll, eventsource', 'bad_request');
   }
   const request = await parseRequest(ctx, db, body);
   rowDocOptions(ctx); // a bad attachments/att_encoding_info value is a 400 before the feed starts
   const heartbeatMs = heartbeat(ctx);
-  const timeoutMs = ctx.qInt('timeout', ctx.limits.changesTimeoutMs);
+  // Clamped as CouchDB clamps it (to its changes_timeout), which also keeps it within
+  // what setTimeout can wait: beyond 2^31-1 ms it fires at once, and a feed would spin.
+  const timeoutMs = Math.min(ctx.qInt('timeout', ctx.limits.changesTimeoutMs), ctx.limits.changesTimeoutMsMax);
 
   if (feed === 'normal' || feed === 'longpoll') return normalFeed(ctx, db, request, feed, heartbeatMs, timeoutMs);
   return streamingFeed(ctx, new LiveDb(ctx, db), request, feed, heartbeatMs, timeoutMs);
@@ -73,13 +77,30 @@ class LiveDb {
   }
 }
 
+/** `heartbeat`: ms, or `true` for the default timeout; clamped to changesTimeoutMsMax as CouchDB clamps it. */
 function heartbeat(ctx: Ctx): number | undefined {
   const raw = ctx.qString('heartbeat');
   if (raw === undefined) return undefined;
-  if (raw === 'true') return 60_000;
-  const ms = ctx.qInt('heartbeat', 60_000);
-  if (ms < 1) throw new BadRequestError('heartbeat must be a positive integer', 'bad_request');
-  return Math.max(ms, 100);
+  if (raw === 'true') return ctx.limits.changesTimeoutMs;
+  if (!/^-?[0-9]+$/.test(raw.trim())) {
+    throw new BadRequestError('Invalid heartbeat value. Expecting a positive integer value (in milliseconds).', 'bad_request');
+  }
+  const ms = Number(raw);
+  if (!(ms > 0)) throw new BadRequestError('The heartbeat value should be a positive integer (in milliseconds).', 'bad_request');
+  return Math.min(Math.max(ms, 100), ctx.limits.changesTimeoutMsMax);
+}
+
+/** CouchDB's `limit` when a request sets none: seq_interval counts down from it. */
+const COUCH_DEFAULT_LIMIT = 1e15;
+
+function seqInterval(ctx: Ctx): number {
+  const raw = ctx.qString('seq_interval');
+  if (raw === undefined) return 1;
+  const value = Number(raw);
+  if (!/^[0-9]+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value < 1) {
+    throw new BadRequestError('invalid_seq_interval', 'bad_request');
+  }
+  return value;
 }
 
 async function parseRequest(ctx: Ctx, db: DbHandle, body: Record<string, unknown>): Promise<ChangesRequest> {
@@ -96,14 +117,21 @@ async function parseRequest(ctx: Ctx, db: DbHandle, body: Record<string, unknown
     allLeaves: style === 'all_docs',
     includeDocs: ctx.qBool('include_docs', false),
     conflicts: ctx.qBool('conflicts', false),
-    filter: parseFilter(ctx, body),
-    seqInterval: ctx.qInt('seq_interval', 1) || 1,
+    filter: await parseFilter(ctx, db, body),
+    seqInterval: seqInterval(ctx),
+    seqCountdown: ctx.query.has('limit') ? limit : COUCH_DEFAULT_LIMIT,
   };
 }
 
-function parseFilter(ctx: Ctx, body: Record<string, unknown>): ChangesFilter {
+/**
+ * The `filter` parameter, checked as CouchDB checks it before the feed starts. Design
+ * document filters and views are not built: a request naming one that exists gets an
+ * honest 400; one naming a design document or member that does not exist gets
+ * CouchDB's 404 (`missing`, `deleted`, `missing json key: …`).
+ */
+async function parseFilter(ctx: Ctx, db: DbHandle, body: Record<string, unknown>): Promise<ChangesFilter> {
   const name = ctx.qString('filter');
-  if (name === undefined) {
+  if (name === undefined || name === '') {
     const docIds = ctx.qJson('doc_ids') ?? body.doc_ids;
     if (docIds !== undefined) return docIdsFilter(ctx, docIds);
     return { kind: 'none' };
@@ -111,12 +139,25 @@ function parseFilter(ctx: Ctx, body: Record<string, unknown>): ChangesFilter {
   if (name === '_doc_ids') return docIdsFilter(ctx, ctx.qJson('doc_ids') ?? body.doc_ids);
   if (name === '_design') return { kind: 'design' };
   if (name === '_selector') {
+    if (ctx.method !== 'POST') throw new BadRequestError('Selector must be specified in POST payload', 'bad_request');
     const selector = body.selector;
-    if (!isPlainObject(selector)) throw new BadRequestError('Selector must be specified in POST payload', 'bad_request');
+    if (!isPlainObject(selector)) throw new BadRequestError('Selector error: expected a JSON object', 'bad_request');
     compileSelector(selector); // reject an invalid selector before the response starts
     return { kind: 'selector', selector };
   }
-  if (name === '_view') throw new BadRequestError('filter=_view needs views, which are not available in this version', 'bad_request');
+  if (name === '_view') {
+    const view = ctx.qString('view') ?? '';
+    if (view === '') throw new BadRequestError('`view` filter parameter is not provided.', 'bad_request');
+    const parts = view.split('/').filter((part) => part !== '');
+    if (parts.length !== 2) throw new BadRequestError('`view` must be of the form `designname/viewname`', 'bad_request');
+    nestedMember(await openDesignDoc(ctx, db, '_design/' + parts[0]), ['views', parts[1]!]);
+    throw new BadRequestError('filter=_view needs views, which are not available in this version', 'bad_request');
+  }
+  if (name.startsWith('_')) throw new BadRequestError('unknown builtin filter name', 'bad_request');
+  const parts = name.split('/').filter((part) => part !== '');
+  if (parts.length === 0) return { kind: 'none' };
+  if (parts.length !== 2) throw new BadRequestError('`filter` must be of the form `designname/filtername`', 'bad_request');
+  nestedMember(await openDesignDoc(ctx, db, '_design/' + parts[0]), ['filters', parts[1]!]);
   throw new BadRequestError(
     'Design document filter functions are not available in this version; use _doc_ids, _selector or _design',
     'bad_request',
@@ -183,6 +224,9 @@ async function normalFeed(
     let pass = await readChanges(db, request, request.limit, emit, () => ctx.signal.aborted);
     position = pass.position;
     if (live && pass.count === 0 && !request.descending) {
+      // As CouchDB when it starts waiting with nothing sent: a newline, so the status,
+      // headers and the opening of the object reach the client now.
+      await out.add('\n');
       await out.flush();
       const deadline = Date.now() + (heartbeatMs !== undefined ? Number.MAX_SAFE_INTEGER / 2 : timeoutMs);
       while (pass.count === 0 && !ctx.signal.aborted && Date.now() < deadline) {
@@ -211,7 +255,10 @@ async function streamingFeed(
   timeoutMs: number,
 ): Promise<void> {
   const eventsource = feed === 'eventsource';
-  ctx.startStream(200, eventsource ? { 'Content-Type': 'text/event-stream' } : {});
+  ctx.startStream(200, eventsource ? { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' } : {});
+  // The status and headers go out now, not with the first row: many clients write only
+  // once the feed is open, and would wait for each other forever.
+  ctx.res.flushHeaders();
   const out = ctx.chunker();
   const emit = (event: ChangeEvent) =>
     withRowDoc(ctx, live.db, event, () =>
@@ -219,13 +266,23 @@ async function streamingFeed(
     );
   let position = request.since;
   let sent = 0;
+  let wroteAny = false;
   let lastActivity = Date.now();
   try {
     while (!ctx.signal.aborted && sent < request.limit) {
       if (!(await live.refresh())) break;
-      const pass = await readChanges(live.db, { ...request, since: position }, request.limit - sent, emit, () => ctx.signal.aborted);
+      const pass = await readChanges(
+        live.db,
+        { ...request, since: position, seqCountdown: request.seqCountdown! - sent },
+        request.limit - sent,
+        emit,
+        () => ctx.signal.aborted,
+      );
       position = pass.position;
       sent += pass.count;
+      // As CouchDB when it first waits with nothing sent: a newline (the feed is alive).
+      if (!wroteAny && pass.count === 0 && !request.descending) await out.add('\n');
+      wroteAny = true;
       await out.flush();
       if (pass.count > 0) lastActivity = Date.now();
       if (sent >= request.limit || request.descending) break;

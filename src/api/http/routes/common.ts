@@ -28,25 +28,34 @@ export function sendWrite(ctx: Ctx, outcome: DocOutcome, extraHeaders: Record<st
 export interface KeyRangeParams {
   startKey?: string;
   endKey?: string;
+  /** `key`, `startkey` or `endkey` (or their aliases) was given: CouchDB refuses them with `keys`. */
+  keyBounded: boolean;
   inclusiveEnd: boolean;
   descending: boolean;
   limit: number;
   skip: number;
 }
 
-/** startkey/endkey (and their docid and snake_case aliases), inclusive_end, limit, skip, descending. */
+/**
+ * key, startkey/endkey (and their docid and snake_case aliases), inclusive_end, limit,
+ * skip, descending. `key` is CouchDB's shorthand for startkey = endkey = key; an
+ * explicit startkey or endkey beside it wins (CouchDB leaves that mix undefined).
+ */
 export function keyRangeParams(ctx: Ctx, body: Record<string, unknown> = {}): KeyRangeParams {
   const pick = (...names: string[]): string | undefined => {
     for (const name of names) {
-      const value = name in body ? body[name] : ctx.qJson(name);
+      const value = Object.hasOwn(body, name) ? body[name] : ctx.qJson(name);
       if (value === undefined) continue;
       if (typeof value !== 'string') throw new BadRequestError(`${name} must be a string`, 'query_parse_error');
       return value;
     }
     return undefined;
   };
-  const startKey = pick('startkey', 'start_key', 'startkey_docid', 'start_key_doc_id');
-  const endKey = pick('endkey', 'end_key', 'endkey_docid', 'end_key_doc_id');
+  const key = pick('key');
+  const startKeyOnly = pick('startkey', 'start_key');
+  const endKeyOnly = pick('endkey', 'end_key');
+  const startKey = startKeyOnly ?? pick('startkey_docid', 'start_key_doc_id') ?? key;
+  const endKey = endKeyOnly ?? pick('endkey_docid', 'end_key_doc_id') ?? key;
   const bool = (name: string, fallback: boolean) => (typeof body[name] === 'boolean' ? (body[name] as boolean) : ctx.qBool(name, fallback));
   const int = (name: string, fallback: number) => {
     const value = body[name];
@@ -55,6 +64,7 @@ export function keyRangeParams(ctx: Ctx, body: Record<string, unknown> = {}): Ke
     return value as number;
   };
   const params: KeyRangeParams = {
+    keyBounded: key !== undefined || startKeyOnly !== undefined || endKeyOnly !== undefined,
     inclusiveEnd: bool('inclusive_end', true),
     descending: bool('descending', false),
     limit: Math.min(int('limit', ctx.limits.rowsMax), ctx.limits.rowsMax),

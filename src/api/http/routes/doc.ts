@@ -108,7 +108,7 @@ async function sendOpenRevs(
   else {
     const parsed = ctx.qJson('open_revs');
     if (!Array.isArray(parsed) || parsed.some((r) => typeof r !== 'string')) {
-      throw new BadRequestError('open_revs must be "all" or a JSON array of revisions', 'query_parse_error');
+      throw new BadRequestError('open_revs must be "all" or a JSON array of revisions', 'bad_request'); // CouchDB's token
     }
     if (parsed.length > ctx.limits.keysMax) throw new BadRequestError(`open_revs lists more than ${ctx.limits.keysMax} revisions`);
     revs = (parsed as string[]).map(checkRev);

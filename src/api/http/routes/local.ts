@@ -6,6 +6,7 @@ import { BadRequestError, ConflictError } from '../../../errors';
 import { getLocal, putLocal } from '../../coordinator/local-docs';
 import { renderDoc } from '../../../shard/render';
 import type { Ctx } from '../context';
+import { checkLocalRev, parseLocalDoc } from '../doc-input';
 import { allow, openDb } from './common';
 
 export async function localDoc(ctx: Ctx, dbName: string, localId: string): Promise<void> {
@@ -22,17 +23,18 @@ export async function localDoc(ctx: Ctx, dbName: string, localId: string): Promi
   let body: string | null = null;
   if (ctx.method === 'PUT') {
     const json = await ctx.readJsonObject(ctx.limits.docBytesMax);
-    if (typeof json._rev === 'string') rev = json._rev;
-    if (json._deleted !== true) {
-      const fields: Record<string, unknown> = {};
-      for (const [key, value] of Object.entries(json)) if (key !== '_id' && key !== '_rev') fields[key] = value;
-      body = JSON.stringify(fields);
-    }
+    const parsed = parseLocalDoc(json, ctx.limits);
+    rev = parsed.rev ?? rev;
+    body = parsed.body;
   }
-  if (rev !== undefined && !LOCAL_REV.test(rev)) throw new BadRequestError('Invalid rev format');
+  if (rev !== undefined) checkLocalRev(rev);
   if (body === null && rev === undefined) throw new ConflictError();
   const newRev = await putLocal(db, id, body, rev);
   ctx.send(body === null ? 200 : 201, { ok: true, id, rev: newRev });
 }
 
-const LOCAL_REV = /^0-[0-9]{1,15}$/;
+/** `/db/_local/id/name`: CouchDB refuses attachments on local docs, whatever the method. */
+export async function localAttachment(ctx: Ctx, dbName: string): Promise<void> {
+  await openDb(ctx, dbName);
+  throw new BadRequestError('_local documents do not accept attachments.');
+}

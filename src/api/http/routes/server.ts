@@ -37,8 +37,9 @@ export async function allDbs(ctx: Ctx): Promise<void> {
 /** `_all_dbs` and `_dbs_info` paging: startkey/endkey (JSON strings), limit, skip, descending. */
 function selectNames(ctx: Ctx, all: string[]): string[] {
   const descending = ctx.qBool('descending', false);
-  const startKey = jsonString(ctx, 'startkey') ?? jsonString(ctx, 'start_key');
-  const endKey = jsonString(ctx, 'endkey') ?? jsonString(ctx, 'end_key');
+  const key = jsonString(ctx, 'key');
+  const startKey = jsonString(ctx, 'startkey') ?? jsonString(ctx, 'start_key') ?? key;
+  const endKey = jsonString(ctx, 'endkey') ?? jsonString(ctx, 'end_key') ?? key;
   const inclusiveEnd = ctx.qBool('inclusive_end', true);
   const limit = ctx.qInt('limit', Number.MAX_SAFE_INTEGER);
   const skip = ctx.qInt('skip', 0);
@@ -131,10 +132,11 @@ async function config(ctx: Ctx, path: string[]): Promise<void> {
   const all = ctx.services.node.publicConfig;
   const [section, key] = path;
   if (section === undefined) return ctx.send(200, all);
-  const values = all[section];
+  // Own members only: `/_config/constructor` must not find Object.prototype's.
+  const values = Object.hasOwn(all, section) ? all[section] : undefined;
   if (!values) throw new NotFoundError('unknown_config_value');
   if (key === undefined) return ctx.send(200, values);
-  if (!(key in values)) throw new NotFoundError('unknown_config_value');
+  if (!Object.hasOwn(values, key)) throw new NotFoundError('unknown_config_value');
   ctx.send(200, JSON.stringify(values[key]));
 }
 

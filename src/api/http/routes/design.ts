@@ -1,0 +1,52 @@
+/**
+ * Design documents as the parts that are not built yet see them (views, shows, lists,
+ * updates, JavaScript filters). Before answering 501, a request naming one is checked
+ * as CouchDB checks it: a design document that does not exist, or that has no such
+ * view or filter, answers 404 `not_found`, so a client learns what is really wrong.
+ */
+import { NotFoundError, NotImplementedError } from '../../../errors';
+import { readBody, readDocInfo } from '../../coordinator/doc-open';
+import type { DbHandle } from '../../coordinator/shard-client';
+import { isPlainObject, type Ctx } from '../context';
+import { openDb } from './common';
+
+/** The winning body of design document `id`, parsed; 404 `missing` or `deleted` as CouchDB. */
+export async function openDesignDoc(ctx: Ctx, db: DbHandle, id: string): Promise<Record<string, unknown>> {
+  const info = await readDocInfo(db, id, { timeoutMs: ctx.limits.quorumTimeoutMs });
+  if (!info) throw new NotFoundError('missing');
+  if (info.winner.deleted) throw new NotFoundError('deleted');
+  const body = await readBody(db, id, info.winner.rev);
+  if (body === undefined) throw new NotFoundError('missing');
+  const parsed: unknown = JSON.parse(body);
+  return isPlainObject(parsed) ? parsed : {};
+}
+
+/**
+ * The member at `path` (CouchDB's get_nested_json_value): 404 `missing json key: K`
+ * for the first key that is absent, `json_mismatch` where a non-object is in the way.
+ * Own members only, so `filters.constructor` is missing, as it should be.
+ */
+export function nestedMember(value: unknown, path: readonly string[]): unknown {
+  let current = value;
+  for (const key of path) {
+    if (!isPlainObject(current)) throw new NotFoundError('json_mismatch');
+    if (!Object.hasOwn(current, key)) throw new NotFoundError(`missing json key: ${key}`);
+    current = current[key];
+  }
+  return current;
+}
+
+/**
+ * `/db/_design/name/_view/v`, `_show`, `_list`, `_update`...: 404 when the design
+ * document is missing, or (for `_view/v`) has no view `v` (`missing_named_view`, as
+ * CouchDB); otherwise an honest 501: these are not built.
+ */
+export async function designResourceNotBuilt(ctx: Ctx, dbName: string, ddocId: string, resource: string, name: string | undefined): Promise<void> {
+  const db = await openDb(ctx, dbName);
+  const ddoc = await openDesignDoc(ctx, db, ddocId);
+  if (resource === '_view' && name !== undefined) {
+    const views = ddoc.views;
+    if (!isPlainObject(views) || !Object.hasOwn(views, name)) throw new NotFoundError('missing_named_view');
+  }
+  throw new NotImplementedError(`Design document ${resource} (views, shows, lists, updates) is not available in this version of Divan`);
+}
