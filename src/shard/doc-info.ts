@@ -22,11 +22,14 @@ export interface DocSummary {
   leaves: { rev: RevId; deleted: boolean }[];
 }
 
-export function encodeDocInfo(info: DocInfo): string {
-  const leaves = sortedLeaves(info.tree)
+function leavesLine(tree: DocInfo['tree']): string {
+  return sortedLeaves(tree)
     .map((leaf) => (leaf.deleted ? leaf.rev + '!' : leaf.rev))
     .join(' ');
-  return leaves + '\n' + JSON.stringify(info.id) + '\n' + JSON.stringify({ seq: info.seq, tree: encodeTree(info.tree) });
+}
+
+export function encodeDocInfo(info: DocInfo): string {
+  return leavesLine(info.tree) + '\n' + JSON.stringify(info.id) + '\n' + JSON.stringify({ seq: info.seq, tree: encodeTree(info.tree) });
 }
 
 export function decodeDocInfo(raw: Buffer): DocInfo {
@@ -35,9 +38,17 @@ export function decodeDocInfo(raw: Buffer): DocInfo {
   assert.ok(first > 0 && second > first, 'stored doc info is malformed');
   const id = JSON.parse(raw.toString('utf8', first + 1, second)) as string;
   const parsed = JSON.parse(raw.toString('utf8', second + 1)) as { seq: number; tree: EncodedTree };
-  const tree = decodeTree(parsed.tree);
+  assert.ok(typeof id === 'string' && Number.isSafeInteger(parsed.seq) && parsed.seq >= 0, 'stored doc info has no id or seq');
+  let tree: DocInfo['tree'];
+  try {
+    tree = decodeTree(parsed.tree);
+  } catch (err) {
+    assert.fail(`document ${JSON.stringify(id)}: ${err instanceof Error ? err.message : String(err)}`);
+  }
   const best = winnerOf(tree);
-  assert.ok(best, 'stored document has an empty revision tree');
+  assert.ok(best, `stored document ${JSON.stringify(id)} has an empty revision tree`);
+  // The leaves line is what scans serve without parsing the tree: it must agree.
+  assert.ok(raw.toString('utf8', 0, first) === leavesLine(tree), `stored leaves of ${JSON.stringify(id)} disagree with its revision tree`);
   return { id, seq: parsed.seq, tree, winner: best };
 }
 

@@ -39,7 +39,12 @@ export type RevTree = ReadonlyMap<RevId, RevNode>;
 /** Longest revision id we accept (pos digits + dash + hash). */
 export const revIdBytesMax = 200;
 
-const REV_PATTERN = /^([1-9][0-9]{0,15})-([0-9A-Za-z_]+)$/;
+/**
+ * The hash may be empty: CouchDB parses `1-` as (1, "") and a replicated `1-` is
+ * stored and served as such (PouchDB's test 7829). An interactive edit naming `1-`
+ * as its base then conflicts, as in CouchDB, unless that revision is a leaf.
+ */
+const REV_PATTERN = /^([1-9][0-9]{0,15})-([0-9A-Za-z_]*)$/;
 
 /** Parse and validate a client-supplied revision id. */
 export function parseRev(rev: unknown): { pos: number; hash: string } {
@@ -228,13 +233,39 @@ export function encodeTree(tree: RevTree): EncodedTree {
   ]);
 }
 
+/**
+ * Decode a stored tree, checking every invariant the readers rely on, so a corrupted
+ * record fails its request (an assertion: 500 unknown_error, logged) instead of being
+ * served or merged into other copies. Checked: each entry is `[rev, parentIndex,
+ * flags]` with a well-formed rev; entries are strictly sorted by (pos, rev), so no
+ * rev appears twice; a parent comes earlier and sits exactly one level up; flags are
+ * 0..3. Linear in the tree's size (measured: see docs/rev-tree-check.md).
+ */
 export function decodeTree(encoded: EncodedTree): RevTree {
+  check(Array.isArray(encoded), 'is not an array');
   const tree = new Map<RevId, RevNode>();
-  for (const [rev, parentIndex, flags] of encoded) {
+  let prevPos = 0;
+  let prevRev = '';
+  for (let i = 0; i < encoded.length; i++) {
+    const entry = encoded[i];
+    check(Array.isArray(entry) && entry.length === 3, `entry ${i} is not [rev, parent, flags]`);
+    const [rev, parentIndex, flags] = entry;
+    check(typeof rev === 'string' && rev.length <= revIdBytesMax, `entry ${i} has no rev`);
+    const match = REV_PATTERN.exec(rev);
+    check(match !== null, `entry ${i} has a malformed rev ${JSON.stringify(rev)}`);
+    const pos = Number(match[1]);
+    check(pos > prevPos || (pos === prevPos && rev > prevRev), `${rev} is out of order or repeated`);
+    check(Number.isInteger(parentIndex) && parentIndex >= -1 && parentIndex < i, `${rev} has a parent index out of range`);
+    check(flags === (flags & 3), `${rev} has unknown flags`);
     const parent = parentIndex === -1 ? null : encoded[parentIndex]![0];
-    const pos = revPos(rev);
-    assert.ok(parent === null || revPos(parent) === pos - 1, 'stored rev tree has a parent at the wrong depth');
+    check(parent === null || revPos(parent) === pos - 1, `${rev} has a parent at the wrong depth`);
     tree.set(rev, { rev, pos, parent, deleted: (flags & 1) !== 0, hasBody: (flags & 2) !== 0 });
+    prevPos = pos;
+    prevRev = rev;
   }
   return tree;
+}
+
+function check(ok: boolean, what: string): asserts ok {
+  if (!ok) assert.fail(`stored rev tree is corrupt: ${what}`);
 }
