@@ -1,0 +1,152 @@
+/**
+ * Revision histories that real clients produce, against one live Divan node, compared
+ * with what CouchDB 3.5 does with them (issue 16, items 1 and 7):
+ *
+ * - one hash at several depths (`1-a → 2-c → 3-c`). PouchDB finds a revision's place
+ *   in its history by hash alone, so it pushes 3-c as `_rev: "3-c"` with the
+ *   `_revisions` of 2-c. CouchDB ignores `_rev` when `_revisions` is given, stores 2-c
+ *   with 3-c's body and counts no failure; so must we (PouchDB's "Testing allDocs
+ *   with some conflicts (issue #468)"). Pulling such trees from us must work too
+ *   ("Replication of multiple remote conflicts (#789)").
+ * - a bare `1-` written with new_edits=false is stored and served as `1-` (PouchDB's
+ *   test 7829); an interactive write naming `1-` conflicts unless it is a leaf.
+ *
+ * Divan's side is read over plain HTTP so a PouchDB quirk cannot hide a server fault.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { request, startNode, uniqueDb, type TestNode } from '../helpers/node-process';
+import { localDb, remoteDb, replicateOnce, type Pouch } from '../helpers/pouch';
+
+let node: TestNode;
+
+before(async () => {
+  node = await startNode();
+});
+
+after(async () => {
+  await node?.destroy();
+});
+
+/** PouchDB's test helper `putAfter`: write `doc` as a child of `parent` with new_edits=false. */
+async function putAfter(db: Pouch, doc: { _id: string; _rev: string; [k: string]: unknown }, parent: string): Promise<void> {
+  const [pos, hash] = [Number(doc._rev.split('-')[0]), doc._rev.slice(doc._rev.indexOf('-') + 1)];
+  const parentHash = parent.slice(parent.indexOf('-') + 1);
+  await db.bulkDocs([{ ...doc, _revisions: { start: pos, ids: [hash, parentHash] } }], { new_edits: false });
+}
+
+/** Every leaf Divan holds for `id`: rev → body, from `open_revs=all`. */
+async function divanLeaves(dbName: string, id: string): Promise<Map<string, Record<string, unknown>>> {
+  const reply = await request(node, 'GET', `/${encodeURIComponent(dbName)}/${encodeURIComponent(id)}?open_revs=all&revs=true`);
+  assert.equal(reply.status, 200, reply.text);
+  const out = new Map<string, Record<string, unknown>>();
+  for (const item of reply.body as { ok?: Record<string, unknown> }[]) if (item.ok) out.set(item.ok._rev as string, item.ok);
+  return out;
+}
+
+test('a history with one hash at two depths replicates as CouchDB does (#468)', async () => {
+  const dbName = uniqueDb('revhist');
+  const db1 = localDb('revhist');
+  const db2 = remoteDb(node, dbName);
+  await db1.bulkDocs([{ _id: 'foo', _rev: '1-a', value: 'generic' }], { new_edits: false });
+  await db2.bulkDocs([{ _id: 'foo', _rev: '1-a', value: 'generic' }], { new_edits: false });
+  await putAfter(db2, { _id: 'foo', _rev: '2-b', value: 'db2' }, '1-a');
+  await putAfter(db1, { _id: 'foo', _rev: '2-c', value: 'whatever' }, '1-a');
+  await putAfter(db1, { _id: 'foo', _rev: '3-c', value: 'db1' }, '2-c');
+  assert.equal((await db1.get('foo')).value, 'db1');
+  assert.equal((await db2.get('foo')).value, 'db2');
+
+  const push = await replicateOnce(db1, db2);
+  assert.equal(push.ok, true);
+  assert.equal(push.doc_write_failures, 0, JSON.stringify(push.errors));
+  assert.equal(push.docs_written, 1);
+  // What CouchDB 3.5 stores: 2-c (PouchDB's _revisions) carrying 3-c's body, winning over 2-b.
+  const leaves = await divanLeaves(dbName, 'foo');
+  assert.deepEqual([...leaves.keys()].sort(), ['2-b', '2-c']);
+  assert.equal(leaves.get('2-c')!.value, 'db1');
+  assert.deepEqual(leaves.get('2-c')!._revisions, { start: 2, ids: ['c', 'a'] });
+  const winner = await request(node, 'GET', `/${encodeURIComponent(dbName)}/foo?conflicts=true`);
+  assert.equal(winner.body._rev, '2-c');
+  assert.deepEqual(winner.body._conflicts, ['2-b']);
+
+  const pull = await replicateOnce(db2, db1);
+  assert.equal(pull.ok, true);
+  assert.equal(pull.doc_write_failures, 0, JSON.stringify(pull.errors));
+  assert.equal((await db1.get('foo')).value, 'db1');
+  assert.equal((await db2.get('foo')).value, 'db1');
+  const all1 = await db1.allDocs({ include_docs: true });
+  const all2 = await db2.allDocs({ include_docs: true });
+  assert.equal(all1.rows[0].doc.value, 'db1');
+  assert.equal(all2.rows[0].doc.value, 'db1');
+  const info = await request(node, 'GET', `/${encodeURIComponent(dbName)}`);
+  assert.equal(info.body.doc_count, 1);
+});
+
+test('the history a correct client sends for 1-a → 2-c → 3-c is stored whole', async () => {
+  const dbName = uniqueDb('revhist');
+  await request(node, 'PUT', `/${dbName}`);
+  const docs = [
+    { _id: 'foo', _rev: '2-b', _revisions: { start: 2, ids: ['b', 'a'] }, v: 'b' },
+    { _id: 'foo', _rev: '3-c', _revisions: { start: 3, ids: ['c', 'c', 'a'] }, v: 'c' },
+  ];
+  const reply = await request(node, 'POST', `/${dbName}/_bulk_docs`, { body: { docs, new_edits: false } });
+  assert.equal(reply.status, 201, reply.text);
+  const leaves = await divanLeaves(dbName, 'foo');
+  assert.deepEqual([...leaves.keys()].sort(), ['2-b', '3-c']);
+  assert.deepEqual(leaves.get('3-c')!._revisions, { start: 3, ids: ['c', 'c', 'a'] });
+  const info = await request(node, 'GET', `/${dbName}/foo?revs_info=true`);
+  assert.deepEqual(
+    info.body._revs_info.map((r: { rev: string }) => r.rev),
+    ['3-c', '2-c', '1-a'],
+  );
+  const diff = await request(node, 'POST', `/${dbName}/_revs_diff`, { body: { foo: ['1-a', '2-c', '3-c', '2-a', '3-b'] } });
+  assert.deepEqual(diff.body.foo.missing, ['2-a', '3-b']);
+});
+
+test('pulling a tree whose branches reuse one hash gets every conflict (#789)', async () => {
+  const dbName = uniqueDb('revhist');
+  const remote = remoteDb(node, dbName);
+  await remote.bulkDocs([{ _id: '789', _rev: '1-a', value: 'test' }], { new_edits: false });
+  await putAfter(remote, { _id: '789', _rev: '2-a', value: 'v1' }, '1-a');
+  await putAfter(remote, { _id: '789', _rev: '2-b', value: 'v2' }, '1-a');
+  await putAfter(remote, { _id: '789', _rev: '2-c', value: 'v3' }, '1-a');
+  assert.deepEqual([...(await divanLeaves(dbName, '789')).keys()].sort(), ['2-a', '2-b', '2-c']);
+
+  const db = localDb('revhist');
+  const result = await replicateOnce(remote, db);
+  assert.equal(result.ok, true);
+  assert.equal(result.doc_write_failures, 0);
+  const local = (await db.get('789', { open_revs: 'all' })) as { ok: { _rev: string; value: string } }[];
+  assert.deepEqual(local.map((r) => r.ok._rev).sort(), ['2-a', '2-b', '2-c']);
+  const winner = await db.get('789', { conflicts: true });
+  assert.equal(winner._rev, '2-c');
+  assert.deepEqual([...winner._conflicts].sort(), ['2-a', '2-b']);
+});
+
+test('a bare 1- is accepted with new_edits=false and served as written (7829)', async () => {
+  const dbName = uniqueDb('revhist');
+  const remote = remoteDb(node, dbName);
+  await remote.bulkDocs([{ _id: 'x', _rev: '1-', value: 1 }], { new_edits: false });
+  const got = await request(node, 'GET', `/${dbName}/x`);
+  assert.equal(got.status, 200, got.text);
+  assert.equal(got.body._rev, '1-');
+  assert.equal((await request(node, 'GET', `/${dbName}/x?rev=1-`)).body.value, 1);
+  const db = localDb('revhist');
+  const pulled = await replicateOnce(remote, db);
+  assert.equal(pulled.doc_write_failures, 0);
+  assert.equal((await db.get('x'))._rev, '1-');
+
+  // Interactive writes naming 1- follow CouchDB: a conflict on a doc without that leaf...
+  const missing = await request(node, 'PUT', `/${dbName}/y`, { body: { _rev: '1-' } });
+  assert.equal(missing.status, 409, missing.text);
+  assert.equal(missing.body.error, 'conflict');
+  // ...and an ordinary edit of the leaf when there is one.
+  const edit = await request(node, 'PUT', `/${dbName}/x`, { body: { _rev: '1-', value: 2 } });
+  assert.equal(edit.status, 201, edit.text);
+  assert.match(edit.body.rev, /^2-[0-9a-f]{32}$/);
+  // Still no empty positions or dashes inside the hash.
+  for (const rev of ['-', '0-', '1-a-b', 'x-1']) {
+    const bad = await request(node, 'POST', `/${dbName}/_bulk_docs`, { body: { docs: [{ _id: 'z', _rev: rev }], new_edits: false } });
+    assert.equal(bad.status, 400, `${rev}: ${bad.text}`);
+  }
+});
