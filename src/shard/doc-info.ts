@@ -38,7 +38,7 @@ export function decodeDocInfo(raw: Buffer): DocInfo {
   assert.ok(first > 0 && second > first, 'stored doc info is malformed');
   const id = JSON.parse(raw.toString('utf8', first + 1, second)) as string;
   const parsed = JSON.parse(raw.toString('utf8', second + 1)) as { seq: number; tree: EncodedTree };
-  assert.ok(typeof id === 'string' && Number.isSafeInteger(parsed.seq) && parsed.seq >= 0, 'stored doc info has no id or seq');
+  assert.ok(typeof id === 'string' && Number.isSafeInteger(parsed.seq) && parsed.seq >= 0, 'stored doc info is corrupt: no id or seq');
   let tree: DocInfo['tree'];
   try {
     tree = decodeTree(parsed.tree);
@@ -46,9 +46,9 @@ export function decodeDocInfo(raw: Buffer): DocInfo {
     assert.fail(`document ${JSON.stringify(id)}: ${err instanceof Error ? err.message : String(err)}`);
   }
   const best = winnerOf(tree);
-  assert.ok(best, `stored document ${JSON.stringify(id)} has an empty revision tree`);
+  assert.ok(best, `stored rev tree of ${JSON.stringify(id)} is corrupt: it is empty`);
   // The leaves line is what scans serve without parsing the tree: it must agree.
-  assert.ok(raw.toString('utf8', 0, first) === leavesLine(tree), `stored leaves of ${JSON.stringify(id)} disagree with its revision tree`);
+  assert.ok(raw.toString('utf8', 0, first) === leavesLine(tree), `stored rev tree of ${JSON.stringify(id)} is corrupt: its leaves line disagrees with it`);
   return { id, seq: parsed.seq, tree, winner: best };
 }
 

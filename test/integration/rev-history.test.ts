@@ -11,17 +11,23 @@
  * - a bare `1-` written with new_edits=false is stored and served as `1-` (PouchDB's
  *   test 7829); an interactive write naming `1-` conflicts unless it is a leaf.
  *
+ * - a stored tree that is corrupt on disk is found on read: the request fails with
+ *   500 unknown_error and a log line, the node keeps serving everything else.
+ *
  * Divan's side is read over plain HTTP so a PouchDB quirk cannot hide a server fault.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import { request, startNode, uniqueDb, type TestNode } from '../helpers/node-process';
+import { Store } from '../../src/storage/store';
 import { localDb, remoteDb, replicateOnce, type Pouch } from '../helpers/pouch';
 
 let node: TestNode;
+const logLines: string[] = [];
 
 before(async () => {
-  node = await startNode();
+  node = await startNode({ onStdoutLine: (line) => logLines.push(line) });
 });
 
 after(async () => {
@@ -149,4 +155,61 @@ test('a bare 1- is accepted with new_edits=false and served as written (7829)', 
     const bad = await request(node, 'POST', `/${dbName}/_bulk_docs`, { body: { docs: [{ _id: 'z', _rev: rev }], new_edits: false } });
     assert.equal(bad.status, 400, `${rev}: ${bad.text}`);
   }
+});
+
+test('a corrupted stored tree fails its request with a logged 500, and the node keeps serving', async () => {
+  const dbName = uniqueDb('revhist');
+  await request(node, 'PUT', `/${dbName}`);
+  const docs = [
+    { _id: 'bad', _rev: '2-b', _revisions: { start: 2, ids: ['b', 'a'] } },
+    { _id: 'bad', _rev: '2-c', _revisions: { start: 2, ids: ['c', 'a'] } },
+    { _id: 'good', _rev: '1-a' },
+  ];
+  assert.equal((await request(node, 'POST', `/${dbName}/_bulk_docs`, { body: { docs, new_edits: false } })).status, 201);
+
+  // With the node stopped, damage every stored copy of the doc info (by id and by seq).
+  await node.stop();
+  const store = await Store.open(path.join(node.dataDir, 'rocksdb'), { cacheBytes: 1 << 20, writeBufferBytes: 1 << 20, batchOpsMax: 1000 });
+  let corrupted = 0;
+  try {
+    const cursor = store.cursor({ valuesAsText: true });
+    const ops: { type: 'put'; key: Buffer; value: string }[] = [];
+    for (let batch = await cursor.next(); batch; batch = await cursor.next()) {
+      for (const [key, value] of batch) {
+        const lines = value.split('\n');
+        if (lines.length !== 3 || lines[1] !== '"bad"' || !lines[2]!.startsWith('{"seq":')) continue;
+        const stored = JSON.parse(lines[2]!) as { seq: number; tree: [string, number, number][] };
+        // Lose 2-b from the tree (the leaves line still names it): a lost revision.
+        const lost = stored.tree.findIndex(([rev]) => rev === '2-b');
+        assert.ok(lost >= 0, value);
+        stored.tree = stored.tree
+          .filter((_, i) => i !== lost)
+          .map(([rev, parent, flags]) => [rev, parent > lost ? parent - 1 : parent, flags]);
+        ops.push({ type: 'put', key, value: `${lines[0]}\n${lines[1]}\n${JSON.stringify(stored)}` });
+      }
+    }
+    await cursor.close();
+    corrupted = ops.length;
+    await store.write(ops);
+  } finally {
+    await store.close();
+  }
+  assert.ok(corrupted >= 1, 'found the stored doc info');
+  node = await node.restart();
+
+  for (const url of [`/${dbName}/bad`, `/${dbName}/bad?open_revs=all`, `/${dbName}/bad?revs=true&rev=2-c`]) {
+    const reply = await request(node, 'GET', url);
+    assert.equal(reply.status, 500, `${url}: ${reply.text}`);
+    assert.equal(reply.body.error, 'unknown_error');
+    assert.match(reply.body.reason, /corrupt/);
+  }
+  const write = await request(node, 'PUT', `/${dbName}/bad`, { body: { _rev: '2-c', v: 1 } });
+  assert.equal(write.status, 500, write.text);
+  assert.equal((await request(node, 'GET', '/_up', { auth: false })).status, 200);
+  assert.equal((await request(node, 'GET', `/${dbName}/good`)).body._rev, '1-a');
+  assert.equal((await request(node, 'PUT', `/${dbName}/new`, { body: { v: 1 } })).status, 201);
+  assert.ok(
+    logLines.some((line) => line.includes('request failed') && line.includes('corrupt')),
+    'the failure is logged',
+  );
 });
