@@ -1,0 +1,89 @@
+/**
+ * Revision histories that reuse one hash at several depths (`1-a → 2-a → 3-a`, and
+ * PouchDB's `1-a → 2-c → 3-c` pushed as 2-c), and a bare `1-`, in a real three-node
+ * cluster: a copy that was down while they were written, so its tree lacks those
+ * revisions, gets them back (shard sync, read repair), and every copy ends with the
+ * same tree. Issue 16, items 1 and 7.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Cluster, eventually, startCluster } from '../helpers/cluster';
+import { request, uniqueDb } from '../helpers/node-process';
+import { localDb, remoteDb, replicateOnce } from '../helpers/pouch';
+
+/** Each node's own copy of a doc, as `rev(parent)` words: equal strings = identical trees. */
+async function copyTree(cluster: Cluster, node: number, db: string, id: string): Promise<string> {
+  const res = await request(cluster.nodes[node]!, 'GET', `/_node/_local/_copy/${encodeURIComponent(db)}/${encodeURIComponent(id)}`, { timeoutMs: 5_000 });
+  if (res.status !== 200) return `status ${res.status}`;
+  return (res.body.revs as { rev: string; parent: string | null; deleted: boolean }[])
+    .map((r) => `${r.rev}(${r.parent ?? ''})${r.deleted ? 'd' : ''}`)
+    .join(' ');
+}
+
+describe('revision histories with repeated hashes in a three-node cluster', () => {
+  let cluster: Cluster;
+  before(async () => {
+    cluster = await startCluster({ nodes: 3 });
+    await cluster.waitForAllAlive();
+  });
+  after(async () => {
+    await cluster?.destroy();
+  });
+
+  test('a copy that missed them gets every revision back, and all copies agree', async () => {
+    const db = uniqueDb('rh');
+    assert.equal((await request(cluster.nodes[0]!, 'PUT', `/${db}`)).status, 201);
+    const remote = remoteDb(cluster.nodes[0]!, db);
+    await remote.bulkDocs([{ _id: 'foo', _rev: '1-a', value: 'generic' }], { new_edits: false });
+    await eventually(async () => assert.equal(await copyTree(cluster, 2, db, 'foo'), '1-a()'), 15_000);
+
+    // n3 goes away: its copy keeps a tree of foo that lacks everything below.
+    await cluster.kill9(2);
+    await remote.bulkDocs([{ _id: 'foo', _rev: '2-b', _revisions: { start: 2, ids: ['b', 'a'] }, value: 'db2' }], { new_edits: false });
+    const local = localDb('rh');
+    await local.bulkDocs([{ _id: 'foo', _rev: '1-a', value: 'generic' }], { new_edits: false });
+    await local.bulkDocs([{ _id: 'foo', _rev: '2-c', _revisions: { start: 2, ids: ['c', 'a'] }, value: 'whatever' }], { new_edits: false });
+    await local.bulkDocs([{ _id: 'foo', _rev: '3-c', _revisions: { start: 3, ids: ['c', 'c'] }, value: 'db1' }], { new_edits: false });
+    const push = await replicateOnce(local, remote);
+    assert.equal(push.doc_write_failures, 0, JSON.stringify(push.errors));
+    const written = await request(cluster.nodes[1]!, 'POST', `/${db}/_bulk_docs`, {
+      body: {
+        new_edits: false,
+        docs: [
+          { _id: 'deep', _rev: '4-a', _revisions: { start: 4, ids: ['a', 'a', 'a', 'a'] }, v: 4 },
+          { _id: 'deep', _rev: '3-b', _revisions: { start: 3, ids: ['b', 'a', 'a'] }, v: 3 },
+          { _id: 'bare', _rev: '1-', v: 1 },
+        ],
+      },
+    });
+    assert.equal(written.status, 201, written.text);
+
+    await cluster.restart(2);
+    await cluster.waitForAllAlive();
+    const expected: Record<string, string> = {
+      foo: '1-a() 2-b(1-a) 2-c(1-a)',
+      deep: '1-a() 2-a(1-a) 3-a(2-a) 3-b(2-a) 4-a(3-a)',
+      bare: '1-()',
+    };
+    await eventually(
+      async () => {
+        // Reads through n3 with r=3 also ask its copy, so read repair can help sync along.
+        for (const id of Object.keys(expected)) await request(cluster.nodes[2]!, 'GET', `/${db}/${id}?r=3`, { timeoutMs: 5_000 });
+        for (const [id, tree] of Object.entries(expected)) {
+          for (let i = 0; i < 3; i++) assert.equal(await copyTree(cluster, i, db, id), tree, `${id} on n${i + 1}`);
+        }
+      },
+      60_000,
+      250,
+    );
+    for (let i = 0; i < 3; i++) {
+      const foo = await request(cluster.nodes[i]!, 'GET', `/${db}/foo?conflicts=true`);
+      assert.equal(foo.body._rev, '2-c');
+      assert.equal(foo.body.value, 'db1');
+      assert.deepEqual(foo.body._conflicts, ['2-b']);
+      const deep = await request(cluster.nodes[i]!, 'GET', `/${db}/deep?revs=true`);
+      assert.deepEqual(deep.body._revisions, { start: 4, ids: ['a', 'a', 'a', 'a'] });
+      assert.equal((await request(cluster.nodes[i]!, 'GET', `/${db}/bare`)).body._rev, '1-');
+    }
+  });
+});
