@@ -242,23 +242,22 @@ export function encodeTree(tree: RevTree): EncodedTree {
  * 0..3. Linear in the tree's size (measured: see docs/rev-tree-check.md).
  */
 export function decodeTree(encoded: EncodedTree): RevTree {
-  check(Array.isArray(encoded), 'is not an array');
+  if (!Array.isArray(encoded)) corrupt('is not an array');
   const tree = new Map<RevId, RevNode>();
   let prevPos = 0;
   let prevRev = '';
+  // Messages are built only on failure: this loop runs on every read.
   for (let i = 0; i < encoded.length; i++) {
     const entry = encoded[i];
-    check(Array.isArray(entry) && entry.length === 3, `entry ${i} is not [rev, parent, flags]`);
+    if (!Array.isArray(entry) || entry.length !== 3) corrupt(`entry ${i} is not [rev, parent, flags]`);
     const [rev, parentIndex, flags] = entry;
-    check(typeof rev === 'string' && rev.length <= revIdBytesMax, `entry ${i} has no rev`);
-    const match = REV_PATTERN.exec(rev);
-    check(match !== null, `entry ${i} has a malformed rev ${JSON.stringify(rev)}`);
-    const pos = Number(match[1]);
-    check(pos > prevPos || (pos === prevPos && rev > prevRev), `${rev} is out of order or repeated`);
-    check(Number.isInteger(parentIndex) && parentIndex >= -1 && parentIndex < i, `${rev} has a parent index out of range`);
-    check(flags === (flags & 3), `${rev} has unknown flags`);
+    if (typeof rev !== 'string' || rev.length > revIdBytesMax || !REV_PATTERN.test(rev)) corrupt(`entry ${i} has a malformed rev`);
+    const pos = revPos(rev);
+    if (!(pos > prevPos || (pos === prevPos && rev > prevRev))) corrupt(`${rev} is out of order or repeated`);
+    if (!Number.isInteger(parentIndex) || parentIndex < -1 || parentIndex >= i) corrupt(`${rev} has a parent index out of range`);
+    if (flags !== (flags & 3)) corrupt(`${rev} has unknown flags`);
     const parent = parentIndex === -1 ? null : encoded[parentIndex]![0];
-    check(parent === null || revPos(parent) === pos - 1, `${rev} has a parent at the wrong depth`);
+    if (parent !== null && revPos(parent) !== pos - 1) corrupt(`${rev} has a parent at the wrong depth`);
     tree.set(rev, { rev, pos, parent, deleted: (flags & 1) !== 0, hasBody: (flags & 2) !== 0 });
     prevPos = pos;
     prevRev = rev;
@@ -266,6 +265,6 @@ export function decodeTree(encoded: EncodedTree): RevTree {
   return tree;
 }
 
-function check(ok: boolean, what: string): asserts ok {
-  if (!ok) assert.fail(`stored rev tree is corrupt: ${what}`);
+function corrupt(what: string): never {
+  assert.fail(`stored rev tree is corrupt: ${what}`);
 }
