@@ -3,13 +3,16 @@
  * PouchDB's `1-a → 2-c → 3-c` pushed as 2-c), and a bare `1-`, in a real three-node
  * cluster: a copy that was down while they were written, so its tree lacks those
  * revisions, gets them back (shard sync, read repair), and every copy ends with the
- * same tree. Issue 16, items 1 and 7.
+ * same tree. And a copy whose stored tree is corrupt is found by the read check:
+ * reads through its node are served from the healthy copies, and its node logs it.
+ * Issue 16, items 1 and 7.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster, eventually, startCluster } from '../helpers/cluster';
 import { request, uniqueDb } from '../helpers/node-process';
 import { localDb, remoteDb, replicateOnce } from '../helpers/pouch';
+import { damageStoredTree, loseRevision } from '../helpers/stored-docs';
 
 /** Each node's own copy of a doc, as `rev(parent)` words: equal strings = identical trees. */
 async function copyTree(cluster: Cluster, node: number, db: string, id: string): Promise<string> {
@@ -85,5 +88,40 @@ describe('revision histories with repeated hashes in a three-node cluster', () =
       assert.deepEqual(deep.body._revisions, { start: 4, ids: ['a', 'a', 'a', 'a'] });
       assert.equal((await request(cluster.nodes[i]!, 'GET', `/${db}/bare`)).body._rev, '1-');
     }
+  });
+
+  test('a corrupt copy is logged and skipped: reads through its node come from the healthy copies', async () => {
+    const db = uniqueDb('rh');
+    assert.equal((await request(cluster.nodes[0]!, 'PUT', `/${db}`)).status, 201);
+    const docs = [
+      { _id: 'doc', _rev: '2-b', _revisions: { start: 2, ids: ['b', 'a'] }, v: 'b' },
+      { _id: 'doc', _rev: '2-c', _revisions: { start: 2, ids: ['c', 'a'] }, v: 'c' },
+    ];
+    assert.equal((await request(cluster.nodes[0]!, 'POST', `/${db}/_bulk_docs`, { body: { docs, new_edits: false } })).status, 201);
+    const whole = '1-a() 2-b(1-a) 2-c(1-a)';
+    await eventually(async () => assert.equal(await copyTree(cluster, 2, db, 'doc'), whole), 15_000);
+
+    // kill -9, not a clean stop: a node that stopped cleanly has left the cluster.
+    await cluster.kill9(2);
+    assert.ok((await damageStoredTree(cluster.nodes[2]!.dataDir, 'doc', loseRevision('2-b'))) >= 1);
+    await cluster.restart(2);
+    await cluster.waitForAllAlive();
+
+    // n3's own copy refuses to be read...
+    const own = await request(cluster.nodes[2]!, 'GET', `/_node/_local/_copy/${db}/doc`);
+    assert.equal(own.status, 500, own.text);
+    assert.equal(own.body.error, 'unknown_error');
+    // ...while reads through n3 are answered from the other copies, conflict included.
+    for (const r of [1, 2]) {
+      const read = await request(cluster.nodes[2]!, 'GET', `/${db}/doc?conflicts=true&r=${r}`);
+      assert.equal(read.status, 200, read.text);
+      assert.equal(read.body._rev, '2-c');
+      assert.deepEqual(read.body._conflicts, ['2-b']);
+    }
+    assert.ok(
+      cluster.logs(2).some((line) => line.includes('stored record is corrupt') && line.includes('"docId":"doc"')),
+      'n3 logs its corrupt record',
+    );
+    for (const i of [0, 1]) assert.equal(await copyTree(cluster, i, db, 'doc'), whole, `healthy copy on n${i + 1}`);
   });
 });

@@ -18,9 +18,8 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { request, startNode, uniqueDb, type TestNode } from '../helpers/node-process';
-import { Store } from '../../src/storage/store';
+import { damageStoredTree, loseRevision } from '../helpers/stored-docs';
 import { localDb, remoteDb, replicateOnce, type Pouch } from '../helpers/pouch';
 
 let node: TestNode;
@@ -167,34 +166,10 @@ test('a corrupted stored tree fails its request with a logged 500, and the node 
   ];
   assert.equal((await request(node, 'POST', `/${dbName}/_bulk_docs`, { body: { docs, new_edits: false } })).status, 201);
 
-  // With the node stopped, damage every stored copy of the doc info (by id and by seq).
+  // With the node stopped, lose 2-b from every stored copy of the doc info (by id and by
+  // seq); the leaves line still names it.
   await node.stop();
-  const store = await Store.open(path.join(node.dataDir, 'rocksdb'), { cacheBytes: 1 << 20, writeBufferBytes: 1 << 20, batchOpsMax: 1000 });
-  let corrupted = 0;
-  try {
-    const cursor = store.cursor({ valuesAsText: true });
-    const ops: { type: 'put'; key: Buffer; value: string }[] = [];
-    for (let batch = await cursor.next(); batch; batch = await cursor.next()) {
-      for (const [key, value] of batch) {
-        const lines = value.split('\n');
-        if (lines.length !== 3 || lines[1] !== '"bad"' || !lines[2]!.startsWith('{"seq":')) continue;
-        const stored = JSON.parse(lines[2]!) as { seq: number; tree: [string, number, number][] };
-        // Lose 2-b from the tree (the leaves line still names it): a lost revision.
-        const lost = stored.tree.findIndex(([rev]) => rev === '2-b');
-        assert.ok(lost >= 0, value);
-        stored.tree = stored.tree
-          .filter((_, i) => i !== lost)
-          .map(([rev, parent, flags]) => [rev, parent > lost ? parent - 1 : parent, flags]);
-        ops.push({ type: 'put', key, value: `${lines[0]}\n${lines[1]}\n${JSON.stringify(stored)}` });
-      }
-    }
-    await cursor.close();
-    corrupted = ops.length;
-    await store.write(ops);
-  } finally {
-    await store.close();
-  }
-  assert.ok(corrupted >= 1, 'found the stored doc info');
+  assert.ok((await damageStoredTree(node.dataDir, 'bad', loseRevision('2-b'))) >= 1, 'found the stored doc info');
   node = await node.restart();
 
   for (const url of [`/${dbName}/bad`, `/${dbName}/bad?open_revs=all`, `/${dbName}/bad?revs=true&rev=2-c`]) {
@@ -205,11 +180,22 @@ test('a corrupted stored tree fails its request with a logged 500, and the node 
   }
   const write = await request(node, 'PUT', `/${dbName}/bad`, { body: { _rev: '2-c', v: 1 } });
   assert.equal(write.status, 500, write.text);
+  assert.equal(write.body.error, 'unknown_error');
+  // In one batch, only the corrupt document's edit fails.
+  const batch = await request(node, 'POST', `/${dbName}/_bulk_docs`, { body: { docs: [{ _id: 'bad', _rev: '2-c' }, { _id: 'other' }] } });
+  assert.equal(batch.status, 201, batch.text);
+  assert.equal(batch.body[0].error, 'unknown_error');
+  assert.match(batch.body[0].reason, /corrupt/);
+  assert.equal(batch.body[1].ok, true);
   assert.equal((await request(node, 'GET', '/_up', { auth: false })).status, 200);
   assert.equal((await request(node, 'GET', `/${dbName}/good`)).body._rev, '1-a');
   assert.equal((await request(node, 'PUT', `/${dbName}/new`, { body: { v: 1 } })).status, 201);
   assert.ok(
     logLines.some((line) => line.includes('request failed') && line.includes('corrupt')),
-    'the failure is logged',
+    'the failed request is logged',
+  );
+  assert.ok(
+    logLines.some((line) => line.includes('stored record is corrupt') && line.includes('"docId":"bad"')),
+    'the corrupt record is logged by the copy that holds it',
   );
 });
