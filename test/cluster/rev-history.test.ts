@@ -124,4 +124,38 @@ describe('revision histories with repeated hashes in a three-node cluster', () =
     );
     for (const i of [0, 1]) assert.equal(await copyTree(cluster, i, db, 'doc'), whole, `healthy copy on n${i + 1}`);
   });
+
+  test('a copy whose stored tree lost a revision, consistently, gets it back by read repair', async () => {
+    const db = uniqueDb('rh');
+    assert.equal((await request(cluster.nodes[0]!, 'PUT', `/${db}`)).status, 201);
+    const docs = [
+      { _id: 'lost', _rev: '2-b', _revisions: { start: 2, ids: ['b', 'a'] }, v: 'b' },
+      { _id: 'lost', _rev: '3-c', _revisions: { start: 3, ids: ['c', 'c', 'a'] }, v: 'c' },
+    ];
+    assert.equal((await request(cluster.nodes[0]!, 'POST', `/${db}/_bulk_docs`, { body: { docs, new_edits: false } })).status, 201);
+    const whole = '1-a() 2-b(1-a) 2-c(1-a) 3-c(2-c)';
+    for (const i of [0, 1, 2]) await eventually(async () => assert.equal(await copyTree(cluster, i, db, 'lost'), whole), 15_000);
+
+    // What a writer that lost a revision would have stored on n3: a self-consistent tree
+    // without the 2-b leaf. It passes the read check; nothing local can bring 2-b back.
+    await cluster.kill9(2);
+    assert.ok((await damageStoredTree(cluster.nodes[2]!.dataDir, 'lost', loseRevision('2-b'), { consistent: true })) >= 1);
+    await cluster.restart(2);
+    await cluster.waitForAllAlive();
+    assert.equal(await copyTree(cluster, 2, db, 'lost'), '1-a() 2-c(1-a) 3-c(2-c)');
+
+    // Shard sync has pushed past this doc already; a read that asks n3's copy and a
+    // healthy one sees the difference and repairs n3.
+    await eventually(
+      async () => {
+        const read = await request(cluster.nodes[2]!, 'GET', `/${db}/lost?conflicts=true&r=3`, { timeoutMs: 5_000 });
+        assert.deepEqual(read.body._conflicts, ['2-b'], 'the merged read has every leaf');
+        assert.equal(await copyTree(cluster, 2, db, 'lost'), whole);
+      },
+      30_000,
+      250,
+    );
+    const own = await request(cluster.nodes[2]!, 'GET', `/_node/_local/_copy/${db}/lost`);
+    assert.equal(own.body.revs.find((r: { rev: string }) => r.rev === '2-b').body, true, 'the repaired leaf has its body');
+  });
 });

@@ -2,14 +2,24 @@
  * Damaging a stopped node's stored doc infos on purpose, to test the rev-tree check on
  * read: opens the node's RocksDB (the node must be stopped), finds every stored copy of
  * one document's info (by id and by seq, in every shard copy) and rewrites its tree
- * with `mutate`. Returns how many records were changed.
+ * with `mutate`. With `consistent`, the whole record is encoded again from the mutated
+ * tree (leaves line included), as a buggy writer would have stored it: it passes the
+ * read check. Without, only the tree changes and the record no longer agrees with
+ * itself. Returns how many records were changed.
  */
 import path from 'node:path';
 import { Store } from '../../src/storage/store';
+import { encodeDocInfo } from '../../src/shard/doc-info';
+import { decodeTree, winner } from '../../src/shard/rev-tree';
 
 export type StoredTree = [string, number, number][];
 
-export async function damageStoredTree(dataDir: string, docId: string, mutate: (tree: StoredTree) => StoredTree): Promise<number> {
+export async function damageStoredTree(
+  dataDir: string,
+  docId: string,
+  mutate: (tree: StoredTree) => StoredTree,
+  options: { consistent?: boolean } = {},
+): Promise<number> {
   const store = await Store.open(path.join(dataDir, 'rocksdb'), { cacheBytes: 1 << 20, writeBufferBytes: 1 << 20, batchOpsMax: 1000 });
   try {
     const idLine = JSON.stringify(docId);
@@ -22,7 +32,12 @@ export async function damageStoredTree(dataDir: string, docId: string, mutate: (
           if (lines.length !== 3 || lines[1] !== idLine || !lines[2]!.startsWith('{"seq":')) continue;
           const stored = JSON.parse(lines[2]!) as { seq: number; tree: StoredTree };
           stored.tree = mutate(stored.tree);
-          ops.push({ type: 'put', key, value: `${lines[0]}\n${lines[1]}\n${JSON.stringify(stored)}` });
+          if (options.consistent) {
+            const tree = decodeTree(stored.tree);
+            ops.push({ type: 'put', key, value: encodeDocInfo({ id: docId, seq: stored.seq, tree, winner: winner(tree)! }) });
+          } else {
+            ops.push({ type: 'put', key, value: `${lines[0]}\n${lines[1]}\n${JSON.stringify(stored)}` });
+          }
         }
       }
     } finally {
