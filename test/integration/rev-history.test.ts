@@ -199,3 +199,32 @@ test('a corrupted stored tree fails its request with a logged 500, and the node 
     'the corrupt record is logged by the copy that holds it',
   );
 });
+
+test('a single node whose stored tree lost a revision gets it back by replication from a healthy copy', async () => {
+  const dbName = uniqueDb('revhist');
+  const healthy = localDb('revhist');
+  await healthy.bulkDocs(
+    [
+      { _id: 'lost', _rev: '2-b', _revisions: { start: 2, ids: ['b', 'a'] }, v: 'b' },
+      // Hashes distinct here: PouchDB itself would send 3-c → 2-c → 1-a as 2-c (see above).
+      { _id: 'lost', _rev: '3-d', _revisions: { start: 3, ids: ['d', 'c', 'a'] }, v: 'd' },
+    ],
+    { new_edits: false },
+  );
+  const remote = remoteDb(node, dbName);
+  assert.equal((await replicateOnce(healthy, remote)).doc_write_failures, 0);
+  assert.deepEqual([...(await divanLeaves(dbName, 'lost')).keys()].sort(), ['2-b', '3-d']);
+
+  // What a writer that lost a revision would have stored: a self-consistent tree without 2-b.
+  await node.stop();
+  assert.ok((await damageStoredTree(node.dataDir, 'lost', loseRevision('2-b'), { consistent: true })) >= 1);
+  node = await node.restart();
+  assert.deepEqual([...(await divanLeaves(dbName, 'lost')).keys()], ['3-d'], 'passes the read check, lacks 2-b');
+
+  // PouchDB's checkpoint says it is done: a fresh replication (no checkpoint) finds 2-b missing.
+  const again = await replicateOnce(healthy, remoteDb(node, dbName), { checkpoint: false });
+  assert.equal(again.doc_write_failures, 0);
+  const leaves = await divanLeaves(dbName, 'lost');
+  assert.deepEqual([...leaves.keys()].sort(), ['2-b', '3-d']);
+  assert.equal(leaves.get('2-b')!.v, 'b');
+});
