@@ -25,7 +25,7 @@ import { randomBytes } from 'node:crypto';
 import { FileExistsError, NotFoundError } from '../errors';
 import { placeDatabase, RingMember } from '../ring/placement';
 import { rangeName, ranges } from '../ring/ranges';
-import { ShardCopy, ShardCopyLimits } from '../shard/shard-copy';
+import { CorruptRecordReporter, ShardCopy, ShardCopyLimits } from '../shard/shard-copy';
 import { copyRange, nodeMetaKey } from '../storage/keys';
 import type { Store, WriteOp } from '../storage/store';
 import type { DbDirectory, DbHandle, ShardClient } from '../api/coordinator/shard-client';
@@ -90,11 +90,20 @@ const SEQ_FLOOR_PREFIX = 'seqfloor/';
 /** Deleted instances remembered per name (a chain of deletes and re-creates longer than this may resurrect data). */
 const BURIED_MAX = 64;
 
+export interface CatalogOptions {
+  limits: ShardCopyLimits;
+  defaultRevsLimit: number;
+  cluster: ClusterView;
+  /** Told about stored records of local copies that fail the read check. */
+  onCorrupt?: CorruptRecordReporter;
+}
+
 export class Catalog implements DbDirectory {
   private readonly store: Store;
   private readonly limits: ShardCopyLimits;
   private readonly defaultRevsLimit: number;
   private readonly cluster: ClusterView;
+  private readonly onCorrupt: CorruptRecordReporter | undefined;
   private readonly entries = new Map<string, CatalogEntry>();
   private readonly handles = new Map<string, DbHandle>();
   /** Local copies by `${uuid}/${range}`. */
@@ -106,14 +115,15 @@ export class Catalog implements DbDirectory {
   private chain: Promise<unknown> = Promise.resolve();
   private readonly listeners = new Set<() => void>();
 
-  private constructor(store: Store, options: { limits: ShardCopyLimits; defaultRevsLimit: number; cluster: ClusterView }) {
+  private constructor(store: Store, options: CatalogOptions) {
     this.store = store;
+    this.onCorrupt = options.onCorrupt;
     this.limits = options.limits;
     this.defaultRevsLimit = options.defaultRevsLimit;
     this.cluster = options.cluster;
   }
 
-  static async load(store: Store, options: { limits: ShardCopyLimits; defaultRevsLimit: number; cluster: ClusterView }): Promise<Catalog> {
+  static async load(store: Store, options: CatalogOptions): Promise<Catalog> {
     const catalog = new Catalog(store, options);
     const next = await store.get(nodeMetaKey(NEXT_COPY_KEY));
     if (next) catalog.nextCopyId = Number(next.toString('utf8'));
@@ -123,7 +133,13 @@ export class Catalog implements DbDirectory {
     }
     for (const [, value] of await readPrefix(store, ORPHAN_PREFIX)) {
       const { copyId, name, uuid, range } = JSON.parse(value.toString('utf8')) as Omit<OrphanCopy, 'copy'>;
-      const copy = await ShardCopy.open(store, { copyId, node: options.cluster.self, revsLimit: catalog.defaultRevsLimit, limits: catalog.limits });
+      const copy = await ShardCopy.open(store, {
+        copyId,
+        node: options.cluster.self,
+        revsLimit: catalog.defaultRevsLimit,
+        limits: catalog.limits,
+        ...(catalog.onCorrupt ? { onCorrupt: catalog.onCorrupt } : {}),
+      });
       catalog.orphanCopies.set(`${uuid}/${range}`, { copyId, name, uuid, range, copy });
     }
     for (const entry of catalog.entries.values()) await catalog.openEntry(entry);
@@ -415,6 +431,7 @@ export class Catalog implements DbDirectory {
         revsLimit: entry.revsLimit,
         limits: this.limits,
         seqFloor: floor ? Number(floor.toString('utf8')) : 0,
+        ...(this.onCorrupt ? { onCorrupt: this.onCorrupt } : {}),
       });
       this.localCopies.set(key, { entry, range, copy });
     }

@@ -150,6 +150,8 @@ export class Cluster {
       limits: { updateBatchDocsMax: config.updateBatchDocsMax, updateQueueDocsMax: config.updateQueueDocsMax },
       defaultRevsLimit: config.revsLimit,
       cluster: view,
+      onCorrupt: ({ copyId, docId, error }) =>
+        log.error({ component: 'shard', copyId, docId, err: error instanceof Error ? error.stack : String(error) }, 'stored record is corrupt'),
     });
     cluster = new Cluster({ self, address, catalog, rpc, peers, config, log });
     return cluster;

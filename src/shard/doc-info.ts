@@ -10,7 +10,7 @@
  * re-encoding it. Rev ids never contain spaces, `!` or newlines (parseRev).
  */
 import assert from 'node:assert/strict';
-import { decodeTree, encodeTree, EncodedTree, RevId, sortedLeaves, winner as winnerOf } from './rev-tree';
+import { decodeTree, encodeTree, EncodedTree, RevId, RevNode, sortedLeaves } from './rev-tree';
 import type { DocInfo } from './types';
 
 export interface DocSummary {
@@ -22,11 +22,12 @@ export interface DocSummary {
   leaves: { rev: RevId; deleted: boolean }[];
 }
 
+function leavesLine(sorted: readonly RevNode[]): string {
+  return sorted.map((leaf) => (leaf.deleted ? leaf.rev + '!' : leaf.rev)).join(' ');
+}
+
 export function encodeDocInfo(info: DocInfo): string {
-  const leaves = sortedLeaves(info.tree)
-    .map((leaf) => (leaf.deleted ? leaf.rev + '!' : leaf.rev))
-    .join(' ');
-  return leaves + '\n' + JSON.stringify(info.id) + '\n' + JSON.stringify({ seq: info.seq, tree: encodeTree(info.tree) });
+  return leavesLine(sortedLeaves(info.tree)) + '\n' + JSON.stringify(info.id) + '\n' + JSON.stringify({ seq: info.seq, tree: encodeTree(info.tree) });
 }
 
 export function decodeDocInfo(raw: Buffer): DocInfo {
@@ -35,9 +36,20 @@ export function decodeDocInfo(raw: Buffer): DocInfo {
   assert.ok(first > 0 && second > first, 'stored doc info is malformed');
   const id = JSON.parse(raw.toString('utf8', first + 1, second)) as string;
   const parsed = JSON.parse(raw.toString('utf8', second + 1)) as { seq: number; tree: EncodedTree };
-  const tree = decodeTree(parsed.tree);
-  const best = winnerOf(tree);
-  assert.ok(best, 'stored document has an empty revision tree');
+  if (typeof id !== 'string' || !Number.isSafeInteger(parsed.seq) || parsed.seq < 0) assert.fail('stored doc info is corrupt: no id or seq');
+  let tree: DocInfo['tree'];
+  try {
+    tree = decodeTree(parsed.tree);
+  } catch (err) {
+    assert.fail(`document ${JSON.stringify(id)}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const sorted = sortedLeaves(tree);
+  const best = sorted[0];
+  if (!best) assert.fail(`stored rev tree of ${JSON.stringify(id)} is corrupt: it is empty`);
+  // The leaves line is what scans serve without parsing the tree: it must agree.
+  if (raw.toString('utf8', 0, first) !== leavesLine(sorted)) {
+    assert.fail(`stored rev tree of ${JSON.stringify(id)} is corrupt: its leaves line disagrees with it`);
+  }
   return { id, seq: parsed.seq, tree, winner: best };
 }
 

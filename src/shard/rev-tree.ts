@@ -39,7 +39,12 @@ export type RevTree = ReadonlyMap<RevId, RevNode>;
 /** Longest revision id we accept (pos digits + dash + hash). */
 export const revIdBytesMax = 200;
 
-const REV_PATTERN = /^([1-9][0-9]{0,15})-([0-9A-Za-z_]+)$/;
+/**
+ * The hash may be empty: CouchDB parses `1-` as (1, "") and a replicated `1-` is
+ * stored and served as such (PouchDB's test 7829). An interactive edit naming `1-`
+ * as its base then conflicts, as in CouchDB, unless that revision is a leaf.
+ */
+const REV_PATTERN = /^([1-9][0-9]{0,15})-([0-9A-Za-z_]*)$/;
 
 /** Parse and validate a client-supplied revision id. */
 export function parseRev(rev: unknown): { pos: number; hash: string } {
@@ -228,13 +233,38 @@ export function encodeTree(tree: RevTree): EncodedTree {
   ]);
 }
 
+/**
+ * Decode a stored tree, checking every invariant the readers rely on, so a corrupted
+ * record fails its request (an assertion: 500 unknown_error, logged) instead of being
+ * served or merged into other copies. Checked: each entry is `[rev, parentIndex,
+ * flags]` with a well-formed rev; entries are strictly sorted by (pos, rev), so no
+ * rev appears twice; a parent comes earlier and sits exactly one level up; flags are
+ * 0..3. Linear in the tree's size (measured: see docs/rev-tree-check.md).
+ */
 export function decodeTree(encoded: EncodedTree): RevTree {
+  if (!Array.isArray(encoded)) corrupt('is not an array');
   const tree = new Map<RevId, RevNode>();
-  for (const [rev, parentIndex, flags] of encoded) {
-    const parent = parentIndex === -1 ? null : encoded[parentIndex]![0];
+  let prevPos = 0;
+  let prevRev = '';
+  // Messages are built only on failure: this loop runs on every read.
+  for (let i = 0; i < encoded.length; i++) {
+    const entry = encoded[i];
+    if (!Array.isArray(entry) || entry.length !== 3) corrupt(`entry ${i} is not [rev, parent, flags]`);
+    const [rev, parentIndex, flags] = entry;
+    if (typeof rev !== 'string' || rev.length > revIdBytesMax || !REV_PATTERN.test(rev)) corrupt(`entry ${i} has a malformed rev`);
     const pos = revPos(rev);
-    assert.ok(parent === null || revPos(parent) === pos - 1, 'stored rev tree has a parent at the wrong depth');
+    if (!(pos > prevPos || (pos === prevPos && rev > prevRev))) corrupt(`${rev} is out of order or repeated`);
+    if (!Number.isInteger(parentIndex) || parentIndex < -1 || parentIndex >= i) corrupt(`${rev} has a parent index out of range`);
+    if (flags !== (flags & 3)) corrupt(`${rev} has unknown flags`);
+    const parent = parentIndex === -1 ? null : encoded[parentIndex]![0];
+    if (parent !== null && revPos(parent) !== pos - 1) corrupt(`${rev} has a parent at the wrong depth`);
     tree.set(rev, { rev, pos, parent, deleted: (flags & 1) !== 0, hasBody: (flags & 2) !== 0 });
+    prevPos = pos;
+    prevRev = rev;
   }
   return tree;
+}
+
+function corrupt(what: string): never {
+  assert.fail(`stored rev tree is corrupt: ${what}`);
 }

@@ -13,7 +13,7 @@
  * to the store: they see every acknowledged write.
  */
 import assert from 'node:assert/strict';
-import { UnavailableError } from '../errors';
+import { DivanError, UnavailableError } from '../errors';
 import type { Cursor, Store, WriteOp } from '../storage/store';
 import * as keys from '../storage/keys';
 import { applyEdit, EditContext } from './edit';
@@ -40,6 +40,9 @@ export interface ShardCopyLimits {
   updateQueueDocsMax: number;
 }
 
+/** Told about every stored record that fails the read check (see doc-info.ts), before the read fails. */
+export type CorruptRecordReporter = (event: { copyId: number; docId: string; error: unknown }) => void;
+
 interface Waiting {
   edits: DocEdit[];
   resolve(results: EditResult[]): void;
@@ -56,13 +59,23 @@ export class ShardCopy {
   private readonly limits: ShardCopyLimits;
   private state: CopyState;
   private revsLimit: number;
+  private readonly onCorrupt: CorruptRecordReporter | undefined;
   private queue: Waiting[] = [];
   private queuedEdits = 0;
   private updating = false;
   /** Wakes `_changes` feeds waiting for the next update. */
   private readonly listeners = new Set<(seq: number) => void>();
 
-  private constructor(store: Store, copyId: number, node: string, state: CopyState, revsLimit: number, limits: ShardCopyLimits) {
+  private constructor(
+    store: Store,
+    copyId: number,
+    node: string,
+    state: CopyState,
+    revsLimit: number,
+    limits: ShardCopyLimits,
+    onCorrupt: CorruptRecordReporter | undefined,
+  ) {
+    this.onCorrupt = onCorrupt;
     this.store = store;
     this.copyId = copyId;
     this.node = node;
@@ -78,11 +91,11 @@ export class ShardCopy {
    */
   static async open(
     store: Store,
-    options: { copyId: number; node: string; revsLimit: number; limits: ShardCopyLimits; seqFloor?: number },
+    options: { copyId: number; node: string; revsLimit: number; limits: ShardCopyLimits; seqFloor?: number; onCorrupt?: CorruptRecordReporter },
   ): Promise<ShardCopy> {
     const raw = await store.get(keys.metaKey(options.copyId, STATE_KEY));
     const state: CopyState = raw ? JSON.parse(raw.toString('utf8')) : { updateSeq: options.seqFloor ?? 0, docCount: 0, docDelCount: 0 };
-    return new ShardCopy(store, options.copyId, options.node, state, options.revsLimit, options.limits);
+    return new ShardCopy(store, options.copyId, options.node, state, options.revsLimit, options.limits, options.onCorrupt);
   }
 
   getState(): CopyState {
@@ -164,7 +177,15 @@ export class ShardCopy {
         ? [await this.store.get(keys.docInfoKey(this.copyId, ids[0]!))]
         : await this.store.getMany(ids.map((id) => keys.docInfoKey(this.copyId, id)));
     const infos = new Map<string, DocInfo | undefined>();
-    ids.forEach((id, i) => infos.set(id, stored[i] ? decodeDocInfo(stored[i]!) : undefined));
+    // A corrupt record fails the edits of its own document only, not the whole batch.
+    const corrupt = new Map<string, DivanError>();
+    ids.forEach((id, i) => {
+      try {
+        infos.set(id, stored[i] ? this.decodeInfo(id, stored[i]!) : undefined);
+      } catch (err) {
+        corrupt.set(id, new DivanError('internal', 'unknown_error', err instanceof Error ? err.message : String(err)));
+      }
+    });
 
     const state = { ...this.state };
     const writtenBodies = new Map<string, string>();
@@ -177,6 +198,11 @@ export class ShardCopy {
 
     const results: EditResult[] = [];
     for (const edit of edits) {
+      const unreadable = corrupt.get(edit.id);
+      if (unreadable) {
+        results.push({ kind: 'error', id: edit.id, error: unreadable });
+        continue;
+      }
       const before = infos.get(edit.id);
       const outcome = await applyEdit(before, edit, ctx);
       if (outcome.kind === 'error') {
@@ -218,12 +244,22 @@ export class ShardCopy {
 
   async getDocInfo(id: string): Promise<DocInfo | undefined> {
     const raw = await this.store.get(keys.docInfoKey(this.copyId, id));
-    return raw ? decodeDocInfo(raw) : undefined;
+    return raw ? this.decodeInfo(id, raw) : undefined;
   }
 
   async getDocInfos(ids: string[]): Promise<(DocInfo | undefined)[]> {
     const raw = await this.store.getMany(ids.map((id) => keys.docInfoKey(this.copyId, id)));
-    return raw.map((value) => (value ? decodeDocInfo(value) : undefined));
+    return raw.map((value, i) => (value ? this.decodeInfo(ids[i]!, value) : undefined));
+  }
+
+  /** Decode a stored doc info; a record failing the read check is reported, then thrown. */
+  private decodeInfo(id: string, raw: Buffer): DocInfo {
+    try {
+      return decodeDocInfo(raw);
+    } catch (err) {
+      this.onCorrupt?.({ copyId: this.copyId, docId: id, error: err });
+      throw err;
+    }
   }
 
   async readBody(id: string, rev: RevId): Promise<string | undefined> {

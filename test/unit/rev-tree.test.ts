@@ -14,6 +14,8 @@ import {
   stem,
   winner,
 } from '../../src/shard/rev-tree';
+import { decodeDocInfo, encodeDocInfo } from '../../src/shard/doc-info';
+import { parseDoc } from '../../src/api/http/doc-input';
 
 const LIMIT = 1000;
 
@@ -79,15 +81,26 @@ test('encode then decode gives the same tree, and equal trees encode equally', (
 /**
  * A random edit history: each step extends a random existing revision (making
  * branches), sometimes as a deletion. Returns every leaf-to-root path.
+ *
+ * Hashes come from a tiny alphabet (and may be empty, as in `1-`), so one hash
+ * recurs at many depths and on many branches: `1-a → 2-c → 3-c` and the like. A
+ * revision is (pos, hash): the same id twice means the same revision, so a step
+ * that would give an existing id a second parent gets a distinct hash instead.
  */
+const HASHES = ['a', 'b', 'c', ''];
 const history = fc
-  .array(fc.tuple(fc.nat(), fc.boolean(), fc.hexaString({ minLength: 4, maxLength: 4 })), { minLength: 1, maxLength: 40 })
+  .array(fc.tuple(fc.nat(), fc.boolean(), fc.nat({ max: HASHES.length - 1 })), { minLength: 1, maxLength: 40 })
   .map((steps) => {
-    const nodes: { rev: string; parent: number; deleted: boolean }[] = [{ rev: '1-root', parent: -1, deleted: false }];
-    for (const [pick, deleted, hash] of steps) {
+    const nodes: { rev: string; parent: number; deleted: boolean }[] = [{ rev: '1-a', parent: -1, deleted: false }];
+    const byRev = new Map<string, number>([['1-a', 0]]);
+    for (const [pick, deleted, h] of steps) {
       const parent = pick % nodes.length;
       const pos = Number(nodes[parent]!.rev.split('-')[0]) + 1;
-      const rev = `${pos}-${hash}${nodes.length}`;
+      let rev = `${pos}-${HASHES[h]}`;
+      const same = byRev.get(rev);
+      if (same !== undefined && nodes[same]!.parent === parent) continue; // the same edit again
+      if (same !== undefined) rev = `${pos}-${HASHES[h]}${nodes.length}`;
+      byRev.set(rev, nodes.length);
       nodes.push({ rev, parent, deleted: deleted && pick % 5 === 0 });
     }
     const hasChild = new Set(nodes.map((n) => n.parent));
@@ -169,4 +182,97 @@ test('property: the winner is a leaf and no leaf beats it', () => {
       }
     }),
   );
+});
+
+// ---- repeated hashes (issue 16, item 1) -------------------------------------------
+
+const LIMITS = { docBytesMax: 1 << 20, docIdBytesMax: 512, attachmentBytesMax: 1 << 20 };
+
+/** What a replicator sends for `rev`: `_revisions` built from the tree, as CouchDB renders it. */
+function revisionsOf(tree: RevTree, rev: string): { start: number; ids: string[] } {
+  return { start: tree.get(rev)!.pos, ids: ancestry(tree, rev).map((r) => r.slice(r.indexOf('-') + 1)) };
+}
+
+test('one hash at several depths makes distinct revisions', () => {
+  const tree = build([{ revs: ['3-c', '2-c', '1-a'] }, { revs: ['2-b', '1-a'] }]);
+  assert.deepEqual([...tree.keys()].sort(), ['1-a', '2-b', '2-c', '3-c']);
+  assert.deepEqual(ancestry(tree, '3-c'), ['3-c', '2-c', '1-a']);
+  assert.deepEqual(sortedLeaves(tree).map((l) => l.rev), ['3-c', '2-b']);
+  assert.deepEqual(revisionsOf(tree, '3-c'), { start: 3, ids: ['c', 'c', 'a'] });
+});
+
+test('_revisions wins over a disagreeing _rev, as in CouchDB (PouchDB sends these)', () => {
+  // PouchDB looks 3-c up by hash alone, finds 2-c, and sends 2-c's history under _rev 3-c.
+  const json = { _id: 'foo', _rev: '3-c', _revisions: { start: 2, ids: ['c', 'a'] }, value: 'db1' };
+  assert.deepEqual(parseDoc(json, { newEdits: false, limits: LIMITS }).edit.revs, ['2-c', '1-a']);
+  const reordered = { _id: 'foo', _revisions: { start: 2, ids: ['c', 'a'] }, _rev: '3-c' };
+  assert.deepEqual(parseDoc(reordered, { newEdits: false, limits: LIMITS }).edit.revs, ['2-c', '1-a']);
+});
+
+test('a bare `1-` parses, and replicates as its own revision', () => {
+  assert.deepEqual(parseDoc({ _id: 'x', _rev: '1-' }, { newEdits: false, limits: LIMITS }).edit.revs, ['1-']);
+  const tree = build([{ revs: ['2-', '1-'] }, { revs: ['2-a', '1-'] }]);
+  assert.deepEqual(sortedLeaves(tree).map((l) => l.rev), ['2-a', '2-']);
+  assert.equal(decodeDocInfo(Buffer.from(encodeDocInfo({ id: 'x', seq: 1, tree, winner: winner(tree)! }))).winner.rev, '2-a');
+  for (const bad of ['-', '0-', '1', 'a-b', '1-a-b', '1-a b', '01-a']) {
+    assert.throws(() => parseDoc({ _id: 'x', _rev: bad }, { newEdits: false, limits: LIMITS }), { token: 'bad_request' }, bad);
+  }
+});
+
+test('property: every leaf\'s _revisions, sent back in, names exactly its stored path', () => {
+  fc.assert(
+    fc.property(history, limitArb, (paths, limit) => {
+      const tree = build(paths, limit);
+      for (const leaf of leaves(tree)) {
+        const json = { _id: 'd', _rev: leaf.rev, _revisions: revisionsOf(tree, leaf.rev) };
+        const { edit } = parseDoc(json, { newEdits: false, limits: LIMITS });
+        assert.deepEqual(edit.revs, ancestry(tree, leaf.rev));
+        // Replaying it into an empty tree and into the tree itself changes nothing it holds.
+        const again = mergePath(tree, { revs: edit.revs!, deleted: leaf.deleted, hasBody: true }, limit);
+        assert.equal(again.added, false);
+        assert.deepEqual(encodeTree(again.tree), encodeTree(tree));
+      }
+    }),
+  );
+});
+
+test('property: stored doc infos of such histories pass the read check and round-trip', () => {
+  fc.assert(
+    fc.property(history, limitArb, (paths, limit) => {
+      const tree = build(paths, limit);
+      const info = { id: 'd', seq: 7, tree, winner: winner(tree)! };
+      const back = decodeDocInfo(Buffer.from(encodeDocInfo(info)));
+      assert.deepEqual(encodeTree(back.tree), encodeTree(tree));
+      assert.equal(back.winner.rev, info.winner.rev);
+    }),
+  );
+});
+
+// ---- the read check ----------------------------------------------------------------
+
+test('a corrupted stored tree is refused on read, never served', () => {
+  const tree = build([{ revs: ['3-c', '2-c', '1-a'] }, { revs: ['2-b', '1-a'] }]);
+  const good = encodeDocInfo({ id: 'foo', seq: 3, tree, winner: winner(tree)! });
+  const [line, idLine, rest] = good.split('\n') as [string, string, string];
+  const stored = JSON.parse(rest) as { seq: number; tree: [string, number, number][] };
+  const withTree = (t: unknown, leavesLine = line) => Buffer.from(`${leavesLine}\n${idLine}\n${JSON.stringify({ seq: 3, tree: t })}`);
+  assert.equal(decodeDocInfo(withTree(stored.tree)).winner.rev, '3-c');
+  const t = stored.tree; // [1-a, 2-b, 2-c, 3-c]
+  const corrupt: [string, unknown, string?][] = [
+    ['swapped order', [t[0], t[2], t[1], [t[3]![0], 1, t[3]![2]]]],
+    ['repeated rev', [t[0], t[1], t[1], t[3]]],
+    ['parent at the wrong depth', [t[0], t[1], t[2], ['3-c', 0, 2]]],
+    ['parent index after the child', [t[0], ['2-b', 3, 2], t[2], t[3]]],
+    ['parent index out of range', [t[0], t[1], t[2], ['3-c', 9, 2]]],
+    ['unknown flags', [t[0], t[1], t[2], ['3-c', 2, 6]]],
+    ['malformed rev', [t[0], t[1], t[2], ['3-c c', 2, 2]]],
+    ['entry not a triple', [t[0], t[1], t[2], ['3-c', 2]]],
+    ['not an array', { a: 1 }],
+    ['empty tree', []],
+    ['a lost revision', [t[0], t[2], [t[3]![0], 1, t[3]![2]]], line],
+    ['leaves line disagrees', t, '3-c'],
+  ];
+  for (const [what, bad, leavesLine] of corrupt) {
+    assert.throws(() => decodeDocInfo(withTree(bad, leavesLine)), { name: 'AssertionError' }, what);
+  }
 });

@@ -107,6 +107,10 @@ export function parseDoc(
   return { edit, rev };
 }
 
+/**
+ * A replicated edit's path, newest first. `_revisions` wins over `_rev` (CouchDB's
+ * rule); a revision is (pos, hash), so repeated hashes at different depths are fine.
+ */
 function replicatedPath(json: Record<string, unknown>, rev: string | undefined): string[] {
   const revisions = json._revisions;
   if (revisions === undefined) {
@@ -124,7 +128,10 @@ function replicatedPath(json: Record<string, unknown>, rev: string | undefined):
     return `${start - i}-${hash}`;
   });
   checkPath(path);
-  if (rev !== undefined && rev !== path[0]) throw new BadRequestError('_rev does not match _revisions', 'bad_request');
+  // Like CouchDB, `_revisions` names the revision and `_rev` is then ignored. They
+  // disagree in real traffic: PouchDB finds a revision's place in its history by
+  // hash alone, so for a history like 1-a → 2-c → 3-c it sends `_rev: "3-c"` with
+  // the `_revisions` of 2-c; CouchDB stores 2-c, and so do we.
   return path;
 }
 
