@@ -1,11 +1,12 @@
 /**
  * Document updates (`PUT /db/doc`, `_bulk_docs`, deletes, attachment writes): group
  * edits by range, send each range's edits to all its copies in one call, and fold the
- * copies' per-document results into one outcome per document.
+ * copies' per-document results into one outcome per document (the rules, and why at
+ * most one of two racing writers is told it won, are in quorum.ts).
  */
 import { DivanError } from '../../errors';
 import type { DocEdit, EditResult, RevId } from '../../shard/types';
-import { askCopies, CopyReply, effectiveQuorum, groupByRange, noCopyError } from './quorum';
+import { askAllCopies, CopyReply, EditTally, effectiveQuorum, groupByRange, noCopyError, writeVerdict, type WriteVerdict } from './quorum';
 import type { DbHandle } from './shard-client';
 
 export type DocOutcome =
@@ -18,6 +19,8 @@ export interface UpdateOptions {
   timeoutMs: number;
 }
 
+type OkReply = Extract<CopyReply<EditResult[]>, { kind: 'ok' }>;
+
 export async function updateDocs(db: DbHandle, edits: DocEdit[], options: UpdateOptions): Promise<DocOutcome[]> {
   const byRange = groupByRange(edits.map((e) => e.id), db.q);
   const outcomes: DocOutcome[] = new Array(edits.length);
@@ -25,24 +28,48 @@ export async function updateDocs(db: DbHandle, edits: DocEdit[], options: Update
     [...byRange].map(async ([rangeIndex, positions]) => {
       const range = db.ranges[rangeIndex]!;
       const rangeEdits = positions.map((i) => edits[i]!);
-      const w = effectiveQuorum(options.w, db.n, range.copies.length);
-      // Answer once w copies acknowledged (the others still apply the edits, and shard
-      // sync reconciles them); at the deadline, answer with what arrived.
-      const replies = await askCopies(range.copies, w, options.timeoutMs, (copy) => copy.updateDocs(rangeEdits));
-      const oks = replies.filter((r): r is Extract<CopyReply<EditResult[]>, { kind: 'ok' }> => r.kind === 'ok');
+      const copies = range.copies.length;
+      const w = effectiveQuorum(options.w, db.n, copies);
+      const verdicts = (replies: readonly CopyReply<EditResult[]>[], final: boolean) => {
+        const oks = replies.filter((r): r is OkReply => r.kind === 'ok');
+        return rangeEdits.map((_, j) => writeVerdict(tallyOf(oks, j), copies, db.n, w, final));
+      };
+      // Answer once every document has its verdict (w copies took it, or a majority
+      // refused it); else wait for the other copies, up to the deadline. Copies still
+      // working go on applying the edits (shard sync reconciles them).
+      const { replies } = await askAllCopies(
+        range.copies,
+        options.timeoutMs,
+        (copy) => copy.updateDocs(rangeEdits),
+        (sofar) => verdicts(sofar, false).every((v) => v !== 'pending'),
+      );
+      const oks = replies.filter((r): r is OkReply => r.kind === 'ok');
       if (oks.length === 0) throw noCopyError(replies);
+      const final = verdicts(replies, true);
       positions.forEach((editIndex, j) => {
-        outcomes[editIndex] = foldDoc(oks.map((r) => r.value[j]!), w);
+        outcomes[editIndex] = outcomeOf(final[j]!, oks.map((r) => r.value[j]!));
       });
     }),
   );
   return outcomes;
 }
 
-function foldDoc(results: EditResult[], w: number): DocOutcome {
-  const ok = results.filter((r): r is Extract<EditResult, { kind: 'ok' }> => r.kind === 'ok');
-  if (ok.length >= w) return { kind: 'ok', id: ok[0]!.id, rev: ok[0]!.rev };
-  if (ok.length > 0) return { kind: 'accepted', id: ok[0]!.id, rev: ok[0]!.rev };
-  const failed = results.find((r): r is Extract<EditResult, { kind: 'error' }> => r.kind === 'error')!;
-  return { kind: 'error', id: failed.id, error: failed.error, ...(failed.rev ? { rev: failed.rev } : {}) };
+function tallyOf(oks: readonly OkReply[], j: number): EditTally {
+  let ok = 0;
+  let refused = 0;
+  for (const reply of oks) {
+    if (reply.value[j]!.kind === 'ok') ok++;
+    else refused++;
+  }
+  return { ok, refused };
+}
+
+function outcomeOf(verdict: WriteVerdict, results: EditResult[]): DocOutcome {
+  const ok = results.find((r): r is Extract<EditResult, { kind: 'ok' }> => r.kind === 'ok');
+  if (verdict === 'ok' && ok) return { kind: 'ok', id: ok.id, rev: ok.rev };
+  if (verdict === 'accepted' && ok) return { kind: 'accepted', id: ok.id, rev: ok.rev };
+  const failed = results.find((r): r is Extract<EditResult, { kind: 'error' }> => r.kind === 'error');
+  // Every copy that answered is in `results` (at least one): no refusal means the
+  // verdict was ok/accepted, handled above.
+  return { kind: 'error', id: failed!.id, error: failed!.error, ...(failed!.rev ? { rev: failed!.rev } : {}) };
 }
