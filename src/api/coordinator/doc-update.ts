@@ -3,11 +3,16 @@
  * edits by range, send each range's edits to all its copies in one call, and fold the
  * copies' per-document results into one outcome per document (the rules, and why at
  * most one of two racing writers is told it won, are in quorum.ts).
+ *
+ * The answer can come before every copy has applied the edits. A copy still applying
+ * them when the client is answered is fenced (see write-fence.ts): range reads through
+ * this node wait for it first, so they see every write this node acknowledged.
  */
 import { DivanError } from '../../errors';
 import type { DocEdit, EditResult, RevId } from '../../shard/types';
 import { askAllCopies, CopyReply, EditTally, effectiveQuorum, groupByRange, noCopyError, writeVerdict, type WriteVerdict } from './quorum';
-import type { DbHandle } from './shard-client';
+import type { DbHandle, ShardClient } from './shard-client';
+import { fenceWrite } from './write-fence';
 
 export type DocOutcome =
   | { kind: 'ok'; id: string; rev: RevId }
@@ -24,6 +29,7 @@ type OkReply = Extract<CopyReply<EditResult[]>, { kind: 'ok' }>;
 export async function updateDocs(db: DbHandle, edits: DocEdit[], options: UpdateOptions): Promise<DocOutcome[]> {
   const byRange = groupByRange(edits.map((e) => e.id), db.q);
   const outcomes: DocOutcome[] = new Array(edits.length);
+  const deadline = Date.now() + options.timeoutMs;
   await Promise.all(
     [...byRange].map(async ([rangeIndex, positions]) => {
       const range = db.ranges[rangeIndex]!;
@@ -37,12 +43,22 @@ export async function updateDocs(db: DbHandle, edits: DocEdit[], options: Update
       // Answer once every document has its verdict (w copies took it, or a majority
       // refused it); else wait for the other copies, up to the deadline. Copies still
       // working go on applying the edits (shard sync reconciles them).
+      const calls = new Map<ShardClient, Promise<EditResult[]>>();
       const { replies } = await askAllCopies(
         range.copies,
         options.timeoutMs,
-        (copy) => copy.updateDocs(rangeEdits),
+        (copy) => {
+          const call = copy.updateDocs(rangeEdits);
+          calls.set(copy, call);
+          return call;
+        },
         (sofar) => verdicts(sofar, false).every((v) => v !== 'pending'),
       );
+      const answered = new Set(replies.map((r) => r.copy));
+      range.copies.forEach((copy, i) => {
+        const call = calls.get(copy);
+        if (call && !answered.has(i)) fenceWrite(copy, call, deadline);
+      });
       const oks = replies.filter((r): r is OkReply => r.kind === 'ok');
       if (oks.length === 0) throw noCopyError(replies);
       const final = verdicts(replies, true);
