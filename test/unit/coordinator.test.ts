@@ -241,6 +241,21 @@ test('updateDocs: a split with the third copy down is a conflict (for both write
   assert.equal(outcome!.kind === 'error' && outcome!.error.token, 'conflict');
 });
 
+test('updateDocs: a copy a rebalance is still filling gets the edit but does not vote', async () => {
+  const [a, b, filling] = await copies(3);
+  const list = [a!, b!, downCopy('n3'), filling!];
+  const db: DbHandle = { ...handle(list), n: 3, ranges: [{ ...handle(list).ranges[0]!, established: 3 }] };
+  const [created] = await updateDocs(db, [edit('moving')], { timeoutMs: 2000 });
+  assert.equal(created!.kind, 'ok');
+  // The filling copy lacks the document's history (as before its fill reaches it) and
+  // refuses the update; the established copies decide.
+  const rev = created!.kind === 'ok' ? created!.rev : '';
+  const refusing: ShardClient = scripted('n4', conflictAll);
+  const db2: DbHandle = { ...db, ranges: [{ ...db.ranges[0]!, copies: [a!, b!, downCopy('n3'), refusing] }] };
+  const [updated] = await updateDocs(db2, [{ ...edit('moving'), baseRev: rev }], { timeoutMs: 2000 });
+  assert.equal(updated!.kind, 'ok');
+});
+
 // ---- read-your-writes: range reads wait for this node's copy -------------------------
 
 test('a range read waits for the write its first copy was still applying when the client was answered', async () => {

@@ -11,7 +11,7 @@
 import { DivanError } from '../../errors';
 import type { DocEdit, EditResult, RevId } from '../../shard/types';
 import { askAllCopies, CopyReply, EditTally, effectiveQuorum, groupByRange, noCopyError, writeVerdict, type WriteVerdict } from './quorum';
-import type { DbHandle, ShardClient } from './shard-client';
+import type { DbHandle, RangeCopies, ShardClient } from './shard-client';
 import { fenceWrite } from './write-fence';
 
 export type DocOutcome =
@@ -34,15 +34,20 @@ export async function updateDocs(db: DbHandle, edits: DocEdit[], options: Update
     [...byRange].map(async ([rangeIndex, positions]) => {
       const range = db.ranges[rangeIndex]!;
       const rangeEdits = positions.map((i) => edits[i]!);
-      const copies = range.copies.length;
-      const w = effectiveQuorum(options.w, db.n, copies);
-      const verdicts = (replies: readonly CopyReply<EditResult[]>[], final: boolean) => {
-        const oks = replies.filter((r): r is OkReply => r.kind === 'ok');
-        return rangeEdits.map((_, j) => writeVerdict(tallyOf(oks, j), copies, db.n, w, final));
+      // Copies a rebalance is still filling get every edit but do not vote: one lacking
+      // a document would refuse every update of it, and a fourth voter would let two
+      // racing writers each reach two acknowledgements.
+      const voters = votersOf(range);
+      const w = effectiveQuorum(options.w, db.n, voters);
+      const verdicts = (replies: readonly CopyReply<EditResult[]>[]) => {
+        const votes = replies.filter((r) => r.copy < voters);
+        const oks = votes.filter((r): r is OkReply => r.kind === 'ok');
+        const final = votes.length === voters;
+        return rangeEdits.map((_, j) => writeVerdict(tallyOf(oks, j), voters, db.n, w, final));
       };
       // Answer once every document has its verdict (w copies took it, or a majority
-      // refused it); else wait for the other copies, up to the deadline. Copies still
-      // working go on applying the edits (shard sync reconciles them).
+      // refused it) or every voter answered; at the deadline, with what arrived. Copies
+      // still working go on applying the edits (shard sync reconciles them).
       const calls = new Map<ShardClient, Promise<EditResult[]>>();
       const { replies } = await askAllCopies(
         range.copies,
@@ -52,22 +57,29 @@ export async function updateDocs(db: DbHandle, edits: DocEdit[], options: Update
           calls.set(copy, call);
           return call;
         },
-        (sofar) => verdicts(sofar, false).every((v) => v !== 'pending'),
+        (sofar) => verdicts(sofar).every((v) => v !== 'pending'),
       );
       const answered = new Set(replies.map((r) => r.copy));
       range.copies.forEach((copy, i) => {
         const call = calls.get(copy);
         if (call && !answered.has(i)) fenceWrite(copy, call, deadline);
       });
-      const oks = replies.filter((r): r is OkReply => r.kind === 'ok');
-      if (oks.length === 0) throw noCopyError(replies);
-      const final = verdicts(replies, true);
+      const votes = replies.filter((r) => r.copy < voters);
+      const oks = votes.filter((r): r is OkReply => r.kind === 'ok');
+      if (oks.length === 0) throw noCopyError(votes);
+      // After the wait, what arrived is final (the deadline passed or all voters answered).
       positions.forEach((editIndex, j) => {
-        outcomes[editIndex] = outcomeOf(final[j]!, oks.map((r) => r.value[j]!));
+        const verdict = writeVerdict(tallyOf(oks, j), voters, db.n, w, true);
+        outcomes[editIndex] = outcomeOf(verdict, oks.map((r) => r.value[j]!));
       });
     }),
   );
   return outcomes;
+}
+
+function votersOf(range: RangeCopies): number {
+  const established = range.established ?? range.copies.length;
+  return established > 0 ? Math.min(established, range.copies.length) : range.copies.length;
 }
 
 function tallyOf(oks: readonly OkReply[], j: number): EditTally {

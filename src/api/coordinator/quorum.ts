@@ -7,13 +7,14 @@
  * `forbidden`, are the same on every copy). A copy whose node does not answer counts
  * for neither. Two writers racing on one id (a new id without `_rev`, or the same
  * `_rev`) are ordered by each copy's updater: every copy takes exactly one of them and
- * refuses the other. With `c` copies asked (n, or n + 1 while a rebalance adds one),
- * `m = majority(c)` and the write quorum `w` (default majority(n)), the verdict for one
- * document (`writeVerdict`) is, in this order:
+ * refuses the other. The copies that vote are the range's established ones (`c`,
+ * normally n; a copy a rebalance is still filling gets the edit but does not vote).
+ * With `m = majority(c)` and the write quorum `w` (default majority(n)), the verdict
+ * for one document (`writeVerdict`) is, in this order:
  *
  * 1. `ok` (201) once `ok ≥ W`, where W = max(w, m) when w is at least a majority of n
- *    (the default), and W = w when a caller asked for less (w=1: fast, but two
- *    racing writers may then both be told they won, as in CouchDB);
+ *    (the default; W = w unless c ≠ n), and W = w when a caller asked for less (w=1:
+ *    fast, but two racing writers may then both be told they won, as in CouchDB);
  * 2. `refused` (409 etc.) once `refused ≥ m`, even if some copy took the edit: that
  *    copy's branch stays as a conflict (shard sync spreads it), as CouchDB leaves it;
  * 3. otherwise the coordinator waits for the other copies, up to the deadline, and
@@ -132,7 +133,7 @@ export interface EditTally {
 export type WriteVerdict = 'ok' | 'accepted' | 'refused' | 'failed' | 'pending';
 
 /**
- * The verdict for one document (rules in the header). `copies`: copies asked; `w`: the
+ * The verdict for one document (rules in the header). `copies`: copies voting; `w`: the
  * effective write quorum; `final`: every copy has answered (or failed), or the deadline
  * passed. Before that, `pending` means: wait for more answers.
  */
