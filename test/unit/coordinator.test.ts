@@ -284,3 +284,20 @@ test('a range read waits for the write its first copy was still applying when th
   assert.deepEqual(rows, ['fresh']);
   assert.equal(await count, 1);
 });
+
+test('a range read sees a write its first copy refused while the others took it', async () => {
+  const [local, b, c] = await copies(3);
+  // The two others have the document (written through another node); this node's own
+  // copy has not heard of it yet, so it refuses the update the others take.
+  const [first] = await b!.updateDocs([edit('behind')]);
+  await c!.updateDocs([{ ...edit('behind'), revs: [first!.kind === 'ok' ? first!.rev : ''] }]);
+  const db = handle([local!, b!, c!]);
+  const base = first!.kind === 'ok' ? first!.rev : '';
+  const [outcome] = await updateDocs(db, [{ ...edit('behind'), body: { v: 2 }, baseRev: base }], { timeoutMs: 5000 });
+  assert.equal(outcome!.kind, 'ok');
+  const rows: { id: string; rev: string }[] = [];
+  await streamAllDocs(db, { limit: 10, skip: 0, descending: false, inclusiveEnd: true, includeDocs: false, conflicts: false }, async (batch) => {
+    rows.push(...batch.map((r) => ({ id: r.id, rev: r.rev })));
+  });
+  assert.deepEqual(rows, [{ id: 'behind', rev: outcome!.kind === 'ok' ? outcome!.rev : '' }]);
+});

@@ -6,9 +6,12 @@
  *
  * The answer can come before every copy has applied the edits. A copy still applying
  * them when the client is answered is fenced (see write-fence.ts): range reads through
- * this node wait for it first, so they see every write this node acknowledged.
+ * this node wait for it first, so they see every write this node acknowledged. The
+ * copy those reads prefer (this node's own) is also brought up at once when it
+ * refused a document the write won.
  */
 import { DivanError } from '../../errors';
+import { missingEdits } from '../../shard/sync';
 import type { DocEdit, EditResult, RevId } from '../../shard/types';
 import { askAllCopies, CopyReply, EditTally, effectiveQuorum, groupByRange, noCopyError, writeVerdict, type WriteVerdict } from './quorum';
 import type { DbHandle, RangeCopies, ShardClient } from './shard-client';
@@ -59,22 +62,72 @@ export async function updateDocs(db: DbHandle, edits: DocEdit[], options: Update
         },
         (sofar) => verdicts(sofar).every((v) => v !== 'pending'),
       );
-      const answered = new Set(replies.map((r) => r.copy));
-      range.copies.forEach((copy, i) => {
-        const call = calls.get(copy);
-        if (call && !answered.has(i)) fenceWrite(copy, call, deadline);
-      });
       const votes = replies.filter((r) => r.copy < voters);
       const oks = votes.filter((r): r is OkReply => r.kind === 'ok');
       if (oks.length === 0) throw noCopyError(votes);
       // After the wait, what arrived is final (the deadline passed or all voters answered).
+      const won: boolean[] = [];
       positions.forEach((editIndex, j) => {
         const verdict = writeVerdict(tallyOf(oks, j), voters, db.n, w, true);
+        won[j] = verdict === 'ok' || verdict === 'accepted';
         outcomes[editIndex] = outcomeOf(verdict, oks.map((r) => r.value[j]!));
+      });
+      const answered = new Set(replies.map((r) => r.copy));
+      range.copies.forEach((copy, i) => {
+        const call = calls.get(copy);
+        if (!call) return;
+        if (i === 0) {
+          // The copy range reads through this node prefer: fence it until it applied the
+          // edits, and until it holds every winning revision it refused.
+          const mine = replies.find((r) => r.copy === 0);
+          const landed = call.then((results) => bringUp(copy, range.copies, refusedWinners(results, won, oks)));
+          if (!mine || (mine.kind === 'ok' && refusedWinners(mine.value, won, oks).length > 0)) fenceWrite(copy, landed, deadline);
+          else landed.catch(() => undefined);
+        } else if (!answered.has(i)) fenceWrite(copy, call, deadline);
       });
     }),
   );
   return outcomes;
+}
+
+const bringUpDocsMax = 100;
+
+/**
+ * The documents a copy refused although the write won, each with a copy that took it
+ * (at most `bringUpDocsMax`).
+ */
+function refusedWinners(results: readonly EditResult[], won: readonly boolean[], oks: readonly OkReply[]): { id: string; source: number }[] {
+  const out: { id: string; source: number }[] = [];
+  for (let j = 0; j < results.length && out.length < bringUpDocsMax; j++) {
+    if (!won[j] || results[j]!.kind !== 'error') continue;
+    const source = oks.find((r) => r.value[j]!.kind === 'ok');
+    if (source) out.push({ id: results[j]!.id, source: source.copy });
+  }
+  return out;
+}
+
+/**
+ * Send `target` the revisions of the documents it refused that a copy which took them
+ * has and it lacks, as replicated edits: what shard sync would do later, done now so
+ * this node's range reads see the write it acknowledged. A failure leaves it to sync.
+ */
+async function bringUp(target: ShardClient, copies: readonly ShardClient[], docs: readonly { id: string; source: number }[]): Promise<void> {
+  if (docs.length === 0) return;
+  const bySource = new Map<number, string[]>();
+  for (const { id, source } of docs) bySource.set(source, [...(bySource.get(source) ?? []), id]);
+  try {
+    for (const [sourceIndex, ids] of bySource) {
+      const source = copies[sourceIndex]!;
+      const [mine, theirs] = await Promise.all([source.getDocInfos(ids), target.getDocInfos(ids)]);
+      const edits: DocEdit[] = [];
+      for (let j = 0; j < ids.length; j++) {
+        if (mine[j]) edits.push(...(await missingEdits(source, mine[j]!, theirs[j])));
+      }
+      if (edits.length > 0) await target.updateDocs(edits);
+    }
+  } catch {
+    // Shard sync brings the copy up on its own schedule.
+  }
 }
 
 function votersOf(range: RangeCopies): number {

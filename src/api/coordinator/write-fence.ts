@@ -12,9 +12,10 @@
  * own deadlines (the quorum timeout), and reads never wait for writes that were not
  * yet answered when they started (those the client cannot expect to see).
  *
- * Not covered: a copy that answered but refused an edit the others took (the write
- * still won by a majority); range reads of that copy see the other branch until shard
- * sync brings the winner.
+ * The copy range reads prefer may also have refused an edit the others took (it had
+ * not yet heard of the parent revision, written through another node): the writer
+ * then sends it the winning revisions at once (doc-update.ts, `bringUp`) and fences it
+ * on that, up to `bringUpDocsMax` documents per write; beyond, shard sync brings them.
  */
 import type { ShardClient } from './shard-client';
 
