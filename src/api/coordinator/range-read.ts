@@ -22,12 +22,15 @@ export function firstLiveCursor<T>(
   // Opened at the first `next`, once the copy's fenced writes have landed.
   let cursor: Cursor<T> | null = writesSettled(copies[0]!) ? null : open(copies[0]!);
   let delivered = false;
+  let closed = false;
   return {
     next: async () => {
       for (;;) {
         try {
           if (cursor === null) {
             await writesSettled(copies[index]!);
+            // Closed meanwhile: open nothing (nobody would close it).
+            if (closed) return null;
             cursor = open(copies[index]!);
           }
           const batch = await cursor.next();
@@ -43,6 +46,7 @@ export function firstLiveCursor<T>(
       }
     },
     close: async () => {
+      closed = true;
       await cursor?.close();
       cursor = null;
     },
