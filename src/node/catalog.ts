@@ -471,7 +471,7 @@ export class Catalog implements DbDirectory {
         const copies: ShardClient[] = ordered.map((node) =>
           node === this.cluster.self ? this.localCopies.get(`${entry.uuid}/${index}`)!.copy : this.cluster.remoteCopy(node, entry, index),
         );
-        return { index, name: rangeName(bounds), copies, nodes };
+        return { index, name: rangeName(bounds), copies, nodes, established: ordered.filter((node) => placed.includes(node)).length };
       }),
     };
   }

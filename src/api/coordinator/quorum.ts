@@ -1,9 +1,37 @@
 /**
  * Quorum arithmetic, shared by every coordinator operation. Pure.
  *
- * A write goes to all n copies of a range. With `w` acknowledgements it is `ok`
- * (HTTP 201); with fewer but at least one it is `accepted` (202): durable somewhere,
- * and shard sync will carry it to the others; with none it failed.
+ * Writes. An edit goes to every copy of its range; each copy answers, per document,
+ * `ok` (it took the edit) or a refusal (`conflict` above all: the edit's parent is no
+ * longer a leaf there, or the new id already exists there; other refusals, such as
+ * `forbidden`, are the same on every copy). A copy whose node does not answer counts
+ * for neither. Two writers racing on one id (a new id without `_rev`, or the same
+ * `_rev`) are ordered by each copy's updater: every copy takes exactly one of them and
+ * refuses the other. The copies that vote are the range's established ones (`c`,
+ * normally n; a copy a rebalance is still filling gets the edit but does not vote).
+ * With `m = majority(c)` and the write quorum `w` (default majority(n)), the verdict
+ * for one document (`writeVerdict`) is, in this order:
+ *
+ * 1. `ok` (201) once `ok ≥ W`, where W = max(w, m) when w is at least a majority of n
+ *    (the default; W = w unless c ≠ n), and W = w when a caller asked for less (w=1:
+ *    fast, but two racing writers may then both be told they won, as in CouchDB);
+ * 2. `refused` (409 etc.) once `refused ≥ m`, even if some copy took the edit: that
+ *    copy's branch stays as a conflict (shard sync spreads it), as CouchDB leaves it;
+ * 3. otherwise the coordinator waits for the other copies, up to the deadline, and
+ *    then, with what arrived:
+ *    - `accepted` (202) if `ok ≥ m` (a majority took it, but fewer than an explicit
+ *      w > m), or if `ok ≥ 1` and no copy refused (copies down: durable somewhere,
+ *      uncontested, shard sync carries it to the others);
+ *    - `refused` if some copy took it and some refused, neither a majority (a split
+ *      with a copy down): no writer of the race can claim a majority, so none is told
+ *      it won; both branches stay as a conflict;
+ *    - `refused` too if no copy took it but one refused; `failed` if none answered.
+ *
+ * So when both racing coordinators hear from the same live copies and w ≥ majority(n),
+ * at most one writer is told it won (201 or 202): winning needs a majority of copies,
+ * or every answering copy, and each copy took only one of them. Only across a
+ * partition, where the two coordinators reach disjoint copies, can both get 202
+ * (accepted: not confirmed by a quorum), which is what 202 means.
  */
 import { DivanError, TimeoutError, UnavailableError } from '../../errors';
 import { rangeIndexOf } from '../../ring/ranges';
@@ -92,4 +120,71 @@ export function groupByRange(ids: readonly string[], q: number): Map<number, num
     else byRange.set(index, [i]);
   });
   return byRange;
+}
+
+/** What the copies answered for one document of a write. */
+export interface EditTally {
+  /** Copies that took the edit. */
+  ok: number;
+  /** Copies that refused it (conflict, forbidden, ...). */
+  refused: number;
+}
+
+export type WriteVerdict = 'ok' | 'accepted' | 'refused' | 'failed' | 'pending';
+
+/**
+ * The verdict for one document (rules in the header). `copies`: copies voting; `w`: the
+ * effective write quorum; `final`: every copy has answered (or failed), or the deadline
+ * passed. Before that, `pending` means: wait for more answers.
+ */
+export function writeVerdict(tally: EditTally, copies: number, n: number, w: number, final: boolean): WriteVerdict {
+  const m = majority(copies);
+  const winAt = w >= majority(Math.min(n, copies)) ? Math.max(w, m) : w;
+  if (tally.ok >= winAt) return 'ok';
+  if (tally.refused >= m) return 'refused';
+  if (!final) return 'pending';
+  if (tally.ok >= m || (tally.ok >= 1 && tally.refused === 0)) return 'accepted';
+  if (tally.refused >= 1) return 'refused';
+  return 'failed';
+}
+
+/**
+ * Ask every copy at once; resolve when `isDone(replies)` holds (checked after each
+ * reply), all copies have answered, or the deadline passed. `complete` tells which.
+ */
+export function askAllCopies<C, T>(
+  copies: readonly C[],
+  timeoutMs: number,
+  ask: (copy: C) => Promise<T>,
+  isDone: (replies: readonly CopyReply<T>[]) => boolean,
+): Promise<{ replies: CopyReply<T>[]; complete: boolean }> {
+  return new Promise((resolve) => {
+    const replies: CopyReply<T>[] = [];
+    let settled = false;
+    const finish = (complete: boolean) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve({ replies, complete });
+    };
+    const timer = setTimeout(() => finish(false), timeoutMs);
+    copies.forEach((copy, index) => {
+      const onReply = (reply: CopyReply<T>) => {
+        if (settled) return;
+        replies.push(reply);
+        if (replies.length === copies.length) finish(true);
+        else if (isDone(replies)) finish(false);
+      };
+      let pending: Promise<T>;
+      try {
+        pending = ask(copy);
+      } catch (error) {
+        pending = Promise.reject(error);
+      }
+      pending.then(
+        (value) => onReply({ kind: 'ok', value, copy: index }),
+        (error: unknown) => onReply({ kind: 'failed', error, copy: index }),
+      );
+    });
+  });
 }

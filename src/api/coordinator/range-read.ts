@@ -5,8 +5,12 @@
  * the reader can take rows again (`replayAfterRows`: `_changes`, where a row seen
  * twice is harmless and one never seen is not): then the next copy is read from its
  * start, `onSwitch` telling the reader to reset its position.
+ *
+ * Before reading a copy, a read waits for the writes this node acknowledged while
+ * that copy was still applying them (write-fence.ts), so it sees them.
  */
 import type { Cursor, ShardClient } from './shard-client';
+import { writesSettled } from './write-fence';
 
 export function firstLiveCursor<T>(
   copies: readonly ShardClient[],
@@ -15,25 +19,37 @@ export function firstLiveCursor<T>(
   replayAfterRows = false,
 ): Cursor<T> {
   let index = 0;
-  let cursor = open(copies[0]!);
+  // Opened at the first `next`, once the copy's fenced writes have landed.
+  let cursor: Cursor<T> | null = writesSettled(copies[0]!) ? null : open(copies[0]!);
   let delivered = false;
+  let closed = false;
   return {
     next: async () => {
       for (;;) {
         try {
+          if (cursor === null) {
+            await writesSettled(copies[index]!);
+            // Closed meanwhile: open nothing (nobody would close it).
+            if (closed) return null;
+            cursor = open(copies[index]!);
+          }
           const batch = await cursor.next();
           delivered = true;
           return batch;
         } catch (err) {
           if ((delivered && !replayAfterRows) || index + 1 >= copies.length) throw err;
-          await cursor.close().catch(() => undefined);
+          await cursor?.close().catch(() => undefined);
           index++;
           onSwitch?.(copies[index]!);
-          cursor = open(copies[index]!);
+          cursor = null;
         }
       }
     },
-    close: () => cursor.close(),
+    close: async () => {
+      closed = true;
+      await cursor?.close();
+      cursor = null;
+    },
   };
 }
 
@@ -42,6 +58,8 @@ export async function firstLiveState<R>(copies: readonly ShardClient[], read: (c
   let last: unknown;
   for (const copy of copies) {
     try {
+      const settled = writesSettled(copy);
+      if (settled) await settled;
       return await read(copy);
     } catch (err) {
       last = err;

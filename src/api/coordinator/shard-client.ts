@@ -49,6 +49,12 @@ export interface RangeCopies {
   readonly copies: readonly ShardClient[];
   /** The nodes holding the range's copies, in placement order. */
   readonly nodes: readonly string[];
+  /**
+   * How many of `copies` (the first ones) are established; the others are being
+   * filled by a rebalance: they get every write but do not vote on its outcome.
+   * Absent: all of them.
+   */
+  readonly established?: number;
 }
 
 /** What the coordinator knows of an open database. */
