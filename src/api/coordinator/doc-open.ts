@@ -7,6 +7,7 @@
  * The body comes from a copy that has it.
  */
 import { NotFoundError } from '../../errors';
+import { parseStoredJson, stringifyJson } from '../../json';
 import { rangeIndexOf } from '../../ring/ranges';
 export type { ReadOptions };
 import { conflictRevs, renderDoc } from '../../shard/render';
@@ -106,10 +107,10 @@ export async function renderRevision(
   if (!options.attachments || !body.includes('"_attachments"')) {
     return renderDoc(info.id, node.rev, body, { deleted: node.deleted, tail });
   }
-  const parsed = JSON.parse(body) as Record<string, unknown>;
+  const parsed = parseStoredJson(body) as Record<string, unknown>;
   const stubs = (parsed._attachments ?? {}) as Record<string, AttachmentStub>;
   parsed._attachments = await inlineAttachments(db, info, stubs, options.attsSince);
-  return renderDoc(info.id, node.rev, JSON.stringify(parsed), { deleted: node.deleted, tail });
+  return renderDoc(info.id, node.rev, stringifyJson(parsed), { deleted: node.deleted, tail });
 }
 
 export function revisionsOf(info: DocInfo, rev: RevId): { start: number; ids: string[] } {

@@ -4,6 +4,7 @@
  * Every violation is a typed error with CouchDB's token; nothing here trusts input.
  */
 import { BadRequestError, TooLargeError } from '../../errors';
+import { stringifyJson } from '../../json';
 import { checkPath, parseRev } from '../../shard/rev-tree';
 import type { AttachmentInput, DocEdit } from '../../shard/types';
 import { isPlainObject } from './context';
@@ -75,7 +76,7 @@ export function parseDoc(
   const deleted = json._deleted === true;
   const attachments = json._attachments === undefined ? null : parseAttachments(json._attachments, options.limits, options.followed);
 
-  const bodyJson = JSON.stringify(body);
+  const bodyJson = stringifyJson(body);
   if (bodyJson.length > options.limits.docBytesMax || Buffer.byteLength(bodyJson, 'utf8') > options.limits.docBytesMax) {
     throw new TooLargeError(id, 'document_too_large');
   }

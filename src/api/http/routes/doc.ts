@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { BadRequestError, ConflictError, NotFoundError } from '../../../errors';
+import { parseStoredJson } from '../../../json';
 import type { RevNode } from '../../../shard/rev-tree';
 import type { DbHandle } from '../../coordinator/shard-client';
 import {
@@ -181,7 +182,7 @@ async function putDoc(ctx: Ctx, db: DbHandle, docId: string): Promise<void> {
     json = related.doc;
     followed = related.attachments;
   } else {
-    json = await ctx.readJson();
+    json = await ctx.readJson(undefined, { exact: true });
   }
   const newEdits = ctx.qBool('new_edits', true);
   const parsed = parseDoc(json, { id: docId, newEdits, limits: ctx.limits, ...(followed ? { followed } : {}) });
@@ -213,7 +214,13 @@ async function copyDoc(ctx: Ctx, db: DbHandle, docId: string): Promise<void> {
   const destination = ctx.header('destination');
   if (!destination) throw new BadRequestError('Destination header is mandatory for COPY.', 'bad_request');
   const [rawTarget, query] = destination.split('?', 2) as [string, string | undefined];
-  const targetId = validateDocId(decodeURIComponent(rawTarget), ctx.limits);
+  let decodedTarget: string;
+  try {
+    decodedTarget = decodeURIComponent(rawTarget);
+  } catch {
+    throw new BadRequestError('Destination header is not valid percent-encoding', 'bad_request');
+  }
+  const targetId = validateDocId(decodedTarget, ctx.limits);
   const targetRev = query ? new URLSearchParams(query).get('rev') ?? undefined : undefined;
   const timeoutMs = ctx.limits.quorumTimeoutMs;
   const info = await readDocInfo(db, docId, { timeoutMs });
@@ -221,7 +228,7 @@ async function copyDoc(ctx: Ctx, db: DbHandle, docId: string): Promise<void> {
   const node = chooseRevision(info, revParam === undefined ? undefined : checkRev(revParam));
   const text = await readBody(db, docId, node.rev);
   if (text === undefined) throw new NotFoundError('missing');
-  const body = JSON.parse(text) as Record<string, unknown>;
+  const body = parseStoredJson(text) as Record<string, unknown>;
   const stubs = body._attachments as Record<string, { digest: string; content_type: string }> | undefined;
   delete body._attachments;
   const attachments = [];
@@ -244,7 +251,7 @@ export function docLocation(ctx: Ctx, dbName: string, docId: string): string {
 /** `POST /db`: create a document, with a generated id when it has none. */
 export async function postDoc(ctx: Ctx, db: DbHandle): Promise<void> {
   ctx.requireJsonType();
-  const json = await ctx.readJson();
+  const json = await ctx.readJson(undefined, { exact: true });
   const parsed = parseDoc(json, { newEdits: true, limits: ctx.limits, generateId: () => randomBytes(16).toString('hex') });
   if (parsed.rev !== undefined) parsed.edit.baseRev = parsed.rev;
   const [outcome] = await updateDocs(db, [parsed.edit], { timeoutMs: ctx.limits.quorumTimeoutMs });

@@ -5,6 +5,7 @@
 import { BadRequestError, ConflictError } from '../../../errors';
 import { getLocal, putLocal } from '../../coordinator/local-docs';
 import { renderDoc } from '../../../shard/render';
+import { stringifyJson } from '../../../json';
 import type { Ctx } from '../context';
 import { allow, openDb } from './common';
 
@@ -21,12 +22,12 @@ export async function localDoc(ctx: Ctx, dbName: string, localId: string): Promi
   let rev = ctx.qString('rev') ?? ctx.header('if-match')?.replace(/^"|"$/g, '');
   let body: string | null = null;
   if (ctx.method === 'PUT') {
-    const json = await ctx.readJsonObject(ctx.limits.docBytesMax);
+    const json = await ctx.readJsonObject(ctx.limits.docBytesMax, { exact: true });
     if (typeof json._rev === 'string') rev = json._rev;
     if (json._deleted !== true) {
       const fields: Record<string, unknown> = {};
       for (const [key, value] of Object.entries(json)) if (key !== '_id' && key !== '_rev') fields[key] = value;
-      body = JSON.stringify(fields);
+      body = stringifyJson(fields);
     }
   }
   if (rev !== undefined && !LOCAL_REV.test(rev)) throw new BadRequestError('Invalid rev format');
