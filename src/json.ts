@@ -10,10 +10,11 @@
  *   the default mode (queries, keys, options) they become the nearest double.
  *   Non-integers are doubles, as in CouchDB (which re-renders them too).
  *
- * The common path costs one native UTF-8 check, the nesting scan, `JSON.parse` and
- * one native regex test; only text that the regex flags (a run of 16+ digits, a
- * 3-digit exponent, or a `\uD8xx`-`\uDFxx` escape, even inside strings) is parsed
- * again by the small parser below, which is exact and checks every string.
+ * The common path costs one native UTF-8 check, one scan of the bytes (nesting depth,
+ * and whether anything needs a closer look) and `JSON.parse`; only text the scan
+ * flags (a run of 16+ digits, a 3-digit exponent, or a `\uD8xx`-`\uDFxx` escape,
+ * even inside strings) is parsed again by the small parser below, which is exact and
+ * checks every string.
  */
 import { randomBytes } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
@@ -69,31 +70,28 @@ export interface ParseOptions {
   exact?: boolean;
 }
 
-/** Text that needs the careful parser: long digit runs, big exponents, surrogate escapes. */
-const SUSPECT = /[0-9]{16}|[eE][+-]?[0-9]{3}|\\u[dD][89a-fA-F]/;
-
 /** Parse a request body: its bytes must be UTF-8 and its text JSON. */
 export function parseJsonBytes(bytes: Buffer, options: ParseOptions = {}): unknown {
   if (!isUtf8(bytes)) throw new BadRequestError(INVALID_JSON);
-  if (options.depthMax !== undefined) checkDepth(bytes, options.depthMax);
-  return parseJsonChecked(bytes.toString('utf8'), options);
+  const suspect = scanJson(bytes, options.depthMax ?? RECURSION_MAX);
+  return parseJsonChecked(bytes.toString('utf8'), options, suspect);
 }
 
 /** Parse JSON text from a client (query parameter, multipart part): same checks. */
 export function parseJsonText(text: string, options: ParseOptions = {}): unknown {
   if (LONE_SURROGATE.test(text)) throw new BadRequestError(INVALID_JSON);
-  if (options.depthMax !== undefined) checkDepth(Buffer.from(text, 'utf8'), options.depthMax);
-  return parseJsonChecked(text, options);
+  const suspect = scanJson(Buffer.from(text, 'utf8'), options.depthMax ?? RECURSION_MAX);
+  return parseJsonChecked(text, options, suspect);
 }
 
-function parseJsonChecked(text: string, options: ParseOptions): unknown {
+function parseJsonChecked(text: string, options: ParseOptions, suspect: boolean): unknown {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
     throw new BadRequestError(INVALID_JSON);
   }
-  if (!SUSPECT.test(text)) return value;
+  if (!suspect) return value;
   return new CarefulParser(text, options.exact === true, true).parseDocument();
 }
 
@@ -108,24 +106,48 @@ export function parseStoredJson(text: string): unknown {
 const LONG_DIGITS = /[0-9]{16}/;
 
 /**
- * One pass over the bytes (outside strings, each `[` or `{` opens a level), so that
- * deeply nested input is refused before it reaches any recursive code.
+ * One pass over the bytes: refuses nesting deeper than `depthMax` (outside strings,
+ * each `[` or `{` opens a level) before any recursive code sees the text, and tells
+ * whether the text needs the careful parser: a run of 16+ digits (an integer that may
+ * not fit a double exactly), an exponent of 3+ digits (may overflow), or a `\uD800`-
+ * `\uDFFF` escape (may be a lone surrogate). Digits inside strings count too: a false
+ * alarm only costs the careful parse. Folded into one loop, as a regex pass costs more.
  */
-function checkDepth(body: Buffer, depthMax: number): void {
+function scanJson(body: Buffer, depthMax: number): boolean {
   let depth = 0;
   let inString = false;
+  let suspect = false;
+  let run = 0;
+  let runMax = 16;
   for (let i = 0; i < body.length; i++) {
     const byte = body[i]!;
     if (inString) {
-      if (byte === 0x5c) i++; // backslash: skip the escaped byte
-      else if (byte === 0x22) inString = false;
+      if (byte === 0x5c) {
+        // `\u` then `d`/`D` then 8-9, a-f or A-F: a surrogate escape.
+        if (body[i + 1] === 0x75 && (body[i + 2]! | 0x20) === 0x64) {
+          const h = body[i + 3]! | 0x20;
+          if (h === 0x38 || h === 0x39 || (h >= 0x61 && h <= 0x66)) suspect = true;
+        }
+        i++; // skip the escaped byte
+      } else if (byte === 0x22) inString = false;
       continue;
     }
-    if (byte === 0x22) inString = true;
-    else if (byte === 0x5b || byte === 0x7b) {
-      if (++depth > depthMax) throw new BadRequestError(`JSON nesting deeper than ${depthMax} levels`);
-    } else if (byte === 0x5d || byte === 0x7d) depth--;
+    if (byte >= 0x30 && byte <= 0x39) {
+      if (++run >= runMax) suspect = true;
+      continue;
+    }
+    run = 0;
+    if (byte === 0x65 || byte === 0x45) runMax = 3;
+    else if (byte === 0x2b || byte === 0x2d) runMax = runMax === 3 && (body[i - 1]! | 0x20) === 0x65 ? 3 : 16;
+    else {
+      runMax = 16;
+      if (byte === 0x22) inString = true;
+      else if (byte === 0x5b || byte === 0x7b) {
+        if (++depth > depthMax) throw new BadRequestError(`JSON nesting deeper than ${depthMax} levels`);
+      } else if (byte === 0x5d || byte === 0x7d) depth--;
+    }
   }
+  return suspect;
 }
 
 /** In unicode mode `\p{Cs}` matches only unpaired surrogates: text UTF-8 cannot encode. */

@@ -5,7 +5,7 @@
  * their stored text form; per-document outcomes as a oneof.
  */
 import { DivanError, ErrorKind, NodeDownError } from '../../errors';
-import { parseStoredJson, stringifyJson } from '../../json';
+import { stringifyJson } from '../../json';
 import { decodeDocInfo, encodeDocInfo } from '../../shard/doc-info';
 import type { ShardCopy } from '../../shard/shard-copy';
 import type {
@@ -64,7 +64,7 @@ export function decodeEdit(m: Message): DocEdit {
   const edit: DocEdit = {
     id: m.id,
     deleted: m.deleted,
-    body: parseStoredJson(bodyJson) as Record<string, unknown>,
+    body: JSON.parse(bodyJson) as Record<string, unknown>,
     bodyJson,
     attachments: m.hasAttachments
       ? (m.attachments as Message[]).map((a) =>
