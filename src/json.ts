@@ -154,7 +154,6 @@ function scanJson(body: Buffer, depthMax: number): boolean {
 const LONE_SURROGATE = /\p{Cs}/u;
 const RECURSION_MAX = 1000;
 const NUMBER = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
-const STRING_END = /(?:[^"\\]|\\.)*"/y;
 const WHITESPACE = /[ \t\n\r]*/y;
 
 /**
@@ -199,9 +198,15 @@ class CarefulParser {
   }
 
   private string(): string {
-    STRING_END.lastIndex = this.i + 1;
-    STRING_END.test(this.text);
-    const end = STRING_END.lastIndex;
+    // The closing quote is the first one not escaped, i.e. after an even run of backslashes.
+    let end = this.i;
+    for (;;) {
+      end = this.text.indexOf('"', end + 1);
+      let slashes = 0;
+      while (this.text.charCodeAt(end - 1 - slashes) === 0x5c) slashes++;
+      if (slashes % 2 === 0) break;
+    }
+    end++;
     const value = JSON.parse(this.text.slice(this.i, end)) as string;
     this.i = end;
     if (this.check && LONE_SURROGATE.test(value)) throw new BadRequestError(INVALID_JSON);

@@ -77,6 +77,12 @@ test('nesting deeper than the limit is refused before parsing', () => {
   assert.equal(roundTrip('{"a":"[[[[\\"{{{{"}'), '{"a":"[[[[\\"{{{{"}');
 });
 
+test('the careful parser handles long strings with escapes (no regex backtracking, no stack overflow)', () => {
+  const long = 'a\\"\\\\b'.repeat(500_000) + 'z'.repeat(4_000_000);
+  const text = `{"n":9007199254740993,"s":"${long}","t":"\\\\"}`;
+  assert.equal(roundTrip(text), text);
+});
+
 test('syntax errors are refused', () => {
   for (const text of ['', '{', '{"a":}', 'NaN', '[1,]', '{"a":1}x', "{'a':1}"]) refused(() => parseJsonBytes(Buffer.from(text), { depthMax: 64 }));
 });
