@@ -128,6 +128,14 @@ describe('integers beyond 2^53 are kept exactly', () => {
     const afterAtt = await request(node, 'GET', `/${db}/d`);
     assert.ok(afterAtt.text.includes(`"n":${BIG}`), afterAtt.text);
 
+    // The replicator's reads: multipart/related for one revision, open_revs as multipart/mixed.
+    for (const [query, accept] of [['attachments=true', 'multipart/related'], ['open_revs=all&attachments=true', 'multipart/mixed']]) {
+      const res = await fetch(`${node.url}/${db}/d?${query}`, { headers: { authorization: auth(), accept: accept! } });
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get('content-type')!, /^multipart\//);
+      const text = await res.text();
+      assert.ok(text.includes(`"n":${BIG}`), `${query}: ${text}`);
+    }
     const copy = await request(node, 'COPY', `/${db}/d`, { headers: { destination: 'copied' } });
     assert.equal(copy.status, 201, copy.text);
     const copied = await request(node, 'GET', `/${db}/copied`);

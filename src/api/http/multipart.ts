@@ -28,7 +28,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { BadContentTypeError, BadRequestError } from '../../errors';
-import { parseJsonText } from '../../json';
+import { parseJsonText, stringifyJson } from '../../json';
 
 /** RFC 2046 §5.1.1: a boundary is 1 to 70 characters. */
 export const BOUNDARY_CHARS_MAX = 70;
@@ -595,7 +595,7 @@ export function encodeRelatedDocument(docJson: Record<string, unknown>, attachme
   assert.equal(byName.size, attachments.length, 'attachment names must be unique');
   assert.deepEqual([...follows].sort(), [...byName.keys()].sort(), 'attachments must match the follows stubs');
 
-  const json = JSON.stringify(docJson);
+  const json = stringifyJson(docJson);
   if (attachments.length === 0) return { contentType: 'application/json', body: Buffer.from(json, 'utf8') };
 
   const parts = follows.map((name) => {

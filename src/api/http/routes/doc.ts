@@ -142,7 +142,7 @@ async function relatedEntry(
   body: string,
   options: RenderOptions,
 ): Promise<OpenRevsEntry> {
-  const doc = JSON.parse(await renderRevision(db, info, node, body, { ...options, attachments: false })) as Record<string, unknown>;
+  const doc = parseStoredJson(await renderRevision(db, info, node, body, { ...options, attachments: false })) as Record<string, unknown>;
   const attachments: RelatedAttachment[] = [];
   const stubs = doc._attachments as Record<string, { digest: string; content_type: string; revpos: number; length: number }> | undefined;
   if (stubs && options.attachments) {
