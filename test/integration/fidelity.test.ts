@@ -71,12 +71,17 @@ describe('refused like CouchDB: 400 invalid UTF-8 JSON', () => {
 
   test('JSON query parameters get the same checks', async () => {
     const db = await newDb();
-    for (const [name, value] of [['startkey', '1e400'], ['endkey', '"\\ud800"'], ['keys', '["a","\\udfff"]'], ['keys', '[-1e400]']]) {
-      const res = await request(node, 'GET', `/${db}/_all_docs?${name}=${encodeURIComponent(value!)}`);
-      assert.equal(res.status, 400, `${name}=${value}: ${res.text}`);
+    const cases = [['startkey', '1e400'], ['endkey', '"\\ud800"'], ['keys', '["a","\\udfff"]'], ['keys', '[-1e400]']].map(([n, v]) => `${n}=${encodeURIComponent(v!)}`);
+    // Percent-encoded bytes that are not UTF-8 (0xFF, an encoded surrogate), not U+FFFD.
+    cases.push('startkey=%22%FF%22', 'keys=%5B%22%ED%A0%80%22%5D');
+    for (const query of cases) {
+      const res = await request(node, 'GET', `/${db}/_all_docs?${query}`);
+      assert.equal(res.status, 400, `${query}: ${res.text}`);
       assert.equal(res.body.error, 'query_parse_error');
     }
     assert.equal((await request(node, 'GET', `/${db}/_all_docs?startkey=${encodeURIComponent('"\\ud83d\\ude00"')}`)).status, 200);
+    // U+FFFD itself, properly encoded, is text like any other.
+    assert.equal((await request(node, 'GET', `/${db}/_all_docs?startkey=%22%EF%BF%BD%22&skip=0`)).status, 200);
   });
 });
 

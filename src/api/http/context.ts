@@ -168,6 +168,8 @@ export class Ctx {
     const raw = this.query.get(name);
     if (raw === null) return undefined;
     try {
+      // URLSearchParams turns percent-encoded bytes that are not UTF-8 into U+FFFD.
+      if (raw.includes('\uFFFD') && !rawQueryValueIsUtf8(this.req.url ?? '', name)) throw new Error('not UTF-8');
       return parseJsonText(raw, { depthMax: this.limits.jsonDepthMax });
     } catch {
       throw new BadRequestError(`Invalid JSON value for parameter ${JSON.stringify(name)}`, 'query_parse_error');
@@ -328,6 +330,30 @@ export function standardHeaders(reqId: string): Record<string, string> {
     'X-Couch-Request-ID': reqId,
     'X-CouchDB-Body-Time': '0',
   };
+}
+
+/** Whether the first `name=` value of the URL's query is UTF-8 once percent-decoded. */
+function rawQueryValueIsUtf8(url: string, name: string): boolean {
+  const q = url.indexOf('?');
+  if (q < 0) return true;
+  const plus = /\+/g;
+  for (const pair of url.slice(q + 1).split('&')) {
+    const eq = pair.indexOf('=');
+    let key: string;
+    try {
+      key = decodeURIComponent((eq < 0 ? pair : pair.slice(0, eq)).replace(plus, ' '));
+    } catch {
+      continue;
+    }
+    if (key !== name) continue;
+    try {
+      decodeURIComponent((eq < 0 ? '' : pair.slice(eq + 1)).replace(plus, ' '));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  return true;
 }
 
 export function isPlainObject(value: unknown): value is Record<string, unknown> {
