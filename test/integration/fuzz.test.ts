@@ -225,6 +225,69 @@ function randomBody(r: Rand, headers: Record<string, string>): Buffer | undefine
   return bytes;
 }
 
+/** Values a mutation puts in place of one JSON value, as raw JSON text. */
+const HOSTILE_JSON = [
+  '1e400', '-1e400', '9007199254740993', '-0', '1e-400', '[]', '{}', 'null', 'true', '"x"', '""', '"\\ud800"', '"_bad"', '"1-abc"', '-1', '0',
+  '1.5', '99999999999999999999', nested(63), nested(66), '"' + 'x'.repeat(3000) + '"', '[null]', '[1]', '{"a":{"b":1}}', '"%zz"',
+];
+
+/** Write `value` as JSON, replacing a few of its values (or keys) with hostile ones. */
+function mutateJson(r: Rand, value: unknown, rate: number): string {
+  if (chance(r, rate)) return pick(r, HOSTILE_JSON);
+  if (Array.isArray(value)) return '[' + value.map((v) => mutateJson(r, v, rate)).join(',') + ']';
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value).filter(() => !chance(r, rate / 2));
+    return '{' + entries.map(([k, v]) => (chance(r, rate / 4) ? pick(r, ['"\\udc00"', '"_x"', '""', '"__proto__"']) : JSON.stringify(k)) + ':' + mutateJson(r, v, rate)).join(',') + '}';
+  }
+  return JSON.stringify(value);
+}
+
+interface Template {
+  method: string;
+  path: string;
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+/** Requests that are valid as they stand; the fuzz mutates one or two of their parts. */
+function templates(): Template[] {
+  const json = { 'content-type': 'application/json' };
+  return [
+    { method: 'GET', path: `/${db}/doc` },
+    { method: 'GET', path: `/${db}/att?attachments=true`, headers: { accept: 'multipart/related' } },
+    { method: 'GET', path: `/${db}/conf?open_revs=all`, headers: { accept: 'multipart/mixed' } },
+    { method: 'GET', path: `/${db}/att/file.txt`, headers: { range: 'bytes=0-4' } },
+    { method: 'PUT', path: `/${db}/new-doc`, body: { a: 1, b: [1, 'x', { c: null }], _attachments: { 'n.txt': { content_type: 'text/plain', data: 'aGk=' } } }, headers: json },
+    { method: 'POST', path: `/${db}`, body: { _id: 'posted', v: { w: [1, 2] } }, headers: json },
+    { method: 'POST', path: `/${db}/_bulk_docs`, body: { docs: [{ _id: 'b1', v: 1 }, { _id: 'conf', _rev: '2-ccc', _revisions: { start: 2, ids: ['ccc', 'aaa'] }, v: 3 }], new_edits: false }, headers: json },
+    { method: 'POST', path: `/${db}/_bulk_docs`, body: { docs: [{ _id: 'b2', _attachments: { 'file.txt': { stub: true, digest: 'md5-XrY7u+Ae7tCTyyK7j1rNww==', length: 11, content_type: 'text/plain', revpos: 1 } } }] }, headers: json },
+    { method: 'POST', path: `/${db}/_bulk_get?revs=true&attachments=true`, body: { docs: [{ id: 'doc' }, { id: 'conf', rev: '1-aaa' }, { id: 'att', atts_since: ['1-abc'] }] }, headers: json },
+    { method: 'POST', path: `/${db}/_revs_diff`, body: { doc: ['1-abc', '2-def'], conf: ['1-aaa'] }, headers: json },
+    { method: 'POST', path: `/${db}/_all_docs`, body: { keys: ['doc', 'missing', 'conf'], include_docs: true }, headers: json },
+    { method: 'POST', path: `/${db}/_changes?filter=_selector&include_docs=true`, body: { selector: { v: { $gt: 0 }, $or: [{ a: 1 }, { b: { $in: [1, 2] } }] } }, headers: json },
+    { method: 'POST', path: `/${db}/_changes?filter=_doc_ids`, body: { doc_ids: ['doc', 'conf'] }, headers: json },
+    { method: 'GET', path: `/${db}/_changes?style=all_docs&include_docs=true&conflicts=true&limit=5&since=0` },
+    { method: 'PUT', path: `/${db}/_local/fz`, body: { v: 1, w: [1] }, headers: json },
+    { method: 'PUT', path: `/${db}/_security`, body: { admins: { names: ['a'], roles: [] }, members: { names: [], roles: ['r'] } }, headers: json },
+    { method: 'PUT', path: `/${db}/_design/fz`, body: { views: { v: { map: 'function(doc){}' } }, language: 'javascript' }, headers: json },
+    { method: 'POST', path: '/_session', body: { name: 'admin', password: 'wrong' }, headers: json },
+    { method: 'COPY', path: `/${db}/doc`, headers: { destination: 'copy-target' } },
+  ];
+}
+
+function mutatedRequest(r: Rand): { method: string; path: string; headers: Record<string, string>; body: Buffer | undefined } {
+  const base = pick(r, templates());
+  const headers: Record<string, string> = { authorization: 'Basic ' + Buffer.from(`${ADMIN.user}:${ADMIN.password}`).toString('base64'), ...base.headers };
+  let path = base.path;
+  if (chance(r, 0.5)) {
+    const param = `${pick(r, QUERY_PARAMS)}=${encodeURIComponent(pick(r, QUERY_VALUES))}`;
+    path += (path.includes('?') ? '&' : '?') + (STREAMING_FEEDS.has(param.split('=')[1]!) ? 'timeout=50&' : '') + param;
+  }
+  if (chance(r, 0.3)) Object.assign(headers, randomHeaders(r, base.method));
+  const body = base.body === undefined ? undefined : Buffer.from(mutateJson(r, base.body, chance(r, 0.2) ? 0 : 0.15), 'utf8');
+  return { method: base.method, path, headers, body };
+}
+
 interface Outcome {
   status: number;
   error?: string;
@@ -277,8 +340,13 @@ test(`HTTP fuzz: ${REQUESTS} requests, no 5xx, no crash`, async (t) => {
   const r = mulberry32(seed);
   // Generate every request first, from the seed alone, so a run replays exactly.
   const requests = Array.from({ length: REQUESTS }, () => {
+    // Half mutate a valid request (to get past the first checks), half are random.
+    if (chance(r, 0.5)) return mutatedRequest(r);
     const method = pick(r, METHODS);
-    const path = randomPath(r) + randomQuery(r);
+    let path = randomPath(r);
+    // Deleting the main database would leave the rest of the run hitting 404s.
+    if (method === 'DELETE' && (path === `/${db}` || path === `/${db}/`)) path = `/${other}`;
+    path += randomQuery(r);
     const headers = randomHeaders(r, method);
     const body = method === 'GET' || method === 'HEAD' ? (chance(r, 0.05) ? randomBody(r, headers) : undefined) : randomBody(r, headers);
     return { method, path, headers, body };
