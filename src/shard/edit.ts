@@ -10,6 +10,7 @@
  * revision already stored is a no-op success.
  */
 import { ConflictError, DivanError, PreconditionFailedError } from '../errors';
+import { stringifyJson } from '../json';
 import { attachmentDigest, revHash } from './render';
 import { checkPath, isLeaf, mergePath, RevTree, emptyTree, winner, RevId, RevNode } from './rev-tree';
 import type { AttachmentInput, AttachmentStub, DocEdit, DocInfo } from './types';
@@ -116,7 +117,7 @@ function withoutBodies(tree: RevTree, revs: RevId[]): RevTree {
 }
 
 function serializeBody(edit: DocEdit, stubs: Record<string, AttachmentStub> | null): string {
-  const json = edit.bodyJson ?? JSON.stringify(edit.body);
+  const json = edit.bodyJson ?? stringifyJson(edit.body);
   if (stubs === null) return json;
   return json.slice(0, -1) + (json.length > 2 ? ',' : '') + '"_attachments":' + JSON.stringify(stubs) + '}';
 }

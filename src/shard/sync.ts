@@ -14,6 +14,7 @@
  * (a rebalance pushes from another node's copy through this one).
  */
 import { UnavailableError } from '../errors';
+import { parseStoredJson } from '../json';
 import { ancestry, leaves } from './rev-tree';
 import type { ShardCopy } from './shard-copy';
 import type { AttachmentInput, AttachmentStub, DocEdit, DocInfo, EditResult } from './types';
@@ -120,7 +121,7 @@ export async function missingEdits(source: RevisionSource, mine: DocInfo, theirs
     if (!leaf.hasBody) continue;
     const body = await source.readBody(mine.id, leaf.rev);
     if (body === undefined) continue;
-    const parsed = JSON.parse(body) as Record<string, unknown>;
+    const parsed = parseStoredJson(body) as Record<string, unknown>;
     const stubs = parsed._attachments as Record<string, AttachmentStub> | undefined;
     delete parsed._attachments;
     let attachments: AttachmentInput[] | null = null;

@@ -4,6 +4,7 @@
  * other attachment as a stub.
  */
 import { ConflictError, NotFoundError } from '../../errors';
+import { parseStoredJson } from '../../json';
 import type { AttachmentInput, AttachmentStub, DocEdit, RevId } from '../../shard/types';
 import { chooseRevision, readAttachment, readBody, readDocInfo } from './doc-open';
 import { DocOutcome, updateDocs } from './doc-update';
@@ -53,7 +54,7 @@ export async function changeAttachment(
     if (!node) throw new ConflictError();
     const text = await readBody(db, request.id, request.rev);
     if (text === undefined) throw new ConflictError();
-    const parsed = JSON.parse(text) as Record<string, unknown>;
+    const parsed = parseStoredJson(text) as Record<string, unknown>;
     current = (parsed._attachments as Record<string, AttachmentStub> | undefined) ?? {};
     delete parsed._attachments;
     body = parsed;

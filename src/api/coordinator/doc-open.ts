@@ -9,6 +9,7 @@
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
 import { NotFoundError } from '../../errors';
+import { parseStoredJson, stringifyJson } from '../../json';
 import { rangeIndexOf } from '../../ring/ranges';
 export type { ReadOptions };
 import { conflictRevs, renderDoc } from '../../shard/render';
@@ -114,12 +115,12 @@ export async function renderRevision(
   if (!body.includes('"_attachments"') || (!options.attachments && (options.attEncodingInfo || !hasEncodedStub(body)))) {
     return renderDoc(info.id, node.rev, body, { deleted: node.deleted, tail });
   }
-  const parsed = JSON.parse(body) as Record<string, unknown>;
+  const parsed = parseStoredJson(body) as Record<string, unknown>;
   const stubs = (parsed._attachments ?? {}) as Record<string, AttachmentStub>;
   parsed._attachments = options.attachments
     ? await inlineAttachments(db, info.id, stubs, attachmentsKnownPos(info, options.attsSince), options.attEncodingInfo === true)
     : shownStubs(stubs, options.attEncodingInfo === true);
-  return renderDoc(info.id, node.rev, JSON.stringify(parsed), { deleted: node.deleted, tail });
+  return renderDoc(info.id, node.rev, stringifyJson(parsed), { deleted: node.deleted, tail });
 }
 
 /** Cheap test before a parse: only stubs of encoded attachments carry `encoded_length`. */
@@ -163,13 +164,13 @@ export async function renderRowDoc(
 ): Promise<string> {
   if (!docJson.includes('"_attachments"')) return docJson;
   if (!options.attachments && (options.attEncodingInfo || !hasEncodedStub(docJson))) return docJson;
-  const parsed = JSON.parse(docJson) as Record<string, unknown>;
+  const parsed = parseStoredJson(docJson) as Record<string, unknown>;
   const stubs = parsed._attachments as Record<string, AttachmentStub> | undefined;
   if (stubs === undefined || typeof parsed._id !== 'string') return docJson;
   parsed._attachments = options.attachments
     ? await inlineAttachments(db, parsed._id, stubs, 0, options.attEncodingInfo)
     : shownStubs(stubs, options.attEncodingInfo);
-  return JSON.stringify(parsed);
+  return stringifyJson(parsed);
 }
 
 export function revisionsOf(info: DocInfo, rev: RevId): { start: number; ids: string[] } {

@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BadContentTypeError, BadRequestError, TooLargeError } from '../../errors';
 import type { DbDirectory } from '../coordinator/shard-client';
+import { parseJsonBytes, parseJsonText } from '../../json';
 
 export interface HttpLimits {
   requestBytesMax: number;
@@ -169,7 +170,9 @@ export class Ctx {
     const raw = this.query.get(name);
     if (raw === null) return undefined;
     try {
-      return JSON.parse(raw);
+      // URLSearchParams turns percent-encoded bytes that are not UTF-8 into U+FFFD.
+      if (raw.includes('\uFFFD') && !rawQueryValueIsUtf8(this.req.url ?? '', name)) throw new Error('not UTF-8');
+      return parseJsonText(raw, { depthMax: this.limits.jsonDepthMax });
     } catch {
       throw new BadRequestError(`Invalid JSON value for parameter ${JSON.stringify(name)}`, 'query_parse_error');
     }
@@ -229,9 +232,12 @@ export class Ctx {
     });
   }
 
-  /** The body as JSON, whatever the Content-Type (as CouchDB does for document writes). */
-  async readJson(maxBytes?: number): Promise<unknown> {
-    return parseJsonBody(await this.readBody(maxBytes), this.limits.jsonDepthMax);
+  /**
+   * The body as JSON, whatever the Content-Type (as CouchDB does for document writes).
+   * `exact` (documents) keeps integers beyond ±2^53 as written (see src/json.ts).
+   */
+  async readJson(maxBytes?: number, options: { exact?: boolean } = {}): Promise<unknown> {
+    return parseJsonBody(await this.readBody(maxBytes), this.limits.jsonDepthMax, options.exact);
   }
 
   /** Where CouchDB insists (`_bulk_docs`, `POST /db`...): 415 unless the body is declared JSON. */
@@ -241,8 +247,8 @@ export class Ctx {
   }
 
   /** A JSON body that must be an object. */
-  async readJsonObject(maxBytes?: number): Promise<Record<string, unknown>> {
-    const value = await this.readJson(maxBytes);
+  async readJsonObject(maxBytes?: number, options: { exact?: boolean } = {}): Promise<Record<string, unknown>> {
+    const value = await this.readJson(maxBytes, options);
     if (!isPlainObject(value)) throw new BadRequestError('Request body must be a JSON object');
     return value;
   }
@@ -328,33 +334,38 @@ export function standardHeaders(reqId: string): Record<string, string> {
   };
 }
 
+/** Whether the first `name=` value of the URL's query is UTF-8 once percent-decoded. */
+function rawQueryValueIsUtf8(url: string, name: string): boolean {
+  const q = url.indexOf('?');
+  if (q < 0) return true;
+  const plus = /\+/g;
+  for (const pair of url.slice(q + 1).split('&')) {
+    const eq = pair.indexOf('=');
+    let key: string;
+    try {
+      key = decodeURIComponent((eq < 0 ? pair : pair.slice(0, eq)).replace(plus, ' '));
+    } catch {
+      continue;
+    }
+    if (key !== name) continue;
+    try {
+      decodeURIComponent((eq < 0 ? '' : pair.slice(eq + 1)).replace(plus, ' '));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}
+
 export function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /**
- * Parse a JSON body after checking its nesting depth with one pass over the bytes
- * (outside strings, each `[` or `{` opens a level), so that deeply nested input is
- * refused before it reaches any recursive code.
+ * Parse a JSON body: UTF-8 checked, nesting depth checked before any recursive code,
+ * overflowing numbers and lone surrogates refused (src/json.ts).
  */
-export function parseJsonBody(body: Buffer, depthMax: number): unknown {
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < body.length; i++) {
-    const byte = body[i]!;
-    if (inString) {
-      if (byte === 0x5c) i++; // backslash: skip the escaped byte
-      else if (byte === 0x22) inString = false;
-      continue;
-    }
-    if (byte === 0x22) inString = true;
-    else if (byte === 0x5b || byte === 0x7b) {
-      if (++depth > depthMax) throw new BadRequestError(`JSON nesting deeper than ${depthMax} levels`);
-    } else if (byte === 0x5d || byte === 0x7d) depth--;
-  }
-  try {
-    return JSON.parse(body.toString('utf8'));
-  } catch {
-    throw new BadRequestError('invalid UTF-8 JSON');
-  }
+export function parseJsonBody(body: Buffer, depthMax: number, exact = false): unknown {
+  return parseJsonBytes(body, { depthMax, exact });
 }

@@ -4,6 +4,7 @@
  * Every violation is a typed error with CouchDB's token; nothing here trusts input.
  */
 import { BadRequestError, TooLargeError } from '../../errors';
+import { stringifyJson } from '../../json';
 import { checkPath, parseRev } from '../../shard/rev-tree';
 import type { AttachmentInput, DocEdit } from '../../shard/types';
 import { isPlainObject } from './context';
@@ -93,7 +94,7 @@ export function parseDoc(
   const deleted = json._deleted === true;
   const attachments = json._attachments === undefined ? null : parseAttachments(json._attachments, options.limits, options.followed);
 
-  const bodyJson = JSON.stringify(body);
+  const bodyJson = stringifyJson(body);
   if (bodyJson.length > options.limits.docBytesMax || Buffer.byteLength(bodyJson, 'utf8') > options.limits.docBytesMax) {
     throw new TooLargeError(id, 'document_too_large');
   }
@@ -262,7 +263,7 @@ export function parseLocalDoc(json: Record<string, unknown>, limits: DocInputLim
   }
   const rev = json._rev === undefined || json._rev === null ? undefined : checkLocalRev(String(json._rev));
   if (json._deleted === true) return { rev, body: null };
-  const text = JSON.stringify(body);
+  const text = stringifyJson(body);
   if (Buffer.byteLength(text, 'utf8') > limits.docBytesMax) throw new TooLargeError(String(json._id ?? ''), 'document_too_large');
   return { rev, body: text };
 }

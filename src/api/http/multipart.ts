@@ -28,6 +28,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { BadContentTypeError, BadRequestError } from '../../errors';
+import { parseJsonText, stringifyJson } from '../../json';
 
 /** RFC 2046 §5.1.1: a boundary is 1 to 70 characters. */
 export const BOUNDARY_CHARS_MAX = 70;
@@ -419,12 +420,8 @@ function decodeJsonText(bytes: Buffer): string {
 }
 
 function parseJsonObject(text: string): Record<string, unknown> {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    throw new BadRequestError('invalid UTF-8 JSON', 'bad_request');
-  }
+  // The same checks as any JSON body (src/json.ts); integers beyond 2^53 kept exact.
+  const value = parseJsonText(text, { exact: true });
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new BadRequestError('Document must be a JSON object', 'bad_request');
   }
@@ -598,7 +595,7 @@ export function encodeRelatedDocument(docJson: Record<string, unknown>, attachme
   assert.equal(byName.size, attachments.length, 'attachment names must be unique');
   assert.deepEqual([...follows].sort(), [...byName.keys()].sort(), 'attachments must match the follows stubs');
 
-  const json = JSON.stringify(docJson);
+  const json = stringifyJson(docJson);
   if (attachments.length === 0) return { contentType: 'application/json', body: Buffer.from(json, 'utf8') };
 
   const parts = follows.map((name) => {

@@ -5,6 +5,7 @@
  * their stored text form; per-document outcomes as a oneof.
  */
 import { DivanError, ErrorKind, NodeDownError } from '../../errors';
+import { stringifyJson } from '../../json';
 import { decodeDocInfo, encodeDocInfo } from '../../shard/doc-info';
 import type { ShardCopy } from '../../shard/shard-copy';
 import type {
@@ -38,7 +39,7 @@ export function encodeEdit(edit: DocEdit): Message {
   return {
     id: edit.id,
     deleted: edit.deleted,
-    bodyJson: Buffer.from(edit.bodyJson ?? JSON.stringify(edit.body), 'utf8'),
+    bodyJson: Buffer.from(edit.bodyJson ?? stringifyJson(edit.body), 'utf8'),
     baseRev: edit.baseRev ?? '',
     revs: edit.revs ?? [],
     hasAttachments: edit.attachments !== null,

@@ -18,7 +18,7 @@ export async function bulkDocs(ctx: Ctx, dbName: string): Promise<void> {
   allow(ctx, ['POST']);
   const db = await openDb(ctx, dbName);
   ctx.requireJsonType();
-  const body = await ctx.readJsonObject();
+  const body = await ctx.readJsonObject(undefined, { exact: true });
   if (!Array.isArray(body.docs)) throw new BadRequestError('POST body must include `docs` parameter.');
   if (body.docs.length > ctx.limits.bulkDocsMax) {
     throw new BadRequestError(`At most ${ctx.limits.bulkDocsMax} documents per _bulk_docs request`, 'too_many_docs');

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { BadRequestError, ConflictError, NotFoundError } from '../../../errors';
+import { parseStoredJson } from '../../../json';
 import type { RevNode } from '../../../shard/rev-tree';
 import type { AttachmentInput, AttachmentStub } from '../../../shard/types';
 import type { DbHandle } from '../../coordinator/shard-client';
@@ -153,7 +154,7 @@ async function relatedEntry(
   options: RenderOptions,
 ): Promise<OpenRevsEntry> {
   // Multipart always carries the encoding fields: encoded attachments travel as stored.
-  const doc = JSON.parse(await renderRevision(db, info, node, body, { ...options, attachments: false, attEncodingInfo: true })) as Record<
+  const doc = parseStoredJson(await renderRevision(db, info, node, body, { ...options, attachments: false, attEncodingInfo: true })) as Record<
     string,
     unknown
   >;
@@ -196,7 +197,7 @@ async function putDoc(ctx: Ctx, db: DbHandle, docId: string): Promise<void> {
     json = related.doc;
     followed = related.attachments;
   } else {
-    json = await ctx.readJson();
+    json = await ctx.readJson(undefined, { exact: true });
   }
   const newEdits = ctx.qBool('new_edits', true);
   const parsed = parseDoc(json, { id: docId, newEdits, limits: ctx.limits, ...(followed ? { followed } : {}) });
@@ -228,7 +229,13 @@ async function copyDoc(ctx: Ctx, db: DbHandle, docId: string): Promise<void> {
   const destination = ctx.header('destination');
   if (!destination) throw new BadRequestError('Destination header is mandatory for COPY.', 'bad_request');
   const [rawTarget, query] = destination.split('?', 2) as [string, string | undefined];
-  const targetId = validateDocId(decodeURIComponent(rawTarget), ctx.limits);
+  let decodedTarget: string;
+  try {
+    decodedTarget = decodeURIComponent(rawTarget);
+  } catch {
+    throw new BadRequestError('Destination header is not valid percent-encoding', 'bad_request');
+  }
+  const targetId = validateDocId(decodedTarget, ctx.limits);
   const targetRev = query ? new URLSearchParams(query).get('rev') ?? undefined : undefined;
   const timeoutMs = ctx.limits.quorumTimeoutMs;
   const info = await readDocInfo(db, docId, { timeoutMs });
@@ -236,7 +243,7 @@ async function copyDoc(ctx: Ctx, db: DbHandle, docId: string): Promise<void> {
   const node = chooseRevision(info, revParam === undefined ? undefined : checkRev(revParam));
   const text = await readBody(db, docId, node.rev);
   if (text === undefined) throw new NotFoundError('missing');
-  const body = JSON.parse(text) as Record<string, unknown>;
+  const body = parseStoredJson(text) as Record<string, unknown>;
   const stubs = body._attachments as Record<string, AttachmentStub> | undefined;
   delete body._attachments;
   const attachments: AttachmentInput[] = [];
@@ -261,7 +268,7 @@ export function docLocation(ctx: Ctx, dbName: string, docId: string): string {
 /** `POST /db`: create a document, with a generated id when it has none. */
 export async function postDoc(ctx: Ctx, db: DbHandle): Promise<void> {
   ctx.requireJsonType();
-  const json = await ctx.readJson();
+  const json = await ctx.readJson(undefined, { exact: true });
   const parsed = parseDoc(json, { newEdits: true, limits: ctx.limits, generateId: () => randomBytes(16).toString('hex') });
   if (parsed.rev !== undefined) parsed.edit.baseRev = parsed.rev;
   const [outcome] = await updateDocs(db, [parsed.edit], { timeoutMs: ctx.limits.quorumTimeoutMs });

@@ -22,7 +22,7 @@ export async function localDoc(ctx: Ctx, dbName: string, localId: string): Promi
   let rev = ctx.qString('rev') ?? ctx.header('if-match')?.replace(/^"|"$/g, '');
   let body: string | null = null;
   if (ctx.method === 'PUT') {
-    const json = await ctx.readJsonObject(ctx.limits.docBytesMax);
+    const json = await ctx.readJsonObject(ctx.limits.docBytesMax, { exact: true });
     const parsed = parseLocalDoc(json, ctx.limits);
     rev = parsed.rev ?? rev;
     body = parsed.body;
