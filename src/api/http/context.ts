@@ -4,7 +4,7 @@
  * add CouchDB's standard headers. Routes never touch `req`/`res` for these.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { BadContentTypeError, BadRequestError, TooLargeError } from '../../errors';
+import { BadContentTypeError, BadRequestError, ClientGoneError, TooLargeError, UnavailableError } from '../../errors';
 import type { DbDirectory } from '../coordinator/shard-client';
 
 export interface HttpLimits {
@@ -15,6 +15,7 @@ export interface HttpLimits {
   docIdBytesMax: number;
   bulkDocsMax: number;
   keysMax: number;
+  revsDiffRevsMax: number;
   uuidsCountMax: number;
   requestTimeoutMs: number;
   /** How long reads and writes wait for r / w copies before answering with what they have. */
@@ -69,6 +70,8 @@ export interface Services {
   /** Prometheus exposition text of this node's registry. */
   metricsText(): Promise<string>;
   sessions: import('./auth').Auth;
+  /** Request-body bytes of all requests in flight (`requestBytesInFlightMax`). */
+  requestBytes: import('./budget').ByteBudget;
   cluster: ClusterInfo;
 }
 
@@ -85,6 +88,7 @@ export class Ctx {
   user: UserCtx = { name: null, roles: [] };
   private abort: AbortController | undefined;
   private bodyRead = false;
+  private bodyBytesTaken = 0;
 
   constructor(init: { req: IncomingMessage; res: ServerResponse; segments: string[]; query: URLSearchParams; reqId: string; services: Services }) {
     this.req = init.req;
@@ -179,7 +183,11 @@ export class Ctx {
 
   // ---- request body ----------------------------------------------------------------
 
-  /** The whole body, refused past `maxBytes` (413) without reading the rest into memory. */
+  /**
+   * The whole body, refused past `maxBytes` (413) without reading the rest into memory.
+   * Its bytes come out of the node-wide in-flight budget (the declared length up front,
+   * else as they arrive) until the response is over; past the budget, 503.
+   */
   async readBody(maxBytes = this.limits.requestBytesMax): Promise<Buffer> {
     if (this.bodyRead) throw new Error('request body read twice');
     this.bodyRead = true;
@@ -188,7 +196,9 @@ export class Ctx {
     // Stream events, not `for await`: the async iterator costs more than the small
     // bodies most requests carry.
     if (this.req.readableEnded) return Buffer.alloc(0);
-    if (this.req.destroyed) throw new BadRequestError('The client closed the connection before the body ended');
+    if (this.req.destroyed) throw new ClientGoneError();
+    const chunked = !(declared >= 0);
+    if (!chunked) this.takeBodyBytes(declared);
     return new Promise<Buffer>((resolve, reject) => {
       const chunks: Buffer[] = [];
       let total = 0;
@@ -205,26 +215,47 @@ export class Ctx {
           reject(new TooLargeError('Request body is too large', 'too_large'));
           return;
         }
+        if (chunked) {
+          try {
+            this.takeBodyBytes(chunk.length);
+          } catch (err) {
+            cleanup();
+            reject(err);
+            return;
+          }
+        }
         chunks.push(chunk);
       };
       const onEnd = () => {
         cleanup();
         resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total));
       };
+      // A hang-up mid-body surfaces as 'error' (aborted, ECONNRESET) then 'close': routine.
       const onError = (err: Error) => {
         cleanup();
-        reject(err);
+        reject(this.req.complete ? err : new ClientGoneError());
       };
       const onClose = () => {
         if (this.req.complete) return;
         cleanup();
-        reject(new BadRequestError('The client closed the connection before the body ended'));
+        reject(new ClientGoneError());
       };
       this.req.on('data', onData);
       this.req.on('end', onEnd);
       this.req.on('error', onError);
       this.req.on('close', onClose);
     });
+  }
+
+  /** Take body bytes from the node-wide budget, given back when the response is over. */
+  private takeBodyBytes(bytes: number): void {
+    if (bytes === 0) return;
+    const budget = this.services.requestBytes;
+    if (!budget.tryTake(bytes)) {
+      throw new UnavailableError('Too many request bytes in flight on this node; retry shortly', 'service_unavailable', 1);
+    }
+    if (this.bodyBytesTaken === 0) this.res.once('close', () => budget.give(this.bodyBytesTaken));
+    this.bodyBytesTaken += bytes;
   }
 
   /** The body as JSON, whatever the Content-Type (as CouchDB does for document writes). */

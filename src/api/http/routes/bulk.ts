@@ -23,7 +23,7 @@ export async function bulkDocs(ctx: Ctx, dbName: string): Promise<void> {
   }
   const newEdits = body.new_edits === undefined ? true : body.new_edits === true;
   if (body.new_edits !== undefined && typeof body.new_edits !== 'boolean') throw new BadRequestError('new_edits must be a boolean');
-  const parsed: ParsedDoc[] = body.docs.map((doc) =>
+  const parsed = await parseDocsYielding(body.docs, (doc) =>
     parseDoc(doc, { newEdits, limits: ctx.limits, generateId: () => randomBytes(16).toString('hex') }),
   );
   for (const p of parsed) if (p.edit.id.startsWith('_local/')) throw new BadRequestError('Local documents cannot be written with _bulk_docs', 'bad_request');
@@ -43,6 +43,18 @@ export async function bulkDocs(ctx: Ctx, dbName: string): Promise<void> {
     }
   }
   ctx.send(accepted ? 202 : 201, rows);
+}
+
+/** Docs validated between yields to the event loop: a big `_bulk_docs` must not hold it for its whole body. */
+const docsPerYield = 500;
+
+async function parseDocsYielding(docs: unknown[], parse: (doc: unknown) => ParsedDoc): Promise<ParsedDoc[]> {
+  const out: ParsedDoc[] = [];
+  for (let i = 0; i < docs.length; i++) {
+    if (i > 0 && i % docsPerYield === 0) await new Promise((resolve) => setImmediate(resolve));
+    out.push(parse(docs[i]));
+  }
+  return out;
 }
 
 function bulkGetError(id: string, rev: string, error: string, reason: string): string {
@@ -102,16 +114,21 @@ export async function revsDiffRoute(ctx: Ctx, dbName: string, style: 'revs_diff'
   allow(ctx, ['POST']);
   const db = await openDb(ctx, dbName);
   const body = await ctx.readJsonObject();
+  const ids = Object.keys(body);
+  if (ids.length > ctx.limits.keysMax) {
+    throw new BadRequestError(`At most ${ctx.limits.keysMax} document ids per _revs_diff or _missing_revs request`);
+  }
   const request = new Map<string, string[]>();
   let total = 0;
-  for (const [id, revs] of Object.entries(body)) {
+  for (const id of ids) {
+    const revs = body[id];
     if (!Array.isArray(revs) || revs.some((r) => typeof r !== 'string')) {
       throw new BadRequestError(`Revisions of ${JSON.stringify(id)} must be a list of strings`);
     }
     total += revs.length;
     request.set(id, (revs as string[]).map(checkRev));
   }
-  if (total > ctx.limits.keysMax * 10) throw new BadRequestError('Too many revisions in one _revs_diff request');
+  if (total > ctx.limits.revsDiffRevsMax) throw new BadRequestError(`At most ${ctx.limits.revsDiffRevsMax} revisions per _revs_diff or _missing_revs request`);
   const diff = await revsDiff(db, request, { timeoutMs: ctx.limits.quorumTimeoutMs });
   if (style === 'revs_diff') {
     const out: Record<string, unknown> = {};
