@@ -7,7 +7,8 @@ import { updateDocs } from '../../coordinator/doc-update';
 import { openRevsMany, OpenRevsItem } from '../../coordinator/doc-open';
 import { readDocInfos } from '../../coordinator/doc-infos';
 import { revsDiff } from '../../coordinator/revs-diff';
-import { isPlainObject, type Ctx } from '../context';
+import { isPlainObject, parseJsonBody, type Ctx } from '../context';
+import { arrayElementSpans, largestContainerAt, objectMemberSpans, startsWithObject } from '../json-scan';
 import { checkRev, parseDoc, ParsedDoc, validateDocId } from '../doc-input';
 import { allow, openDb } from './common';
 import { renderOptions } from './doc';
@@ -16,7 +17,7 @@ export async function bulkDocs(ctx: Ctx, dbName: string): Promise<void> {
   allow(ctx, ['POST']);
   const db = await openDb(ctx, dbName);
   ctx.requireJsonType();
-  const body = await ctx.readJsonObject();
+  const body = await readBulkDocsBody(ctx);
   if (!Array.isArray(body.docs)) throw new BadRequestError('POST body must include `docs` parameter.');
   if (body.docs.length > ctx.limits.bulkDocsMax) {
     throw new BadRequestError(`At most ${ctx.limits.bulkDocsMax} documents per _bulk_docs request`, 'too_many_docs');
@@ -43,6 +44,46 @@ export async function bulkDocs(ctx: Ctx, dbName: string): Promise<void> {
     }
   }
   ctx.send(accepted ? 202 : 201, rows);
+}
+
+/** Body bytes parsed between yields to the event loop. */
+const parseBytesPerYield = 1024 * 1024;
+
+/**
+ * The `_bulk_docs` body, its `docs` parsed one by one and yielding between chunks of
+ * about a megabyte (JSON.parse of a 55 MB body at once held the event loop for most
+ * of a second), and refused with `too_many_docs` before any of them is parsed.
+ */
+async function readBulkDocsBody(ctx: Ctx): Promise<Record<string, unknown>> {
+  const raw = await ctx.readBody();
+  const depthMax = ctx.limits.jsonDepthMax;
+  if (!startsWithObject(raw)) {
+    parseJsonBody(raw, depthMax); // the parser's own error for malformed bodies
+    throw new BadRequestError('Request body must be a JSON object');
+  }
+  const body: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+  for (const [key, span] of objectMemberSpans(raw)) {
+    if (key !== 'docs' || raw[span[0]] !== 0x5b) {
+      body[key] = parseJsonBody(raw.subarray(span[0], span[1]), depthMax - 1);
+      continue;
+    }
+    const spans = arrayElementSpans(raw, span);
+    if (spans.length > ctx.limits.bulkDocsMax) {
+      throw new BadRequestError(`At most ${ctx.limits.bulkDocsMax} documents per _bulk_docs request`, 'too_many_docs');
+    }
+    const docs: unknown[] = [];
+    let sinceYield = 0;
+    for (const [start, stop] of spans) {
+      if (sinceYield >= parseBytesPerYield) {
+        sinceYield = 0;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      docs.push(parseJsonBody(raw.subarray(start, stop), depthMax - 2));
+      sinceYield += stop - start;
+    }
+    body[key] = docs;
+  }
+  return body;
 }
 
 /** Docs validated between yields to the event loop: a big `_bulk_docs` must not hold it for its whole body. */
@@ -113,11 +154,14 @@ export async function bulkGet(ctx: Ctx, dbName: string): Promise<void> {
 export async function revsDiffRoute(ctx: Ctx, dbName: string, style: 'revs_diff' | 'missing_revs'): Promise<void> {
   allow(ctx, ['POST']);
   const db = await openDb(ctx, dbName);
-  const body = await ctx.readJsonObject();
+  // The id count is checked on the raw bytes: parsing millions of ids is itself the cost.
+  const raw = await ctx.readBody();
+  const tooMany = () => new BadRequestError(`At most ${ctx.limits.keysMax} document ids per _revs_diff or _missing_revs request`);
+  if (largestContainerAt(raw, 1) > ctx.limits.keysMax) throw tooMany();
+  const body = parseJsonBody(raw, ctx.limits.jsonDepthMax);
+  if (!isPlainObject(body)) throw new BadRequestError('Request body must be a JSON object');
   const ids = Object.keys(body);
-  if (ids.length > ctx.limits.keysMax) {
-    throw new BadRequestError(`At most ${ctx.limits.keysMax} document ids per _revs_diff or _missing_revs request`);
-  }
+  if (ids.length > ctx.limits.keysMax) throw tooMany();
   const request = new Map<string, string[]>();
   let total = 0;
   for (const id of ids) {
