@@ -22,6 +22,7 @@ const limits = {
   bodyBytesPerSecMin: 100,
   headersTimeoutMs: 30_000,
   keysMax: 2000,
+  bulkDocsMax: 1000,
   requestBytesMax: 1_000_000,
   docBytesMax: 1_000_000,
   attachmentBytesMax: 1_000_000,
@@ -195,6 +196,35 @@ describe('_revs_diff', () => {
     const res = await big;
     assert.equal(res.status, 200);
     assert.equal(Object.keys(res.body).length, limits.keysMax);
+  });
+});
+
+describe('fan-out caps, counted before the body is parsed', () => {
+  test('_all_docs keys, _dbs_info keys, _bulk_get and _bulk_docs docs past their caps answer 400', async () => {
+    const db = await newDb();
+    const keys = Array.from({ length: limits.keysMax + 1 }, (_, i) => `k${i}`);
+    const allDocs = await request(node, 'POST', `/${db}/_all_docs`, { body: { keys } });
+    assert.equal(allDocs.status, 400);
+    assert.match(allDocs.body.reason, /keys/);
+    const dbsInfo = await request(node, 'POST', '/_dbs_info', { body: { keys } });
+    assert.equal(dbsInfo.status, 400);
+    const docs = Array.from({ length: limits.bulkDocsMax + 1 }, (_, i) => ({ id: `d${i}` }));
+    const bulkGet = await request(node, 'POST', `/${db}/_bulk_get`, { body: { docs } });
+    assert.equal(bulkGet.status, 400);
+    const bulkDocs = await request(node, 'POST', `/${db}/_bulk_docs`, { body: { docs: docs.map((d) => ({ _id: d.id })) } });
+    assert.equal(bulkDocs.status, 400);
+    assert.equal(bulkDocs.body.error, 'too_many_docs');
+    // At the cap, all of them work; the _bulk_docs docs are parsed piece by piece.
+    const written = await request(node, 'POST', `/${db}/_bulk_docs`, { body: { new_edits: true, docs: docs.slice(1).map((d) => ({ _id: d.id, n: [1, { x: 'y' }] })) } });
+    assert.equal(written.status, 201);
+    assert.equal(written.body.length, limits.bulkDocsMax);
+    assert.ok(written.body.every((row: { ok?: boolean }) => row.ok));
+    const read = await request(node, 'POST', `/${db}/_all_docs?include_docs=true`, { body: { keys: keys.slice(0, 3).concat(['d1']) } });
+    assert.equal(read.status, 200);
+    assert.deepEqual(read.body.rows[3].doc.n, [1, { x: 'y' }]);
+    const got = await request(node, 'POST', `/${db}/_bulk_get`, { body: { docs: docs.slice(1) } });
+    assert.equal(got.status, 200);
+    assert.equal(got.body.results.length, limits.bulkDocsMax);
   });
 });
 

@@ -7,6 +7,20 @@
  * parsed one by one, yielding to the event loop between chunks.
  */
 import { BadRequestError } from '../../errors';
+import { isPlainObject, parseJsonBody, type Ctx } from './context';
+
+/**
+ * A JSON object body whose arrays and objects at nesting `depth` (2: the values of its
+ * members, such as `keys` or `docs`) hold at most `max` members, checked on the raw
+ * bytes before anything is parsed; `tooMany` is the error past it.
+ */
+export async function readJsonObjectCapped(ctx: Ctx, depth: number, max: number, tooMany: () => Error): Promise<Record<string, unknown>> {
+  const raw = await ctx.readBody();
+  if (largestContainerAt(raw, depth) > max) throw tooMany();
+  const body = parseJsonBody(raw, ctx.limits.jsonDepthMax);
+  if (!isPlainObject(body)) throw new BadRequestError('Request body must be a JSON object');
+  return body;
+}
 
 /**
  * Members of the largest array or object that opens at nesting `depth` (1: the body

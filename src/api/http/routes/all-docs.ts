@@ -10,6 +10,7 @@ import { openRevsMany, plainRender } from '../../coordinator/doc-open';
 import { renderDoc } from '../../../shard/render';
 import type { DbHandle } from '../../coordinator/shard-client';
 import type { Ctx } from '../context';
+import { readJsonObjectCapped } from '../json-scan';
 import { allow, keyRangeParams, KeyRangeParams, openDb } from './common';
 
 type Which = 'all' | 'design' | 'local';
@@ -17,7 +18,9 @@ type Which = 'all' | 'design' | 'local';
 export async function allDocs(ctx: Ctx, dbName: string, which: Which): Promise<void> {
   allow(ctx, ['GET', 'HEAD', 'POST']);
   const db = await openDb(ctx, dbName);
-  const body = ctx.method === 'POST' ? await ctx.readJsonObject() : {};
+  const tooManyKeys = () => new BadRequestError(`At most ${ctx.limits.keysMax} keys per request`);
+  // Keys counted on the raw bytes: parsing millions of them would be the cost itself.
+  const body = ctx.method === 'POST' ? await readJsonObjectCapped(ctx, 2, ctx.limits.keysMax, tooManyKeys) : {};
   const keys = body.keys ?? ctx.qJson('keys');
   const range = keyRangeParams(ctx, body);
   const includeDocs = typeof body.include_docs === 'boolean' ? body.include_docs : ctx.qBool('include_docs', false);
@@ -36,7 +39,7 @@ export async function allDocs(ctx: Ctx, dbName: string, which: Which): Promise<v
     ',"rows":[';
   if (keys !== undefined) {
     if (!Array.isArray(keys) || keys.some((k) => typeof k !== 'string')) throw new BadRequestError('`keys` must be an array of strings', 'bad_request');
-    if (keys.length > ctx.limits.keysMax) throw new BadRequestError(`At most ${ctx.limits.keysMax} keys per request`);
+    if (keys.length > ctx.limits.keysMax) throw tooManyKeys();
     return sendKeys(ctx, db, keys as string[], { head, includeDocs, conflicts, range });
   }
 

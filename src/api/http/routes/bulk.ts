@@ -8,7 +8,7 @@ import { openRevsMany, OpenRevsItem } from '../../coordinator/doc-open';
 import { readDocInfos } from '../../coordinator/doc-infos';
 import { revsDiff } from '../../coordinator/revs-diff';
 import { isPlainObject, parseJsonBody, type Ctx } from '../context';
-import { arrayElementSpans, largestContainerAt, objectMemberSpans, startsWithObject } from '../json-scan';
+import { arrayElementSpans, objectMemberSpans, readJsonObjectCapped, startsWithObject } from '../json-scan';
 import { checkRev, parseDoc, ParsedDoc, validateDocId } from '../doc-input';
 import { allow, openDb } from './common';
 import { renderOptions } from './doc';
@@ -109,9 +109,10 @@ function errorRow(id: string, error: DivanError, rev?: string): Record<string, u
 export async function bulkGet(ctx: Ctx, dbName: string): Promise<void> {
   allow(ctx, ['POST']);
   const db = await openDb(ctx, dbName);
-  const body = await ctx.readJsonObject();
+  const tooMany = () => new BadRequestError(`At most ${ctx.limits.bulkDocsMax} documents per _bulk_get request`);
+  const body = await readJsonObjectCapped(ctx, 2, ctx.limits.bulkDocsMax, tooMany);
   if (!Array.isArray(body.docs)) throw new BadRequestError('Missing JSON list of `docs`.');
-  if (body.docs.length > ctx.limits.bulkDocsMax) throw new BadRequestError(`At most ${ctx.limits.bulkDocsMax} documents per _bulk_get request`);
+  if (body.docs.length > ctx.limits.bulkDocsMax) throw tooMany();
   const options = renderOptions(ctx);
   const latest = ctx.qBool('latest', false);
   const requests = body.docs.map((item) => {
@@ -155,11 +156,8 @@ export async function revsDiffRoute(ctx: Ctx, dbName: string, style: 'revs_diff'
   allow(ctx, ['POST']);
   const db = await openDb(ctx, dbName);
   // The id count is checked on the raw bytes: parsing millions of ids is itself the cost.
-  const raw = await ctx.readBody();
   const tooMany = () => new BadRequestError(`At most ${ctx.limits.keysMax} document ids per _revs_diff or _missing_revs request`);
-  if (largestContainerAt(raw, 1) > ctx.limits.keysMax) throw tooMany();
-  const body = parseJsonBody(raw, ctx.limits.jsonDepthMax);
-  if (!isPlainObject(body)) throw new BadRequestError('Request body must be a JSON object');
+  const body = await readJsonObjectCapped(ctx, 1, ctx.limits.keysMax, tooMany);
   const ids = Object.keys(body);
   if (ids.length > ctx.limits.keysMax) throw tooMany();
   const request = new Map<string, string[]>();
