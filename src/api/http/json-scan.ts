@@ -9,14 +9,21 @@
 import { BadRequestError } from '../../errors';
 import { isPlainObject, parseJsonBody, type Ctx } from './context';
 
+/** A cap on the members of any array or object at one nesting depth, and its error. */
+export interface MembersCap {
+  /** 1: the body itself; 2: the values of its members (`keys`, `docs`)... */
+  depth: number;
+  max: number;
+  tooMany: () => Error;
+}
+
 /**
- * A JSON object body whose arrays and objects at nesting `depth` (2: the values of its
- * members, such as `keys` or `docs`) hold at most `max` members, checked on the raw
- * bytes before anything is parsed; `tooMany` is the error past it.
+ * A JSON object body whose containers obey `caps`, checked on the raw bytes before
+ * anything is parsed (as `Ctx.readJsonObject` otherwise).
  */
-export async function readJsonObjectCapped(ctx: Ctx, depth: number, max: number, tooMany: () => Error): Promise<Record<string, unknown>> {
+export async function readJsonObjectCapped(ctx: Ctx, ...caps: MembersCap[]): Promise<Record<string, unknown>> {
   const raw = await ctx.readBody();
-  if (largestContainerAt(raw, depth) > max) throw tooMany();
+  for (const cap of caps) if (largestContainerAt(raw, cap.depth) > cap.max) throw cap.tooMany();
   const body = parseJsonBody(raw, ctx.limits.jsonDepthMax);
   if (!isPlainObject(body)) throw new BadRequestError('Request body must be a JSON object');
   return body;

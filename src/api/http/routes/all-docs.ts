@@ -20,7 +20,7 @@ export async function allDocs(ctx: Ctx, dbName: string, which: Which): Promise<v
   const db = await openDb(ctx, dbName);
   const tooManyKeys = () => new BadRequestError(`At most ${ctx.limits.keysMax} keys per request`);
   // Keys counted on the raw bytes: parsing millions of them would be the cost itself.
-  const body = ctx.method === 'POST' ? await readJsonObjectCapped(ctx, 2, ctx.limits.keysMax, tooManyKeys) : {};
+  const body = ctx.method === 'POST' ? await readJsonObjectCapped(ctx, { depth: 2, max: ctx.limits.keysMax, tooMany: tooManyKeys }) : {};
   const keys = body.keys ?? ctx.qJson('keys');
   const range = keyRangeParams(ctx, body);
   const includeDocs = typeof body.include_docs === 'boolean' ? body.include_docs : ctx.qBool('include_docs', false);

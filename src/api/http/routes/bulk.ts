@@ -110,7 +110,7 @@ export async function bulkGet(ctx: Ctx, dbName: string): Promise<void> {
   allow(ctx, ['POST']);
   const db = await openDb(ctx, dbName);
   const tooMany = () => new BadRequestError(`At most ${ctx.limits.bulkDocsMax} documents per _bulk_get request`);
-  const body = await readJsonObjectCapped(ctx, 2, ctx.limits.bulkDocsMax, tooMany);
+  const body = await readJsonObjectCapped(ctx, { depth: 2, max: ctx.limits.bulkDocsMax, tooMany });
   if (!Array.isArray(body.docs)) throw new BadRequestError('Missing JSON list of `docs`.');
   if (body.docs.length > ctx.limits.bulkDocsMax) throw tooMany();
   const options = renderOptions(ctx);
@@ -155,9 +155,14 @@ export async function bulkGet(ctx: Ctx, dbName: string): Promise<void> {
 export async function revsDiffRoute(ctx: Ctx, dbName: string, style: 'revs_diff' | 'missing_revs'): Promise<void> {
   allow(ctx, ['POST']);
   const db = await openDb(ctx, dbName);
-  // The id count is checked on the raw bytes: parsing millions of ids is itself the cost.
+  // Ids and revisions are counted on the raw bytes: parsing millions of them is itself the cost.
   const tooMany = () => new BadRequestError(`At most ${ctx.limits.keysMax} document ids per _revs_diff or _missing_revs request`);
-  const body = await readJsonObjectCapped(ctx, 1, ctx.limits.keysMax, tooMany);
+  const tooManyRevs = () => new BadRequestError(`At most ${ctx.limits.revsDiffRevsMax} revisions per _revs_diff or _missing_revs request`);
+  const body = await readJsonObjectCapped(
+    ctx,
+    { depth: 1, max: ctx.limits.keysMax, tooMany },
+    { depth: 2, max: ctx.limits.revsDiffRevsMax, tooMany: tooManyRevs },
+  );
   const ids = Object.keys(body);
   if (ids.length > ctx.limits.keysMax) throw tooMany();
   const request = new Map<string, string[]>();
@@ -170,7 +175,7 @@ export async function revsDiffRoute(ctx: Ctx, dbName: string, style: 'revs_diff'
     total += revs.length;
     request.set(id, (revs as string[]).map(checkRev));
   }
-  if (total > ctx.limits.revsDiffRevsMax) throw new BadRequestError(`At most ${ctx.limits.revsDiffRevsMax} revisions per _revs_diff or _missing_revs request`);
+  if (total > ctx.limits.revsDiffRevsMax) throw tooManyRevs();
   const diff = await revsDiff(db, request, { timeoutMs: ctx.limits.quorumTimeoutMs });
   if (style === 'revs_diff') {
     const out: Record<string, unknown> = {};

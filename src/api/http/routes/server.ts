@@ -76,7 +76,7 @@ export async function dbsInfo(ctx: Ctx): Promise<void> {
   }
   allow(ctx, ['GET', 'POST']);
   const tooMany = () => new BadRequestError(`At most ${ctx.limits.keysMax} keys per request`);
-  const body = await readJsonObjectCapped(ctx, 2, ctx.limits.keysMax, tooMany);
+  const body = await readJsonObjectCapped(ctx, { depth: 2, max: ctx.limits.keysMax, tooMany });
   if (!Array.isArray(body.keys) || body.keys.some((k) => typeof k !== 'string')) {
     throw new BadRequestError('`keys` must be an array of database names');
   }
