@@ -129,9 +129,9 @@ export interface Config {
   /** Slowest request body accepted, bytes per second averaged over `bodyIdleTimeoutMs`; 0: any progress will do. */
   bodyBytesPerSecMin: number;
   /**
-   * Request-body bytes held by all requests in flight at most (declared Content-Length,
-   * or bytes as they arrive when chunked), so a few huge bodies cannot take all memory;
-   * beyond, 503 with Retry-After.
+   * Request-body bytes held by all requests in flight at most (taken as they arrive; a
+   * declared Content-Length that does not fit is refused up front), so a few huge
+   * bodies cannot take all memory; beyond, 503 with Retry-After.
    */
   requestBytesInFlightMax: number;
   /** Cookie session lifetime, seconds (CouchDB: 600). */

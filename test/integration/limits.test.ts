@@ -236,13 +236,15 @@ describe('fan-out caps, counted before the body is parsed', () => {
 describe('request bytes in flight', () => {
   test('past requestBytesInFlightMax a request is answered 503 with Retry-After, and the budget comes back', async () => {
     const db = await newDb();
-    // Hold a 900 kB body: declared up front, sent fast enough not to be cut as slow.
+    // Hold 850 kB of a 900 kB body: sent at once, then the rest trickled fast enough
+    // not to be cut as slow (the budget counts bytes received, not bytes declared).
     const holder = await connect('127.0.0.50');
     const holdBytes = 900_000;
     holder.socket.write(
-      `POST /${db}/_bulk_docs HTTP/1.1\r\nHost: x\r\nAuthorization: ${auth}\r\nContent-Type: application/json\r\nContent-Length: ${holdBytes}\r\n\r\n`,
+      `POST /${db}/_bulk_docs HTTP/1.1\r\nHost: x\r\nAuthorization: ${auth}\r\nContent-Type: application/json\r\nContent-Length: ${holdBytes}\r\n\r\n` +
+        ' '.repeat(850_000),
     );
-    let sent = 0;
+    let sent = 850_000;
     const feeder = setInterval(() => {
       if (sent + 1000 < holdBytes) {
         holder.socket.write(' '.repeat(1000));
@@ -275,6 +277,27 @@ describe('request bytes in flight', () => {
       'the budget to come back',
     );
     assert.equal(accepted.body[0].ok, true);
+  });
+});
+
+describe('request bytes in flight: declared is not held', () => {
+  test('a client declaring a big body and sending it slowly does not hold the budget', async () => {
+    const db = await newDb();
+    const slow = await connect('127.0.0.51');
+    slow.socket.write(
+      `POST /${db}/_bulk_docs HTTP/1.1\r\nHost: x\r\nAuthorization: ${auth}\r\nContent-Type: application/json\r\nContent-Length: ${limits.requestBytesMax}\r\n\r\n`,
+    );
+    // 2 kB/s: above bodyBytesPerSecMin, so it is not cut while the other request runs.
+    const feeder = setInterval(() => slow.socket.write(' '.repeat(200)), 100);
+    try {
+      await waitFor(async () => slow.socket.bytesWritten > 2000, 10_000, 'the slow body to be under way');
+      // 1 MB declared + 700 kB would exceed the 1.5 MB budget; the bytes actually received do not.
+      const res = await request(node, 'POST', `/${db}/_bulk_docs`, { body: { docs: [{ pad: 'p'.repeat(700_000) }] } });
+      assert.equal(res.status, 201);
+    } finally {
+      clearInterval(feeder);
+      slow.socket.destroy();
+    }
   });
 });
 

@@ -1,9 +1,9 @@
 /**
  * A node-wide budget of request-body bytes held by the requests in flight
- * (`requestBytesInFlightMax`). A request takes its share before reading its body and
- * gives it back when its response is over, so a handful of huge bodies cannot take
- * every byte of memory: past the budget a request is answered 503 at once instead of
- * every request slowing down.
+ * (`requestBytesInFlightMax`). A request takes bytes as its body arrives and gives
+ * them back when its response is over, so a handful of huge bodies cannot take every
+ * byte of memory: past the budget a request is answered 503 at once instead of every
+ * request slowing down.
  */
 import assert from 'node:assert/strict';
 
@@ -19,6 +19,11 @@ export class ByteBudget {
   /** Bytes currently taken. */
   get inUse(): number {
     return this.used;
+  }
+
+  /** Whether `bytes` more would fit now. */
+  fits(bytes: number): boolean {
+    return this.used + bytes <= this.bytesMax;
   }
 
   /** Take `bytes` if they fit; false (and nothing taken) when they do not. */

@@ -185,8 +185,11 @@ export class Ctx {
 
   /**
    * The whole body, refused past `maxBytes` (413) without reading the rest into memory.
-   * Its bytes come out of the node-wide in-flight budget (the declared length up front,
-   * else as they arrive) until the response is over; past the budget, 503.
+   * Its bytes come out of the node-wide in-flight budget as they arrive and go back
+   * when the response is over; past the budget, 503. A declared length that does not
+   * fit is refused before anything is read. Taking bytes as they arrive, not the
+   * declared length up front, keeps a client that declares 64 MB and sends slowly
+   * from holding 64 MB of everyone's budget.
    */
   async readBody(maxBytes = this.limits.requestBytesMax): Promise<Buffer> {
     if (this.bodyRead) throw new Error('request body read twice');
@@ -197,8 +200,7 @@ export class Ctx {
     // bodies most requests carry.
     if (this.req.readableEnded) return Buffer.alloc(0);
     if (this.req.destroyed) throw new ClientGoneError();
-    const chunked = !(declared >= 0);
-    if (!chunked) this.takeBodyBytes(declared);
+    if (declared > 0 && !this.services.requestBytes.fits(declared)) throw bodyBudgetExhausted();
     return new Promise<Buffer>((resolve, reject) => {
       const chunks: Buffer[] = [];
       let total = 0;
@@ -215,14 +217,10 @@ export class Ctx {
           reject(new TooLargeError('Request body is too large', 'too_large'));
           return;
         }
-        if (chunked) {
-          try {
-            this.takeBodyBytes(chunk.length);
-          } catch (err) {
-            cleanup();
-            reject(err);
-            return;
-          }
+        if (!this.takeBodyBytes(chunk.length)) {
+          cleanup();
+          reject(bodyBudgetExhausted());
+          return;
         }
         chunks.push(chunk);
       };
@@ -247,15 +245,14 @@ export class Ctx {
     });
   }
 
-  /** Take body bytes from the node-wide budget, given back when the response is over. */
-  private takeBodyBytes(bytes: number): void {
-    if (bytes === 0) return;
+  /** Take body bytes from the node-wide budget, given back when the response is over; false when they do not fit. */
+  private takeBodyBytes(bytes: number): boolean {
+    if (bytes === 0) return true;
     const budget = this.services.requestBytes;
-    if (!budget.tryTake(bytes)) {
-      throw new UnavailableError('Too many request bytes in flight on this node; retry shortly', 'service_unavailable', 1);
-    }
+    if (!budget.tryTake(bytes)) return false;
     if (this.bodyBytesTaken === 0) this.res.once('close', () => budget.give(this.bodyBytesTaken));
     this.bodyBytesTaken += bytes;
+    return true;
   }
 
   /** The body as JSON, whatever the Content-Type (as CouchDB does for document writes). */
@@ -346,6 +343,10 @@ export class Ctx {
   end(text?: string): void {
     if (!this.res.destroyed) this.res.end(text);
   }
+}
+
+function bodyBudgetExhausted(): UnavailableError {
+  return new UnavailableError('Too many request bytes in flight on this node; retry shortly', 'service_unavailable', 1);
 }
 
 export function standardHeaders(reqId: string): Record<string, string> {
