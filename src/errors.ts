@@ -118,8 +118,18 @@ export class TimeoutError extends DivanError {
 }
 
 export class UnavailableError extends DivanError {
-  constructor(reason: string, token = 'unavailable') {
+  /** Seconds after which a retry may succeed (`Retry-After`), when known. */
+  readonly retryAfterSec: number | undefined;
+  constructor(reason: string, token = 'unavailable', retryAfterSec?: number) {
     super('unavailable', token, reason);
+    this.retryAfterSec = retryAfterSec;
+  }
+}
+
+/** The client hung up before its request body ended: routine, nobody is left to answer. */
+export class ClientGoneError extends BadRequestError {
+  constructor() {
+    super('The client closed the connection before the body ended');
   }
 }
 

@@ -90,8 +90,13 @@ export interface Config {
   docIdBytesMax: number;
   /** Documents in one `_bulk_docs` or `_bulk_get` request at most. */
   bulkDocsMax: number;
-  /** Keys in one `_all_docs` POST, revs in one `open_revs`, ids in one `_revs_diff`. */
+  /**
+   * Keys in one `_all_docs` POST or `_dbs_info`, revs in one `open_revs`, ids in one
+   * `_changes` doc_ids filter or one `_revs_diff` / `_missing_revs` request.
+   */
   keysMax: number;
+  /** Revisions in one `_revs_diff` / `_missing_revs` request, over all its ids. */
+  revsDiffRevsMax: number;
   /** UUIDs per `/_uuids` call at most (CouchDB: 1000). */
   uuidsCountMax: number;
   /** Deadline for a request's shard calls, ms. */
@@ -106,10 +111,38 @@ export interface Config {
   changesTimeoutMsMax: number;
   /** Rows a `_changes` or `_all_docs` request returns when it sets no limit. */
   rowsMax: number;
-  /** Concurrent HTTP connections at most; more are refused by the kernel backlog. */
+  /**
+   * Concurrent HTTP connections at most. When full, the connection idle the longest
+   * (no request in progress) is closed to make room; with none idle, the new one is
+   * answered 503 and closed.
+   */
   connectionsMax: number;
+  /**
+   * Concurrent HTTP connections from one client address at most; beyond, 503 and
+   * closed. Keeps one client from taking every slot; raise it behind a reverse proxy.
+   */
+  connectionsPerAddressMax: number;
   /** Idle keep-alive connections are closed after this, ms. */
   keepAliveTimeoutMs: number;
+  /**
+   * A request's headers must arrive within this of its first byte (or of connecting),
+   * ms; else 408 and closed. Also ends connections that never send a request.
+   */
+  headersTimeoutMs: number;
+  /**
+   * Window over which a request body's progress is checked, ms: a body that delivers
+   * less than `bodyBytesPerSecMin` over a window (or nothing) is cut, before
+   * authentication too. Responses (long `_changes` feeds) are not affected.
+   */
+  bodyIdleTimeoutMs: number;
+  /** Slowest request body accepted, bytes per second averaged over `bodyIdleTimeoutMs`; 0: any progress will do. */
+  bodyBytesPerSecMin: number;
+  /**
+   * Request-body bytes held by all requests in flight at most (taken as they arrive; a
+   * declared Content-Length that does not fit is refused up front), so a few huge
+   * bodies cannot take all memory; beyond, 503 with Retry-After.
+   */
+  requestBytesInFlightMax: number;
   /** Cookie session lifetime, seconds (CouchDB: 600). */
   sessionTimeoutSec: number;
   /** PBKDF2-SHA256 iterations for stored admin passwords. */
@@ -202,13 +235,19 @@ export const defaults: Readonly<Config> = Object.freeze({
   docIdBytesMax: 8192,
   bulkDocsMax: 10_000,
   keysMax: 10_000,
+  revsDiffRevsMax: 100_000,
   uuidsCountMax: 1000,
   requestTimeoutMs: 60_000,
   changesTimeoutMs: 60_000,
   changesTimeoutMsMax: 60_000,
   rowsMax: Number.MAX_SAFE_INTEGER,
   connectionsMax: 4096,
+  connectionsPerAddressMax: 1024,
   keepAliveTimeoutMs: 65_000,
+  headersTimeoutMs: 20_000,
+  bodyIdleTimeoutMs: 20_000,
+  bodyBytesPerSecMin: 512,
+  requestBytesInFlightMax: 128 * 1024 * 1024,
   sessionTimeoutSec: 600,
   pbkdf2Iterations: 100_000,
   authHashConcurrencyMax: 2,
@@ -347,6 +386,13 @@ function checkRelations(c: Config): void {
   if (c.jsonDepthMax < 2) fail('jsonDepthMax must be at least 2');
   if (c.changesTimeoutMsMax < 1 || c.changesTimeoutMsMax > 2 ** 31 - 1) fail('changesTimeoutMsMax must be in 1..2147483647');
   if (c.changesTimeoutMs > c.changesTimeoutMsMax) fail('changesTimeoutMs must not exceed changesTimeoutMsMax');
+  if (c.requestBytesInFlightMax < c.requestBytesMax) fail('requestBytesInFlightMax must be at least requestBytesMax');
+  if (c.connectionsMax < 1) fail('connectionsMax must be at least 1');
+  if (c.connectionsPerAddressMax < 1 || c.connectionsPerAddressMax > c.connectionsMax) {
+    fail('connectionsPerAddressMax must be in 1..connectionsMax');
+  }
+  if (c.headersTimeoutMs < 1 || c.bodyIdleTimeoutMs < 1) fail('headersTimeoutMs and bodyIdleTimeoutMs must be at least 1');
+  if (c.keysMax < 1 || c.revsDiffRevsMax < 1) fail('keysMax and revsDiffRevsMax must be at least 1');
   if (c.updateBatchDocsMax > c.updateQueueDocsMax) fail('updateBatchDocsMax must not exceed updateQueueDocsMax');
   if (c.bulkDocsMax > c.updateQueueDocsMax) fail('bulkDocsMax must not exceed updateQueueDocsMax');
   if (c.grpcPort > 65535) fail('grpcPort must be at most 65535');

@@ -8,6 +8,7 @@ import { createServer } from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { Auth, LockoutMode, sessionSecretFromCluster } from '../api/http/auth';
+import { ByteBudget } from '../api/http/budget';
 import { HttpServer } from '../api/http/server';
 import type { Services } from '../api/http/context';
 import { Store } from '../storage/store';
@@ -61,6 +62,7 @@ export class DivanNode {
         docIdBytesMax: config.docIdBytesMax,
         bulkDocsMax: config.bulkDocsMax,
         keysMax: config.keysMax,
+        revsDiffRevsMax: config.revsDiffRevsMax,
         uuidsCountMax: config.uuidsCountMax,
         requestTimeoutMs: config.requestTimeoutMs,
         quorumTimeoutMs: config.writeQuorumTimeoutMs,
@@ -81,6 +83,7 @@ export class DivanNode {
         dbCount = (await catalog.list()).length;
         return metrics.registry.metrics();
       },
+      requestBytes: new ByteBudget(config.requestBytesInFlightMax),
       sessions: new Auth({
         admins: identity.admins,
         // One secret for the whole cluster, or a cookie from one node is refused by the others.
@@ -111,6 +114,10 @@ export class DivanNode {
       bindAddress: config.bindAddress,
       keepAliveTimeoutMs: config.keepAliveTimeoutMs,
       connectionsMax: config.connectionsMax,
+      connectionsPerAddressMax: config.connectionsPerAddressMax,
+      headersTimeoutMs: config.headersTimeoutMs,
+      bodyIdleTimeoutMs: config.bodyIdleTimeoutMs,
+      bodyBytesPerSecMin: config.bodyBytesPerSecMin,
       onRequest: (method, status, seconds) => metrics.observeRequest(method, status, seconds),
     });
     const address = await http.listen();
@@ -188,6 +195,13 @@ function publicConfig(c: Readonly<Config>): Record<string, Record<string, string
       doc_id_bytes_max: String(c.docIdBytesMax),
       bulk_docs_max: String(c.bulkDocsMax),
       keys_max: String(c.keysMax),
+      revs_diff_revs_max: String(c.revsDiffRevsMax),
+      connections_max: String(c.connectionsMax),
+      connections_per_address_max: String(c.connectionsPerAddressMax),
+      headers_timeout_ms: String(c.headersTimeoutMs),
+      body_idle_timeout_ms: String(c.bodyIdleTimeoutMs),
+      body_bytes_per_sec_min: String(c.bodyBytesPerSecMin),
+      request_bytes_in_flight_max: String(c.requestBytesInFlightMax),
       request_timeout_ms: String(c.requestTimeoutMs),
     },
   };

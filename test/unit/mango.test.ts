@@ -245,6 +245,10 @@ test('$mod, $regex, $beginsWith', () => {
     [{ director: { $regex: '^lars' } }, movie, false],
     [{ director: { $regex: '(?i)^lars' } }, movie, true],
     [{ year: { $regex: '2003' } }, movie, false], // strings only
+    [{ director: { $regex: '(?i)VON\\s+t' } }, movie, true], // RE2 takes PCRE's inline flags and classes
+    // RE2: linear time, so the classic catastrophic-backtracking pattern just answers.
+    [{ s: { $regex: '^(a+)+$' } }, { s: 'a'.repeat(37) + '!' }, false],
+    [{ s: { $regex: '^(a+)+$' } }, { s: 'a'.repeat(37) }, true],
     [{ title: { $beginsWith: 'Dog' } }, movie, true],
     [{ title: { $beginsWith: 'dog' } }, movie, false],
     [{ title: { $beginsWith: '' } }, movie, true],
@@ -308,6 +312,10 @@ const invalid: Array<[selector: unknown, reason: RegExp]> = [
   [{ a: { $mod: 2 } }, /\$mod/],
   [{ a: { $regex: '(' } }, /\$regex/],
   [{ a: { $regex: 1 } }, /\$regex/],
+  [{ a: { $regex: '(a)\\1' } }, /\$regex.*backreferences/], // backreference
+  [{ a: { $regex: 'a(?=b)' } }, /\$regex.*lookahead/],
+  [{ a: { $regex: '(?<!a)b' } }, /\$regex/],
+  [{ a: { $regex: 'a++' } }, /\$regex/],
   [{ a: { $beginsWith: 1 } }, /\$beginsWith/],
   [{ a: { $elemMatch: [] } }, /\$elemMatch/],
   [{ a: { $allMatch: 1 } }, /\$allMatch/],

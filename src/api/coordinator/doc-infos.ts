@@ -19,7 +19,25 @@ export interface ReadOptions {
   timeoutMs: number;
 }
 
+/**
+ * Ids per round of multi-gets. A request over many ids (`_revs_diff`, `_bulk_get`,
+ * `_all_docs` keys) reads them round by round and yields to the event loop between
+ * rounds, so other requests (`/_up`) are served meanwhile and no single reply is huge.
+ */
+export const idsPerRound = 1000;
+
 export async function readDocInfos(db: DbHandle, ids: string[], options: ReadOptions): Promise<(DocInfo | undefined)[]> {
+  if (ids.length <= idsPerRound) return readRound(db, ids, options);
+  const out: (DocInfo | undefined)[] = [];
+  for (let at = 0; at < ids.length; at += idsPerRound) {
+    if (at > 0) await new Promise((resolve) => setImmediate(resolve));
+    const round = await readRound(db, ids.slice(at, at + idsPerRound), options);
+    for (const info of round) out.push(info);
+  }
+  return out;
+}
+
+async function readRound(db: DbHandle, ids: string[], options: ReadOptions): Promise<(DocInfo | undefined)[]> {
   const byRange = groupByRange(ids, db.q);
   const out: (DocInfo | undefined)[] = new Array(ids.length);
   await Promise.all(

@@ -4,7 +4,7 @@
  * add CouchDB's standard headers. Routes never touch `req`/`res` for these.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { BadContentTypeError, BadRequestError, TooLargeError } from '../../errors';
+import { BadContentTypeError, BadRequestError, ClientGoneError, TooLargeError, UnavailableError } from '../../errors';
 import type { DbDirectory } from '../coordinator/shard-client';
 import { parseJsonBytes, parseJsonText } from '../../json';
 
@@ -16,6 +16,7 @@ export interface HttpLimits {
   docIdBytesMax: number;
   bulkDocsMax: number;
   keysMax: number;
+  revsDiffRevsMax: number;
   uuidsCountMax: number;
   requestTimeoutMs: number;
   /** How long reads and writes wait for r / w copies before answering with what they have. */
@@ -72,6 +73,8 @@ export interface Services {
   /** Prometheus exposition text of this node's registry. */
   metricsText(): Promise<string>;
   sessions: import('./auth').Auth;
+  /** Request-body bytes of all requests in flight (`requestBytesInFlightMax`). */
+  requestBytes: import('./budget').ByteBudget;
   cluster: ClusterInfo;
 }
 
@@ -88,6 +91,7 @@ export class Ctx {
   user: UserCtx = { name: null, roles: [] };
   private abort: AbortController | undefined;
   private bodyRead = false;
+  private bodyBytesTaken = 0;
 
   constructor(init: { req: IncomingMessage; res: ServerResponse; segments: string[]; query: URLSearchParams; reqId: string; services: Services }) {
     this.req = init.req;
@@ -184,7 +188,14 @@ export class Ctx {
 
   // ---- request body ----------------------------------------------------------------
 
-  /** The whole body, refused past `maxBytes` (413) without reading the rest into memory. */
+  /**
+   * The whole body, refused past `maxBytes` (413) without reading the rest into memory.
+   * Its bytes come out of the node-wide in-flight budget as they arrive and go back
+   * when the response is over; past the budget, 503. A declared length that does not
+   * fit is refused before anything is read. Taking bytes as they arrive, not the
+   * declared length up front, keeps a client that declares 64 MB and sends slowly
+   * from holding 64 MB of everyone's budget.
+   */
   async readBody(maxBytes = this.limits.requestBytesMax): Promise<Buffer> {
     if (this.bodyRead) throw new Error('request body read twice');
     this.bodyRead = true;
@@ -193,7 +204,8 @@ export class Ctx {
     // Stream events, not `for await`: the async iterator costs more than the small
     // bodies most requests carry.
     if (this.req.readableEnded) return Buffer.alloc(0);
-    if (this.req.destroyed) throw new BadRequestError('The client closed the connection before the body ended');
+    if (this.req.destroyed) throw new ClientGoneError();
+    if (declared > 0 && !this.services.requestBytes.fits(declared)) throw bodyBudgetExhausted();
     return new Promise<Buffer>((resolve, reject) => {
       const chunks: Buffer[] = [];
       let total = 0;
@@ -210,26 +222,42 @@ export class Ctx {
           reject(new TooLargeError('Request body is too large', 'too_large'));
           return;
         }
+        if (!this.takeBodyBytes(chunk.length)) {
+          cleanup();
+          reject(bodyBudgetExhausted());
+          return;
+        }
         chunks.push(chunk);
       };
       const onEnd = () => {
         cleanup();
         resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total));
       };
+      // A hang-up mid-body surfaces as 'error' (aborted, ECONNRESET) then 'close': routine.
       const onError = (err: Error) => {
         cleanup();
-        reject(err);
+        reject(this.req.complete ? err : new ClientGoneError());
       };
       const onClose = () => {
         if (this.req.complete) return;
         cleanup();
-        reject(new BadRequestError('The client closed the connection before the body ended'));
+        reject(new ClientGoneError());
       };
       this.req.on('data', onData);
       this.req.on('end', onEnd);
       this.req.on('error', onError);
       this.req.on('close', onClose);
     });
+  }
+
+  /** Take body bytes from the node-wide budget, given back when the response is over; false when they do not fit. */
+  private takeBodyBytes(bytes: number): boolean {
+    if (bytes === 0) return true;
+    const budget = this.services.requestBytes;
+    if (!budget.tryTake(bytes)) return false;
+    if (this.bodyBytesTaken === 0) this.res.once('close', () => budget.give(this.bodyBytesTaken));
+    this.bodyBytesTaken += bytes;
+    return true;
   }
 
   /**
@@ -323,6 +351,10 @@ export class Ctx {
   end(text?: string): void {
     if (!this.res.destroyed) this.res.end(text);
   }
+}
+
+function bodyBudgetExhausted(): UnavailableError {
+  return new UnavailableError('Too many request bytes in flight on this node; retry shortly', 'service_unavailable', 1);
 }
 
 export function standardHeaders(reqId: string): Record<string, string> {

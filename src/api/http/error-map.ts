@@ -3,7 +3,7 @@
  * Operating errors map by kind; anything else is a bug: 500 unknown_error, logged
  * with its stack by the caller.
  */
-import { DivanError, ErrorKind, MethodNotAllowedError } from '../../errors';
+import { DivanError, ErrorKind, MethodNotAllowedError, UnavailableError } from '../../errors';
 
 const statusByKind: Readonly<Record<ErrorKind, number>> = {
   bad_request: 400,
@@ -36,6 +36,7 @@ export function mapError(err: unknown): MappedError {
   if (err instanceof DivanError) {
     const headers: Record<string, string> = {};
     if (err instanceof MethodNotAllowedError) headers.Allow = err.allow.join(',');
+    if (err instanceof UnavailableError && err.retryAfterSec !== undefined) headers['Retry-After'] = String(err.retryAfterSec);
     return { status: statusByKind[err.kind], body: { error: err.token, reason: err.reason }, headers, unexpected: false };
   }
   const reason = err instanceof Error ? err.message : String(err);

@@ -6,8 +6,9 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { UnauthorizedError } from '../../errors';
+import { ClientGoneError, UnauthorizedError } from '../../errors';
 import { Ctx, Services, standardHeaders } from './context';
+import { ConnectionGuard } from './connections';
 import { Cors, CorsOptions } from './cors';
 import { mapError } from './error-map';
 import { isPublic, route, splitPath } from './router';
@@ -18,6 +19,10 @@ export interface HttpServerOptions {
   bindAddress: string;
   keepAliveTimeoutMs: number;
   connectionsMax: number;
+  connectionsPerAddressMax: number;
+  headersTimeoutMs: number;
+  bodyIdleTimeoutMs: number;
+  bodyBytesPerSecMin: number;
   /** Called once per finished request (metrics). */
   onRequest?: (method: string, status: number, seconds: number) => void;
 }
@@ -27,6 +32,7 @@ export class HttpServer {
   private readonly services: Services;
   private readonly options: HttpServerOptions;
   private readonly cors: Cors;
+  private readonly guard: ConnectionGuard;
   private readonly reqPrefix = randomBytes(3).toString('hex');
   private reqCounter = 0;
 
@@ -34,11 +40,21 @@ export class HttpServer {
     this.services = services;
     this.options = options;
     this.cors = new Cors(options.cors);
-    this.server = http.createServer({ keepAliveTimeout: options.keepAliveTimeoutMs, requestTimeout: 0 }, (req, res) => {
-      void this.handle(req, res);
-    });
-    this.server.maxConnections = options.connectionsMax;
-    this.server.headersTimeout = 60_000;
+    // No overall request timeout (bodies may be large, responses long feeds): slow
+    // bodies and idle connections are the guard's, headers Node's headersTimeout.
+    this.server = http.createServer(
+      {
+        keepAliveTimeout: options.keepAliveTimeoutMs,
+        requestTimeout: 0,
+        headersTimeout: options.headersTimeoutMs,
+        connectionsCheckingInterval: Math.min(1000, options.headersTimeoutMs),
+      },
+      (req, res) => {
+        void this.handle(req, res);
+      },
+    );
+    this.guard = new ConnectionGuard(options, services.log);
+    this.server.on('connection', (socket: import('node:net').Socket) => this.guard.admit(socket));
   }
 
   listen(): Promise<AddressInfo> {
@@ -53,6 +69,7 @@ export class HttpServer {
 
   close(): Promise<void> {
     return new Promise((resolve) => {
+      this.guard.close();
       this.server.close(() => resolve());
       this.server.closeIdleConnections();
       // Long-lived feeds end when their sockets do.
@@ -61,6 +78,11 @@ export class HttpServer {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    if (this.guard.isRefused(req.socket)) {
+      res.destroy();
+      return;
+    }
+    this.guard.track(req, res);
     const started = process.hrtime.bigint();
     const reqId = this.reqPrefix + (++this.reqCounter).toString(36);
     res.on('finish', () => {
@@ -91,6 +113,12 @@ export class HttpServer {
   }
 
   private fail(req: http.IncomingMessage, res: http.ServerResponse, reqId: string, err: unknown): void {
+    if (err instanceof ClientGoneError) {
+      // Routine (a client gave up or lost its network): nobody is left to answer.
+      this.services.log.debug({ component: 'http', reqId, method: req.method, url: req.url }, 'client closed the connection mid-body');
+      res.destroy();
+      return;
+    }
     const mapped = mapError(err);
     if (mapped.unexpected) {
       this.services.log.error({ component: 'http', reqId, method: req.method, url: req.url, err: err instanceof Error ? err.stack : String(err) }, 'request failed');

@@ -36,10 +36,15 @@
  *   otherwise compares the whole document.
  * - `$type` accepts only the six JSON type names; CouchDB accepts any string and
  *   never matches. `$mod` rejects divisor 0 (CouchDB fails at match time).
- * - `$regex` is a JavaScript RegExp, not PCRE. Leading inline flags `(?i)`, `(?m)`,
- *   `(?s)` (PCRE's common idiom) become RegExp flags; other PCRE-only syntax is an
- *   invalid pattern. A match runs to completion on the event loop: nothing bounds
- *   the time a pathological (catastrophic-backtracking) pattern takes.
+ * - `$regex` uses RE2 syntax (the `re2js` engine), not PCRE: matching takes time
+ *   linear in the text (times the compiled pattern's size), so no pattern can
+ *   backtrack without bound. Inline flags `(?i)`, `(?m)`, `(?s)`, classes, `\d \w \s
+ *   \b`, `\p{..}`, `[[:alpha:]]`, named groups, lazy quantifiers and `{n,m}` (n, m at
+ *   most 1000) work as in PCRE. Constructs that need backtracking are refused with
+ *   400 at compile time: backreferences (`\1`), lookahead `(?=` `(?!`, lookbehind
+ *   `(?<=` `(?<!`, atomic groups `(?>`, possessive quantifiers `a++`, and also
+ *   `(?x)`, `(?#...)`, `\Z`, `\G`, `\K`, `\R`, `\h`. Without `(?m)`, `$` matches only
+ *   at the very end (PCRE also matches before a final newline).
  * - Equality in `$all` uses collation (exact for JSON values), where CouchDB uses
  *   Erlang term equality; the two differ only for 1 vs 1.0, which JSON.parse merges.
  * - `$mod` needs `Number.isInteger`, so 4.0 counts as an integer.
@@ -53,6 +58,8 @@
  */
 
 import assert from 'node:assert/strict';
+
+import { RE2JS } from 're2js';
 
 import { InvalidSelectorError } from '../../errors';
 import { collate, collateRaw } from './collate';
@@ -293,27 +300,23 @@ function makeModTest(arg: unknown): Test {
   return (value) => Number.isInteger(value) && (value as number) % d === r;
 }
 
-/** Leading PCRE inline flags, e.g. `(?i)`, which JavaScript patterns lack. */
-const inlineFlagsPattern = /^\(\?([ims]+)\)/;
+/** Why an RE2 syntax error may be PCRE syntax that backtracks, for the error reason. */
+const re2Unsupported =
+  'backreferences, lookahead, lookbehind, atomic groups and possessive quantifiers are not supported ($regex uses linear-time RE2 syntax)';
 
-/** `$regex`: an unanchored search in string fields. */
+/**
+ * `$regex`: an unanchored search in string fields, in RE2 syntax (linear time in the
+ * text, whatever the pattern: no catastrophic backtracking). Compiled once per selector.
+ */
 function makeRegexTest(arg: unknown): Test {
   if (typeof arg !== 'string') throw badArgument('$regex', arg);
-  let source = arg;
-  let flags = '';
-  const inline = inlineFlagsPattern.exec(source);
-  if (inline !== null) {
-    flags = [...new Set(inline[1])].join('');
-    source = source.slice(inline[0].length);
-  }
-  let regex: RegExp;
+  let regex: RE2JS;
   try {
-    regex = new RegExp(source, flags);
+    regex = RE2JS.compile(arg);
   } catch (err) {
     const detail = err instanceof Error ? err.message : String(err);
-    throw new InvalidSelectorError(`Bad argument for operator $regex: ${detail}`);
+    throw new InvalidSelectorError(`Bad argument for operator $regex: ${detail}; ${re2Unsupported}`);
   }
-  // No `g` or `y` flag, so `test` keeps no state between documents.
   return (value) => typeof value === 'string' && regex.test(value);
 }
 

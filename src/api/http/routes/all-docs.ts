@@ -10,6 +10,7 @@ import { openRevsMany, plainRender, renderRowDoc } from '../../coordinator/doc-o
 import { renderDoc } from '../../../shard/render';
 import type { DbHandle } from '../../coordinator/shard-client';
 import type { Ctx } from '../context';
+import { readJsonObjectCapped } from '../json-scan';
 import { allow, keyRangeParams, KeyRangeParams, openDb } from './common';
 
 type Which = 'all' | 'design' | 'local';
@@ -17,7 +18,9 @@ type Which = 'all' | 'design' | 'local';
 export async function allDocs(ctx: Ctx, dbName: string, which: Which): Promise<void> {
   allow(ctx, ['GET', 'HEAD', 'POST']);
   const db = await openDb(ctx, dbName);
-  const body = ctx.method === 'POST' ? await ctx.readJsonObject() : {};
+  const tooManyKeys = () => new BadRequestError(`At most ${ctx.limits.keysMax} keys per request`);
+  // Keys counted on the raw bytes: parsing millions of them would be the cost itself.
+  const body = ctx.method === 'POST' ? await readJsonObjectCapped(ctx, { depth: 2, max: ctx.limits.keysMax, tooMany: tooManyKeys }) : {};
   const keys = body.keys ?? ctx.qJson('keys');
   const range = keyRangeParams(ctx, body);
   const includeDocs = typeof body.include_docs === 'boolean' ? body.include_docs : ctx.qBool('include_docs', false);
@@ -40,7 +43,7 @@ export async function allDocs(ctx: Ctx, dbName: string, which: Which): Promise<v
     if (keys.length > 0 && range.keyBounded) {
       throw new BadRequestError('`keys` is incompatible with `key`, `start_key` and `end_key`', 'query_parse_error');
     }
-    if (keys.length > ctx.limits.keysMax) throw new BadRequestError(`At most ${ctx.limits.keysMax} keys per request`);
+    if (keys.length > ctx.limits.keysMax) throw tooManyKeys();
     return sendKeys(ctx, db, keys as string[], { head, includeDocs, conflicts, range, docOptions });
   }
 

@@ -9,7 +9,8 @@ import { readDocInfos } from '../../coordinator/doc-infos';
 import { putLocal } from '../../coordinator/local-docs';
 import { revsDiff } from '../../coordinator/revs-diff';
 import type { DbHandle } from '../../coordinator/shard-client';
-import { isPlainObject, type Ctx } from '../context';
+import { isPlainObject, parseJsonBody, type Ctx } from '../context';
+import { arrayElementSpans, objectMemberSpans, readJsonObjectCapped, startsWithObject } from '../json-scan';
 import { checkRev, parseDoc, ParsedDoc, parseLocalDoc, ParsedLocalDoc, validateDocId } from '../doc-input';
 import { allow, openDb } from './common';
 import { renderOptions } from './doc';
@@ -18,7 +19,7 @@ export async function bulkDocs(ctx: Ctx, dbName: string): Promise<void> {
   allow(ctx, ['POST']);
   const db = await openDb(ctx, dbName);
   ctx.requireJsonType();
-  const body = await ctx.readJsonObject(undefined, { exact: true });
+  const body = await readBulkDocsBody(ctx);
   if (!Array.isArray(body.docs)) throw new BadRequestError('POST body must include `docs` parameter.');
   if (body.docs.length > ctx.limits.bulkDocsMax) {
     throw new BadRequestError(`At most ${ctx.limits.bulkDocsMax} documents per _bulk_docs request`, 'too_many_docs');
@@ -26,16 +27,19 @@ export async function bulkDocs(ctx: Ctx, dbName: string): Promise<void> {
   const newEdits = body.new_edits === undefined ? true : body.new_edits === true;
   if (body.new_edits !== undefined && typeof body.new_edits !== 'boolean') throw new BadRequestError('new_edits must be a boolean');
   // `_local/` documents go to the local-doc store, as CouchDB does; the rest are edits.
-  // Every document is parsed before anything is written (a bad one fails the request).
+  // Every document is parsed before anything is written (a bad one fails the request),
+  // yielding to the event loop every `docsPerYield` documents.
   const isLocal = (doc: unknown) => isPlainObject(doc) && typeof doc._id === 'string' && doc._id.startsWith('_local/') && doc._id.length > 7;
   const locals = new Map<number, { id: string; doc: ParsedLocalDoc }>();
   const parsed: ParsedDoc[] = [];
-  body.docs.forEach((doc, i) => {
+  for (let i = 0; i < body.docs.length; i++) {
+    if (i > 0 && i % docsPerYield === 0) await new Promise((resolve) => setImmediate(resolve));
+    const doc: unknown = body.docs[i];
     if (isLocal(doc)) {
       const json = doc as Record<string, unknown>;
       locals.set(i, { id: json._id as string, doc: parseLocalDoc(json, ctx.limits) });
     } else parsed.push(parseDoc(doc, { newEdits, limits: ctx.limits, generateId: () => randomBytes(16).toString('hex') }));
-  });
+  }
   const w = ctx.qInt('w', 0) || undefined;
   const outcomes = await updateDocs(
     db,
@@ -74,6 +78,49 @@ async function writeLocal(db: DbHandle, id: string, doc: ParsedLocalDoc): Promis
   }
 }
 
+/** Body bytes parsed between yields to the event loop. */
+const parseBytesPerYield = 1024 * 1024;
+
+/**
+ * The `_bulk_docs` body, its `docs` parsed one by one and yielding between chunks of
+ * about a megabyte (JSON.parse of a 55 MB body at once held the event loop for most
+ * of a second), and refused with `too_many_docs` before any of them is parsed.
+ */
+async function readBulkDocsBody(ctx: Ctx): Promise<Record<string, unknown>> {
+  const raw = await ctx.readBody();
+  const depthMax = ctx.limits.jsonDepthMax;
+  if (!startsWithObject(raw)) {
+    parseJsonBody(raw, depthMax); // the parser's own error for malformed bodies
+    throw new BadRequestError('Request body must be a JSON object');
+  }
+  const body: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+  for (const [key, span] of objectMemberSpans(raw)) {
+    if (key !== 'docs' || raw[span[0]] !== 0x5b) {
+      body[key] = parseJsonBody(raw.subarray(span[0], span[1]), depthMax - 1, true);
+      continue;
+    }
+    const spans = arrayElementSpans(raw, span);
+    if (spans.length > ctx.limits.bulkDocsMax) {
+      throw new BadRequestError(`At most ${ctx.limits.bulkDocsMax} documents per _bulk_docs request`, 'too_many_docs');
+    }
+    const docs: unknown[] = [];
+    let sinceYield = 0;
+    for (const [start, stop] of spans) {
+      if (sinceYield >= parseBytesPerYield) {
+        sinceYield = 0;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      docs.push(parseJsonBody(raw.subarray(start, stop), depthMax - 2, true)); // exact: documents keep big integers
+      sinceYield += stop - start;
+    }
+    body[key] = docs;
+  }
+  return body;
+}
+
+/** Docs validated between yields to the event loop: a big `_bulk_docs` must not hold it for its whole body. */
+const docsPerYield = 500;
+
 function bulkGetError(id: string, rev: string, error: string, reason: string): string {
   return JSON.stringify({ error: { id, rev, error, reason } });
 }
@@ -85,9 +132,10 @@ function errorRow(id: string, error: DivanError, rev?: string): Record<string, u
 export async function bulkGet(ctx: Ctx, dbName: string): Promise<void> {
   allow(ctx, ['POST']);
   const db = await openDb(ctx, dbName);
-  const body = await ctx.readJsonObject();
+  const tooMany = () => new BadRequestError(`At most ${ctx.limits.bulkDocsMax} documents per _bulk_get request`);
+  const body = await readJsonObjectCapped(ctx, { depth: 2, max: ctx.limits.bulkDocsMax, tooMany });
   if (!Array.isArray(body.docs)) throw new BadRequestError('Missing JSON list of `docs`.');
-  if (body.docs.length > ctx.limits.bulkDocsMax) throw new BadRequestError(`At most ${ctx.limits.bulkDocsMax} documents per _bulk_get request`);
+  if (body.docs.length > ctx.limits.bulkDocsMax) throw tooMany();
   const options = renderOptions(ctx);
   const latest = ctx.qBool('latest', false);
   const requests = body.docs.map((item) => {
@@ -132,17 +180,27 @@ export async function bulkGet(ctx: Ctx, dbName: string): Promise<void> {
 export async function revsDiffRoute(ctx: Ctx, dbName: string, style: 'revs_diff' | 'missing_revs'): Promise<void> {
   allow(ctx, ['POST']);
   const db = await openDb(ctx, dbName);
-  const body = await ctx.readJsonObject();
+  // Ids and revisions are counted on the raw bytes: parsing millions of them is itself the cost.
+  const tooMany = () => new BadRequestError(`At most ${ctx.limits.keysMax} document ids per _revs_diff or _missing_revs request`);
+  const tooManyRevs = () => new BadRequestError(`At most ${ctx.limits.revsDiffRevsMax} revisions per _revs_diff or _missing_revs request`);
+  const body = await readJsonObjectCapped(
+    ctx,
+    { depth: 1, max: ctx.limits.keysMax, tooMany },
+    { depth: 2, max: ctx.limits.revsDiffRevsMax, tooMany: tooManyRevs },
+  );
+  const ids = Object.keys(body);
+  if (ids.length > ctx.limits.keysMax) throw tooMany();
   const request = new Map<string, string[]>();
   let total = 0;
-  for (const [id, revs] of Object.entries(body)) {
+  for (const id of ids) {
+    const revs = body[id];
     if (!Array.isArray(revs) || revs.some((r) => typeof r !== 'string')) {
       throw new BadRequestError(`Revisions of ${JSON.stringify(id)} must be a list of strings`);
     }
     total += revs.length;
     request.set(id, (revs as string[]).map(checkRev));
   }
-  if (total > ctx.limits.keysMax * 10) throw new BadRequestError('Too many revisions in one _revs_diff request');
+  if (total > ctx.limits.revsDiffRevsMax) throw tooManyRevs();
   const diff = await revsDiff(db, request, { timeoutMs: ctx.limits.quorumTimeoutMs });
   // Null-prototype objects: ids are user input, and `out['__proto__'] = …` on a plain
   // object would set its prototype instead of adding the member.

@@ -7,6 +7,7 @@ import { BadRequestError, NotFoundError, NotImplementedError } from '../../../er
 import { dbInfo } from '../../coordinator/db-admin';
 import { compareRaw } from '../../../shard/query/collate';
 import type { Ctx } from '../context';
+import { readJsonObjectCapped } from '../json-scan';
 import { allow } from './common';
 import { forwardToNode, localCopyDoc } from './cluster';
 
@@ -75,11 +76,12 @@ export async function dbsInfo(ctx: Ctx): Promise<void> {
     return ctx.send(200, infos);
   }
   allow(ctx, ['GET', 'POST']);
-  const body = await ctx.readJsonObject();
+  const tooMany = () => new BadRequestError(`At most ${ctx.limits.keysMax} keys per request`);
+  const body = await readJsonObjectCapped(ctx, { depth: 2, max: ctx.limits.keysMax, tooMany });
   if (!Array.isArray(body.keys) || body.keys.some((k) => typeof k !== 'string')) {
     throw new BadRequestError('`keys` must be an array of database names');
   }
-  if (body.keys.length > ctx.limits.keysMax) throw new BadRequestError(`At most ${ctx.limits.keysMax} keys per request`);
+  if (body.keys.length > ctx.limits.keysMax) throw tooMany();
   const out = [];
   for (const name of body.keys as string[]) {
     const db = await ctx.services.directory.open(name);
