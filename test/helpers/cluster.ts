@@ -208,14 +208,16 @@ export class Cluster {
 
   /**
    * Start node `i` again on the same data directory, HTTP and gRPC ports and flags
-   * (stopping it first if it runs). One difference: n1, which first started with no
-   * seeds, now gets every other node as seeds, so it rejoins even if the others have
-   * declared it dead and stopped probing it. Resolves once its gRPC port accepts.
+   * (stopping it first if it runs), with every other node as its seeds, as a
+   * Kubernetes pod restarts with the whole peer list: the others never contact a
+   * member that left gracefully (SIGTERM), nor n1, which first started with no seeds.
+   * Resolves once its gRPC port accepts.
    */
   async restart(i: number): Promise<TestNode> {
     const slot = this.slot(i);
     if (slot.state !== 'stopped') await this.stop(i);
-    const seeds = i === 0 && this.size > 1 ? ['--seeds', this.slots.filter((s) => s.index !== 0).map((s) => this.grpcAddress(s.index)).join(',')] : [];
+    const others = this.slots.filter((s) => s.index !== i).map((s) => this.grpcAddress(s.index));
+    const seeds = others.length > 0 ? ['--seeds', others.join(',')] : [];
     await this.launch(slot, [...seeds], slot.node?.port ?? 0, Date.now() + 30_000);
     return slot.node!;
   }
