@@ -295,7 +295,19 @@ export class Catalog implements DbDirectory {
 
   /** Rebuild handles (copy order follows liveness: call when members change state). */
   refresh(): void {
-    for (const entry of this.entries.values()) if (!entry.deleted) this.handles.set(entry.name, this.buildHandle(entry));
+    for (const entry of this.entries.values()) {
+      // A database whose local copies are still opening is skipped: the code opening
+      // them builds its handle when they are open (a membership change can land in
+      // between, and the handle needs every local copy).
+      if (!entry.deleted && this.localCopiesOpen(entry)) this.handles.set(entry.name, this.buildHandle(entry));
+    }
+  }
+
+  private localCopiesOpen(entry: CatalogEntry): boolean {
+    for (let index = 0; index < entry.q; index++) {
+      if (holders(entry, index).includes(this.cluster.self) && !this.localCopies.has(`${entry.uuid}/${index}`)) return false;
+    }
+    return true;
   }
 
   /** Wait for every copy's queued updates (shutdown). */
