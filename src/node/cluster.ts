@@ -449,6 +449,7 @@ export class Cluster {
           addressOf: (name) => this.membership.member(name)?.address,
           isReachable: () => true,
           timeoutMs: this.config.rpcTimeoutMs,
+          updateBytesMax: this.config.requestBytesMax,
         }) : undefined;
         if (!target) return;
         const result = await pushToSibling(copy, target, {

@@ -14,7 +14,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -292,6 +292,39 @@ describe('a plain-text cluster under attack', () => {
     } finally {
       client.close();
     }
+  });
+});
+
+describe('messages stay under grpcMessageBytesMax', () => {
+  let cluster: Cluster;
+  let dir: string;
+  before(async () => {
+    // Small limits, so a sync batch of a few documents is bigger than one message may be.
+    dir = mkdtempSync(path.join(os.tmpdir(), 'divan-sec-config-'));
+    const config = path.join(dir, 'config.json');
+    writeFileSync(config, JSON.stringify({ requestBytesMax: 1 << 20, docBytesMax: 500_000, attachmentBytesMax: 1 << 20, grpcMessageBytesMax: 2 << 20 }));
+    cluster = await startCluster({ nodes: 2, args: ['--config', config] });
+  });
+  after(async () => {
+    await cluster?.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a sync batch larger than one message is sent in several', async () => {
+    const db = uniqueDb('split');
+    assert.equal((await request(cluster.nodes[0]!, 'PUT', `/${db}?q=1&n=2`)).status, 201);
+    await cluster.stop(1);
+    // 12 documents of 400 kB: about 4.8 MB to push to n2 when it is back, 2 MiB per message at most.
+    for (let i = 0; i < 12; i++) {
+      const put = await request(cluster.nodes[0]!, 'PUT', `/${db}/big-${i}`, { body: { pad: 'x'.repeat(400_000) } });
+      assert.ok([201, 202].includes(put.status), `${put.status} ${put.text}`);
+    }
+    await cluster.restart(1);
+    await eventually(async () => {
+      for (let i = 0; i < 12; i++) {
+        assert.ok(await holds(cluster, 1, db, `big-${i}`), `n2 holds big-${i}; n1 log:\n${cluster.logs(0).filter((l) => /warn|error|sync|member/i.test(l)).slice(-15).join("\n")}\nn2 log:\n${cluster.logs(1).slice(-15).join("\n")}`);
+      }
+    }, 60_000);
   });
 });
 

@@ -215,7 +215,9 @@ export class Cluster {
   async restart(i: number): Promise<TestNode> {
     const slot = this.slot(i);
     if (slot.state !== 'stopped') await this.stop(i);
-    const seeds = i === 0 && this.size > 1 ? ['--seeds', this.slots.filter((s) => s.index !== 0).map((s) => this.grpcAddress(s.index)).join(',')] : [];
+    // The others keep n1 as their seed (it is not in slot.args: it was passed at the first start).
+    const seeds =
+      this.size === 1 ? [] : i === 0 ? ['--seeds', this.slots.filter((s) => s.index !== 0).map((s) => this.grpcAddress(s.index)).join(',')] : ['--seeds', this.grpcAddress(0)];
     await this.launch(slot, [...seeds], slot.node?.port ?? 0, Date.now() + 30_000);
     return slot.node!;
   }
