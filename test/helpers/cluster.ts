@@ -208,9 +208,10 @@ export class Cluster {
 
   /**
    * Start node `i` again on the same data directory, HTTP and gRPC ports and flags
-   * (stopping it first if it runs). One difference: n1, which first started with no
-   * seeds, now gets every other node as seeds, so it rejoins even if the others have
-   * declared it dead and stopped probing it. Resolves once its gRPC port accepts.
+   * (stopping it first if it runs). The others get n1 as their seed again; one
+   * difference: n1, which first started with no seeds, now gets every other node as
+   * seeds, so it rejoins even if the others have declared it dead or left and stopped
+   * probing it. Resolves once its gRPC port accepts.
    */
   async restart(i: number): Promise<TestNode> {
     const slot = this.slot(i);
