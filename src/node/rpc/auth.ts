@@ -160,9 +160,14 @@ export class FrameSealer {
     private readonly direction: Direction,
   ) {}
 
+  /** Sets `seq`, `sentMs` and `mac` on the frame (in place: frames are built per call) and returns it. */
   seal<F extends FrameFields>(frame: F, nowMs: number): F & { seq: number; sentMs: number; mac: Buffer } {
     const seq = ++this.seq;
-    return { ...frame, seq, sentMs: nowMs, mac: frameMac(this.key, this.direction, seq, nowMs, frame) };
+    const sealed = frame as F & { seq: number; sentMs: number; mac: Buffer };
+    sealed.mac = frameMac(this.key, this.direction, seq, nowMs, frame);
+    sealed.seq = seq;
+    sealed.sentMs = nowMs;
+    return sealed;
   }
 }
 
