@@ -2,9 +2,10 @@
  * Calls to other nodes. One gRPC channel per peer address (dialled through
  * `dialOverrides` when an address must be reached another way), every call with a
  * deadline and an auth token bound to the peer's address, a fresh nonce and the
- * request's bytes; Multiplex frames sealed under the stream's session key (rpc/auth.ts). Transport failures become typed errors:
- * NodeDownError (unreachable), TimeoutError (deadline); a peer's operating error
- * comes back as the same DivanError it threw.
+ * request's bytes; Multiplex frames sealed under the stream's session key
+ * (rpc/auth.ts). Transport failures become typed errors: NodeDownError
+ * (unreachable), TimeoutError (deadline); a peer's operating error comes back as the
+ * same DivanError it threw.
  */
 import * as grpc from '@grpc/grpc-js';
 import { plaintext, type Transport } from './tls';
