@@ -7,7 +7,8 @@
  * with COUCHDB_USER/COUCHDB_PASSWORD in its environment; cluster nodes add
  * `--node-name nI --advertise-address 127.0.0.1:G --membership-profile PROFILE` and
  * `--seeds`, with DIVAN_CLUSTER_SECRET in the environment (not on the command line,
- * where `ps` shows it). gRPC ports are picked before the start from below the
+ * where `ps` shows it), and mutual TLS between nodes (the default for clusters) with
+ * one node certificate made by `makeCerts` (`divan certs`) in a temp directory. gRPC ports are picked before the start from below the
  * kernel's ephemeral range and held until just before the nodes bind them. A node's
  * HTTP port is read from its `{"component":"http","msg":"listening","port":N}` line:
  * the gRPC server logs `listening` too, and first.
@@ -24,6 +25,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { holdFreePorts } from '../test/helpers/ports';
+import { makeCerts } from '../src/node/certs';
 import { HttpClient, type BasicAuth } from './client';
 import { sampleRss, type ChildSet, type RssSample } from './servers';
 
@@ -305,6 +307,10 @@ export class DivanCluster {
     let cluster: DivanCluster;
     try {
       cluster = new DivanCluster(launcher, options, names, held.ports, nodes);
+      const certDir = fs.mkdtempSync(path.join(os.tmpdir(), 'divan-lt-certs-'));
+      launcher.options.children.add({ child: deadChild, label: 'certs', tmpDir: certDir, output: [] });
+      const certs = makeCerts({ dir: certDir, nodes: ['node'], hosts: ['127.0.0.1', 'localhost'], caDays: 2, nodeDays: 1 });
+      const tls = { DIVAN_GRPC_TLS_CA: certs.ca, DIVAN_GRPC_TLS_CERT: certs.nodes[0]!.cert, DIVAN_GRPC_TLS_KEY: certs.nodes[0]!.key };
       for (let i = 0; i < options.nodes; i++) {
         const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `divan-lt-cluster-${names[i]}-`));
         const args = [
@@ -315,7 +321,7 @@ export class DivanCluster {
           '--q', String(options.q),
           '--n', String(options.n),
         ];
-        nodes.push(new NodeProcess(launcher, `cluster ${names[i]}`, dataDir, args, { DIVAN_CLUSTER_SECRET: cluster.secret }));
+        nodes.push(new NodeProcess(launcher, `cluster ${names[i]}`, dataDir, args, { DIVAN_CLUSTER_SECRET: cluster.secret, ...tls }));
         // Registered before the start, so a failed start still gets its directory removed.
         launcher.options.children.add({ child: deadChild, label: names[i], tmpDir: dataDir, output: [] });
       }

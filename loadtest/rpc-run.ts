@@ -41,11 +41,12 @@ async function serve(dir: string): Promise<void> {
   const store = await Store.open(dir, { cacheBytes: 8 << 20, writeBufferBytes: 4 << 20, batchOpsMax: 10_000 });
   const copy = await ShardCopy.open(store, { copyId: 1, node: 'server', revsLimit: 1000, limits: { updateBatchDocsMax: 1000, updateQueueDocsMax: 100_000 } });
   await copy.updateDocs(Array.from({ length: DOCS }, (_, i) => ({ id: `d${i}`, deleted: false, body: { i, name: 'x'.repeat(100) }, attachments: null })));
-  const rpc = new RpcServer({ bindAddress: '127.0.0.1', port: 0, secret: SECRET, authSkewMs: 60_000, log: { warn() {}, error() {} } });
+  const rpc = new RpcServer({ bindAddress: '127.0.0.1', port: 0, secret: SECRET, authSkewMs: 30_000, messageBytesMax: 80 << 20, noncesMax: 200_000, log: { warn() {}, error() {} } });
   rpc.add('Membership', { Ping: () => ({}), PingReq: () => ({}), PushPull: () => ({ members: [] }) });
   rpc.add('Catalog', { Sync: () => ({}) });
   rpc.add('Shard', shardHandlers(() => copy));
   const port = await rpc.listen();
+  rpc.setTargets([`127.0.0.1:${port}`]);
   const echo = await serveEchoes();
   process.on('message', (message) => {
     if (message === 'cpu') process.send!(process.cpuUsage());

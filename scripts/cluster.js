@@ -3,9 +3,10 @@
 // 7984-7986, data in ./data/cluster/n1..n3. The admin comes from COUCHDB_USER /
 // COUCHDB_PASSWORD (one is generated and printed if unset); the cluster secret from
 // DIVAN_CLUSTER_SECRET (generated and kept in ./data/cluster/secret otherwise).
-// Ctrl-C stops all three.
+// Nodes talk mutual TLS, with a CA and node certificate made once by `divan certs`
+// in ./data/cluster/certs. Ctrl-C stops all three.
 'use strict';
-const { spawn } = require('node:child_process');
+const { spawn, spawnSync } = require('node:child_process');
 const { randomBytes } = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
@@ -26,10 +27,22 @@ if (!password) {
   process.stderr.write(`\n  Cluster admin: ${user} / ${password} (kept in data/cluster/admin-password)\n\n`);
 }
 
+const main = path.join(root, 'dist', 'src', 'node', 'main.js');
+const certDir = path.join(dataRoot, 'certs');
+if (!fs.existsSync(path.join(certDir, 'node.pem'))) {
+  const made = spawnSync(process.execPath, [main, 'certs', '--dir', certDir, '--nodes', 'node', '--hosts', '127.0.0.1,localhost'], { stdio: 'inherit' });
+  if (made.status !== 0) process.exit(made.status ?? 1);
+}
+const tls = {
+  DIVAN_GRPC_TLS_CA: path.join(certDir, 'ca.pem'),
+  DIVAN_GRPC_TLS_CERT: path.join(certDir, 'node.pem'),
+  DIVAN_GRPC_TLS_KEY: path.join(certDir, 'node.key'),
+};
+
 const nodes = [1, 2, 3].map((i) => ({ name: `n${i}`, http: 5983 + i, grpc: 7983 + i }));
 const children = nodes.map((node) => {
   const args = [
-    path.join(root, 'dist', 'src', 'node', 'main.js'),
+    main,
     '--port', String(node.http),
     '--grpc-port', String(node.grpc),
     '--node-name', `divan@${node.name}`,
@@ -37,7 +50,7 @@ const children = nodes.map((node) => {
     '--seeds', nodes.filter((n) => n !== node).map((n) => `127.0.0.1:${n.grpc}`).join(','),
   ];
   const child = spawn(process.execPath, args, {
-    env: { ...process.env, COUCHDB_USER: user, COUCHDB_PASSWORD: password, DIVAN_CLUSTER_SECRET: clusterSecret },
+    env: { ...process.env, COUCHDB_USER: user, COUCHDB_PASSWORD: password, DIVAN_CLUSTER_SECRET: clusterSecret, ...tls },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   child.stdout.on('data', (chunk) => process.stdout.write(chunk.toString().replace(/^(?=.)/gm, `[${node.name}] `)));

@@ -89,8 +89,17 @@ export class Cluster {
       config.grpcTlsCert ? { certFile: config.grpcTlsCert, keyFile: config.grpcTlsKey, caFile: config.grpcTlsCa, serverName: config.grpcTlsServerName } : undefined,
     );
     const dialOverrides = config.dialOverrides ? (JSON.parse(config.dialOverrides) as Record<string, string>) : {};
-    const peers = new PeerClients({ secret, dialOverrides, transport });
-    const rpc = new RpcServer({ bindAddress: config.grpcBindAddress, port: config.grpcPort, secret, authSkewMs: 60_000, log, transport });
+    const peers = new PeerClients({ secret, dialOverrides, transport, messageBytesMax: config.grpcMessageBytesMax, authSkewMs: config.grpcAuthSkewMs });
+    const rpc = new RpcServer({
+      bindAddress: config.grpcBindAddress,
+      port: config.grpcPort,
+      secret,
+      authSkewMs: config.grpcAuthSkewMs,
+      messageBytesMax: config.grpcMessageBytesMax,
+      noncesMax: config.grpcNoncesMax,
+      log,
+      transport,
+    });
     // Handlers are bound before the objects they use exist; calls that arrive during
     // start-up are refused as unavailable and retried by the caller.
     let cluster: Cluster | undefined;
@@ -115,8 +124,11 @@ export class Cluster {
     rpc.add('Shard', shardHandlers((ref) => need().catalog.localCopy(ref.dbUuid, ref.range)));
     const port = await rpc.listen();
     const address = config.advertiseAddress || `${config.grpcBindAddress}:${port}`;
+    // Call tokens name the address they were made for: peers dial the advertised one.
+    rpc.setTargets([address, `${config.grpcBindAddress}:${port}`]);
     const self = config.nodeName || (await storedName(store, `divan@${address}`));
     log.info({ component: 'rpc', address, port, node: self, tls: transport.tls }, 'listening');
+    if (!transport.tls && config.grpcPlaintext === 1) log.warn({ component: 'rpc' }, 'inter-node traffic is plain text (grpcPlaintext=1): use it only on a trusted network');
 
     const membershipOf = () => cluster?.membershipOrUndefined;
     const view: ClusterView = {
@@ -133,6 +145,7 @@ export class Cluster {
             return state !== 'dead' && state !== 'left';
           },
           timeoutMs: config.rpcTimeoutMs,
+          updateBytesMax: config.requestBytesMax,
           onWriteFailed: (node) => cluster?.syncSoon(entry, range, node),
         }),
       broadcast: async (entries) => {
@@ -438,6 +451,7 @@ export class Cluster {
           addressOf: (name) => this.membership.member(name)?.address,
           isReachable: () => true,
           timeoutMs: this.config.rpcTimeoutMs,
+          updateBytesMax: this.config.requestBytesMax,
         }) : undefined;
         if (!target) return;
         const result = await pushToSibling(copy, target, {

@@ -48,6 +48,23 @@ export interface Config {
   grpcTlsCa: string;
   /** Name checked against a peer's certificate instead of the host it is dialled at (one certificate for all nodes). */
   grpcTlsServerName: string;
+  /**
+   * 1: inter-node traffic in plain text, authenticated by the secret alone. A clustered
+   * node (seeds or a configured clusterSecret) without TLS files refuses to start
+   * unless this says plain text is intended (`divan certs` makes the files).
+   */
+  grpcPlaintext: number;
+  /**
+   * Largest gRPC message received or sent, bytes. Must hold one HTTP request's
+   * documents (requestBytesMax) plus one document of protobuf framing; larger writes and
+   * sync batches are split to fit. Callers without credentials are refused before any
+   * message is read, whatever this is.
+   */
+  grpcMessageBytesMax: number;
+  /** Accepted clock difference between nodes for call tokens and stream frames, ms (replay window). */
+  grpcAuthSkewMs: number;
+  /** Call nonces a node remembers within the replay window; beyond, calls are refused until older ones expire. */
+  grpcNoncesMax: number;
   /** Membership timers: `lan` (probe 1 s) or `loopback` (short timers for tests on one machine). */
   membershipProfile: string;
   /** Deadline of one inter-node shard call, ms. */
@@ -217,6 +234,10 @@ export const defaults: Readonly<Config> = Object.freeze({
   grpcTlsKey: '',
   grpcTlsCa: '',
   grpcTlsServerName: '',
+  grpcPlaintext: 0,
+  grpcMessageBytesMax: 80 * 1024 * 1024,
+  grpcAuthSkewMs: 30_000,
+  grpcNoncesMax: 200_000,
   membershipProfile: 'lan',
   rpcTimeoutMs: 10_000,
   writeQuorumTimeoutMs: 5_000,
@@ -288,6 +309,8 @@ export const envNames: Readonly<Record<string, keyof Config>> = Object.freeze({
   DIVAN_GRPC_TLS_KEY: 'grpcTlsKey',
   DIVAN_GRPC_TLS_CA: 'grpcTlsCa',
   DIVAN_GRPC_TLS_SERVER_NAME: 'grpcTlsServerName',
+  DIVAN_GRPC_PLAINTEXT: 'grpcPlaintext',
+  DIVAN_GRPC_MESSAGE_BYTES_MAX: 'grpcMessageBytesMax',
   DIVAN_MEMBERSHIP_PROFILE: 'membershipProfile',
   DIVAN_LOG_LEVEL: 'logLevel',
   DIVAN_Q: 'q',
@@ -413,6 +436,20 @@ function checkRelations(c: Config): void {
   const tlsFiles = [c.grpcTlsCert, c.grpcTlsKey, c.grpcTlsCa].filter((f) => f !== '').length;
   if (tlsFiles !== 0 && tlsFiles !== 3) fail('grpcTlsCert, grpcTlsKey and grpcTlsCa must be given together');
   if (c.grpcTlsServerName !== '' && tlsFiles === 0) fail('grpcTlsServerName needs grpcTlsCert, grpcTlsKey and grpcTlsCa');
+  if (c.grpcPlaintext > 1) fail('grpcPlaintext must be 0 or 1');
+  if (c.grpcPlaintext === 1 && tlsFiles !== 0) fail('grpcPlaintext contradicts grpcTlsCert/grpcTlsKey/grpcTlsCa: give one or the other');
+  if (tlsFiles === 0 && c.grpcPlaintext === 0 && (c.seeds.trim() !== '' || c.clusterSecret !== '')) {
+    fail(
+      'a clustered node (seeds or clusterSecret) needs mutual TLS between nodes: give grpcTlsCert, grpcTlsKey and grpcTlsCa ' +
+        '(make them with `divan certs`), or set grpcPlaintext=1 (--grpc-plaintext) if plain text on a trusted network is intended',
+    );
+  }
+  // One HTTP request's documents travel as one UpdateDocs message (bigger batches are
+  // split by bytes); a document's worth of room covers the protobuf framing around them.
+  if (c.grpcMessageBytesMax < c.requestBytesMax + c.docBytesMax) fail('grpcMessageBytesMax must be at least requestBytesMax + docBytesMax');
+  if (c.grpcMessageBytesMax > 2 ** 31 - 1) fail('grpcMessageBytesMax must be below 2 GiB');
+  if (c.grpcAuthSkewMs < 1000) fail('grpcAuthSkewMs must be at least 1000');
+  if (c.grpcNoncesMax < 1000) fail('grpcNoncesMax must be at least 1000');
   if (c.corsCredentials > 1) fail('corsCredentials must be 0 or 1');
   if (c.corsCredentials === 1 && c.corsOrigins.split(',').map((o) => o.trim()).includes('*')) {
     fail('corsCredentials cannot be combined with corsOrigins "*" (browsers refuse it): list the origins');

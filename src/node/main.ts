@@ -4,6 +4,7 @@
  * config.ts); environment variables and a JSON config file feed the same settings.
  */
 import { Command } from 'commander';
+import { makeCerts } from './certs';
 import { loadConfig } from './config';
 import { DivanNode, version } from './node';
 
@@ -32,6 +33,8 @@ function main(): void {
     .option('--grpc-tls-key <file>', 'PEM private key of that certificate (env DIVAN_GRPC_TLS_KEY)')
     .option('--grpc-tls-ca <file>', "PEM CA that signs every node's certificate (env DIVAN_GRPC_TLS_CA)")
     .option('--grpc-tls-server-name <name>', 'name to verify in peer certificates instead of their host (env DIVAN_GRPC_TLS_SERVER_NAME)')
+    .option('--grpc-plaintext', 'allow plain text between clustered nodes, without TLS files (env DIVAN_GRPC_PLAINTEXT=1; trusted networks only)')
+    .option('--grpc-message-bytes-max <bytes>', 'largest inter-node gRPC message (env DIVAN_GRPC_MESSAGE_BYTES_MAX; default 80 MiB)')
     .option('--membership-profile <profile>', 'lan | loopback (env DIVAN_MEMBERSHIP_PROFILE; default lan)')
     .option('--cors-origins <list>', 'CORS origins, comma-separated, * for any (env DIVAN_CORS_ORIGINS; default off)')
     .option('--log-level <level>', 'debug | info | warn | error (env DIVAN_LOG_LEVEL; default info)')
@@ -45,6 +48,15 @@ function main(): void {
     .option('-p, --password <password>', 'admin password (env COUCHDB_PASSWORD)', process.env.COUCHDB_PASSWORD)
     .action((opts: { url: string; user: string; password?: string }) => void showMembers(opts));
   program
+    .command('certs')
+    .description('Make a cluster CA (or reuse the one in --dir) and node certificates for mutual TLS between nodes')
+    .option('--dir <dir>', 'output directory', './certs')
+    .option('--nodes <names>', 'node certificate file names, comma-separated (<name>.pem, <name>.key)', 'node')
+    .option('--hosts <names>', 'DNS names and IP addresses the certificates are valid for, comma-separated', 'divan-node,localhost,127.0.0.1')
+    .option('--ca-days <days>', 'validity of a new CA, days', '3650')
+    .option('--days <days>', 'validity of the node certificates, days', '825')
+    .action((opts: { dir: string; nodes: string; hosts: string; caDays: string; days: string }) => certs(opts));
+  program
     .command('rebalance')
     .description('Move the copies of databases (all when none is named) to the placement the live nodes call for')
     .argument('[databases...]', 'database names; default: every database')
@@ -53,6 +65,28 @@ function main(): void {
     .option('-p, --password <password>', 'admin password (env COUCHDB_PASSWORD)', process.env.COUCHDB_PASSWORD)
     .action((databases: string[], opts: { url: string; user: string; password?: string }) => void rebalanceAll(databases, opts));
   program.parse();
+}
+
+function certs(opts: { dir: string; nodes: string; hosts: string; caDays: string; days: string }): void {
+  const list = (text: string) => text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const days = (text: string, what: string) => {
+    const n = Number(text);
+    if (!Number.isSafeInteger(n) || n < 1 || n > 36_500) throw new Error(`${what} must be a number of days in 1..36500`);
+    return n;
+  };
+  try {
+    const made = makeCerts({ dir: opts.dir, nodes: list(opts.nodes), hosts: list(opts.hosts), caDays: days(opts.caDays, '--ca-days'), nodeDays: days(opts.days, '--days') });
+    process.stdout.write(`${made.caCreated ? 'made' : 'reused'} CA ${made.ca} (key ${made.caKey}: keep it safe, it signs new nodes)\n`);
+    for (const node of made.nodes) process.stdout.write(`made ${node.cert} and ${node.key} for ${opts.hosts}\n`);
+    const first = made.nodes[0]!;
+    process.stdout.write(
+      `\nOn each node:\n  DIVAN_GRPC_TLS_CA=${made.ca}\n  DIVAN_GRPC_TLS_CERT=${first.cert}\n  DIVAN_GRPC_TLS_KEY=${first.key}\n` +
+        `  (and DIVAN_GRPC_TLS_SERVER_NAME=<one of the hosts> when nodes are dialled at names not in the certificate)\n`,
+    );
+  } catch (err) {
+    process.stderr.write(`divan certs: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
 }
 
 async function rebalanceAll(databases: string[], opts: { url: string; user: string; password?: string }): Promise<void> {
@@ -121,6 +155,8 @@ function start(opts: Record<string, string | undefined>): void {
         grpcTlsKey: opts.grpcTlsKey,
         grpcTlsCa: opts.grpcTlsCa,
         grpcTlsServerName: opts.grpcTlsServerName,
+        grpcPlaintext: (opts.grpcPlaintext as unknown) === true ? 1 : undefined,
+        grpcMessageBytesMax: opts.grpcMessageBytesMax,
         membershipProfile: opts.membershipProfile,
       },
     });

@@ -7,7 +7,7 @@
  * gets `--grpc-port P --advertise-address 127.0.0.1:P` with P picked before start (a
  * free port below the kernel's ephemeral range, so no port-0 bind can take it between
  * the pick and the start), one shared random `--cluster-secret`, and the loopback
- * membership profile. Node n1 starts first without seeds; the others start with
+ * membership profile, and `--grpc-plaintext` unless TLS files are given. Node n1 starts first without seeds; the others start with
  * `--seeds` = n1's advertised address. Proxied clusters add a `FaultProxy` per ordered
  * pair (A→B) in front of B's gRPC port and hand A `--dial-overrides` mapping B's
  * advertised address to that proxy, so each directed link can be cut by itself.
@@ -370,6 +370,9 @@ export class Cluster {
       '--membership-profile',
       'loopback',
     ];
+    // Clustered nodes refuse plain text unless told: tests that want TLS pass its files.
+    const tls = this.options.env?.DIVAN_GRPC_TLS_CERT !== undefined || (this.options.args ?? []).includes('--grpc-tls-cert');
+    if (!tls) args.push('--grpc-plaintext');
     if (this.proxied) {
       const overrides: Record<string, string> = {};
       for (const peer of this.slots) {

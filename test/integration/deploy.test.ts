@@ -34,6 +34,14 @@ test('manifests: services, probes and ports agree with what the node serves', ()
   assert.equal(statefulSet.spec.template.metadata.annotations['prometheus.io/port'], value('DIVAN_METRICS_PORT'));
   assert.equal(statefulSet.spec.volumeClaimTemplates[0].metadata.name, container.volumeMounts[0].name);
   assert.equal(container.volumeMounts[0].mountPath, value('DIVAN_DATA_DIR'));
+  // Clustered nodes need mutual TLS: the files come from the divan-tls secret's volume.
+  const tls = container.volumeMounts.find((m: any) => m.name === 'tls');
+  assert.ok(tls, 'the TLS secret is mounted');
+  assert.equal(statefulSet.spec.template.spec.volumes.find((v: any) => v.name === 'tls').secret.secretName, 'divan-tls');
+  for (const name of ['DIVAN_GRPC_TLS_CA', 'DIVAN_GRPC_TLS_CERT', 'DIVAN_GRPC_TLS_KEY']) {
+    assert.ok(value(name)?.startsWith(tls.mountPath + '/'), `${name} is a file of the mounted secret`);
+  }
+  assert.equal(value('DIVAN_GRPC_PLAINTEXT'), undefined, 'no plain text between nodes');
 });
 
 test('manifests set only settings the node knows', () => {
@@ -74,6 +82,10 @@ test('the container start-up path: a node configured only by the manifest enviro
     DIVAN_HTTP_ADVERTISE_ADDRESS: `127.0.0.1:${http}`,
     DIVAN_SEEDS: `127.0.0.1:${grpc}`,
     DIVAN_CLUSTER_SECRET: 'a-cluster-secret-for-tests',
+    // The test CA's node certificate stands in for the divan-tls secret (it names divan-node too).
+    DIVAN_GRPC_TLS_CA: path.join(root, 'test', 'fixtures', 'tls', 'ca.pem'),
+    DIVAN_GRPC_TLS_CERT: path.join(root, 'test', 'fixtures', 'tls', 'node.pem'),
+    DIVAN_GRPC_TLS_KEY: path.join(root, 'test', 'fixtures', 'tls', 'node.key'),
   };
   const childEnv = { ...fromManifest, ...overrides };
   delete childEnv.DIVAN_DATA_DIR; // startNode gives a temp directory

@@ -1,15 +1,17 @@
 /**
  * Calls to other nodes. One gRPC channel per peer address (dialled through
  * `dialOverrides` when an address must be reached another way), every call with a
- * deadline and an auth token. Transport failures become typed errors:
- * NodeDownError (unreachable), TimeoutError (deadline); a peer's operating error
- * comes back as the same DivanError it threw.
+ * deadline and an auth token bound to the peer's address, a fresh nonce and the
+ * request's bytes; Multiplex frames sealed under the stream's session key
+ * (rpc/auth.ts). Transport failures become typed errors: NodeDownError
+ * (unreachable), TimeoutError (deadline); a peer's operating error comes back as the
+ * same DivanError it threw.
  */
 import * as grpc from '@grpc/grpc-js';
 import { plaintext, type Transport } from './tls';
 import { DivanError, ErrorKind, NodeDownError, TimeoutError, UnauthorizedError } from '../../errors';
-import { AUTH_HEADER, authToken } from './auth';
-import { Message, MethodCodec, methodCodec, serviceDefinition } from './proto';
+import { AUTH_HEADER, callToken, FrameOpener, FrameSealer, MUX_NONCE_HEADER, newMuxNonce, sessionKey } from './auth';
+import { Message, MethodCodec, methodCodec, requestCodec, serviceDefinition } from './proto';
 import { ERROR_HEADER } from './server';
 
 export interface PeerClientsOptions {
@@ -18,6 +20,10 @@ export interface PeerClientsOptions {
   dialOverrides: Readonly<Record<string, string>>;
   /** Plain text or mutual TLS (rpc/tls.ts); plain text when absent. */
   transport?: Transport;
+  /** Largest message sent or received, bytes (default 80 MiB, the config default). */
+  messageBytesMax?: number;
+  /** Accepted clock difference on Multiplex reply frames, ms (default 30 s). */
+  authSkewMs?: number;
 }
 
 type ClientCtor = ReturnType<typeof grpc.makeGenericClientConstructor>;
@@ -31,11 +37,12 @@ export class PeerClients {
   private readonly clients = new Map<string, grpc.Client>();
   private readonly muxes = new Map<string, Multiplexer>();
   private readonly codecs = new Map<string, MethodCodec>();
+  private readonly requestCodecs = new Map<string, ReturnType<typeof requestCodec>>();
   private closed = false;
 
   constructor(options: PeerClientsOptions) {
     this.options = options;
-    for (const name of SERVICES) this.ctors.set(name, grpc.makeGenericClientConstructor(serviceDefinition(name), name));
+    for (const name of SERVICES) this.ctors.set(name, grpc.makeGenericClientConstructor(serviceDefinition(name, 'client'), name));
   }
 
   private client(service: ServiceName, address: string): grpc.Client {
@@ -48,8 +55,8 @@ export class PeerClients {
       const transport = this.options.transport ?? plaintext;
       client = new Ctor(target, transport.client, {
         ...transport.clientOptions,
-        'grpc.max_receive_message_length': 128 * 1024 * 1024,
-        'grpc.max_send_message_length': 128 * 1024 * 1024,
+        'grpc.max_receive_message_length': this.options.messageBytesMax ?? DEFAULT_MESSAGE_BYTES_MAX,
+        'grpc.max_send_message_length': this.options.messageBytesMax ?? DEFAULT_MESSAGE_BYTES_MAX,
         'grpc.keepalive_time_ms': 30_000,
         // Fail fast while a peer is down instead of queueing calls for reconnection.
         'grpc.initial_reconnect_backoff_ms': 200,
@@ -60,10 +67,18 @@ export class PeerClients {
     return client;
   }
 
-  private metadata(service: ServiceName, method: string): grpc.Metadata {
+  /** The request's bytes and the metadata whose token signs them for `address`. */
+  private signed(address: string, service: ServiceName, method: string, request: Message): { bytes: Uint8Array; metadata: grpc.Metadata } {
+    const path = `/divan.v1.${service}/${method}`;
+    let codec = this.requestCodecs.get(path);
+    if (!codec) {
+      codec = requestCodec(path);
+      this.requestCodecs.set(path, codec);
+    }
+    const bytes = codec.encode(request);
     const metadata = new grpc.Metadata();
-    metadata.set(AUTH_HEADER, authToken(this.options.secret, `/divan.v1.${service}/${method}`, Date.now()));
-    return metadata;
+    metadata.set(AUTH_HEADER, callToken(this.options.secret, path, address, bytes, Date.now()));
+    return { bytes, metadata };
   }
 
   unary(address: string, service: ServiceName, method: string, request: Message, timeoutMs: number): Promise<Message> {
@@ -75,10 +90,11 @@ export class PeerClients {
         return reject(err);
       }
       const fn = (client as unknown as Record<string, Function>)[method]!;
+      const { bytes, metadata } = this.signed(address, service, method, request);
       fn.call(
         client,
-        request,
-        this.metadata(service, method),
+        bytes,
+        metadata,
         { deadline: Date.now() + timeoutMs, waitForReady: false },
         (err: grpc.ServiceError | null, reply: Message) => (err ? reject(toError(address, err)) : resolve(reply)),
       );
@@ -96,8 +112,12 @@ export class PeerClients {
     if (!mux) {
       const client = this.client('Shard', address);
       const open = (client as unknown as Record<string, Function>).Multiplex!;
-      const call = open.call(client, this.metadata('Shard', 'Multiplex'), {}) as grpc.ClientDuplexStream<Message, Message>;
-      mux = new Multiplexer(address, call, () => {
+      const clientNonce = newMuxNonce();
+      const metadata = new grpc.Metadata();
+      metadata.set(AUTH_HEADER, callToken(this.options.secret, '/divan.v1.Shard/Multiplex', address, new Uint8Array(0), Date.now(), clientNonce));
+      const call = open.call(client, metadata, {}) as grpc.ClientDuplexStream<Message, Message>;
+      const secret = this.options.secret;
+      mux = new Multiplexer(address, call, (serverNonce) => sessionKey(secret, clientNonce, serverNonce, address), this.options.authSkewMs ?? DEFAULT_AUTH_SKEW_MS, () => {
         if (this.muxes.get(address) === mux) this.muxes.delete(address);
       });
       this.muxes.set(address, mux);
@@ -119,7 +139,8 @@ export class PeerClients {
   stream(address: string, service: ServiceName, method: string, request: Message, idleTimeoutMs: number): MessageStream {
     const client = this.client(service, address);
     const fn = (client as unknown as Record<string, Function>)[method]!;
-    const call = fn.call(client, request, this.metadata(service, method), {}) as grpc.ClientReadableStream<Message>;
+    const { bytes, metadata } = this.signed(address, service, method, request);
+    const call = fn.call(client, bytes, metadata, {}) as grpc.ClientReadableStream<Message>;
     return new MessageStream(address, call, idleTimeoutMs);
   }
 
@@ -142,18 +163,50 @@ export class PeerClients {
   }
 }
 
-/** Calls in flight on one Multiplex stream, matched to their replies by frame id. */
+const DEFAULT_MESSAGE_BYTES_MAX = 80 * 1024 * 1024;
+const DEFAULT_AUTH_SKEW_MS = 30_000;
+
+/**
+ * Calls in flight on one Multiplex stream, matched to their replies by frame id. Frames
+ * wait until the server's nonce arrives in its response headers (one round trip when
+ * the stream opens); from then on every frame is sealed under the session key, and
+ * every reply frame must pass the same check the server applies (rpc/auth.ts).
+ */
 class Multiplexer {
   private nextId = 1;
   private readonly pending = new Map<number, { codec: MethodCodec; resolve(m: Message): void; reject(e: unknown): void; timer: NodeJS.Timeout }>();
   private closed = false;
+  private sealer: FrameSealer | undefined;
+  private opener: FrameOpener | undefined;
+  /** Frames written before the session key is known. */
+  private waiting: Message[] = [];
 
   constructor(
     private readonly address: string,
     private readonly stream: grpc.ClientDuplexStream<Message, Message>,
+    keyFor: (serverNonce: string) => Buffer,
+    skewMs: number,
     private readonly onClosed: () => void,
   ) {
+    stream.on('metadata', (metadata: grpc.Metadata) => {
+      const nonce = metadata.get(MUX_NONCE_HEADER)[0];
+      if (this.sealer || typeof nonce !== 'string' || nonce.length < 16 || nonce.length > 64) {
+        if (!this.sealer) this.close(new UnauthorizedError(`${address} opened a stream without a session nonce`));
+        return;
+      }
+      const key = keyFor(nonce);
+      this.sealer = new FrameSealer(key, 'c');
+      this.opener = new FrameOpener(key, 's', skewMs);
+      const waiting = this.waiting;
+      this.waiting = [];
+      for (const frame of waiting) this.stream.write(this.sealer.seal(frame as never, Date.now()));
+    });
     stream.on('data', (frame: Message) => {
+      const why = this.opener ? this.opener.check(frame as never, Date.now()) : 'frame before the session nonce';
+      if (why !== undefined) {
+        this.close(new UnauthorizedError(`${address} sent a frame that fails authentication: ${why}`));
+        return;
+      }
       const waiter = this.pending.get(Number(frame.id));
       if (!waiter) return; // timed out already
       this.pending.delete(Number(frame.id));
@@ -183,13 +236,16 @@ class Multiplexer {
         this.close(new TimeoutError(`${this.address} stream stalled`));
       }, timeoutMs);
       this.pending.set(id, { codec, resolve, reject, timer });
-      this.stream.write({ id, method, payload: Buffer.from(codec.encodeRequest(request)), errorJson: '' });
+      const frame = { id, method, payload: Buffer.from(codec.encodeRequest(request)), errorJson: '' };
+      if (this.sealer) this.stream.write(this.sealer.seal(frame, Date.now()));
+      else this.waiting.push(frame);
     });
   }
 
   close(reason: Error): void {
     if (this.closed) return;
     this.closed = true;
+    this.waiting = [];
     this.onClosed();
     for (const waiter of this.pending.values()) {
       clearTimeout(waiter.timer);

@@ -23,26 +23,46 @@ export type Message = Record<string, any>; // eslint-disable-line @typescript-es
 
 const conversion: protobuf.IConversionOptions = { longs: Number, bytes: Buffer as never, defaults: true, arrays: true, oneofs: true };
 
-/** grpc-js service definition for `divan.v1.<name>`. */
-export function serviceDefinition(name: string): ServiceDefinition {
+/**
+ * grpc-js service definition for `divan.v1.<name>`, as one side uses it. For calls with
+ * a single request message (all but Multiplex) the request travels as raw bytes
+ * between grpc-js and our code: the client encodes it itself (its digest goes into
+ * the auth token) and the server decodes it only after checking that digest (see
+ * rpc/auth.ts). `side` absent: both ends encode and decode (tools, attackers in tests).
+ */
+export function serviceDefinition(name: string, side?: 'client' | 'server'): ServiceDefinition {
   const service = root.lookupService(`divan.v1.${name}`);
   const definition: Record<string, unknown> = {};
   for (const method of service.methodsArray) {
     method.resolve();
     const requestType = method.resolvedRequestType!;
     const responseType = method.resolvedResponseType!;
+    const rawRequest = side !== undefined && !method.requestStream;
     definition[method.name] = {
       path: `/divan.v1.${name}/${method.name}`,
       requestStream: !!method.requestStream,
       responseStream: !!method.responseStream,
-      requestSerialize: (value: Message) => Buffer.from(requestType.encode(requestType.fromObject(value)).finish()),
-      requestDeserialize: (bytes: Buffer) => requestType.toObject(requestType.decode(bytes), conversion),
+      requestSerialize:
+        rawRequest && side === 'client'
+          ? (value: Uint8Array) => Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+          : (value: Message) => Buffer.from(requestType.encode(requestType.fromObject(value)).finish()),
+      requestDeserialize: rawRequest && side === 'server' ? (bytes: Buffer) => bytes : (bytes: Buffer) => requestType.toObject(requestType.decode(bytes), conversion),
       responseSerialize: (value: Message) => Buffer.from(responseType.encode(responseType.fromObject(value)).finish()),
       responseDeserialize: (bytes: Buffer) => responseType.toObject(responseType.decode(bytes), conversion),
       originalName: method.name,
     };
   }
   return definition as ServiceDefinition;
+}
+
+/** Encoder and decoder of a method's request message (for the raw-request definitions above). */
+export function requestCodec(path: string): { encode(value: Message): Uint8Array; decode(bytes: Uint8Array): Message } {
+  const match = /^\/divan\.v1\.(\w+)\/(\w+)$/.exec(path);
+  const m = match ? root.lookupService(`divan.v1.${match[1]}`).methods[match[2]!] : undefined;
+  if (!m) throw new Error(`no method ${path}`);
+  m.resolve();
+  const type = m.resolvedRequestType!;
+  return { encode: (value) => type.encode(type.fromObject(value)).finish(), decode: (bytes) => type.toObject(type.decode(bytes), conversion) };
 }
 
 export interface MethodCodec {

@@ -1,14 +1,33 @@
 /**
  * The node's gRPC server: membership, catalog and shard services behind one
- * authentication check. Operating errors (not found, conflict...) travel as a
- * FAILED_PRECONDITION status with the error's kind, token and reason in trailing
+ * authentication check (rpc/auth.ts). Operating errors (not found, conflict...) travel
+ * as a FAILED_PRECONDITION status with the error's kind, token and reason in trailing
  * metadata, so the caller rebuilds the same typed error; anything else is INTERNAL.
+ *
+ * Authentication comes before any message is read: a server interceptor checks the
+ * call token in the request headers and answers UNAUTHENTICATED without starting the
+ * handler, so grpc-js never reads (let alone decodes) the body of a call without
+ * valid credentials. Messages of authenticated peers are bounded by
+ * `messageBytesMax` (grpc-js refuses a longer one from its length prefix), and a
+ * request is decoded only after its bytes match the digest its token signs.
  */
+import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { plaintext, type Transport } from './tls';
 import { DivanError } from '../../errors';
-import { AUTH_HEADER, checkToken } from './auth';
-import { Message, serviceDefinition } from './proto';
+import {
+  AUTH_HEADER,
+  checkCallToken,
+  digestOf,
+  FrameOpener,
+  FrameSealer,
+  MUX_NONCE_HEADER,
+  newMuxNonce,
+  NonceCache,
+  parseCallToken,
+  sessionKey,
+} from './auth';
+import { Message, requestCodec, serviceDefinition } from './proto';
 
 export const ERROR_HEADER = 'x-divan-error';
 
@@ -22,29 +41,46 @@ export interface RpcServerOptions {
   bindAddress: string;
   port: number;
   secret: string;
-  /** Accepted clock difference between nodes for auth tokens, ms. */
+  /** Accepted clock difference between nodes for auth tokens and frames, ms. */
   authSkewMs: number;
+  /** Largest message received or sent, bytes. */
+  messageBytesMax: number;
+  /** Call nonces remembered at most (replay protection within `authSkewMs`). */
+  noncesMax: number;
   /** Plain text or mutual TLS (rpc/tls.ts); plain text when absent. */
   transport?: Transport;
   log: { warn(obj: object, msg?: string): void; error(obj: object, msg?: string): void };
 }
 
+const EMPTY_DIGEST = digestOf(new Uint8Array(0));
+
 export class RpcServer {
-  private readonly server = new grpc.Server({
-    'grpc.max_receive_message_length': 128 * 1024 * 1024,
-    'grpc.max_send_message_length': 128 * 1024 * 1024,
-    'grpc.keepalive_time_ms': 30_000,
-  });
+  private readonly server: grpc.Server;
   private readonly options: RpcServerOptions;
+  private readonly nonces: NonceCache;
+  /** Addresses a call token may name as its target: this node's advertised address (set after listen). */
+  private targets: string[] = [];
   private rejectedCalls = 0;
 
   constructor(options: RpcServerOptions) {
     this.options = options;
+    this.nonces = new NonceCache(options.authSkewMs, options.noncesMax);
+    this.server = new grpc.Server({
+      'grpc.max_receive_message_length': options.messageBytesMax,
+      'grpc.max_send_message_length': options.messageBytesMax,
+      'grpc.keepalive_time_ms': 30_000,
+      interceptors: [this.authenticate],
+    });
+  }
+
+  /** The addresses peers dial this node at (its advertised address first). */
+  setTargets(addresses: string[]): void {
+    this.targets = [...new Set(addresses)];
   }
 
   /** Register a service's handlers; every method of the service must be given. */
   add(service: string, handlers: Record<string, UnaryHandler | StreamHandler | BidiHandler>): void {
-    const definition = serviceDefinition(service);
+    const definition = serviceDefinition(service, 'server');
     const implementation: grpc.UntypedServiceImplementation = {};
     for (const [method, spec] of Object.entries(definition)) {
       const handler = handlers[method];
@@ -84,20 +120,58 @@ export class RpcServer {
     return this.rejectedCalls;
   }
 
-  private authorized(path: string, metadata: grpc.Metadata): boolean {
-    const ok = checkToken(this.options.secret, path, metadata.get(AUTH_HEADER)[0], Date.now(), this.options.authSkewMs);
-    if (!ok) this.rejectedCalls++;
-    return ok;
+  /** Server interceptor: the call token is checked on the headers, before any message is read. */
+  private readonly authenticate: grpc.ServerInterceptor = (descriptor, call) =>
+    new grpc.ServerInterceptingCall(
+      call,
+      new grpc.ResponderBuilder()
+        .withStart((next) =>
+          next(
+            new grpc.ServerListenerBuilder()
+              .withOnReceiveMetadata((metadata, pass) => {
+                const now = Date.now();
+                const token = checkCallToken(this.options.secret, descriptor.path, this.targets, metadata.get(AUTH_HEADER)[0], now, this.options.authSkewMs);
+                const admitted = token ? this.nonces.admit(token.nonce, token.sentMs, now) : 'unauthenticated';
+                if (admitted === 'ok') return pass(metadata);
+                this.rejectedCalls++;
+                call.sendStatus(
+                  admitted === 'full'
+                    ? { code: grpc.status.RESOURCE_EXHAUSTED, details: 'too many calls in the authentication window', metadata: new grpc.Metadata() }
+                    : {
+                        code: grpc.status.UNAUTHENTICATED,
+                        details: admitted === 'replayed' ? 'cluster authentication failed: token already used' : 'cluster authentication failed',
+                        metadata: new grpc.Metadata(),
+                      },
+                );
+              })
+              .build(),
+          ),
+        )
+        .build(),
+    );
+
+  /** The request decoded, once its bytes match the digest in its (already checked) token; a status otherwise. */
+  private decodeRequest(path: string, metadata: grpc.Metadata, bytes: Buffer, decode: (b: Uint8Array) => Message): Message | Partial<grpc.StatusObject> {
+    const token = parseCallToken(metadata.get(AUTH_HEADER)[0]);
+    if (!token || token.digest !== digestOf(bytes)) {
+      this.rejectedCalls++;
+      return { code: grpc.status.UNAUTHENTICATED, details: 'cluster authentication failed: the message is not the one its token signs' };
+    }
+    try {
+      return { request: decode(bytes) };
+    } catch (err) {
+      this.options.log.warn({ component: 'rpc', path, err: (err as Error).message }, 'undecodable request');
+      return { code: grpc.status.INVALID_ARGUMENT, details: 'undecodable request' };
+    }
   }
 
-  private wrapUnary(path: string, handler: UnaryHandler): grpc.handleUnaryCall<Message, Message> {
+  private wrapUnary(path: string, handler: UnaryHandler): grpc.handleUnaryCall<Buffer, Message> {
+    const codec = requestCodec(path);
     return (call, callback) => {
-      if (!this.authorized(path, call.metadata)) {
-        callback({ code: grpc.status.UNAUTHENTICATED, details: 'cluster authentication failed' });
-        return;
-      }
+      const decoded = this.decodeRequest(path, call.metadata, call.request, codec.decode);
+      if (!('request' in decoded)) return callback(decoded);
       Promise.resolve()
-        .then(() => handler(call.request))
+        .then(() => handler(decoded.request as Message))
         .then(
           (reply) => callback(null, reply),
           (err: unknown) => callback(this.toStatus(path, err)),
@@ -105,10 +179,12 @@ export class RpcServer {
     };
   }
 
-  private wrapStream(path: string, handler: StreamHandler): grpc.handleServerStreamingCall<Message, Message> {
+  private wrapStream(path: string, handler: StreamHandler): grpc.handleServerStreamingCall<Buffer, Message> {
+    const codec = requestCodec(path);
     return (call) => {
-      if (!this.authorized(path, call.metadata)) {
-        call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: 'cluster authentication failed' });
+      const decoded = this.decodeRequest(path, call.metadata, call.request, codec.decode);
+      if (!('request' in decoded)) {
+        call.emit('error', decoded);
         return;
       }
       const abort = new AbortController();
@@ -120,7 +196,7 @@ export class RpcServer {
           if (call.write(message)) resolve();
           else call.once('drain', () => resolve());
         });
-      handler(call.request, send, abort.signal).then(
+      handler(decoded.request as Message, send, abort.signal).then(
         () => {
           if (!abort.signal.aborted) call.end();
         },
@@ -131,14 +207,29 @@ export class RpcServer {
     };
   }
 
-  /** A long-lived stream is authenticated once, when it opens. */
+  /**
+   * A long-lived stream of frames: its opening token (over an empty message) was checked
+   * by the interceptor; the server's nonce goes back in the response headers, and every
+   * frame both ways is sealed under the session key (rpc/auth.ts). The handler sees
+   * only frames that passed; the first that does not ends the stream UNAUTHENTICATED.
+   */
   private wrapBidi(path: string, handler: BidiHandler): grpc.handleBidiStreamingCall<Message, Message> {
     return (call) => {
-      if (!this.authorized(path, call.metadata)) {
+      const raw = call.metadata.get(AUTH_HEADER)[0];
+      const token = parseCallToken(raw);
+      const now = Date.now();
+      const target = token && token.digest === EMPTY_DIGEST ? this.targets.find((t) => checkCallToken(this.options.secret, path, [t], raw, now, this.options.authSkewMs)) : undefined;
+      if (!token || target === undefined) {
+        this.rejectedCalls++;
         call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: 'cluster authentication failed' });
         return;
       }
-      handler(call);
+      const serverNonce = newMuxNonce();
+      const headers = new grpc.Metadata();
+      headers.set(MUX_NONCE_HEADER, serverNonce);
+      call.sendMetadata(headers);
+      const key = sessionKey(this.options.secret, token.nonce, serverNonce, target);
+      handler(new SealedFrames(call, new FrameOpener(key, 'c', this.options.authSkewMs), new FrameSealer(key, 's'), () => this.rejectedCalls++) as never);
     };
   }
 
@@ -150,5 +241,48 @@ export class RpcServer {
     }
     this.options.log.error({ component: 'rpc', path, err: err instanceof Error ? err.stack : String(err) }, 'rpc handler failed');
     return { code: grpc.status.INTERNAL, details: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+/**
+ * The handler's view of a Multiplex call: only frames that pass the session check come
+ * out as 'data'; frames written are sealed. Enough of a duplex for the Shard service's
+ * frame loop (on, write, end).
+ */
+class SealedFrames extends EventEmitter {
+  private refused = false;
+
+  constructor(
+    private readonly call: grpc.ServerDuplexStream<Message, Message>,
+    opener: FrameOpener,
+    private readonly sealer: FrameSealer,
+    onRefused: () => void,
+  ) {
+    super();
+    call.on('data', (frame: Message) => {
+      if (this.refused) return;
+      const why = opener.check(frame as never, Date.now());
+      if (why === undefined) {
+        this.emit('data', frame);
+        return;
+      }
+      this.refused = true;
+      onRefused();
+      call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: `cluster authentication failed: ${why}` });
+    });
+    for (const event of ['end', 'error', 'cancelled', 'close']) {
+      call.on(event, (...args: unknown[]) => {
+        if (event !== 'error' || this.listenerCount('error') > 0) this.emit(event, ...args);
+      });
+    }
+  }
+
+  write(frame: Message): boolean {
+    if (this.refused) return false;
+    return this.call.write(this.sealer.seal(frame as never, Date.now()));
+  }
+
+  end(): void {
+    this.call.end();
   }
 }

@@ -238,6 +238,12 @@ export interface RemoteCopyOptions {
   /** False when membership knows the node is dead: fail fast instead of waiting. */
   isReachable: (node: string) => boolean;
   timeoutMs: number;
+  /**
+   * Estimated bytes of edits one UpdateDocs message carries at most (bodies and
+   * attachment data); bigger batches (sync, coalesced writes) go as several messages,
+   * so each stays under the gRPC message limit. Default: no split.
+   */
+  updateBytesMax?: number;
   /** Called when edits could not be delivered to this copy (it needs a sync later). */
   onWriteFailed?: (node: string) => void;
 }
@@ -248,17 +254,19 @@ export interface RemoteCopyOptions {
  * concurrent single-document writes to a copy cost about two messages, not N.
  */
 class Coalescer<Item, Result> {
-  private queue: { items: Item[]; resolve(results: Result[]): void; reject(err: unknown): void }[] = [];
+  private queue: { items: Item[]; bytes: number; resolve(results: Result[]): void; reject(err: unknown): void }[] = [];
   private inFlight = false;
 
   constructor(
     private readonly send: (items: Item[]) => Promise<Result[]>,
     private readonly itemsMax: number,
+    private readonly bytesMax = Infinity,
   ) {}
 
-  run(items: Item[]): Promise<Result[]> {
+  /** `bytes`: the items' estimated size, for the `bytesMax` cap on one merged call. */
+  run(items: Item[], bytes = 0): Promise<Result[]> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ items, resolve, reject });
+      this.queue.push({ items, bytes, resolve, reject });
       if (!this.inFlight) void this.flush();
     });
   }
@@ -268,10 +276,15 @@ class Coalescer<Item, Result> {
     while (this.queue.length > 0) {
       const batch: typeof this.queue = [];
       let count = 0;
-      while (this.queue.length > 0 && (batch.length === 0 || count + this.queue[0]!.items.length <= this.itemsMax)) {
+      let bytes = 0;
+      while (
+        this.queue.length > 0 &&
+        (batch.length === 0 || (count + this.queue[0]!.items.length <= this.itemsMax && bytes + this.queue[0]!.bytes <= this.bytesMax))
+      ) {
         const next = this.queue.shift()!;
         batch.push(next);
         count += next.items.length;
+        bytes += next.bytes;
       }
       try {
         const results = await this.send(batch.flatMap((b) => b.items));
@@ -291,6 +304,15 @@ class Coalescer<Item, Result> {
 /** Items one coalesced RPC carries at most. */
 const COALESCE_ITEMS_MAX = 2000;
 
+/** An edit's size in an UpdateDocs message, about: body, attachment data, revs and id. */
+function editBytes(edit: DocEdit): number {
+  edit.bodyJson ??= JSON.stringify(edit.body); // encodeEdit uses it: stringified once
+  let bytes = 64 + Buffer.byteLength(edit.bodyJson, 'utf8') + edit.id.length * 3;
+  for (const rev of edit.revs ?? []) bytes += rev.length + 2;
+  for (const att of edit.attachments ?? []) bytes += 64 + att.name.length * 3 + (att.kind === 'data' ? att.data.length : 0);
+  return bytes;
+}
+
 /** A shard copy on another node, behind the same interface as a local one. */
 export class RemoteShardClient implements ShardClient {
   readonly node: string;
@@ -308,7 +330,7 @@ export class RemoteShardClient implements ShardClient {
     this.updates = new Coalescer(async (edits) => {
       const reply = await this.call('UpdateDocs', { edits: edits.map(encodeEdit) });
       return (reply.results as Message[]).map(decodeResult);
-    }, COALESCE_ITEMS_MAX);
+    }, COALESCE_ITEMS_MAX, options.updateBytesMax);
     this.infoReads = new Coalescer(async (ids) => {
       const reply = await this.call('GetDocInfos', { ids });
       return (reply.infos as Buffer[]).map((bytes) => (bytes.length === 0 ? undefined : decodeDocInfo(bytes)));
@@ -333,7 +355,23 @@ export class RemoteShardClient implements ShardClient {
 
   async updateDocs(edits: DocEdit[]): Promise<EditResult[]> {
     try {
-      return await this.updates.run(edits);
+      const bytesMax = this.options.updateBytesMax;
+      if (bytesMax === undefined) return await this.updates.run(edits);
+      // Split into runs of at most bytesMax (a single bigger edit goes alone).
+      const runs: Promise<EditResult[]>[] = [];
+      let start = 0;
+      let bytes = 0;
+      for (let i = 0; i < edits.length; i++) {
+        const size = editBytes(edits[i]!);
+        if (i > start && bytes + size > bytesMax) {
+          runs.push(this.updates.run(edits.slice(start, i), bytes));
+          start = i;
+          bytes = 0;
+        }
+        bytes += size;
+      }
+      runs.push(this.updates.run(edits.slice(start), bytes));
+      return (await Promise.all(runs)).flat();
     } catch (err) {
       this.options.onWriteFailed?.(this.node);
       throw err;
