@@ -403,15 +403,30 @@ export class Cluster {
    * when it comes back: `syncAll` runs on every member that turns alive). Writes that
    * reach every copy need no sync, so nothing is scheduled after ordinary updates.
    */
-  syncSoon(entry: CatalogEntry, range: number, node: string): void {
+  syncSoon(entry: CatalogEntry, range: number, node: string, delayMs = SYNC_AFTER_FAILURE_MS): void {
     const key = `${entry.uuid}/${range}/${node}`;
     if (this.stopped || this.syncTimers.has(key) || !this.catalog.copies().some((c) => c.entry.uuid === entry.uuid && c.range === range)) return;
     const timer = setTimeout(() => {
       this.syncTimers.delete(key);
       void this.syncCopy(entry, range, node);
-    }, SYNC_AFTER_FAILURE_MS);
+    }, delayMs);
     timer.unref();
     this.syncTimers.set(key, timer);
+  }
+
+  /** Consecutive failed pushes per (copy, sibling), for the retry backoff. */
+  private readonly syncFailures = new Map<string, number>();
+
+  /**
+   * A push failed (the sibling restarted and our channel is reconnecting, or it has not
+   * yet heard of the database): try again with doubling delays up to syncIntervalMs,
+   * instead of leaving the sibling behind until the next periodic pass.
+   */
+  private retrySyncLater(entry: CatalogEntry, range: number, sibling: string): void {
+    const key = `${entry.uuid}/${range}/${sibling}`;
+    const failures = Math.min((this.syncFailures.get(key) ?? 0) + 1, SYNC_RETRY_DOUBLINGS_MAX);
+    this.syncFailures.set(key, failures);
+    this.syncSoon(entry, range, sibling, Math.min(SYNC_AFTER_FAILURE_MS * 2 ** (failures - 1), this.config.syncIntervalMs));
   }
 
   private syncAll(onlyNode?: string): void {
@@ -466,8 +481,10 @@ export class Cluster {
           );
         }
       } while (state.again && !this.stopped);
+      this.syncFailures.delete(key);
     } catch (err) {
       this.log.debug({ component: 'sync', db: entry.name, range, to: sibling, err: String(err) }, 'shard sync failed; will retry');
+      this.retrySyncLater(entry, range, sibling);
     } finally {
       state.running = false;
     }
@@ -498,6 +515,8 @@ function databaseTarget(db: DbHandle, timeoutMs: number): SyncTarget {
 
 /** Delay before pushing to a copy that missed a write (lets a burst of failures coalesce). */
 const SYNC_AFTER_FAILURE_MS = 500;
+/** Retries of a failed push double their delay this many times at most (then syncIntervalMs caps it). */
+const SYNC_RETRY_DOUBLINGS_MAX = 16;
 
 function siblingsOf(entry: CatalogEntry, range: number, self: string): string[] {
   return holders(entry, range).filter((node) => node !== self);
