@@ -306,7 +306,7 @@ const COALESCE_ITEMS_MAX = 2000;
 
 /** An edit's size in an UpdateDocs message, about: body, attachment data, revs and id. */
 function editBytes(edit: DocEdit): number {
-  edit.bodyJson ??= JSON.stringify(edit.body); // encodeEdit uses it: stringified once
+  edit.bodyJson ??= stringifyJson(edit.body); // encodeEdit uses it: stringified once
   let bytes = 64 + Buffer.byteLength(edit.bodyJson, 'utf8') + edit.id.length * 3;
   for (const rev of edit.revs ?? []) bytes += rev.length + 2;
   for (const att of edit.attachments ?? []) bytes += 64 + att.name.length * 3 + (att.kind === 'data' ? att.data.length : 0);

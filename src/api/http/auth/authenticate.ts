@@ -110,7 +110,7 @@ export class Auth {
       pair = { tail: Promise.resolve(), waiting: 0 };
       this.pairs.set(pairKey, pair);
     }
-    if (pair.waiting >= this.pairWaitingMax) throw new UnavailableError('Too many password checks in progress; retry shortly.');
+    if (pair.waiting >= this.pairWaitingMax) throw new UnavailableError('Too many password checks in progress; retry shortly.', 'service_unavailable', 1);
     pair.waiting++;
     const previous = pair.tail;
     let done!: () => void;

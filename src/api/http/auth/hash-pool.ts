@@ -36,7 +36,7 @@ export class HashPool {
       this.running++;
     } else {
       if (this.waiting.length >= this.queueMax) {
-        throw new UnavailableError('Too many password checks in progress; retry shortly.');
+        throw new UnavailableError('Too many password checks in progress; retry shortly.', 'service_unavailable', 1);
       }
       // The slot is handed over by the job that finishes (running stays the same).
       await new Promise<void>((resolve) => this.waiting.push(resolve));
