@@ -3,6 +3,7 @@
  * port learned from the node's `listening` log line, stopped (SIGTERM) or killed
  * (SIGKILL) and restarted on the same data. Requests go over real HTTP on loopback.
  */
+import assert from 'node:assert/strict';
 import { ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -161,4 +162,12 @@ export async function waitFor<T>(check: () => Promise<T | undefined | false>, ti
 let dbCounter = 0;
 export function uniqueDb(prefix = 'db'): string {
   return `${prefix}-${process.pid}-${Date.now().toString(36)}-${(dbCounter++).toString(36)}`;
+}
+
+/** Create a database with a fresh name (`uniqueDb(prefix)`, `?q=` when given) on `node`; fails the test unless 201. */
+export async function createDb(node: TestNode, prefix = 'db', q?: number): Promise<string> {
+  const name = uniqueDb(prefix);
+  const res = await request(node, 'PUT', `/${name}${q ? `?q=${q}` : ''}`);
+  assert.equal(res.status, 201, res.text);
+  return name;
 }

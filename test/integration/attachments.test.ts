@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import { gzipSync } from 'node:zlib';
-import { ADMIN, request, startNode, TestNode, uniqueDb } from '../helpers/node-process';
+import { ADMIN, request, startNode, TestNode, createDb } from '../helpers/node-process';
 import { localDb, PouchDB, remoteDb, withDeadline } from '../helpers/pouch';
 import { parseContentType, parseMultipart } from '../../src/api/http/multipart';
 
@@ -55,11 +55,7 @@ function raw(method: string, path: string, options: { headers?: Record<string, s
   });
 }
 
-async function newDb(): Promise<string> {
-  const name = uniqueDb('att');
-  assert.equal((await request(node, 'PUT', `/${name}`)).status, 201);
-  return name;
-}
+const newDb = (): Promise<string> => createDb(node, 'att');
 
 function md5(data: Buffer): string {
   return 'md5-' + createHash('md5').update(data).digest('base64');

@@ -10,7 +10,7 @@ import http from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ADMIN, request, startNode, TestNode, uniqueDb, waitFor } from '../helpers/node-process';
+import { ADMIN, request, startNode, TestNode, uniqueDb, createDb, waitFor } from '../helpers/node-process';
 import { localDb, remoteDb, replicateOnce, withDeadline } from '../helpers/pouch';
 
 let node: TestNode;
@@ -21,12 +21,7 @@ after(async () => {
   await node.destroy();
 });
 
-async function newDb(): Promise<string> {
-  const name = uniqueDb('compat');
-  const res = await request(node, 'PUT', `/${name}`);
-  assert.equal(res.status, 201);
-  return name;
-}
+const newDb = (): Promise<string> => createDb(node, 'compat');
 
 const enc = encodeURIComponent;
 const authHeader = 'Basic ' + Buffer.from(`${ADMIN.user}:${ADMIN.password}`).toString('base64');

@@ -7,7 +7,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ADMIN, request, startNode, TestNode, uniqueDb } from '../helpers/node-process';
+import { ADMIN, request, startNode, TestNode, createDb } from '../helpers/node-process';
 
 let node: TestNode;
 before(async () => {
@@ -17,11 +17,7 @@ after(async () => {
   await node.destroy();
 });
 
-async function newDb(): Promise<string> {
-  const name = uniqueDb('fid');
-  assert.equal((await request(node, 'PUT', `/${name}`)).status, 201);
-  return name;
-}
+const newDb = (): Promise<string> => createDb(node, 'fid');
 
 const auth = () => 'Basic ' + Buffer.from(`${ADMIN.user}:${ADMIN.password}`).toString('base64');
 const json = { 'content-type': 'application/json' };

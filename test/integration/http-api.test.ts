@@ -6,7 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { request, startNode, TestNode, uniqueDb } from '../helpers/node-process';
+import { createDb, request, startNode, TestNode, uniqueDb } from '../helpers/node-process';
 
 let node: TestNode;
 before(async () => {
@@ -16,12 +16,7 @@ after(async () => {
   await node.destroy();
 });
 
-async function newDb(q?: number): Promise<string> {
-  const name = uniqueDb();
-  const res = await request(node, 'PUT', `/${name}${q ? `?q=${q}` : ''}`);
-  assert.equal(res.status, 201);
-  return name;
-}
+const newDb = (q?: number): Promise<string> => createDb(node, 'db', q);
 
 describe('server', () => {
   test('welcome has CouchDB fields and a uuid stable across restarts', async () => {

@@ -13,7 +13,7 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { ADMIN, request, startNode, TestNode, uniqueDb, waitFor } from '../helpers/node-process';
+import { ADMIN, request, startNode, TestNode, createDb, waitFor } from '../helpers/node-process';
 
 const limits = {
   connectionsMax: 20,
@@ -83,11 +83,7 @@ function freshGet(urlPath: string, localAddress = '127.0.0.1'): Promise<{ status
   });
 }
 
-async function newDb(): Promise<string> {
-  const name = uniqueDb('limits');
-  assert.equal((await request(node, 'PUT', `/${name}`)).status, 201);
-  return name;
-}
+const newDb = (): Promise<string> => createDb(node, 'limits');
 
 describe('connections', () => {
   test('past connectionsPerAddressMax, a connection from that address is answered 503 and closed', async () => {
