@@ -201,7 +201,7 @@ describe('_revs_diff', () => {
 });
 
 describe('fan-out caps, counted before the body is parsed', () => {
-  test('_all_docs keys, _dbs_info keys, _bulk_get and _bulk_docs docs past their caps answer 400', async () => {
+  test('_all_docs keys, _dbs_info keys, _changes doc_ids, _bulk_get and _bulk_docs docs past their caps answer 400', async () => {
     const db = await newDb();
     const keys = Array.from({ length: limits.keysMax + 1 }, (_, i) => `k${i}`);
     const allDocs = await request(node, 'POST', `/${db}/_all_docs`, { body: { keys } });
@@ -209,6 +209,11 @@ describe('fan-out caps, counted before the body is parsed', () => {
     assert.match(allDocs.body.reason, /keys/);
     const dbsInfo = await request(node, 'POST', '/_dbs_info', { body: { keys } });
     assert.equal(dbsInfo.status, 400);
+    const changes = await request(node, 'POST', `/${db}/_changes?filter=_doc_ids`, { body: { doc_ids: keys } });
+    assert.equal(changes.status, 400);
+    assert.match(changes.body.reason, /doc_ids/);
+    const changesAtCap = await request(node, 'POST', `/${db}/_changes?filter=_doc_ids`, { body: { doc_ids: keys.slice(1) } });
+    assert.equal(changesAtCap.status, 200);
     const docs = Array.from({ length: limits.bulkDocsMax + 1 }, (_, i) => ({ id: `d${i}` }));
     const bulkGet = await request(node, 'POST', `/${db}/_bulk_get`, { body: { docs } });
     assert.equal(bulkGet.status, 400);

@@ -19,6 +19,7 @@ import { renderRowDoc } from '../../coordinator/doc-open';
 import type { ChangesFilter } from '../../../shard/types';
 import { compileSelector } from '../../../shard/query/mango';
 import { isPlainObject, type Ctx } from '../context';
+import { readJsonObjectCapped } from '../json-scan';
 import { allow, openDb } from './common';
 import { nestedMember, openDesignDoc } from './design';
 
@@ -27,7 +28,9 @@ type Feed = 'normal' | 'longpoll' | 'continuous' | 'eventsource';
 export async function changes(ctx: Ctx, dbName: string): Promise<void> {
   allow(ctx, ['GET', 'HEAD', 'POST']);
   const db = await openDb(ctx, dbName);
-  const body = ctx.method === 'POST' ? await ctx.readJsonObject() : {};
+  // `doc_ids` (or a selector's members) counted on the raw bytes, before parsing.
+  const tooMany = () => new BadRequestError(`At most ${ctx.limits.keysMax} doc_ids`);
+  const body = ctx.method === 'POST' ? await readJsonObjectCapped(ctx, { depth: 2, max: ctx.limits.keysMax, tooMany }) : {};
   const feedParam = ctx.qString('feed') ?? 'normal';
   const feed = (feedParam === 'live' ? 'continuous' : feedParam) as Feed; // `live`: CouchDB's alias
   if (!['normal', 'longpoll', 'continuous', 'eventsource'].includes(feed)) {
