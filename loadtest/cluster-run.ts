@@ -54,6 +54,7 @@ interface CliOptions {
   catchupSample: number;
   catchupTimeout: number;
   membershipProfile: 'lan' | 'loopback';
+  grpcPlaintext: boolean;
   q: number;
   n: number;
   scenarios: string;
@@ -127,6 +128,7 @@ function main(): void {
     .option('--catchup-sample <n>', 'random ids polled on the restarted node (plus the last 5 written)', intIn(1, 100_000), 50)
     .option('--catchup-timeout <s>', 'catch-up must complete within this after the restart', floatIn(1, 3600), 120)
     .addOption(new Option('--membership-profile <profile>', 'cluster membership timers').choices(['lan', 'loopback']).default('lan'))
+    .option('--grpc-plaintext', 'plain text between the cluster nodes instead of mutual TLS (to see what TLS costs)', false)
     .option('--q <n>', 'shard ranges per database (both servers)', intIn(1, 64), 2)
     .option('--n <n>', 'copies per range in the cluster', intIn(1, clusterNodes), 3)
     .option('--scenarios <keys>', `comma-separated subset of: ${scenarioKeys.join(', ')}`, scenarioKeys.join(','))
@@ -228,7 +230,7 @@ async function run(options: CliOptions, selected: Set<ScenarioKey>): Promise<num
     log(`  single node pid ${single.pid} on 127.0.0.1:${single.httpPort}`);
     log(`starting a ${clusterNodes}-node cluster (q=${options.q}, n=${options.n}, ${options.membershipProfile} membership)...`);
     const clusterStartMs = performance.now();
-    cluster = await DivanCluster.start(launcher, { nodes: clusterNodes, q: options.q, n: options.n, membershipProfile: options.membershipProfile });
+    cluster = await DivanCluster.start(launcher, { nodes: clusterNodes, q: options.q, n: options.n, membershipProfile: options.membershipProfile, grpcPlaintext: options.grpcPlaintext });
     const clusterUpSeconds = (performance.now() - clusterStartMs) / 1000;
     log(`  cluster up in ${clusterUpSeconds.toFixed(1)} s: ${cluster.nodes.map((node, i) => `${cluster!.names[i]} pid ${node.pid} :${node.httpPort}`).join(', ')}`);
     event('cluster up', { seconds: clusterUpSeconds });
@@ -557,7 +559,7 @@ function renderMarkdown(report: Report): string {
   const lines: string[] = [
     `Cluster load test, ${report.generatedAt.slice(0, 10)}${report.interrupted ? ` (interrupted: ${report.abortReason ?? ''}; partial)` : ''}: ` +
       `${machine.cpusCount} × ${machine.cpuModel}, ${machine.totalMemoryMiB.toFixed(0)} MiB, Node ${machine.node}; ` +
-      `single Divan node vs ${clusterNodes}-node Divan cluster (q=${String(options.q)}, n=${String(options.n)}, ${String(options.membershipProfile)} membership), ` +
+      `single Divan node vs ${clusterNodes}-node Divan cluster (q=${String(options.q)}, n=${String(options.n)}, ${String(options.membershipProfile)} membership, ${options.grpcPlaintext ? 'plain text' : 'mutual TLS'} between nodes), ` +
       `all on loopback with the client on the same machine; client concurrency ${String(options.concurrency)}, ${String(options.seconds)} s per timed scenario; ` +
       `cluster requests round-robin over the live nodes; Basic auth. Run took ${report.wallSeconds.toFixed(0)} s.`,
     '',

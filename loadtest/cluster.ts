@@ -286,6 +286,8 @@ export interface ClusterStartOptions {
   q: number;
   n: number;
   membershipProfile: 'lan' | 'loopback';
+  /** Plain text between the nodes (`--grpc-plaintext`) instead of mutual TLS: shows what TLS costs. */
+  grpcPlaintext?: boolean;
 }
 
 /** N nodes named n1..nN; n1 starts alone, the others seed from it. */
@@ -307,10 +309,7 @@ export class DivanCluster {
     let cluster: DivanCluster;
     try {
       cluster = new DivanCluster(launcher, options, names, held.ports, nodes);
-      const certDir = fs.mkdtempSync(path.join(os.tmpdir(), 'divan-lt-certs-'));
-      launcher.options.children.add({ child: deadChild, label: 'certs', tmpDir: certDir, output: [] });
-      const certs = makeCerts({ dir: certDir, nodes: ['node'], hosts: ['127.0.0.1', 'localhost'], caDays: 2, nodeDays: 1 });
-      const tls = { DIVAN_GRPC_TLS_CA: certs.ca, DIVAN_GRPC_TLS_CERT: certs.nodes[0]!.cert, DIVAN_GRPC_TLS_KEY: certs.nodes[0]!.key };
+      const tls = options.grpcPlaintext ? { DIVAN_GRPC_PLAINTEXT: '1' } : makeTlsEnv(launcher);
       for (let i = 0; i < options.nodes; i++) {
         const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `divan-lt-cluster-${names[i]}-`));
         const args = [
@@ -491,3 +490,10 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** Mutual TLS for every node: one CA and one node certificate in a temp directory (removed with the run). */
+function makeTlsEnv(launcher: Launcher): Record<string, string> {
+  const certDir = fs.mkdtempSync(path.join(os.tmpdir(), 'divan-lt-certs-'));
+  launcher.options.children.add({ child: deadChild, label: 'certs', tmpDir: certDir, output: [] });
+  const certs = makeCerts({ dir: certDir, nodes: ['node'], hosts: ['127.0.0.1', 'localhost'], caDays: 2, nodeDays: 1 });
+  return { DIVAN_GRPC_TLS_CA: certs.ca, DIVAN_GRPC_TLS_CERT: certs.nodes[0]!.cert, DIVAN_GRPC_TLS_KEY: certs.nodes[0]!.key };
+}
