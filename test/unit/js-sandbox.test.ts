@@ -178,6 +178,34 @@ test('a map function that allocates without end fails with a memory error, and t
   assert.deepEqual((await pool.mapDocs(ddoc, ['ok'], [{ _id: 'b' }])).docs, [[[['b', 1]]]]);
 });
 
+test('the watchdog stops a worker stuck in native code the interrupt handler cannot reach, and the next call works', async () => {
+  // Sorting 500,000 values without a comparator runs in QuickJS's C code, which never
+  // calls the interrupt handler: only the main thread's watchdog can end it.
+  const stuck = new SandboxPool({ timeoutMs: 50, memoryBytesMax: 64 * 1024 * 1024, workers: 1, watchdogMarginMs: 0 });
+  try {
+    const ddoc = await stuck.compile({ views: { v: { map: 'function (doc) {}', reduce: 'function (keys, values) { values.sort(); return values.length }' } } });
+    const values = Array.from({ length: 500_000 }, (_, i): [null, number] => [null, (i * 7919) % 500_000]);
+    await assert.rejects(stuck.reduce(ddoc, 'v', values, true), isOsProcessError('timeout', /watchdog stopped its worker/));
+    assert.deepEqual((await stuck.reduce(ddoc, 'v', values.slice(0, 10), true)).value, 10);
+  } finally {
+    await stuck.close();
+  }
+});
+
+test('deep recursion is contained: in user code a per-document error, in the engine a failed call; the next call works', async () => {
+  const ddoc = await pool.compile({
+    views: {
+      recurse: { map: 'function (doc) { function f(n) { return f(n + 1) + 1 } f(0) }' },
+      deepValue: { map: 'function (doc) { var o = {}; for (var i = 0; i < 100000; i++) o = { o: o }; emit(1, o) }' },
+      ok: { map: 'function (doc) { emit(doc._id, 1) }' },
+    },
+  });
+  assert.deepEqual((await pool.mapDocs(ddoc, ['recurse'], [{}])).docs, [[{ error: 'InternalError: stack overflow' }]]);
+  // Serialising a 100,000-deep value overflows the engine's own stack: the worker is replaced.
+  await assert.rejects(pool.mapDocs(ddoc, ['deepValue'], [{}]), (err: unknown) => err instanceof OsProcessError);
+  assert.deepEqual((await pool.mapDocs(ddoc, ['ok'], [{ _id: 'b' }])).docs, [[[['b', 1]]]]);
+});
+
 test('attempts to reach Node are contained: require, process, the Function constructor, import(), timers, network', async () => {
   const probe = (expr: string) => `function (doc) {
     try { var r = (${expr}); emit('value', typeof r === 'object' && r !== null ? Object.keys(r) : typeof r); }
