@@ -161,7 +161,6 @@ class Slot {
       this.worker.postMessage(msg);
     });
   }
-
 }
 
 export class SandboxPool {
@@ -186,7 +185,7 @@ export class SandboxPool {
     this.watchdogMs = options.timeoutMs + (options.watchdogMarginMs ?? 1000);
     // The batch's JSON text and the answer live in the worker's V8 heap beside QuickJS.
     this.heapMb = Math.max(64, Math.ceil((4 * options.memoryBytesMax) / (1024 * 1024)));
-    for (let i = 0; i < this.workers; i++) this.spawn();
+    this.fill();
   }
 
   /** Compile a design document; answers its handle, or throws CompilationError. */
@@ -266,6 +265,7 @@ export class SandboxPool {
     if (this.closed) return Promise.reject(new UnavailableError('the JavaScript sandbox is closed'));
     if (this.queue.length >= this.queueMax) return Promise.reject(new UnavailableError('too many JavaScript calls waiting for a worker'));
     if (op !== null && !this.ddocs.has(ddoc)) return Promise.reject(new CompilationError('this design document was released from the sandbox'));
+    this.fill();
     return new Promise((resolve, reject) => {
       this.queue.push({ ddoc, op: op ?? 'compile', json: op === null ? '' : json, resolve, reject });
       this.pump();
@@ -312,20 +312,31 @@ export class SandboxPool {
     }
   }
 
-  private spawn(): void {
-    const slot = new Slot(this.workerOptions, this.heapMb, () => this.pump(), (dead) => {
-      this.replace(dead);
-      this.pump();
-    });
-    this.slots.push(slot);
+  /** Start workers up to the configured count. */
+  private fill(): void {
+    while (!this.closed && this.slots.length < this.workers) {
+      const slot = new Slot(this.workerOptions, this.heapMb, () => this.pump(), (dead) => {
+        this.replace(dead);
+        this.pump();
+      });
+      this.slots.push(slot);
+    }
   }
 
-  /** Terminate a worker (if alive) and start a fresh one in its place. */
+  /**
+   * Terminate a worker (if alive) and start a fresh one in its place. A worker that
+   * died before it was ready is not replaced at once (that could loop forever): the
+   * calls waiting fail, and the next call starts a new worker.
+   */
   private replace(slot: Slot): void {
     const index = this.slots.indexOf(slot);
     if (index < 0) return;
     this.slots.splice(index, 1);
     if (!slot.dead) slot.die(new OsProcessError('crash', 'the JavaScript worker was replaced'));
-    if (!this.closed) this.spawn();
+    if (slot.ready) {
+      this.fill();
+    } else if (!this.slots.some((s) => s.ready)) {
+      for (const job of this.queue.splice(0)) job.reject(new OsProcessError('crash', 'the JavaScript worker failed to start'));
+    }
   }
 }
