@@ -180,8 +180,9 @@ test('a map function that allocates without end fails with a memory error, and t
 
 test('the watchdog stops a worker stuck in native code the interrupt handler cannot reach, and the next call works', async () => {
   // Sorting 500,000 values without a comparator runs in QuickJS's C code, which never
-  // calls the interrupt handler: only the main thread's watchdog can end it.
-  const stuck = new SandboxPool({ timeoutMs: 50, memoryBytesMax: 64 * 1024 * 1024, workers: 1, watchdogMarginMs: 0 });
+  // calls the interrupt handler: only the main thread's watchdog can end it. It takes
+  // about 70 ms here, seven times the 10 ms deadline, so the watchdog always fires first.
+  const stuck = new SandboxPool({ timeoutMs: 10, memoryBytesMax: 64 * 1024 * 1024, workers: 1, watchdogMarginMs: 0 });
   try {
     const ddoc = await stuck.compile({ views: { v: { map: 'function (doc) {}', reduce: 'function (keys, values) { values.sort(); return values.length }' } } });
     const values = Array.from({ length: 500_000 }, (_, i): [null, number] => [null, (i * 7919) % 500_000]);
