@@ -154,3 +154,25 @@ export class InvalidSelectorError extends BadRequestError {
     super(reason, 'bad_request');
   }
 }
+
+/** A design document's function or CommonJS module does not compile (CouchDB: 400 compilation_error). */
+export class CompilationError extends BadRequestError {
+  constructor(reason: string) {
+    super(reason, 'compilation_error');
+  }
+}
+
+/**
+ * A call into the user-JavaScript sandbox failed as a whole: it ran past its deadline,
+ * past its memory limit, its worker died, or the function threw where CouchDB fails
+ * the request (reduce, filter, a validate_doc_update throwing something other than
+ * `{forbidden}` / `{unauthorized}`). CouchDB answers 500 `os_process_error`.
+ */
+export class OsProcessError extends DivanError {
+  /** What went wrong, for logs and metrics. */
+  readonly failure: 'timeout' | 'memory' | 'crash' | 'exception';
+  constructor(failure: 'timeout' | 'memory' | 'crash' | 'exception', reason: string) {
+    super('internal', 'os_process_error', reason);
+    this.failure = failure;
+  }
+}

@@ -215,6 +215,12 @@ export interface Config {
   corsCredentials: number;
   /** Log level: debug, info, warn, error. */
   logLevel: string;
+  /** Deadline of one call into the user-JavaScript sandbox, ms (CouchDB's os_process_timeout: 5 s); beyond, the call fails and its worker is replaced. */
+  jsTimeoutMs: number;
+  /** Memory one sandbox worker's QuickJS runtime may allocate, bytes; bounds what a runaway map or a huge batch can take. */
+  jsMemoryBytesMax: number;
+  /** Worker threads running user JavaScript; each holds one QuickJS runtime and runs one call at a time. */
+  jsWorkers: number;
 }
 
 export const defaults: Readonly<Config> = Object.freeze({
@@ -289,6 +295,9 @@ export const defaults: Readonly<Config> = Object.freeze({
   corsOrigins: '',
   corsCredentials: 0,
   logLevel: 'info',
+  jsTimeoutMs: 5_000,
+  jsMemoryBytesMax: 64 * 1024 * 1024,
+  jsWorkers: 1,
 });
 
 /** Environment variables and the keys they set. */
@@ -459,6 +468,9 @@ function checkRelations(c: Config): void {
   if (c.authLockoutEntriesMax < 1) fail('authLockoutEntriesMax must be at least 1');
   if (!['enforce', 'warn', 'off'].includes(c.authLockoutMode)) fail('authLockoutMode must be enforce, warn or off');
   if (c.authLockoutThreshold < 1) fail('authLockoutThreshold must be at least 1');
+  if (c.jsTimeoutMs < 10 || c.jsTimeoutMs > 2 ** 31 - 1) fail('jsTimeoutMs must be in 10..2147483647');
+  if (c.jsMemoryBytesMax < 1024 * 1024 || c.jsMemoryBytesMax > 1024 * 1024 * 1024) fail('jsMemoryBytesMax must be in 1 MiB..1 GiB');
+  if (c.jsWorkers < 1 || c.jsWorkers > 64) fail('jsWorkers must be in 1..64');
   if (!['debug', 'info', 'warn', 'error'].includes(c.logLevel)) fail('logLevel must be debug, info, warn or error');
   if ((c.adminUser === undefined) !== (c.adminPassword === undefined)) {
     fail('COUCHDB_USER and COUCHDB_PASSWORD must be given together');
