@@ -221,6 +221,8 @@ export interface Config {
   jsMemoryBytesMax: number;
   /** Worker threads running user JavaScript; each holds one QuickJS runtime and runs one call at a time. */
   jsWorkers: number;
+  /** Calls waiting for a sandbox worker at most; beyond, 503 at once instead of an ever longer wait. */
+  jsQueueCallsMax: number;
 }
 
 export const defaults: Readonly<Config> = Object.freeze({
@@ -298,6 +300,7 @@ export const defaults: Readonly<Config> = Object.freeze({
   jsTimeoutMs: 5_000,
   jsMemoryBytesMax: 64 * 1024 * 1024,
   jsWorkers: 1,
+  jsQueueCallsMax: 1024,
 });
 
 /** Environment variables and the keys they set. */
@@ -471,6 +474,7 @@ function checkRelations(c: Config): void {
   if (c.jsTimeoutMs < 10 || c.jsTimeoutMs > 2 ** 31 - 1) fail('jsTimeoutMs must be in 10..2147483647');
   if (c.jsMemoryBytesMax < 1024 * 1024 || c.jsMemoryBytesMax > 1024 * 1024 * 1024) fail('jsMemoryBytesMax must be in 1 MiB..1 GiB');
   if (c.jsWorkers < 1 || c.jsWorkers > 64) fail('jsWorkers must be in 1..64');
+  if (c.jsQueueCallsMax < 1) fail('jsQueueCallsMax must be at least 1');
   if (!['debug', 'info', 'warn', 'error'].includes(c.logLevel)) fail('logLevel must be debug, info, warn or error');
   if ((c.adminUser === undefined) !== (c.adminPassword === undefined)) {
     fail('COUCHDB_USER and COUCHDB_PASSWORD must be given together');

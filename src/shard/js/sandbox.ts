@@ -65,7 +65,11 @@ export interface SandboxOptions {
   workers: number;
   /** Calls waiting for a worker at most; default 1024. */
   queueMax?: number;
-  /** Extra time the watchdog grants beyond timeoutMs before it terminates a worker, ms; default 1000. */
+  /**
+   * Extra time the watchdog grants beyond timeoutMs before it terminates a worker, ms;
+   * default 1000. Tests set it negative (the watchdog then fires before QuickJS's own
+   * interrupt) to exercise the watchdog with a plain endless loop.
+   */
   watchdogMarginMs?: number;
 }
 
@@ -183,6 +187,7 @@ export class SandboxPool {
     this.workers = options.workers;
     this.queueMax = options.queueMax ?? 1024;
     this.watchdogMs = options.timeoutMs + (options.watchdogMarginMs ?? 1000);
+    assert.ok(this.watchdogMs >= 1, 'the watchdog needs a positive deadline');
     // The batch's JSON text and the answer live in the worker's V8 heap beside QuickJS.
     this.heapMb = Math.max(64, Math.ceil((4 * options.memoryBytesMax) / (1024 * 1024)));
     this.fill();
