@@ -41,7 +41,10 @@ import { ExactInteger, stringifyJson } from '../../json';
 
 export type BuiltinReduceName = '_count' | '_sum' | '_stats' | '_approx_count_distinct';
 
-/** One view row as the reducer sees it: the emitted key and value. */
+/**
+ * One view row as the reducer sees it: the emitted key (not `[key, docid]`: CouchDB's
+ * _approx_count_distinct hashes the key alone) and the emitted value.
+ */
 export type ReduceRow = readonly [key: unknown, value: unknown];
 
 export interface BuiltinReducer {
