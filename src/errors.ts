@@ -176,3 +176,16 @@ export class OsProcessError extends DivanError {
     this.failure = failure;
   }
 }
+
+/**
+ * A built-in reduce (`_stats`, or a partial that is not what it should be) refused its
+ * input as a whole. CouchDB answers 500 with the token it throws: `invalid_value` for
+ * `_stats` input that is not numbers, arrays of numbers or stats objects. (`_sum`
+ * does not throw: like CouchDB it returns an in-band `{"error":"builtin_reduce_error",
+ * "reason","caused_by"}` object as the reduction; see src/shard/index/builtin-reduce.ts.)
+ */
+export class BuiltinReduceError extends DivanError {
+  constructor(reason: string, token = 'invalid_value') {
+    super('internal', token, reason);
+  }
+}
