@@ -5,11 +5,11 @@
  * alone, still encoded: identity bytes to a plain client, the stored gzip bytes with
  * `Content-Encoding: gzip` to one that accepts it.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
-import { Cluster, eventually, startCluster } from '../helpers/cluster';
+import { clusterPerSuite, eventually } from '../helpers/cluster';
 import { ADMIN, request, TestNode, uniqueDb } from '../helpers/node-process';
 
 const PLAIN = Buffer.from('hello, encoded world; hello, encoded world');
@@ -47,31 +47,25 @@ async function push(node: TestNode, db: string, id: string, rev: string): Promis
 }
 
 describe('gzip attachments in a three-node cluster', () => {
-  let cluster: Cluster;
-  before(async () => {
-    cluster = await startCluster({ nodes: 3 });
-  });
-  after(async () => {
-    await cluster?.destroy();
-  });
+  const cluster = clusterPerSuite({ nodes: 3 });
 
   test('the encoding survives gRPC edits and shard sync', async () => {
     const db = uniqueDb('gz');
-    assert.equal((await request(cluster.nodes[0]!, 'PUT', `/${db}?n=3`)).status, 201);
-    await cluster.kill9(2);
+    assert.equal((await request(cluster().nodes[0]!, 'PUT', `/${db}?n=3`)).status, 201);
+    await cluster().kill9(2);
     const rev = '1-5a5b5c5d5e5f60616263646566676869';
-    assert.ok([201, 202].includes(await push(cluster.nodes[0]!, db, 'doc', rev)));
-    await cluster.restart(2);
-    await cluster.waitForAllAlive();
-    const third = () => cluster.nodes[2]!;
+    assert.ok([201, 202].includes(await push(cluster().nodes[0]!, db, 'doc', rev)));
+    await cluster().restart(2);
+    await cluster().waitForAllAlive();
+    const third = () => cluster().nodes[2]!;
     await eventually(async () => {
       const copy = await request(third(), 'GET', `/_node/_local/_copy/${db}/doc`);
       assert.equal(copy.status, 200);
       assert.ok(copy.body.revs.some((r: any) => r.rev === rev && r.body), JSON.stringify(copy.body));
     }, 30_000, 200);
     // Only the synced copy is left to answer.
-    await cluster.kill9(0);
-    await cluster.kill9(1);
+    await cluster().kill9(0);
+    await cluster().kill9(1);
     const stub = await eventually(async () => {
       const res = await request(third(), 'GET', `/${db}/doc?r=1&att_encoding_info=true`);
       assert.equal(res.status, 200, JSON.stringify(res.body));

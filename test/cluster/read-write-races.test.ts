@@ -7,9 +7,9 @@
  *   (`_all_docs`, `total_rows`, `_changes` after a DELETE).
  * Each scenario runs many trials, since one trial rarely shows the race.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cluster, startCluster } from '../helpers/cluster';
+import { clusterPerSuite } from '../helpers/cluster';
 import { request, uniqueDb } from '../helpers/node-process';
 
 const TRIALS = 40;
@@ -17,20 +17,13 @@ const TRIALS = 40;
 const READ_TRIALS = 80;
 
 describe('read/write races on a three-node cluster', () => {
-  let cluster: Cluster;
-  before(async () => {
-    cluster = await startCluster({ nodes: 3 });
-    await cluster.waitForAllAlive();
-  });
-  after(async () => {
-    await cluster?.destroy();
-  });
+  const cluster = clusterPerSuite({ nodes: 3 });
 
   async function newDb(): Promise<string> {
     const db = uniqueDb('rw');
-    assert.equal((await request(cluster.nodes[0]!, 'PUT', `/${db}`)).status, 201);
+    assert.equal((await request(cluster().nodes[0]!, 'PUT', `/${db}`)).status, 201);
     // Every node knows the database before the trials start.
-    for (const node of cluster.nodes) assert.equal((await request(node, 'GET', `/${db}`)).status, 200);
+    for (const node of cluster().nodes) assert.equal((await request(node, 'GET', `/${db}`)).status, 200);
     return db;
   }
 
@@ -43,7 +36,7 @@ describe('read/write races on a three-node cluster', () => {
     for (let t = 0; t < TRIALS; t++) {
       const id = `${label}-${t}`;
       const [a, b] = await Promise.all(
-        nodes.map((n, k) => request(cluster.nodes[n]!, 'POST', `/${db}/_bulk_docs`, { body: { docs: [{ _id: id, writer: k }] } })),
+        nodes.map((n, k) => request(cluster().nodes[n]!, 'POST', `/${db}/_bulk_docs`, { body: { docs: [{ _id: id, writer: k }] } })),
       );
       for (const res of [a!, b!]) {
         assert.ok(won(res) || (res.body?.[0]?.error === 'conflict'), `trial ${t}: ${res.status} ${res.text}`);
@@ -68,11 +61,11 @@ describe('read/write races on a three-node cluster', () => {
     const bothWon: string[] = [];
     for (let t = 0; t < TRIALS; t++) {
       const id = `upd-${t}`;
-      const created = await request(cluster.nodes[0]!, 'PUT', `/${db}/${id}?w=3`, { body: { v: 0 } });
+      const created = await request(cluster().nodes[0]!, 'PUT', `/${db}/${id}?w=3`, { body: { v: 0 } });
       assert.equal(created.status, 201);
       const rev = created.body.rev;
       const [a, b] = await Promise.all(
-        [1, 2].map((n) => request(cluster.nodes[n]!, 'POST', `/${db}/_bulk_docs`, { body: { docs: [{ _id: id, _rev: rev, writer: n }] } })),
+        [1, 2].map((n) => request(cluster().nodes[n]!, 'POST', `/${db}/_bulk_docs`, { body: { docs: [{ _id: id, _rev: rev, writer: n }] } })),
       );
       if (won(a!) && won(b!)) bothWon.push(id);
       assert.ok(won(a!) || won(b!), `trial ${t}: neither writer won: ${a!.text} / ${b!.text}`);
@@ -85,7 +78,7 @@ describe('read/write races on a three-node cluster', () => {
     for (let t = 0; t < READ_TRIALS; t++) {
       // A fresh database per trial, as a client's test suite makes them: the race shows
       // most on a node's first writes to its new copies.
-      const node = cluster.nodes[t % 3]!;
+      const node = cluster().nodes[t % 3]!;
       const db = uniqueDb('rw');
       assert.equal((await request(node, 'PUT', `/${db}`)).status, 201);
       const id = `gone-${t}`;

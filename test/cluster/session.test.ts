@@ -3,21 +3,15 @@
  * signs cookies with a secret derived from the shared cluster secret, as CouchDB asks
  * for the same `[chttpd_auth] secret` on every node.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cluster, startCluster } from '../helpers/cluster';
+import { clusterPerSuite } from '../helpers/cluster';
 import { ADMIN, request } from '../helpers/node-process';
 
-let cluster: Cluster;
-before(async () => {
-  cluster = await startCluster({ nodes: 3 });
-});
-after(async () => {
-  await cluster?.destroy();
-});
+const cluster = clusterPerSuite({ nodes: 3 });
 
 test('a cookie from node A is accepted by nodes B and C', async () => {
-  const [a, b, c] = cluster.nodes;
+  const [a, b, c] = cluster().nodes;
   const login = await request(a!, 'POST', '/_session', { auth: false, body: { name: ADMIN.user, password: ADMIN.password } });
   assert.equal(login.status, 200);
   const cookie = login.headers.get('set-cookie')!.split(';')[0]!;

@@ -22,6 +22,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { after, before } from 'node:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -734,4 +735,22 @@ async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => 
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/**
+ * One cluster for the enclosing suite (or the whole file, at top level): started in a
+ * `before` hook, destroyed in an `after` hook. Call the returned accessor inside tests.
+ */
+export function clusterPerSuite(options: ClusterOptions): () => Cluster {
+  let cluster: Cluster | undefined;
+  before(async () => {
+    cluster = await startCluster(options);
+  });
+  after(async () => {
+    await cluster?.destroy();
+  });
+  return () => {
+    assert.ok(cluster, 'the cluster did not start');
+    return cluster;
+  };
 }

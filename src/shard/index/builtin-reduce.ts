@@ -173,12 +173,20 @@ function sumAll(values: Iterable<unknown>): unknown {
   }
 }
 
-const sum: BuiltinReducer = {
-  name: '_sum',
-  reduce: (rows) => sumAll(rows.map((r) => r[1])),
-  rereduce: (partials) => sumAll(partials),
-  finish: (partial) => partial,
-};
+/**
+ * A reducer whose reduce and rereduce are the same fold: over the rows' values, then
+ * over the partials (`_sum`, `_stats`: a partial has the shape of a value).
+ */
+function foldReducer(name: BuiltinReduceName, fold: (values: readonly unknown[]) => unknown): BuiltinReducer {
+  return {
+    name,
+    reduce: (rows) => fold(rows.map((r) => r[1])),
+    rereduce: (partials) => fold(partials),
+    finish: (partial) => partial,
+  };
+}
+
+const sum = foldReducer('_sum', sumAll);
 
 // ---------------------------------------------------------------------------------
 // _stats
@@ -255,12 +263,7 @@ function statsAll(values: readonly unknown[]): StatsAcc {
   return acc;
 }
 
-const stats: BuiltinReducer = {
-  name: '_stats',
-  reduce: (rows) => statsAll(rows.map((r) => r[1])),
-  rereduce: (partials) => statsAll(partials),
-  finish: (partial) => partial,
-};
+const stats = foldReducer('_stats', statsAll);
 
 // ---------------------------------------------------------------------------------
 // _approx_count_distinct
