@@ -21,6 +21,7 @@
  * What tells a deliberate deletion from a lost race is the winner's `buried` list: the
  * instances of that name whose tombstone its creator had seen.
  */
+import type { SandboxPool } from '../shard/js/sandbox';
 import { randomBytes } from 'node:crypto';
 import { FileExistsError, NotFoundError } from '../errors';
 import { placeDatabase, RingMember } from '../ring/placement';
@@ -96,6 +97,8 @@ export interface CatalogOptions {
   cluster: ClusterView;
   /** Told about stored records of local copies that fail the read check. */
   onCorrupt?: CorruptRecordReporter;
+  /** Where the copies' view indexes run their JavaScript. */
+  js?: SandboxPool;
 }
 
 export class Catalog implements DbDirectory {

@@ -9,6 +9,7 @@
  *
  * Timers are owned here and all stopped by `stop()`.
  */
+import type { SandboxPool } from '../shard/js/sandbox';
 import { randomBytes } from 'node:crypto';
 import { NotFoundError, UnavailableError } from '../errors';
 import { placeDatabase, type RingMember } from '../ring/placement';
@@ -82,7 +83,7 @@ export class Cluster {
    * Bind the gRPC server and load the catalog; membership starts with `join()`, once
    * the HTTP address is known.
    */
-  static async open(options: { config: Readonly<Config>; store: Store; log: Logger }): Promise<Cluster> {
+  static async open(options: { config: Readonly<Config>; store: Store; log: Logger; js: SandboxPool }): Promise<Cluster> {
     const { config, store, log } = options;
     const secret = config.clusterSecret || (await storedSecret(store));
     const transport = transportFor(
@@ -163,6 +164,7 @@ export class Cluster {
       limits: { updateBatchDocsMax: config.updateBatchDocsMax, updateQueueDocsMax: config.updateQueueDocsMax },
       defaultRevsLimit: config.revsLimit,
       cluster: view,
+      js: options.js,
       onCorrupt: ({ copyId, docId, error }) =>
         log.error({ component: 'shard', copyId, docId, err: error instanceof Error ? error.stack : String(error) }, 'stored record is corrupt'),
     });

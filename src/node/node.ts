@@ -11,6 +11,7 @@ import { Auth, LockoutMode, sessionSecretFromCluster } from '../api/http/auth';
 import { ByteBudget } from '../api/http/budget';
 import { HttpServer } from '../api/http/server';
 import type { Services } from '../api/http/context';
+import { SandboxPool } from '../shard/js/sandbox';
 import { Store } from '../storage/store';
 import { Cluster } from './cluster';
 import type { Config } from './config';
@@ -29,6 +30,7 @@ export class DivanNode {
     private readonly http: HttpServer,
     private readonly log: ReturnType<typeof createLogger>,
     private readonly metricsServer: import('node:http').Server | undefined,
+    private readonly js: SandboxPool,
   ) {}
 
   static async start(config: Readonly<Config>): Promise<DivanNode> {
@@ -47,7 +49,13 @@ export class DivanNode {
           `  Set COUCHDB_USER and COUCHDB_PASSWORD to choose your own.\n\n`,
       );
     }
-    const cluster = await Cluster.open({ config, store, log });
+    const js = new SandboxPool({
+      timeoutMs: config.jsTimeoutMs,
+      memoryBytesMax: config.jsMemoryBytesMax,
+      workers: config.jsWorkers,
+      queueMax: config.jsQueueCallsMax,
+    });
+    const cluster = await Cluster.open({ config, store, log, js });
     if (!config.nodeName) log.setBindings({ node: cluster.self });
     const catalog = cluster.catalog;
     let dbCount = (await catalog.list()).length;
@@ -103,6 +111,7 @@ export class DivanNode {
         log,
       }),
       cluster,
+      js,
     };
     const http = new HttpServer(services, {
       cors: {
@@ -126,7 +135,7 @@ export class DivanNode {
     const httpHost = config.bindAddress === '0.0.0.0' || config.bindAddress === '::' ? '127.0.0.1' : config.bindAddress;
     await cluster.join(config.httpAdvertiseAddress || `${httpHost}:${address.port}`);
     log.info({ component: 'cluster', node: cluster.self, members: cluster.members().length }, 'joined');
-    return new DivanNode(config, address, store, cluster, http, log, metricsServer);
+    return new DivanNode(config, address, store, cluster, http, log, metricsServer, js);
   }
 
   async stop(): Promise<void> {
@@ -135,6 +144,7 @@ export class DivanNode {
     this.metricsServer?.close();
     await this.http.close();
     await this.cluster.catalog.idle();
+    await this.js.close();
     await this.store.close();
     this.log.info({ component: 'node' }, 'stopped');
   }

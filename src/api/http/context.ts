@@ -76,6 +76,8 @@ export interface Services {
   /** Request-body bytes of all requests in flight (`requestBytesInFlightMax`). */
   requestBytes: import('./budget').ByteBudget;
   cluster: ClusterInfo;
+  /** The sandbox every piece of design-document JavaScript runs in (filters, validate_doc_update). */
+  js: import('../../shard/js/sandbox').SandboxPool;
 }
 
 export const serverHeader = 'Divan/0.1.0 (Node.js)';

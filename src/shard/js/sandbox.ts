@@ -190,7 +190,7 @@ export class SandboxPool {
     assert.ok(this.watchdogMs >= 1, 'the watchdog needs a positive deadline');
     // The batch's JSON text and the answer live in the worker's V8 heap beside QuickJS.
     this.heapMb = Math.max(64, Math.ceil((4 * options.memoryBytesMax) / (1024 * 1024)));
-    this.fill();
+    // Workers start on the first call: a node whose databases hold no JavaScript never pays for them.
   }
 
   /** Compile a design document; answers its handle, or throws CompilationError. */

@@ -1,0 +1,99 @@
+/**
+ * What a view query asks of the view engine, from the HTTP parser down to one shard
+ * copy (these cross gRPC as JSON, so they are plain data).
+ *
+ * Keys are JSON values compared by CouchDB collation (src/shard/query/collate.ts);
+ * `undefined` means "open". Doc-id bounds refine a key bound (CouchDB's
+ * `startkey_docid` / `endkey_docid`) and compare by code point.
+ */
+
+/** One key range of a view, in the direction of the query. */
+export interface ViewKeyRange {
+  startKey?: unknown;
+  startKeyDocId?: string;
+  endKey?: unknown;
+  endKeyDocId?: string;
+  /** Whether rows equal to the end bound are included (CouchDB `inclusive_end`, default true). */
+  inclusiveEnd: boolean;
+}
+
+/** A view query, parsed and validated (the HTTP layer builds it; see view-params). */
+export interface ViewQuery {
+  /**
+   * The ranges to read, in order. One for a plain query; one per key for `keys=[...]`
+   * (rows come per key, in the order given, as CouchDB answers `keys`); `key=k` is a
+   * single range from k to k.
+   */
+  ranges: ViewKeyRange[];
+  /** True when the ranges came from `keys` (rows are then not merged across ranges). */
+  fromKeys: boolean;
+  descending: boolean;
+  /** Rows after skip, at most. */
+  limit: number;
+  skip: number;
+  /** Reduce (when the view has a reduce function): undefined means "the view's default" (true when it has one). */
+  reduce?: boolean;
+  /** Group level: 0 = group=false (one row), 'exact' = group=true, n = group_level=n. */
+  groupLevel: number | 'exact';
+  includeDocs: boolean;
+  conflicts: boolean;
+  attachments: boolean;
+  attEncodingInfo: boolean;
+  /** update=true (default): build before reading; false (stale=ok): read as is; lazy: read, then build. */
+  update: 'true' | 'false' | 'lazy';
+  /** Add `update_seq` to the answer. */
+  updateSeq: boolean;
+  /** sorted=false lets the answer skip the merge order (we always sort; accepted for compatibility). */
+  sorted: boolean;
+}
+
+/** A design document as the view engine needs it: id, rev, and its parsed body. */
+export interface DesignDocRef {
+  id: string;
+  rev: string;
+  body: Record<string, unknown>;
+}
+
+/** One map row of a view, as a shard copy hands it over. */
+export interface ViewRow {
+  id: string;
+  /** The emitted key and value as JSON text (never re-encoded on the way to the client). */
+  keyJson: string;
+  valueJson: string;
+  /** The emitting document's winning body, rendered, when include_docs asked for it. */
+  doc?: string | null;
+}
+
+/** One reduced row: a group key (null when grouping everything) and its partial reduction. */
+export interface ReducedRow {
+  keyJson: string;
+  /** The partial reduction (builtin partials, or a JS reduce value) as JSON text. */
+  partialJson: string;
+}
+
+/** What a shard copy is asked to do for a view query. */
+export interface ShardViewRequest {
+  ddoc: DesignDocRef;
+  view: string;
+  ranges: ViewKeyRange[];
+  descending: boolean;
+  /** Rows to hand over at most (the coordinator's skip + limit for map queries). */
+  limit: number;
+  includeDocs: boolean;
+  conflicts: boolean;
+  update: 'true' | 'false' | 'lazy';
+}
+
+export interface ShardReduceRequest extends ShardViewRequest {
+  groupLevel: number | 'exact';
+}
+
+/** What `_info` and `_active_tasks` report about one index of one copy. */
+export interface IndexInfo {
+  signature: string;
+  updateSeq: number;
+  /** The copy's seq the index must reach to be current. */
+  targetSeq: number;
+  sizeBytes: number;
+  updating: boolean;
+}
