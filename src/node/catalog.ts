@@ -21,12 +21,11 @@
  * What tells a deliberate deletion from a lost race is the winner's `buried` list: the
  * instances of that name whose tombstone its creator had seen.
  */
-import type { SandboxPool } from '../shard/js/sandbox';
 import { randomBytes } from 'node:crypto';
 import { FileExistsError, NotFoundError } from '../errors';
 import { placeDatabase, RingMember } from '../ring/placement';
 import { rangeName, ranges } from '../ring/ranges';
-import { CorruptRecordReporter, ShardCopy, ShardCopyLimits } from '../shard/shard-copy';
+import { CorruptRecordReporter, IndexingOptions, ShardCopy, ShardCopyLimits } from '../shard/shard-copy';
 import { copyRange, nodeMetaKey } from '../storage/keys';
 import type { Store, WriteOp } from '../storage/store';
 import type { DbDirectory, DbHandle, ShardClient } from '../api/coordinator/shard-client';
@@ -97,8 +96,8 @@ export interface CatalogOptions {
   cluster: ClusterView;
   /** Told about stored records of local copies that fail the read check. */
   onCorrupt?: CorruptRecordReporter;
-  /** Where the copies' view indexes run their JavaScript. */
-  js?: SandboxPool;
+  /** How local copies build their view indexes. */
+  indexing?: IndexingOptions;
 }
 
 export class Catalog implements DbDirectory {
@@ -107,6 +106,7 @@ export class Catalog implements DbDirectory {
   private readonly defaultRevsLimit: number;
   private readonly cluster: ClusterView;
   private readonly onCorrupt: CorruptRecordReporter | undefined;
+  private readonly indexing: IndexingOptions | undefined;
   private readonly entries = new Map<string, CatalogEntry>();
   private readonly handles = new Map<string, DbHandle>();
   /** Local copies by `${uuid}/${range}`. */
@@ -121,6 +121,7 @@ export class Catalog implements DbDirectory {
   private constructor(store: Store, options: CatalogOptions) {
     this.store = store;
     this.onCorrupt = options.onCorrupt;
+    this.indexing = options.indexing;
     this.limits = options.limits;
     this.defaultRevsLimit = options.defaultRevsLimit;
     this.cluster = options.cluster;
@@ -142,6 +143,7 @@ export class Catalog implements DbDirectory {
         revsLimit: catalog.defaultRevsLimit,
         limits: catalog.limits,
         ...(catalog.onCorrupt ? { onCorrupt: catalog.onCorrupt } : {}),
+        ...(catalog.indexing ? { indexing: catalog.indexing } : {}),
       });
       catalog.orphanCopies.set(`${uuid}/${range}`, { copyId, name, uuid, range, copy });
     }
@@ -315,6 +317,7 @@ export class Catalog implements DbDirectory {
 
   /** Wait for every copy's queued updates (shutdown). */
   async idle(): Promise<void> {
+    for (const { copy } of this.localCopies.values()) copy.closeIndexes();
     for (const { copy } of this.localCopies.values()) await copy.idle();
   }
 
@@ -369,6 +372,7 @@ export class Catalog implements DbDirectory {
     }
     for (const { key, copy } of drop) {
       this.localCopies.delete(key);
+      copy.closeIndexes();
       await copy.idle();
       await this.store.clear(copyRange(copy.copyId));
     }
@@ -408,6 +412,7 @@ export class Catalog implements DbDirectory {
       const key = `${orphan.uuid}/${orphan.range}`;
       if (this.orphanCopies.get(key) !== orphan) return;
       this.orphanCopies.delete(key);
+      orphan.copy.closeIndexes();
       await orphan.copy.idle();
       // If this node holds the range again later, its new copy's sequence starts above this one's.
       const floor = Number((await this.store.get(nodeMetaKey(SEQ_FLOOR_PREFIX + key)))?.toString('utf8') ?? '0');
@@ -447,6 +452,7 @@ export class Catalog implements DbDirectory {
         limits: this.limits,
         seqFloor: floor ? Number(floor.toString('utf8')) : 0,
         ...(this.onCorrupt ? { onCorrupt: this.onCorrupt } : {}),
+        ...(this.indexing ? { indexing: this.indexing } : {}),
       });
       this.localCopies.set(key, { entry, range, copy });
     }

@@ -83,7 +83,7 @@ export class Cluster {
    * Bind the gRPC server and load the catalog; membership starts with `join()`, once
    * the HTTP address is known.
    */
-  static async open(options: { config: Readonly<Config>; store: Store; log: Logger; js: SandboxPool }): Promise<Cluster> {
+  static async open(options: { config: Readonly<Config>; store: Store; log: Logger; js: SandboxPool; onIndexed?: (docs: number) => void }): Promise<Cluster> {
     const { config, store, log } = options;
     const secret = config.clusterSecret || (await storedSecret(store));
     const transport = transportFor(
@@ -164,7 +164,16 @@ export class Cluster {
       limits: { updateBatchDocsMax: config.updateBatchDocsMax, updateQueueDocsMax: config.updateQueueDocsMax },
       defaultRevsLimit: config.revsLimit,
       cluster: view,
-      js: options.js,
+      indexing: {
+        js: options.js,
+        batchDocsMax: config.viewBatchDocsMax,
+        mapBatchBytesMax: config.viewMapBatchBytesMax,
+        warmDelayMs: config.viewWarmDelayMs,
+        warmIdleMs: config.viewWarmIdleMs,
+        reduceLimitBytes: config.viewReduceLimitBytes,
+        log: (event) => log.info({ component: 'views', ...event }, 'view index'),
+        ...(options.onIndexed ? { onIndexed: options.onIndexed } : {}),
+      },
       onCorrupt: ({ copyId, docId, error }) =>
         log.error({ component: 'shard', copyId, docId, err: error instanceof Error ? error.stack : String(error) }, 'stored record is corrupt'),
     });

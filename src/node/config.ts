@@ -223,6 +223,16 @@ export interface Config {
   jsWorkers: number;
   /** Calls waiting for a sandbox worker at most; beyond, 503 at once instead of an ever longer wait. */
   jsQueueCallsMax: number;
+  /** Changes a view index absorbs per durable write while building: its checkpoint granularity. */
+  viewBatchDocsMax: number;
+  /** Document JSON sent to the sandbox in one map call at most, bytes (keeps a batch well inside jsMemoryBytesMax). */
+  viewMapBatchBytesMax: number;
+  /** Recently queried view indexes catch up this long after a write, ms, so queries find them warm; 0 turns it off. */
+  viewWarmDelayMs: number;
+  /** A view index not queried for this long is no longer caught up in the background, ms. */
+  viewWarmIdleMs: number;
+  /** CouchDB's reduce_limit: a JavaScript reduce whose output passes this size and does not shrink its input fails, bytes; 0 turns it off. */
+  viewReduceLimitBytes: number;
 }
 
 export const defaults: Readonly<Config> = Object.freeze({
@@ -301,6 +311,11 @@ export const defaults: Readonly<Config> = Object.freeze({
   jsMemoryBytesMax: 64 * 1024 * 1024,
   jsWorkers: 1,
   jsQueueCallsMax: 1024,
+  viewBatchDocsMax: 1000,
+  viewMapBatchBytesMax: 4 * 1024 * 1024,
+  viewWarmDelayMs: 500,
+  viewWarmIdleMs: 3_600_000,
+  viewReduceLimitBytes: 5000,
 });
 
 /** Environment variables and the keys they set. */

@@ -17,10 +17,12 @@ import { DivanError, UnavailableError } from '../errors';
 import type { Cursor, Store, WriteOp } from '../storage/store';
 import * as keys from '../storage/keys';
 import { applyEdit, EditContext } from './edit';
+import { CopyIndexes, type CopyIndexesOptions, type IndexTask } from './index/copy-indexes';
+import type { IndexInfo, DesignDocRef, ReducedRow, ShardReduceRequest, ShardViewRequest, ViewRow, ViewStreamItem } from './index/types';
 import { compileSelector } from './query/mango';
 import { conflictRevs, renderDoc } from './render';
 import { decodeDocInfo, decodeSummary, DocSummary, encodeDocInfo } from './doc-info';
-import type { RevId } from './rev-tree';
+import { sortedLeaves, type RevId } from './rev-tree';
 import type {
   AllDocsOptions,
   AllDocsRow,
@@ -32,6 +34,9 @@ import type {
   EditResult,
   LocalDoc,
 } from './types';
+
+/** How a copy builds its view indexes (absent: the copy has none, every view query fails). */
+export type IndexingOptions = Omit<CopyIndexesOptions, 'copyId' | 'store'>;
 
 export interface ShardCopyLimits {
   /** Edits applied in one updater batch at most. */
@@ -65,6 +70,7 @@ export class ShardCopy {
   private updating = false;
   /** Wakes `_changes` feeds waiting for the next update. */
   private readonly listeners = new Set<(seq: number) => void>();
+  private readonly indexes: CopyIndexes | undefined;
 
   private constructor(
     store: Store,
@@ -74,6 +80,7 @@ export class ShardCopy {
     revsLimit: number,
     limits: ShardCopyLimits,
     onCorrupt: CorruptRecordReporter | undefined,
+    indexing: IndexingOptions | undefined,
   ) {
     this.onCorrupt = onCorrupt;
     this.store = store;
@@ -82,6 +89,18 @@ export class ShardCopy {
     this.state = state;
     this.revsLimit = revsLimit;
     this.limits = limits;
+    this.indexes = indexing
+      ? new CopyIndexes(
+          {
+            changes: (options) => this.changes(options),
+            currentSeq: () => this.state.updateSeq,
+            write: (ops) => store.write(ops),
+            winners: (ids, conflicts) => this.winners(ids, conflicts),
+            onUpdate: (listener) => this.onUpdate(listener),
+          },
+          { ...indexing, copyId, store },
+        )
+      : undefined;
   }
 
   /**
@@ -91,11 +110,11 @@ export class ShardCopy {
    */
   static async open(
     store: Store,
-    options: { copyId: number; node: string; revsLimit: number; limits: ShardCopyLimits; seqFloor?: number; onCorrupt?: CorruptRecordReporter },
+    options: { copyId: number; node: string; revsLimit: number; limits: ShardCopyLimits; seqFloor?: number; onCorrupt?: CorruptRecordReporter; indexing?: IndexingOptions },
   ): Promise<ShardCopy> {
     const raw = await store.get(keys.metaKey(options.copyId, STATE_KEY));
     const state: CopyState = raw ? JSON.parse(raw.toString('utf8')) : { updateSeq: options.seqFloor ?? 0, docCount: 0, docDelCount: 0 };
-    return new ShardCopy(store, options.copyId, options.node, state, options.revsLimit, options.limits, options.onCorrupt);
+    return new ShardCopy(store, options.copyId, options.node, state, options.revsLimit, options.limits, options.onCorrupt, options.indexing);
   }
 
   getState(): CopyState {
@@ -380,6 +399,61 @@ export class ShardCopy {
       },
       close: () => cursor.close(),
     };
+  }
+
+  /** Winning revisions of documents, rendered (null when missing or deleted). */
+  private async winners(ids: string[], conflicts: boolean): Promise<(string | null)[]> {
+    const infos = await this.getDocInfos(ids);
+    const live = infos.map((info, i) => (info && !info.winner.deleted ? i : -1)).filter((i) => i >= 0);
+    const bodies = await this.readBodies(live.map((i) => ({ id: ids[i]!, rev: infos[i]!.winner.rev })));
+    const out: (string | null)[] = ids.map(() => null);
+    live.forEach((i, j) => {
+      const info = infos[i]!;
+      const tail: [string, unknown][] = [];
+      if (conflicts) {
+        const others = conflictRevs(sortedLeaves(info.tree), info.winner.rev);
+        if (others.length > 0) tail.push(['_conflicts', others]);
+      }
+      out[i] = renderDoc(ids[i]!, info.winner.rev, bodies[j] ?? '{}', { tail });
+    });
+    return out;
+  }
+
+  // ---- view indexes --------------------------------------------------------------
+
+  private indexing(): CopyIndexes {
+    if (!this.indexes) throw new UnavailableError('this copy has no view engine', 'not_implemented');
+    return this.indexes;
+  }
+
+  viewRows(req: ShardViewRequest): Cursor<ViewStreamItem<ViewRow>> {
+    return this.indexing().viewRows(req);
+  }
+
+  viewReduce(req: ShardReduceRequest): Cursor<ViewStreamItem<ReducedRow>> {
+    return this.indexing().viewReduce(req);
+  }
+
+  indexInfo(ddoc: DesignDocRef): Promise<IndexInfo> {
+    return this.indexing().info(ddoc);
+  }
+
+  /** Drop this copy's indexes whose signatures are not in `keep`; answers how many went. */
+  cleanupIndexes(keep: string[]): Promise<number> {
+    return this.indexing().cleanup(new Set(keep));
+  }
+
+  indexTasks(): IndexTask[] {
+    return this.indexes?.runningTasks() ?? [];
+  }
+
+  indexLag(): Promise<number> {
+    return this.indexes?.lag() ?? Promise.resolve(0);
+  }
+
+  /** Stop background index work (the copy is being dropped or the node stops). */
+  closeIndexes(): void {
+    this.indexes?.close();
   }
 
   // ---- local documents -----------------------------------------------------------

@@ -13,6 +13,16 @@
  *   Attachment digest (ASCII)                                    → attachment bytes
  *   Local     docId (UTF-8)                                      → local doc
  *   Meta      name (ASCII)                                       → copy metadata
+ *   Index     sig:16  part:u8  rest                              → a view index (below)
+ *
+ * An index (all views of one design document, by its 16-byte signature) has parts:
+ *   IndexPart.Meta                                    → its checkpoint and description
+ *   IndexPart.Back   docId (UTF-8)                    → the rows a document emitted
+ *   IndexPart.Main   view:u16 exactCode escaped(docId) dup:u16  → one view row
+ *   IndexPart.Side   view:u16 escaped(sideCode) escaped(docId) dup:u16  → one view row
+ * Main rows have keys whose collation code is exact (byte order is collation order);
+ * side rows hold a string the codec cannot encode exactly: their code only groups them,
+ * and readers sort each group (see storage/collation-key.ts).
  *
  * Byte order of UTF-8 is code-point order, so DocInfo and Local keys sort as CouchDB
  * sorts `_all_docs`. `escaped` maps 0x00 to 0x00 0xFF and ends with 0x00 0x01, so a
@@ -29,7 +39,18 @@ export const enum Space {
   Attachment = 4,
   Local = 5,
   Meta = 6,
+  Index = 7,
 }
+
+export const enum IndexPart {
+  Meta = 0,
+  Back = 1,
+  Main = 2,
+  Side = 3,
+}
+
+/** Bytes of an index signature in keys. */
+export const indexSigBytes = 16;
 
 const NODE_META = 0x00;
 const COPY = 0x01;
@@ -172,4 +193,100 @@ export function prefixEnd(prefix: Buffer): Buffer {
     }
   }
   assert.fail('prefix of 0xff bytes has no end');
+}
+
+// ---- view indexes ------------------------------------------------------------------------
+
+function indexPrefix(copy: number, sig: Buffer, part: IndexPart, extraBytes: number): Buffer {
+  assert.equal(sig.length, indexSigBytes, 'index signature must be 16 bytes');
+  const key = spacePrefix(copy, Space.Index, indexSigBytes + 1 + extraBytes);
+  sig.copy(key, COPY_PREFIX_BYTES);
+  key[COPY_PREFIX_BYTES + indexSigBytes] = part;
+  return key;
+}
+
+/** Every key of one index of a copy (what dropping the index clears). */
+export function indexRange(copy: number, sig: Buffer): KeyRange {
+  const gte = indexPrefix(copy, sig, IndexPart.Meta, 0).subarray(0, COPY_PREFIX_BYTES + indexSigBytes);
+  return { gte: Buffer.from(gte), lt: prefixEnd(gte) };
+}
+
+export function indexMetaKey(copy: number, sig: Buffer): Buffer {
+  return indexPrefix(copy, sig, IndexPart.Meta, 0);
+}
+
+export function indexBackKey(copy: number, sig: Buffer, docId: string): Buffer {
+  const textBytes = Buffer.byteLength(docId, 'utf8');
+  const key = indexPrefix(copy, sig, IndexPart.Back, textBytes);
+  key.write(docId, COPY_PREFIX_BYTES + indexSigBytes + 1, 'utf8');
+  return key;
+}
+
+/** The start of one view's rows in one part (Main or Side), before the code. */
+export function viewPrefix(copy: number, sig: Buffer, part: IndexPart.Main | IndexPart.Side, view: number): Buffer {
+  assert.ok(Number.isInteger(view) && view >= 0 && view <= 0xffff, 'view number out of range');
+  const key = indexPrefix(copy, sig, part, 2);
+  key.writeUInt16BE(view, COPY_PREFIX_BYTES + indexSigBytes + 1);
+  return key;
+}
+
+/** Bytes before the code in a view row key. */
+export const viewRowCodeOffset = COPY_PREFIX_BYTES + indexSigBytes + 1 + 2;
+
+/**
+ * One view row. `code` is the key's exact code (Main) or its side code (Side, escaped
+ * here so the reader can find where it ends); `dup` tells apart equal keys one
+ * document emitted more than once.
+ */
+export function viewRowKey(prefix: Buffer, part: IndexPart.Main | IndexPart.Side, code: Buffer, docId: string, dup: number): Buffer {
+  assert.ok(Number.isInteger(dup) && dup >= 0 && dup <= 0xffff, 'duplicate number out of range');
+  const tail = Buffer.allocUnsafe(2);
+  tail.writeUInt16BE(dup, 0);
+  return Buffer.concat([prefix, part === IndexPart.Side ? escapeBytes(code) : code, escapeText(docId), tail]);
+}
+
+/** The side code of a Side row key (still escaped: equal codes give equal bytes). */
+export function viewRowSideCode(key: Buffer): Buffer {
+  return key.subarray(viewRowCodeOffset, escapedEnd(key, viewRowCodeOffset));
+}
+
+/** Bounds of one view's rows in one part, from code bounds (`gte`, `lt` over codes; open when undefined). */
+export function viewRowBounds(prefix: Buffer, part: IndexPart.Main | IndexPart.Side, codes: { gte?: Buffer; lt?: Buffer }): KeyRange {
+  const wrap = (code: Buffer) => Buffer.concat([prefix, part === IndexPart.Side ? escapeBytesOpen(code) : code]);
+  return {
+    gte: codes.gte ? wrap(codes.gte) : prefix,
+    lt: codes.lt ? wrap(codes.lt) : prefixEnd(prefix),
+  };
+}
+
+/** Order-preserving, self-delimiting bytes: as escapeText, for any bytes. */
+export function escapeBytes(raw: Buffer): Buffer {
+  const open = escapeBytesOpen(raw);
+  return Buffer.concat([open, Buffer.of(0x00, 0x01)]);
+}
+
+/** escapeBytes without the terminator: a bound that sorts before every escaped extension of `raw`... and after `raw` itself escaped shorter. */
+function escapeBytesOpen(raw: Buffer): Buffer {
+  let zeros = 0;
+  for (const byte of raw) if (byte === 0) zeros++;
+  if (zeros === 0) return Buffer.from(raw);
+  const out = Buffer.allocUnsafe(raw.length + zeros);
+  let at = 0;
+  for (const byte of raw) {
+    out[at++] = byte;
+    if (byte === 0) out[at++] = 0xff;
+  }
+  return out;
+}
+
+/** Offset just past the terminator of escaped bytes starting at `start`. */
+function escapedEnd(buf: Buffer, start: number): number {
+  let at = start;
+  for (;;) {
+    assert.ok(at + 1 < buf.length, 'escaped bytes without terminator');
+    if (buf[at] === 0) {
+      if (buf[at + 1] === 0x01) return at + 2;
+      at += 2;
+    } else at++;
+  }
 }

@@ -16,6 +16,7 @@ import type {
   LocalDoc,
   RevId,
 } from '../../shard/types';
+import type { DesignDocRef, IndexInfo, ReducedRow, ShardReduceRequest, ShardViewRequest, ViewRow, ViewStreamItem } from '../../shard/index/types';
 
 export interface ShardClient {
   updateDocs(edits: DocEdit[]): Promise<EditResult[]>;
@@ -30,6 +31,13 @@ export interface ShardClient {
   /** Conditional on `rev`; with `setRev`, unconditional, storing that rev. */
   putLocal(id: string, body: string | null, rev: RevId | undefined, setRev?: RevId): Promise<{ kind: 'ok'; rev: RevId } | { kind: 'conflict' }>;
   localDocs(options: AllDocsOptions): Cursor<LocalDoc>;
+  /** Map rows of a view on this copy (after bringing its index up to date when asked). */
+  viewRows(req: ShardViewRequest): Cursor<ViewStreamItem<ViewRow>>;
+  /** Reduced rows (partial reductions per group) of a view on this copy. */
+  viewReduce(req: ShardReduceRequest): Cursor<ViewStreamItem<ReducedRow>>;
+  indexInfo(ddoc: DesignDocRef): Promise<IndexInfo>;
+  /** Drop this copy's indexes whose signatures are not in `keep`; answers how many went. */
+  cleanupIndexes(keep: string[]): Promise<number>;
   readState(): Promise<CopyState>;
   sizeBytes(): Promise<number>;
   /**

@@ -12,6 +12,7 @@ import { bulkDocs, bulkGet, revsDiffRoute } from './routes/bulk';
 import { changes } from './routes/changes';
 import { database, dbNotBuilt, ensureFullCommit, revsLimit, security } from './routes/db';
 import { designResourceNotBuilt } from './routes/design';
+import { compactDesign, designInfo, view, viewCleanupRoute } from './routes/view';
 import { doc } from './routes/doc';
 import { localAttachment, localDoc } from './routes/local';
 import { activeTasks, allDbs, dbsInfo, node, notBuilt, up, uuids, welcome } from './routes/server';
@@ -42,7 +43,6 @@ const dbNotBuiltNames = new Map<string, string>([
   ['_index', 'Mango indexes (_index)'],
   ['_explain', 'Mango _explain'],
   ['_compact', 'Compaction'],
-  ['_view_cleanup', 'View cleanup'],
   ['_purge', 'Purge'],
   ['_purged_infos_limit', 'Purge'],
   ['_design_docs_queries', 'Multiple queries'],
@@ -50,7 +50,7 @@ const dbNotBuiltNames = new Map<string, string>([
   ['_partition', 'Partitioned databases'],
 ]);
 
-const designNotBuilt = new Set(['_view', '_show', '_list', '_update', '_rewrite', '_info', '_search', '_search_info', '_nouveau']);
+const designNotBuilt = new Set(['_show', '_list', '_update', '_rewrite', '_search', '_search_info', '_nouveau']);
 
 /** Endpoints anyone may call; everything else needs an admin until per-db security lands. */
 export function isPublic(segments: string[]): boolean {
@@ -117,6 +117,11 @@ async function dbRoute(ctx: Ctx, db: string, rest: string[]): Promise<void> {
       return syncShards(ctx, db);
     case '_rebalance':
       return rebalance(ctx, db);
+    case '_view_cleanup':
+      return viewCleanupRoute(ctx, db);
+    case '_compact':
+      if (rest.length === 2) return compactDesign(ctx, db, rest[1]!);
+      break;
     case '_local':
       if (rest.length < 2) throw new BadRequestError('Missing local document id', 'illegal_docid');
       // As in CouchDB, a further segment names an attachment, which local docs refuse.
@@ -126,6 +131,8 @@ async function dbRoute(ctx: Ctx, db: string, rest: string[]): Promise<void> {
       if (rest.length < 2 || rest[1] === '') throw new BadRequestError('Missing design document name', 'illegal_docid');
       const id = '_design/' + rest[1];
       if (rest.length === 2) return doc(ctx, db, id);
+      if (rest[2] === '_view') return view(ctx, db, id, rest[3], rest.slice(4));
+      if (rest[2] === '_info' && rest.length === 3) return designInfo(ctx, db, id);
       if (designNotBuilt.has(rest[2]!)) return designResourceNotBuilt(ctx, db, id, rest[2]!, rest[3]);
       return attachment(ctx, db, id, rest.slice(2).join('/'));
     }

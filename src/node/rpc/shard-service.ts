@@ -4,7 +4,8 @@
  * on another node. Documents cross as JSON bytes, many per message; doc infos in
  * their stored text form; per-document outcomes as a oneof.
  */
-import { DivanError, ErrorKind, NodeDownError } from '../../errors';
+import type { DesignDocRef, IndexInfo, ReducedRow, ShardReduceRequest, ShardViewRequest, ViewRow, ViewStreamItem } from '../../shard/index/types';
+import { BadRequestError, DivanError, ErrorKind, NodeDownError } from '../../errors';
 import { stringifyJson } from '../../json';
 import { decodeDocInfo, encodeDocInfo } from '../../shard/doc-info';
 import type { ShardCopy } from '../../shard/shard-copy';
@@ -137,7 +138,31 @@ export function shardHandlers(resolve: (copy: Message) => ShardCopy): Record<str
       await cursor.close();
     }
   };
+  /** As streamCursor, with an empty chunk every `heartbeatMs` while the copy prepares its answer (a view build). */
+  const streamWithHeartbeat = async <T>(cursor: Cursor<T>, send: (m: Message) => Promise<void>, signal: AbortSignal) => {
+    let waiting = true;
+    const beat = setInterval(() => {
+      if (waiting && !signal.aborted) void send({ rowsJson: json([]) }).catch(() => undefined);
+    }, VIEW_HEARTBEAT_MS);
+    try {
+      const first = await cursor.next().finally(() => {
+        waiting = false;
+        clearInterval(beat);
+      });
+      for (let batch = first; batch && !signal.aborted; batch = await cursor.next()) await send({ rowsJson: json(batch) });
+    } finally {
+      clearInterval(beat);
+      await cursor.close();
+    }
+  };
   const unary: Record<string, UnaryHandler> = {
+    IndexCall: async (req: Message) => {
+      const copy = resolve(req.copy);
+      const args = parse<unknown>(req.json);
+      const answer = req.op === 'info' ? await copy.indexInfo(args as DesignDocRef) : req.op === 'cleanup' ? await copy.cleanupIndexes(args as string[]) : undefined;
+      if (answer === undefined) throw new BadRequestError(`unknown index call ${String(req.op)}`);
+      return { json: json(answer) };
+    },
     UpdateDocs: async (req: Message) => ({ results: (await resolve(req.copy).updateDocs((req.edits as Message[]).map(decodeEdit))).map(encodeResult) }),
     GetDocInfos: async (req: Message) => ({
       infos: (await resolve(req.copy).getDocInfos(req.ids)).map((info) => (info ? Buffer.from(encodeDocInfo(info), 'utf8') : Buffer.alloc(0))),
@@ -173,6 +198,8 @@ export function shardHandlers(resolve: (copy: Message) => ShardCopy): Record<str
     AllDocs: ((req, send, signal) => streamCursor(resolve(req.copy).allDocs(parse<AllDocsOptions>(req.optionsJson)), send, signal)) as StreamHandler,
     Changes: ((req, send, signal) => streamCursor(resolve(req.copy).changes(parse<ChangesOptions>(req.optionsJson)), send, signal)) as StreamHandler,
     LocalDocs: ((req, send, signal) => streamCursor(resolve(req.copy).localDocs(parse<AllDocsOptions>(req.optionsJson)), send, signal)) as StreamHandler,
+    ViewRows: ((req, send, signal) => streamWithHeartbeat(resolve(req.copy).viewRows(parse<ShardViewRequest>(req.optionsJson)), send, signal)) as StreamHandler,
+    ViewReduce: ((req, send, signal) => streamWithHeartbeat(resolve(req.copy).viewReduce(parse<ShardReduceRequest>(req.optionsJson)), send, signal)) as StreamHandler,
     WatchUpdates: (async (req, send, signal) => {
       const copy = resolve(req);
       await new Promise<void>((done) => {
@@ -226,6 +253,9 @@ function serveMultiplex(call: ServerDuplexStream<Message, Message>, unary: Recor
   call.on('error', close);
   call.on('cancelled', () => (open = false));
 }
+
+/** How often a view stream that has no rows yet says it is alive, ms (well inside any idle timeout). */
+const VIEW_HEARTBEAT_MS = 2000;
 
 // ---- client ----------------------------------------------------------------------------
 
@@ -410,6 +440,22 @@ export class RemoteShardClient implements ShardClient {
 
   localDocs(options: AllDocsOptions): Cursor<LocalDoc> {
     return this.rows<LocalDoc>('LocalDocs', options);
+  }
+
+  viewRows(req: ShardViewRequest): Cursor<ViewStreamItem<ViewRow>> {
+    return this.rows<ViewStreamItem<ViewRow>>('ViewRows', req);
+  }
+
+  viewReduce(req: ShardReduceRequest): Cursor<ViewStreamItem<ReducedRow>> {
+    return this.rows<ViewStreamItem<ReducedRow>>('ViewReduce', req);
+  }
+
+  async indexInfo(ddoc: DesignDocRef): Promise<IndexInfo> {
+    return parse<IndexInfo>((await this.call('IndexCall', { op: 'info', json: json(ddoc) })).json as Buffer);
+  }
+
+  async cleanupIndexes(keep: string[]): Promise<number> {
+    return parse<number>((await this.call('IndexCall', { op: 'cleanup', json: json(keep) })).json as Buffer);
   }
 
   private rows<T>(method: string, options: unknown): Cursor<T> {

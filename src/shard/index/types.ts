@@ -64,6 +64,22 @@ export interface ViewRow {
   doc?: string | null;
 }
 
+/**
+ * The first item a copy's view stream hands over, before any row: the index's row
+ * count (CouchDB's total_rows) and the copy sequence the index has reached.
+ */
+export interface ViewHeader {
+  header: true;
+  totalRows: number;
+  seq: number;
+}
+
+export type ViewStreamItem<Row> = ViewHeader | Row;
+
+export function isHeader<Row>(item: ViewStreamItem<Row>): item is ViewHeader {
+  return (item as ViewHeader).header === true;
+}
+
 /** One reduced row: a group key (null when grouping everything) and its partial reduction. */
 export interface ReducedRow {
   keyJson: string;

@@ -7,18 +7,24 @@
 import { NotFoundError, NotImplementedError } from '../../../errors';
 import { readBody, readDocInfo } from '../../coordinator/doc-open';
 import type { DbHandle } from '../../coordinator/shard-client';
+import type { DesignDocRef } from '../../../shard/index/types';
 import { isPlainObject, type Ctx } from '../context';
 import { openDb } from './common';
 
 /** The winning body of design document `id`, parsed; 404 `missing` or `deleted` as CouchDB. */
 export async function openDesignDoc(ctx: Ctx, db: DbHandle, id: string): Promise<Record<string, unknown>> {
+  return (await openDesignDocRef(ctx, db, id)).body;
+}
+
+/** The winning revision of design document `id` with its id and rev (what the view engine takes). */
+export async function openDesignDocRef(ctx: Ctx, db: DbHandle, id: string): Promise<DesignDocRef> {
   const info = await readDocInfo(db, id, { timeoutMs: ctx.limits.quorumTimeoutMs });
   if (!info) throw new NotFoundError('missing');
   if (info.winner.deleted) throw new NotFoundError('deleted');
   const body = await readBody(db, id, info.winner.rev);
   if (body === undefined) throw new NotFoundError('missing');
   const parsed: unknown = JSON.parse(body);
-  return isPlainObject(parsed) ? parsed : {};
+  return { id, rev: info.winner.rev, body: isPlainObject(parsed) ? parsed : {} };
 }
 
 /**
@@ -37,16 +43,13 @@ export function nestedMember(value: unknown, path: readonly string[]): unknown {
 }
 
 /**
- * `/db/_design/name/_view/v`, `_show`, `_list`, `_update`...: 404 when the design
- * document is missing, or (for `_view/v`) has no view `v` (`missing_named_view`, as
- * CouchDB); otherwise an honest 501: these are not built.
+ * `/db/_design/name/_show`, `_list`, `_update`, `_rewrite`...: 404 when the design
+ * document is missing; otherwise an honest 501: CouchDB 3 deprecates these and they
+ * are not built.
  */
 export async function designResourceNotBuilt(ctx: Ctx, dbName: string, ddocId: string, resource: string, name: string | undefined): Promise<void> {
   const db = await openDb(ctx, dbName);
-  const ddoc = await openDesignDoc(ctx, db, ddocId);
-  if (resource === '_view' && name !== undefined) {
-    const views = ddoc.views;
-    if (!isPlainObject(views) || !Object.hasOwn(views, name)) throw new NotFoundError('missing_named_view');
-  }
-  throw new NotImplementedError(`Design document ${resource} (views, shows, lists, updates) is not available in this version of Divan`);
+  await openDesignDoc(ctx, db, ddocId);
+  void name;
+  throw new NotImplementedError(`Design document ${resource} functions (shows, lists, updates, rewrites; deprecated in CouchDB 3) are not available in Divan`);
 }

@@ -1,0 +1,94 @@
+/**
+ * The views of a design document as the index engine sees them: their definitions in a
+ * fixed order and the signature that names their index.
+ *
+ * All views of one design document share one index (one map pass per document). The
+ * signature is an MD5 over what changes the rows: the language, each view's map and
+ * reduce source (by view name), `views.lib` (CommonJS modules the maps may require),
+ * the design document's `options` (`include_design`, `local_seq`), and the collation
+ * codec's version. Editing anything else in the design document (a filter, a VDU, a
+ * field) keeps the index, as in CouchDB. Pure; no I/O.
+ */
+import { createHash } from 'node:crypto';
+import { BadRequestError, NotFoundError } from '../../errors';
+import { collationVersion } from '../../storage/collation-key';
+import { builtinReducer, type BuiltinReducer } from './builtin-reduce';
+import type { DesignDocRef } from './types';
+
+export interface ViewDef {
+  name: string;
+  map: string;
+  /** The reduce source: undefined for a map-only view, `_sum`... for a built-in. */
+  reduce: string | undefined;
+  builtin: BuiltinReducer | undefined;
+}
+
+export interface IndexDef {
+  ddocId: string;
+  /** 16 bytes, and as hex for `_info`. */
+  sig: Buffer;
+  sigHex: string;
+  /** Views in name order: a view's number in row keys is its position here. */
+  views: ViewDef[];
+  includeDesign: boolean;
+  /** What the sandbox compiles: the views and their lib, nothing else of the design doc. */
+  compileDoc: Record<string, unknown>;
+}
+
+/**
+ * The index definition of a design document. Throws 404 `missing_named_view` when
+ * `view` is given and absent; a design document whose views are malformed answers
+ * 400 `invalid_design_doc` (a write would have been refused, but replicated design
+ * documents are not checked).
+ */
+export function indexDef(ddoc: DesignDocRef, view?: string): IndexDef {
+  const body = ddoc.body;
+  const language = typeof body.language === 'string' ? body.language : 'javascript';
+  const rawViews = body.views;
+  if (rawViews !== undefined && (rawViews === null || typeof rawViews !== 'object' || Array.isArray(rawViews))) {
+    throw new BadRequestError('`views` is not an object', 'invalid_design_doc');
+  }
+  const members = new Map(Object.entries((rawViews ?? {}) as Record<string, unknown>));
+  if (view !== undefined && (view === 'lib' || !members.has(view))) throw new NotFoundError('missing_named_view');
+  if (language !== 'javascript') {
+    throw new BadRequestError(`Views in language ${JSON.stringify(language)} are not supported (Mango indexes come with _find)`, 'invalid_design_doc');
+  }
+  const lib = members.get('lib');
+  members.delete('lib');
+  const views: ViewDef[] = [];
+  for (const name of [...members.keys()].sort()) {
+    const def = members.get(name);
+    if (def === null || typeof def !== 'object' || Array.isArray(def)) throw new BadRequestError(`View ${name} must be an object`, 'invalid_design_doc');
+    const { map, reduce } = def as { map?: unknown; reduce?: unknown };
+    if (typeof map !== 'string') throw new BadRequestError(`View ${name} must have a string map function`, 'invalid_design_doc');
+    if (reduce !== undefined && typeof reduce !== 'string') throw new BadRequestError(`Reduce of view ${name} must be a string`, 'invalid_design_doc');
+    const trimmed = reduce?.trim();
+    const builtin = trimmed !== undefined && trimmed.startsWith('_') ? builtinReducer(trimmed) : undefined;
+    if (trimmed !== undefined && trimmed.startsWith('_') && !builtin) {
+      throw new BadRequestError(`Builtin reduce function ${trimmed} is not supported`, 'invalid_design_doc');
+    }
+    views.push({ name, map, reduce: builtin ? builtin.name : reduce, builtin });
+  }
+  const options = body.options !== null && typeof body.options === 'object' ? (body.options as Record<string, unknown>) : {};
+  const includeDesign = options.include_design === true;
+  const identity = JSON.stringify({
+    collation: collationVersion,
+    language,
+    views: views.map((v) => [v.name, v.map, v.reduce ?? null]),
+    lib: lib ?? null,
+    includeDesign,
+    localSeq: options.local_seq === true,
+  });
+  const sig = createHash('md5').update(identity).digest();
+  const compileViews: Record<string, unknown> = {};
+  for (const v of views) compileViews[v.name] = v.reduce !== undefined ? { map: v.map, reduce: v.reduce } : { map: v.map };
+  if (lib !== undefined) compileViews.lib = lib;
+  return {
+    ddocId: ddoc.id,
+    sig,
+    sigHex: sig.toString('hex'),
+    views,
+    includeDesign,
+    compileDoc: { _id: ddoc.id, language, views: compileViews },
+  };
+}

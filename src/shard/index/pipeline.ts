@@ -1,0 +1,135 @@
+/**
+ * The per-copy change pipeline: how anything derived from a copy's documents (view
+ * indexes today; Mango indexes and purge next) follows the copy.
+ *
+ * A consumer has a checkpoint (the copy sequence it has absorbed). `catchUp` reads the
+ * copy's changes after it in batches (the winning revision of each changed document,
+ * with `_conflicts`, deleted ones flagged), hands each batch to the consumer, and
+ * writes what the consumer answers together with its new checkpoint in ONE durable
+ * write: after a crash (even kill -9) a consumer's rows and checkpoint always agree,
+ * and it resumes from that checkpoint with no repair step.
+ *
+ * Concurrent callers of one consumer share one run: a query arriving during a build
+ * waits for that build (and one more pass, if the copy moved past what the build will
+ * read) instead of starting its own.
+ */
+import type { Cursor, WriteOp } from '../../storage/store';
+import type { ChangeRow, ChangesOptions } from '../types';
+
+/** One changed document, as consumers receive it. */
+export interface ChangedDoc {
+  id: string;
+  seq: number;
+  deleted: boolean;
+  /** The winning revision's body, rendered with `_id`, `_rev` (and `_conflicts`, `_deleted`). */
+  json: string;
+}
+
+export interface ChangeConsumer {
+  /** For logs, tasks and metrics. */
+  readonly name: string;
+  /** The copy sequence absorbed so far. */
+  checkpoint(): number;
+  /**
+   * The writes that absorb `docs` (sequence order), plus the consumer's checkpoint
+   * record set to `toSeq`. Must not write anything itself.
+   */
+  absorb(docs: ChangedDoc[], toSeq: number): Promise<WriteOp[]>;
+  /** Called after the writes of `absorb` are durable. */
+  absorbed(toSeq: number): void;
+}
+
+/** What the pipeline needs of a copy. */
+export interface PipelineSource {
+  changes(options: ChangesOptions): Cursor<ChangeRow>;
+  currentSeq(): number;
+  write(ops: WriteOp[]): Promise<void>;
+}
+
+export interface Progress {
+  /** Changes absorbed in this run. */
+  done: number;
+  /** Changes this run expects to absorb (the copy's seq at start minus the checkpoint; an estimate). */
+  total: number;
+}
+
+export interface CatchUpOptions {
+  /** Documents per batch. */
+  batchDocsMax: number;
+  /** Called after each durable batch. */
+  onProgress?: (consumer: ChangeConsumer, progress: Progress, batchDocs: number) => void;
+  /** Stop between batches (shutdown, the index was dropped). */
+  isCancelled?: () => boolean;
+}
+
+/** Runs consumers of one copy; one run per consumer at a time. */
+export class Pipeline {
+  private readonly running = new Map<ChangeConsumer, Promise<void>>();
+
+  constructor(
+    private readonly source: PipelineSource,
+    private readonly options: CatchUpOptions,
+  ) {}
+
+  /** Whether `consumer` is being brought up to date now. */
+  isRunning(consumer: ChangeConsumer): boolean {
+    return this.running.has(consumer);
+  }
+
+  /** Bring `consumer` up to at least `target` (default: the copy's current sequence). */
+  async catchUp(consumer: ChangeConsumer, target = this.source.currentSeq()): Promise<void> {
+    while (consumer.checkpoint() < target) {
+      const current = this.running.get(consumer);
+      if (current) {
+        await current;
+        continue;
+      }
+      const run = this.run(consumer).finally(() => this.running.delete(consumer));
+      this.running.set(consumer, run);
+      await run;
+      if (this.options.isCancelled?.()) return;
+    }
+  }
+
+  private async run(consumer: ChangeConsumer): Promise<void> {
+    const start = consumer.checkpoint();
+    const progress: Progress = { done: 0, total: Math.max(0, this.source.currentSeq() - start) };
+    for (;;) {
+      if (this.options.isCancelled?.()) return;
+      const since = consumer.checkpoint();
+      // Read before the scan opens: every change up to `head` is in the scan's snapshot.
+      const head = this.source.currentSeq();
+      const cursor = this.source.changes({
+        since,
+        descending: false,
+        limit: this.options.batchDocsMax,
+        allLeaves: false,
+        includeDocs: true,
+        conflicts: true,
+        filter: { kind: 'none' },
+      });
+      const docs: ChangedDoc[] = [];
+      try {
+        for (let batch = await cursor.next(); batch !== null; batch = await cursor.next()) {
+          for (const row of batch) docs.push({ id: row.id, seq: row.seq, deleted: row.deleted, json: row.doc ?? '{}' });
+        }
+      } finally {
+        await cursor.close();
+      }
+      const full = docs.length >= this.options.batchDocsMax;
+      // A short batch read all there was up to `head`: sequences without a by-seq row
+      // (a document edited again keeps only its last) are absorbed too.
+      const toSeq = full ? docs[docs.length - 1]!.seq : Math.max(head, docs.length > 0 ? docs[docs.length - 1]!.seq : since);
+      if (toSeq > since) {
+        await this.source.write(await consumer.absorb(docs, toSeq));
+        consumer.absorbed(toSeq);
+      }
+      if (docs.length > 0) {
+        progress.done += docs.length;
+        progress.total = Math.max(progress.total, progress.done);
+        this.options.onProgress?.(consumer, progress, docs.length);
+      }
+      if (!full) return;
+    }
+  }
+}
