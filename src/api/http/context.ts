@@ -369,7 +369,7 @@ export function standardHeaders(reqId: string): Record<string, string> {
 }
 
 /** Whether the first `name=` value of the URL's query is UTF-8 once percent-decoded. */
-function rawQueryValueIsUtf8(url: string, name: string): boolean {
+export function rawQueryValueIsUtf8(url: string, name: string): boolean {
   const q = url.indexOf('?');
   if (q < 0) return true;
   const plus = /\+/g;
