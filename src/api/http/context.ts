@@ -16,6 +16,8 @@ export interface HttpLimits {
   docIdBytesMax: number;
   bulkDocsMax: number;
   keysMax: number;
+  /** Queries in one `_all_docs/queries` request at most. */
+  queriesMax: number;
   revsDiffRevsMax: number;
   uuidsCountMax: number;
   requestTimeoutMs: number;
