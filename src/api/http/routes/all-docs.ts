@@ -90,9 +90,16 @@ function parseAllDocsQuery(ctx: Ctx, which: Which, body: Record<string, unknown>
   const range = keyRangeParams(ctx, body);
   const flag = (name: string) => (body[name] !== undefined ? parseBooleanParam(body[name]) : ctx.qBool(name, false));
   if (which === 'design') {
-    range.startKey = maxKey('_design/', range.startKey, range.descending);
-    range.endKey = minKey('_design0', range.endKey, range.descending);
-    if (range.endKey === '_design0') range.inclusiveEnd = false;
+    // Design ids lie between `_design/` and `_design0` ('0' follows '/'); neither bound
+    // is a valid id. A descending scan starts at the high one.
+    if (!range.descending) {
+      range.startKey = maxKey(DESIGN_LOW, range.startKey);
+      range.endKey = minKey(DESIGN_HIGH, range.endKey);
+      if (range.endKey === DESIGN_HIGH) range.inclusiveEnd = false;
+    } else {
+      range.startKey = minKey(DESIGN_HIGH, range.startKey);
+      range.endKey = maxKey(DESIGN_LOW, range.endKey);
+    }
   }
   if (keys !== undefined) {
     if (!Array.isArray(keys) || keys.some((k) => typeof k !== 'string')) throw new BadRequestError('`keys` must be an array of strings', 'bad_request');
@@ -183,13 +190,14 @@ async function streamRange(ctx: Ctx, db: DbHandle, which: Which, head: string, q
 /** Characters of rows gathered before a write while a batch is rendered. */
 const ROW_CHUNK_CHARS = 64 * 1024;
 
-function maxKey(floor: string, key: string | undefined, descending: boolean): string | undefined {
-  if (descending) return key === undefined ? undefined : key;
+const DESIGN_LOW = '_design/';
+const DESIGN_HIGH = '_design0';
+
+function maxKey(floor: string, key: string | undefined): string {
   return key === undefined || key < floor ? floor : key;
 }
 
-function minKey(ceiling: string, key: string | undefined, descending: boolean): string | undefined {
-  if (descending) return key;
+function minKey(ceiling: string, key: string | undefined): string {
   return key === undefined || key > ceiling ? ceiling : key;
 }
 
