@@ -126,6 +126,23 @@ describe('_design_docs/queries', () => {
   });
 });
 
+describe('the plain routes parse as the entries do', () => {
+  test('doc-id bounds are plain text, booleans any case, reasons show the value', async () => {
+    const from = await request(node, 'GET', `/${db}/_all_docs?startkey_docid=c&limit=2`);
+    assert.equal(from.status, 200, from.text);
+    assert.deepEqual(ids(from.body as Result), ['c', 'd']);
+    const [entry] = await queries('_all_docs', [{ startkey_docid: 'c', limit: 2 }]);
+    assert.deepEqual(entry, from.body);
+    const upper = await request(node, 'GET', `/${db}/_all_docs?descending=TRUE&limit=1`);
+    assert.deepEqual(ids(upper.body as Result), ['e']);
+    const bad = await request(node, 'GET', `/${db}/_all_docs?include_docs=yes`);
+    assert.equal(bad.status, 400);
+    assert.deepEqual(bad.body, { error: 'query_parse_error', reason: 'Invalid boolean parameter: "yes"' });
+    const negative = await request(node, 'GET', `/${db}/_design_docs?skip=-1`);
+    assert.deepEqual(negative.body, { error: 'query_parse_error', reason: 'Invalid value for positive integer: "-1"' });
+  });
+});
+
 describe('refusals', () => {
   const cases: [string, string, unknown, number, string, string][] = [
     ['no queries member', '_all_docs', {}, 400, 'bad_request', 'POST body must include `queries` parameter.'],

@@ -14,7 +14,7 @@ import { renderDoc } from '../../../shard/render';
 import type { DbHandle } from '../../coordinator/shard-client';
 import { isPlainObject, type Ctx } from '../context';
 import { readJsonObjectCapped } from '../json-scan';
-import { allow, keyRangeParams, KeyRangeParams, openDb, parseBooleanParam } from './common';
+import { allow, boolParam, keyRangeParams, KeyRangeParams, openDb } from './common';
 
 type Which = 'all' | 'design' | 'local';
 
@@ -88,7 +88,7 @@ export async function allDocsQueries(ctx: Ctx, dbName: string, which: Which): Pr
  */
 function parseAllDocsQuery(ctx: Ctx, which: Which, body: Record<string, unknown>, keys: unknown): AllDocsQuery {
   const range = keyRangeParams(ctx, body);
-  const flag = (name: string) => (body[name] !== undefined ? parseBooleanParam(body[name]) : ctx.qBool(name, false));
+  const flag = (name: string) => boolParam(ctx, body, name, false);
   if (which === 'design') {
     // Design ids lie between `_design/` and `_design0` ('0' follows '/'); neither bound
     // is a valid id. A descending scan starts at the high one.

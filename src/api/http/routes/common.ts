@@ -42,32 +42,49 @@ export interface KeyRangeParams {
  * explicit startkey or endkey beside it wins (CouchDB leaves that mix undefined).
  */
 export function keyRangeParams(ctx: Ctx, body: Record<string, unknown> = {}): KeyRangeParams {
-  const pick = (...names: string[]): string | undefined => {
+  // Keys are JSON in a query string (`startkey="a"`), doc-id bounds plain text (`startkey_docid=a`).
+  const pick = (json: boolean, ...names: string[]): string | undefined => {
     for (const name of names) {
-      const value = Object.hasOwn(body, name) ? body[name] : ctx.qJson(name);
+      const value = Object.hasOwn(body, name) ? body[name] : json ? ctx.qJson(name) : ctx.qString(name);
       if (value === undefined) continue;
       if (typeof value !== 'string') throw new BadRequestError(`${name} must be a string`, 'query_parse_error');
       return value;
     }
     return undefined;
   };
-  const key = pick('key');
-  const startKeyOnly = pick('startkey', 'start_key');
-  const endKeyOnly = pick('endkey', 'end_key');
-  const startKey = startKeyOnly ?? pick('startkey_docid', 'start_key_doc_id') ?? key;
-  const endKey = endKeyOnly ?? pick('endkey_docid', 'end_key_doc_id') ?? key;
-  const bool = (name: string, fallback: boolean) => (body[name] !== undefined ? parseBooleanParam(body[name]) : ctx.qBool(name, fallback));
-  const int = (name: string, fallback: number | undefined) => (body[name] !== undefined ? parseNonNegIntParam(body[name]) : ctx.query.has(name) ? ctx.qInt(name, 0) : fallback);
+  const key = pick(true, 'key');
+  const startKeyOnly = pick(true, 'startkey', 'start_key');
+  const endKeyOnly = pick(true, 'endkey', 'end_key');
+  const startKey = startKeyOnly ?? pick(false, 'startkey_docid', 'start_key_doc_id') ?? key;
+  const endKey = endKeyOnly ?? pick(false, 'endkey_docid', 'end_key_doc_id') ?? key;
+  const skip = intParam(ctx, body, 'skip');
   const params: KeyRangeParams = {
     keyBounded: key !== undefined || startKeyOnly !== undefined || endKeyOnly !== undefined,
-    inclusiveEnd: bool('inclusive_end', true),
-    descending: bool('descending', false),
-    limit: rowLimit(int('limit', undefined), ctx.limits.rowsMax),
-    skip: int('skip', 0)!,
+    inclusiveEnd: boolParam(ctx, body, 'inclusive_end', true),
+    descending: boolParam(ctx, body, 'descending', false),
+    limit: rowLimit(intParam(ctx, body, 'limit'), ctx.limits.rowsMax),
+    skip: skip ?? 0,
   };
   if (startKey !== undefined) params.startKey = startKey;
   if (endKey !== undefined) params.endKey = endKey;
   return params;
+}
+
+/** A parameter: the body's member when it has one (a JSON value), else the query string's text. */
+export function paramValue(ctx: Ctx, body: Record<string, unknown>, name: string): unknown {
+  return Object.hasOwn(body, name) ? body[name] : (ctx.query.get(name) ?? undefined);
+}
+
+/** A boolean parameter from the body or the query string (see parseBooleanParam). */
+export function boolParam(ctx: Ctx, body: Record<string, unknown>, name: string, fallback: boolean): boolean {
+  const value = paramValue(ctx, body, name);
+  return value === undefined ? fallback : parseBooleanParam(value);
+}
+
+/** A non-negative integer parameter from the body or the query string, or undefined (see parseNonNegIntParam). */
+export function intParam(ctx: Ctx, body: Record<string, unknown>, name: string): number | undefined {
+  const value = paramValue(ctx, body, name);
+  return value === undefined ? undefined : parseNonNegIntParam(value);
 }
 
 // ---- parameter values, as CouchDB's couch_mrview_http parses them ----------------------
