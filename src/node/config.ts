@@ -114,6 +114,11 @@ export interface Config {
   keysMax: number;
   /** Revisions in one `_revs_diff` / `_missing_revs` request, over all its ids. */
   revsDiffRevsMax: number;
+  /**
+   * Queries in one `_all_docs/queries` or `_design_docs/queries` request at most
+   * (CouchDB sets none, only its request size); their keys together stay within keysMax.
+   */
+  queriesMax: number;
   /** UUIDs per `/_uuids` call at most (CouchDB: 1000). */
   uuidsCountMax: number;
   /** Deadline for a request's shard calls, ms. */
@@ -275,6 +280,7 @@ export const defaults: Readonly<Config> = Object.freeze({
   bulkDocsMax: 10_000,
   keysMax: 10_000,
   revsDiffRevsMax: 100_000,
+  queriesMax: 100,
   uuidsCountMax: 1000,
   requestTimeoutMs: 60_000,
   changesTimeoutMs: 60_000,
@@ -443,6 +449,7 @@ function checkRelations(c: Config): void {
   }
   if (c.headersTimeoutMs < 1 || c.bodyIdleTimeoutMs < 1) fail('headersTimeoutMs and bodyIdleTimeoutMs must be at least 1');
   if (c.keysMax < 1 || c.revsDiffRevsMax < 1) fail('keysMax and revsDiffRevsMax must be at least 1');
+  if (c.queriesMax < 1) fail('queriesMax must be at least 1');
   if (c.updateBatchDocsMax > c.updateQueueDocsMax) fail('updateBatchDocsMax must not exceed updateQueueDocsMax');
   if (c.bulkDocsMax > c.updateQueueDocsMax) fail('bulkDocsMax must not exceed updateQueueDocsMax');
   if (c.grpcPort > 65535) fail('grpcPort must be at most 65535');

@@ -70,7 +70,7 @@ const SERVER_PATHS = [
 const DB_ENDPOINTS = [
   '', '_all_docs', '_design_docs', '_local_docs', '_changes', '_bulk_docs', '_bulk_get', '_revs_diff', '_missing_revs', '_security', '_revs_limit',
   '_find', '_index', '_explain', '_ensure_full_commit', '_compact', '_purge', '_sync_shards', '_rebalance', '_shards', '_design/dd/_view/v',
-  '_design/dd/_info', '_nope',
+  '_design/dd/_info', '_nope', '_all_docs/queries', '_design_docs/queries',
 ];
 const QUERY_PARAMS = [
   'rev', 'revs', 'revs_info', 'open_revs', 'conflicts', 'deleted_conflicts', 'local_seq', 'meta', 'latest', 'attachments', 'atts_since',
@@ -267,6 +267,7 @@ function templates(): Template[] {
     { method: 'POST', path: `/${db}/_bulk_get?revs=true&attachments=true`, body: { docs: [{ id: 'doc' }, { id: 'conf', rev: '1-aaa' }, { id: 'att', atts_since: ['1-abc'] }] }, headers: json },
     { method: 'POST', path: `/${db}/_revs_diff`, body: { doc: ['1-abc', '2-def'], conf: ['1-aaa'] }, headers: json },
     { method: 'POST', path: `/${db}/_all_docs`, body: { keys: ['doc', 'missing', 'conf'], include_docs: true }, headers: json },
+    { method: 'POST', path: `/${db}/_all_docs/queries?include_docs=true`, body: { queries: [{ keys: ['doc', 'missing'] }, { startkey: 'a', limit: 2, conflicts: true }] }, headers: json },
     { method: 'POST', path: `/${db}/_changes?filter=_selector&include_docs=true`, body: { selector: { v: { $gt: 0 }, $or: [{ a: 1 }, { b: { $in: [1, 2] } }] } }, headers: json },
     { method: 'POST', path: `/${db}/_changes?filter=_doc_ids`, body: { doc_ids: ['doc', 'conf'] }, headers: json },
     { method: 'GET', path: `/${db}/_changes?style=all_docs&include_docs=true&conflicts=true&limit=5&since=0` },

@@ -16,6 +16,8 @@ export interface HttpLimits {
   docIdBytesMax: number;
   bulkDocsMax: number;
   keysMax: number;
+  /** Queries in one `_all_docs/queries` request at most. */
+  queriesMax: number;
   revsDiffRevsMax: number;
   uuidsCountMax: number;
   requestTimeoutMs: number;
@@ -369,7 +371,7 @@ export function standardHeaders(reqId: string): Record<string, string> {
 }
 
 /** Whether the first `name=` value of the URL's query is UTF-8 once percent-decoded. */
-function rawQueryValueIsUtf8(url: string, name: string): boolean {
+export function rawQueryValueIsUtf8(url: string, name: string): boolean {
   const q = url.indexOf('?');
   if (q < 0) return true;
   const plus = /\+/g;

@@ -4,9 +4,9 @@
  * `a/b`, a doc id `_design%2Fx`), which generic pattern routers cannot express.
  * Handlers parse, call the coordinator, and render; they hold no cluster logic.
  */
-import { BadRequestError } from '../../errors';
+import { BadRequestError, NotFoundError } from '../../errors';
 import type { Ctx } from './context';
-import { allDocs } from './routes/all-docs';
+import { allDocs, allDocsQueries } from './routes/all-docs';
 import { attachment } from './routes/attachment';
 import { bulkDocs, bulkGet, revsDiffRoute } from './routes/bulk';
 import { changes } from './routes/changes';
@@ -45,8 +45,6 @@ const dbNotBuiltNames = new Map<string, string>([
   ['_compact', 'Compaction'],
   ['_purge', 'Purge'],
   ['_purged_infos_limit', 'Purge'],
-  ['_design_docs_queries', 'Multiple queries'],
-  ['_all_docs_queries', 'Multiple queries'],
   ['_partition', 'Partitioned databases'],
 ]);
 
@@ -90,11 +88,14 @@ async function dbRoute(ctx: Ctx, db: string, rest: string[]): Promise<void> {
   const head = rest[0]!;
   switch (head) {
     case '_all_docs':
-      return allDocs(ctx, db, 'all');
     case '_design_docs':
-      return allDocs(ctx, db, 'design');
-    case '_local_docs':
-      return allDocs(ctx, db, 'local');
+    case '_local_docs': {
+      const which = head === '_all_docs' ? 'all' : head === '_design_docs' ? 'design' : 'local';
+      if (rest.length === 1) return allDocs(ctx, db, which);
+      if (rest.length === 2 && rest[1] === 'queries') return allDocsQueries(ctx, db, which);
+      // CouchDB reads anything deeper as an attachment of a document that cannot exist.
+      throw new NotFoundError('missing');
+    }
     case '_bulk_docs':
       return bulkDocs(ctx, db);
     case '_bulk_get':

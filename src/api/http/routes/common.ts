@@ -42,35 +42,91 @@ export interface KeyRangeParams {
  * explicit startkey or endkey beside it wins (CouchDB leaves that mix undefined).
  */
 export function keyRangeParams(ctx: Ctx, body: Record<string, unknown> = {}): KeyRangeParams {
-  const pick = (...names: string[]): string | undefined => {
+  // Keys are JSON in a query string (`startkey="a"`), doc-id bounds plain text (`startkey_docid=a`).
+  const pick = (json: boolean, ...names: string[]): string | undefined => {
     for (const name of names) {
-      const value = Object.hasOwn(body, name) ? body[name] : ctx.qJson(name);
+      const value = Object.hasOwn(body, name) ? body[name] : json ? ctx.qJson(name) : ctx.qString(name);
       if (value === undefined) continue;
       if (typeof value !== 'string') throw new BadRequestError(`${name} must be a string`, 'query_parse_error');
       return value;
     }
     return undefined;
   };
-  const key = pick('key');
-  const startKeyOnly = pick('startkey', 'start_key');
-  const endKeyOnly = pick('endkey', 'end_key');
-  const startKey = startKeyOnly ?? pick('startkey_docid', 'start_key_doc_id') ?? key;
-  const endKey = endKeyOnly ?? pick('endkey_docid', 'end_key_doc_id') ?? key;
-  const bool = (name: string, fallback: boolean) => (typeof body[name] === 'boolean' ? (body[name] as boolean) : ctx.qBool(name, fallback));
-  const int = (name: string, fallback: number) => {
-    const value = body[name];
-    if (value === undefined) return ctx.qInt(name, fallback);
-    if (!Number.isSafeInteger(value) || (value as number) < 0) throw new BadRequestError(`${name} must be a non-negative integer`, 'query_parse_error');
-    return value as number;
-  };
+  const key = pick(true, 'key');
+  const startKeyOnly = pick(true, 'startkey', 'start_key');
+  const endKeyOnly = pick(true, 'endkey', 'end_key');
+  const startKey = startKeyOnly ?? pick(false, 'startkey_docid', 'start_key_doc_id') ?? key;
+  const endKey = endKeyOnly ?? pick(false, 'endkey_docid', 'end_key_doc_id') ?? key;
+  const skip = intParam(ctx, body, 'skip');
   const params: KeyRangeParams = {
     keyBounded: key !== undefined || startKeyOnly !== undefined || endKeyOnly !== undefined,
-    inclusiveEnd: bool('inclusive_end', true),
-    descending: bool('descending', false),
-    limit: Math.min(int('limit', ctx.limits.rowsMax), ctx.limits.rowsMax),
-    skip: int('skip', 0),
+    inclusiveEnd: boolParam(ctx, body, 'inclusive_end', true),
+    descending: boolParam(ctx, body, 'descending', false),
+    limit: rowLimit(intParam(ctx, body, 'limit'), ctx.limits.rowsMax),
+    skip: skip ?? 0,
   };
   if (startKey !== undefined) params.startKey = startKey;
   if (endKey !== undefined) params.endKey = endKey;
   return params;
+}
+
+/** A parameter: the body's member when it has one (a JSON value), else the query string's text. */
+export function paramValue(ctx: Ctx, body: Record<string, unknown>, name: string): unknown {
+  return Object.hasOwn(body, name) ? body[name] : (ctx.query.get(name) ?? undefined);
+}
+
+/** A boolean parameter from the body or the query string (see parseBooleanParam). */
+export function boolParam(ctx: Ctx, body: Record<string, unknown>, name: string, fallback: boolean): boolean {
+  const value = paramValue(ctx, body, name);
+  return value === undefined ? fallback : parseBooleanParam(value);
+}
+
+/** A non-negative integer parameter from the body or the query string, or undefined (see parseNonNegIntParam). */
+export function intParam(ctx: Ctx, body: Record<string, unknown>, name: string): number | undefined {
+  const value = paramValue(ctx, body, name);
+  return value === undefined ? undefined : parseNonNegIntParam(value);
+}
+
+// ---- parameter values, as CouchDB's couch_mrview_http parses them ----------------------
+// A value is either query-string text or a member of a JSON body (already decoded);
+// both the `_all_docs` parameters above and the view parser (../view-params.ts) use these.
+
+/** How CouchDB prints a refused value in a reason: text quoted, JSON values as JSON. */
+export function showParam(value: unknown): string {
+  return JSON.stringify(value) ?? String(value);
+}
+
+/** `true` / `false` (any letter case, as text or JSON booleans); else 400 query_parse_error. */
+export function parseBooleanParam(value: unknown): boolean {
+  if (typeof value === 'boolean') return value;
+  if (typeof value === 'string') {
+    const lower = value.toLowerCase();
+    if (lower === 'true') return true;
+    if (lower === 'false') return false;
+  }
+  throw new BadRequestError(`Invalid boolean parameter: ${showParam(value)}`, 'query_parse_error');
+}
+
+/**
+ * A non-negative integer (`limit`, `skip`, `group_level`): decimal text with an
+ * optional sign, or a JSON integer. Beyond 2^53 it is clamped to
+ * Number.MAX_SAFE_INTEGER (CouchDB has bignums; no count here gets that far).
+ */
+export function parseNonNegIntParam(value: unknown): number {
+  let n: number;
+  if (typeof value === 'number' && Number.isInteger(value)) n = value;
+  else if (typeof value === 'string' && /^[+-]?[0-9]+$/.test(value)) n = Number(value);
+  else throw new BadRequestError(`Invalid value for integer: ${showParam(value)}`, 'query_parse_error');
+  if (n < 0) throw new BadRequestError(`Invalid value for positive integer: ${showParam(value)}`, 'query_parse_error');
+  return n === 0 ? 0 : Math.min(n, Number.MAX_SAFE_INTEGER); // "-0" is 0
+}
+
+/**
+ * The rows a query returns at most: what it asked for, never more than `rowsMax`
+ * (the operator's cap, `rowsMax` in src/node/config.ts); "all" (no `limit`) is
+ * `rowsMax`, or Number.MAX_SAFE_INTEGER when there is no cap.
+ */
+export function rowLimit(requested: number | undefined, rowsMax: number | undefined): number {
+  const cap = rowsMax ?? Number.MAX_SAFE_INTEGER;
+  return requested === undefined ? cap : Math.min(requested, cap);
 }
