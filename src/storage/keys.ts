@@ -19,7 +19,7 @@
  *   IndexPart.Meta                                    → its checkpoint and description
  *   IndexPart.Back   docId (UTF-8)                    → the rows a document emitted
  *   IndexPart.Main   view:u16 exactCode escaped(docId) dup:u16  → one view row
- *   IndexPart.Side   view:u16 escaped(sideCode) escaped(docId) dup:u16  → one view row
+ *   IndexPart.Side   view:u16 escaped(sideCode) escaped(keyJson) escaped(docId) dup:u16  → one view row
  * Main rows have keys whose collation code is exact (byte order is collation order);
  * side rows hold a string the codec cannot encode exactly: their code only groups them,
  * and readers sort each group (see storage/collation-key.ts).
@@ -235,14 +235,16 @@ export const viewRowCodeOffset = COPY_PREFIX_BYTES + indexSigBytes + 1 + 2;
 
 /**
  * One view row. `code` is the key's exact code (Main) or its side code (Side, escaped
- * here so the reader can find where it ends); `dup` tells apart equal keys one
- * document emitted more than once.
+ * here so the reader can find where it ends; distinct keys may share a side code, so
+ * the key's JSON text follows it); `dup` tells apart equal keys one document emitted
+ * more than once.
  */
-export function viewRowKey(prefix: Buffer, part: IndexPart.Main | IndexPart.Side, code: Buffer, docId: string, dup: number): Buffer {
+export function viewRowKey(prefix: Buffer, part: IndexPart.Main | IndexPart.Side, code: Buffer, docId: string, dup: number, keyJson: string): Buffer {
   assert.ok(Number.isInteger(dup) && dup >= 0 && dup <= 0xffff, 'duplicate number out of range');
   const tail = Buffer.allocUnsafe(2);
   tail.writeUInt16BE(dup, 0);
-  return Buffer.concat([prefix, part === IndexPart.Side ? escapeBytes(code) : code, escapeText(docId), tail]);
+  if (part === IndexPart.Main) return Buffer.concat([prefix, code, escapeText(docId), tail]);
+  return Buffer.concat([prefix, escapeBytes(code), escapeText(keyJson), escapeText(docId), tail]);
 }
 
 /** The side code of a Side row key (still escaped: equal codes give equal bytes). */

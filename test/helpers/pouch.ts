@@ -37,6 +37,7 @@ export interface Pouch {
   put(doc: Record<string, unknown>): Promise<{ ok: boolean; id: string; rev: string }>;
   bulkDocs(docs: Record<string, unknown>[], options?: { new_edits?: boolean }): Promise<Json[]>;
   allDocs(options?: Record<string, unknown>): Promise<{ total_rows: number; rows: Json[] }>;
+  query(view: string, options?: Record<string, unknown>): Promise<{ total_rows?: number; rows: Json[] }>;
   getAttachment(id: string, name: string, options?: Record<string, unknown>): Promise<Buffer>;
   sync(remote: Pouch, options?: Record<string, unknown>): ReplicationHandle;
   close(): Promise<void>;

@@ -170,8 +170,8 @@ export class ViewIndex implements ChangeConsumer {
       const prefixes = this.prefixes[view]!;
       const key =
         codes.exact !== null
-          ? keys.viewRowKey(prefixes.main, keys.IndexPart.Main, codes.exact, docId, dup)
-          : keys.viewRowKey(prefixes.side, keys.IndexPart.Side, codes.side, docId, dup);
+          ? keys.viewRowKey(prefixes.main, keys.IndexPart.Main, codes.exact, docId, dup, keyJson)
+          : keys.viewRowKey(prefixes.side, keys.IndexPart.Side, codes.side, docId, dup, keyJson);
       if (type === 'del') yield { type: 'del', key };
       else yield { type: 'put', key, value: keyJson + NL + JSON.stringify(docId) + NL + withValues![i]![2] };
     }

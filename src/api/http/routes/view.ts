@@ -29,32 +29,47 @@ export async function view(ctx: Ctx, dbName: string, ddocId: string, viewName: s
   const def = indexDef(ddoc, viewName).views.find((v) => v.name === viewName)!;
   const hasReduce = def.reduce !== undefined;
   const tooMany = () => new BadRequestError(`At most ${ctx.limits.keysMax} keys per request`);
-  const body = ctx.method === 'POST' ? await readJsonObjectCapped(ctx, { depth: ctx.limits.jsonDepthMax, max: ctx.limits.keysMax, tooMany }) : {};
+  const tooManyQueries = () => new BadRequestError(`At most ${ctx.limits.queriesMax} queries per request`);
+  // Keys (and queries) counted on the raw bytes: parsing millions of them would be the cost itself.
+  const caps = multi
+    ? [{ depth: 2, max: ctx.limits.queriesMax, tooMany: tooManyQueries }, { depth: 3, max: ctx.limits.keysMax, tooMany }]
+    : [{ depth: 2, max: ctx.limits.keysMax, tooMany }];
+  const body = ctx.method === 'POST' ? await readJsonObjectCapped(ctx, ...caps) : {};
   if (!multi) {
-    const query = checkAgainstView(parseViewQuery({ query: ctx.query, body }, { keysMax: ctx.limits.keysMax }), { hasReduce });
-    ctx.startStream(200);
-    await writeViewAnswer(ctx, db, ddoc, viewName, query);
+    const query = checkAgainstView(parseViewQuery({ query: ctx.query, url: ctx.req.url ?? '', body }, ctx.limits), { hasReduce });
+    // The status goes out with the head, once every range has built its index: a build
+    // that fails (a map function past its deadline) still answers a proper error.
+    await writeViewAnswer(ctx, db, ddoc, viewName, query, () => ctx.startStream(200));
     ctx.end('\n');
     return;
   }
   const queries = body.queries;
   if (!Array.isArray(queries)) throw new BadRequestError('`queries` must be an array of query objects', 'bad_request');
-  if (queries.length > ctx.limits.keysMax) throw tooMany();
   const parsed = queries.map((q) => {
     if (!isPlainObject(q)) throw new BadRequestError('each query must be an object', 'bad_request');
-    return checkAgainstView(parseViewQuery({ query: ctx.query, body: q }, { keysMax: ctx.limits.keysMax }), { hasReduce });
+    return checkAgainstView(parseViewQuery({ query: ctx.query, url: ctx.req.url ?? '', body: q, precedence: 'body' }, ctx.limits), { hasReduce });
   });
-  ctx.startStream(200);
-  await ctx.write('{"results":[');
+  if (parsed.length === 0) return ctx.send(200, { results: [] });
+  let started = false;
   for (let i = 0; i < parsed.length; i++) {
-    if (i > 0) await ctx.write(',');
-    await writeViewAnswer(ctx, db, ddoc, viewName, parsed[i]!);
+    await writeViewAnswer(ctx, db, ddoc, viewName, parsed[i]!, () => {
+      if (!started) ctx.startStream(200);
+      started = true;
+    }, i === 0 ? '{"results":[' : ',');
   }
   ctx.end(']}\n');
 }
 
 /** One view answer object, streamed: `{"total_rows":..,"offset":..,"rows":[...]}` or `{"rows":[...]}`. */
-async function writeViewAnswer(ctx: Ctx, db: DbHandle, ddoc: DesignDocRef, viewName: string, query: ViewQuery): Promise<void> {
+async function writeViewAnswer(
+  ctx: Ctx,
+  db: DbHandle,
+  ddoc: DesignDocRef,
+  viewName: string,
+  query: ViewQuery,
+  start: () => void,
+  before = '',
+): Promise<void> {
   let first = true;
   const gone = () => {
     if (ctx.signal.aborted) throw new Error('client went away');
@@ -62,7 +77,8 @@ async function writeViewAnswer(ctx: Ctx, db: DbHandle, ddoc: DesignDocRef, viewN
   if (query.reduce) {
     await streamViewReduce(db, ddoc, viewName, query, ctx.services.js, {
       onHead: async (head) => {
-        await ctx.write('{' + (query.updateSeq ? '"update_seq":' + JSON.stringify(head.updateSeq) + ',' : '') + '"rows":[');
+        start();
+        await ctx.write(before + '{' + (query.updateSeq ? '"update_seq":' + JSON.stringify(head.updateSeq) + ',' : '') + '"rows":[');
       },
       onRows: async (rows) => {
         gone();
@@ -80,8 +96,9 @@ async function writeViewAnswer(ctx: Ctx, db: DbHandle, ddoc: DesignDocRef, viewN
   const docOptions = { ...plainRender, conflicts: query.conflicts, attachments: query.attachments, attEncodingInfo: query.attEncodingInfo };
   await streamViewRows(db, ddoc, viewName, query, {
     onHead: async (head) => {
+      start();
       await ctx.write(
-        '{"total_rows":' + head.totalRows + ',"offset":' + (head.offset === null ? 'null' : head.offset) +
+        before + '{"total_rows":' + head.totalRows + ',"offset":' + (head.offset === null ? 'null' : head.offset) +
           (query.updateSeq ? ',"update_seq":' + JSON.stringify(head.updateSeq) : '') + ',"rows":[',
       );
     },
