@@ -11,6 +11,8 @@ export const docBytesTarget = 300;
 /** Random text the filler is sliced from, so no doc costs a random-source call for its body. */
 const fillerPool = randomBytes(48 * 1024).toString('base64url');
 const tags = ['alpha', 'beta', 'gamma', 'delta', 'epsilon'];
+/** Distinct `type` values of the view scenarios' docs (`type-0` .. `type-9`). */
+export const viewTypesCount = 10;
 
 export function newDocId(): string {
   return randomUUID().replaceAll('-', '');
@@ -27,10 +29,10 @@ export interface LoadDoc {
   text: string;
 }
 
-export function makeDoc(id: string, n: number): LoadDoc {
+export function makeDoc(id: string, n: number, type = 'loadtest'): LoadDoc {
   const doc: LoadDoc = {
     _id: id,
-    type: 'loadtest',
+    type,
     n,
     name: `user-${n}`,
     tags: [tags[n % tags.length], tags[(n + 2) % tags.length]],
@@ -41,4 +43,13 @@ export function makeDoc(id: string, n: number): LoadDoc {
   const start = Math.floor(Math.random() * (fillerPool.length - fillerLength));
   doc.text = fillerPool.slice(start, start + fillerLength);
   return doc;
+}
+
+/** A doc of the view scenarios: `type` is one of `viewTypesCount` values, `n` its load index. */
+export function makeViewDoc(id: string, n: number): LoadDoc {
+  return makeDoc(id, n, viewDocType(n));
+}
+
+export function viewDocType(n: number): string {
+  return `type-${n % viewTypesCount}`;
 }

@@ -67,7 +67,8 @@ export function renderMarkdown(report: RunReport): string {
     `Load test, ${report.generatedAt.slice(0, 10)}${report.interrupted ? ' (interrupted: partial)' : ''}: ` +
       `${machine.cpusCount} × ${machine.cpuModel}, ${machine.totalMemoryMiB.toFixed(0)} MiB, Node ${machine.node}; ` +
       `client concurrency ${String(options.concurrency)}, ${String(options.seconds)} s per timed scenario, ` +
-      `scans over ${formatCount(Number(options.docs))} docs, replication of ${formatCount(Number(options.replicateDocs))} docs; ` +
+      `scans over ${formatCount(Number(options.docs))} docs, replication of ${formatCount(Number(options.replicateDocs))} docs, ` +
+      `views over ${formatCount(Number(options.viewDocs))} docs; ` +
       `Basic auth, loopback, servers and client on the same machine.`,
     '',
     `| Scenario | Metric | ${columns.map((c) => c.label).join(' | ')} |${withRatio ? ' Divan/peer |' : ''}`,

@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { floatIn, intIn, machineInfo, projectRoot } from './common';
 import { renderJson, renderMarkdown, type RunReport, type ScenarioReport, type ServerInfo, type ServerOutcome } from './report';
-import { scenarios, type RunContext, type Scenario, type ServerState } from './scenarios';
+import { newServerState, scenarios, type RunContext, type Scenario, type ServerState } from './scenarios';
 import { ChildSet, startDivan, startPeer, type ServerHandle, type ServerKind, type StartOptions } from './servers';
 
 interface CliOptions {
@@ -26,6 +26,8 @@ interface CliOptions {
   docs: number;
   replicateDocs: number;
   replicateTimeout: number;
+  viewDocs: number;
+  viewBuildTimeout: number;
   scenarios: string;
   jsonOut: string;
   divanMain: string;
@@ -49,6 +51,8 @@ function main(): void {
     .option('--docs <n>', 'documents in the database scanned by _all_docs and _changes', intIn(1, 10_000_000), 100_000)
     .option('--replicate-docs <n>', 'documents PouchDB pulls in the replication scenario', intIn(1, 10_000_000), 20_000)
     .option('--replicate-timeout <s>', 'replication is cancelled after this many seconds', floatIn(1, 3600), 300)
+    .option('--view-docs <n>', 'documents in the database the view scenarios index and query', intIn(1, 10_000_000), 100_000)
+    .option('--view-build-timeout <s>', "deadline of a view's first query (the index build), seconds", floatIn(1, 24 * 3600), 1800)
     .option('--scenarios <keys>', `comma-separated subset of: ${scenarios.map((s) => s.key).join(', ')}`, scenarios.map((s) => s.key).join(','))
     .option('--json-out <file>', 'where to write the JSON results', path.join(root, 'loadtest', 'results', 'latest.json'))
     .option('--divan-main <file>', "Divan's compiled entry point", path.join(root, 'dist', 'src', 'node', 'main.js'))
@@ -93,6 +97,8 @@ async function run(options: CliOptions, selected: readonly Scenario[]): Promise<
     scanDocsCount: options.docs,
     replicateDocsCount: options.replicateDocs,
     replicateTimeoutMs: options.replicateTimeout * 1000,
+    viewDocsCount: options.viewDocs,
+    viewBuildTimeoutMs: options.viewBuildTimeout * 1000,
     signal: abort.signal,
     log,
   };
@@ -111,14 +117,14 @@ async function run(options: CliOptions, selected: readonly Scenario[]): Promise<
     if (options.only !== 'divan') servers.push(await startLogged('PouchDB Server', () => startPeer(options.peerDir, children, startOptions), log));
     for (const server of servers) report.servers[server.kind] = await serverInfo(server);
 
-    const states = new Map<ServerKind, ServerState>(servers.map((server) => [server.kind, { scanDb: null }]));
+    const states = new Map<ServerKind, ServerState>(servers.map((server) => [server.kind, newServerState()]));
     for (const scenario of selected) {
       if (abort.signal.aborted) break;
       log(`${scenario.title}`);
       const scenarioReport: ScenarioReport = { key: scenario.key, title: scenario.title, metrics: scenario.metrics, outcomes: {} };
       for (const server of servers) {
         if (abort.signal.aborted) break;
-        const outcome = await runOne(scenario, server, states.get(server.kind) ?? { scanDb: null }, ctx);
+        const outcome = await runOne(scenario, server, states.get(server.kind) ?? newServerState(), ctx);
         scenarioReport.outcomes[server.kind] = outcome;
         log(`  ${server.label}: ${describe(scenario, outcome)}`);
       }

@@ -8,11 +8,13 @@
  * Timed parts are bounded by `durationMs` and `opsMax` (see driver.ts); setup loads
  * are bounded by `loadDeadlineMs`; replication by `replicateTimeoutMs`.
  * The `_all_docs` and `_changes` scenarios share one database of `scanDocsCount`
- * documents per server, kept in that server's `ServerState`.
+ * documents per server, kept in that server's `ServerState`; so do the four view
+ * scenarios, with `viewDocsCount` documents and the design doc `_design/load`, whose
+ * index `view_build` builds (timed) and the query scenarios then read.
  */
 import { randomBytes } from 'node:crypto';
 import type { HttpClient } from './client';
-import { makeDoc, newDocId, type LoadDoc } from './docs';
+import { makeDoc, makeViewDoc, newDocId, viewTypesCount, type LoadDoc } from './docs';
 import { drive, type DriveResult } from './driver';
 import { sampleRss, type ServerHandle } from './servers';
 
@@ -24,6 +26,10 @@ export interface RunContext {
   scanDocsCount: number;
   replicateDocsCount: number;
   replicateTimeoutMs: number;
+  /** Documents in the view scenarios' database (separate from `scanDocsCount`). */
+  viewDocsCount: number;
+  /** Deadline of a view's first query, the one that builds its index. */
+  viewBuildTimeoutMs: number;
   signal: AbortSignal;
   log: (line: string) => void;
 }
@@ -32,6 +38,18 @@ export interface RunContext {
 export interface ServerState {
   /** The database of `scanDocsCount` docs that `_all_docs` and `_changes` read. */
   scanDb: string | null;
+  /** The view scenarios' database once its index is built, or why it could not be; null before. */
+  view: ViewDb | { failed: string } | null;
+}
+
+export interface ViewDb {
+  db: string;
+  /** `ids[n]` is the id of the doc whose `n` is n. */
+  ids: string[];
+}
+
+export function newServerState(): ServerState {
+  return { scanDb: null, view: null };
 }
 
 export type MetricValues = Record<string, number | null>;
@@ -72,6 +90,24 @@ const scansMax = 5;
 const scanTimeoutMs = 5 * 60 * 1000;
 /** A timed scenario stops after this many failed operations. */
 const errorsMax = 100;
+/** The design doc of the view scenarios, `_design/load`. */
+const viewDesignDoc = {
+  _id: '_design/load',
+  language: 'javascript',
+  views: {
+    by_type: { map: 'function(doc){ emit(doc.type, 1) }', reduce: '_count' },
+    by_n: { map: 'function(doc){ emit(doc.n, null) }' },
+  },
+};
+/**
+ * Deadline of one view query after the build. Long: without stored reductions (PouchDB)
+ * a reduce reads the whole index, about 300 ms per 5,000 docs, times the concurrency.
+ */
+const viewQueryTimeoutMs = 5 * 60 * 1000;
+/** How often the server's VmRSS is read while a view index builds. */
+const buildRssSampleMs = 200;
+/** Cap on by-id probes during one view build (their latencies are kept: 8 bytes each). */
+const buildProbesMax = 1_000_000;
 
 const higher = (key: string, label: string): MetricSpec => ({ key, label, better: 'higher' });
 const lower = (key: string, label: string): MetricSpec => ({ key, label, better: 'lower' });
@@ -204,8 +240,94 @@ export const scenarios: readonly Scenario[] = [
     },
   },
   {
+    key: 'view_build',
+    title: '8. view build (first GET _view/by_type)',
+    metrics: [
+      higher('docsPerSecond', 'docs/s'),
+      lower('seconds', 'seconds'),
+      lower('peakRssMiB', 'peak RSS MiB during build'),
+      lower('probeP50Ms', 'GET by id p50 ms during build'),
+      lower('probeP99Ms', 'GET by id p99 ms during build'),
+      lower('byNSeconds', 'then by_n first query, seconds'),
+    ],
+    async run(server, state, ctx) {
+      state.view = null;
+      const { db, ids } = await loadViewDb(server, ctx);
+      try {
+        const outcome = await measureViewBuild(server, db, ids, ctx);
+        state.view = { db, ids };
+        return outcome;
+      } catch (err) {
+        state.view = { failed: `view_build: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}` };
+        await deleteDb(server.client, db, ctx);
+        throw err;
+      }
+    },
+  },
+  {
+    key: 'view_key',
+    title: '9. view key lookup (_view/by_n?key=)',
+    metrics: [higher('requestsPerSecond', 'req/s'), lower('p50Ms', 'p50 ms'), lower('p99Ms', 'p99 ms')],
+    async run(server, state, ctx) {
+      const { db, ids } = await ensureViewDb(server, state, ctx);
+      const result = await drive({
+        ...timedBounds(ctx),
+        op: async () => {
+          const n = Math.floor(Math.random() * ids.length);
+          const { rows } = await queryView(server.client, db, 'by_n', `key=${n}&include_docs=false`);
+          const row = rows[0];
+          if (rows.length !== 1 || row.key !== n || row.id !== ids[n]) {
+            throw new Error(`by_n key=${n}: ${rows.length} rows (first ${truncate(JSON.stringify(row) ?? 'none', 100)}), expected 1 with id ${ids[n]}`);
+          }
+          return 1;
+        },
+      });
+      return requestOutcome(result, 'requestsPerSecond', { docsInDb: ids.length });
+    },
+  },
+  {
+    key: 'view_group',
+    title: '10. view grouped reduce (_view/by_type?group=true)',
+    metrics: [higher('requestsPerSecond', 'req/s'), lower('p50Ms', 'p50 ms'), lower('p99Ms', 'p99 ms')],
+    async run(server, state, ctx) {
+      const { db, ids } = await ensureViewDb(server, state, ctx);
+      const groupsCount = Math.min(viewTypesCount, ids.length);
+      const result = await drive({
+        ...timedBounds(ctx),
+        op: async () => {
+          const { rows } = await queryView(server.client, db, 'by_type', 'group=true');
+          const sum = rows.reduce((total, row) => total + (typeof row.value === 'number' ? row.value : NaN), 0);
+          if (rows.length !== groupsCount || sum !== ids.length) {
+            throw new Error(`by_type?group=true: ${rows.length} rows summing to ${sum}, expected ${groupsCount} summing to ${ids.length}`);
+          }
+          return 1;
+        },
+      });
+      return requestOutcome(result, 'requestsPerSecond', { docsInDb: ids.length, groups: groupsCount });
+    },
+  },
+  {
+    key: 'view_reduce',
+    title: '11. view full reduce (_view/by_type)',
+    metrics: [higher('requestsPerSecond', 'req/s'), lower('p50Ms', 'p50 ms'), lower('p99Ms', 'p99 ms')],
+    async run(server, state, ctx) {
+      const view = await ensureViewDb(server, state, ctx);
+      const result = await drive({
+        ...timedBounds(ctx),
+        op: async () => {
+          expectCount(await queryView(server.client, view.db, 'by_type', ''), 'by_type', view.ids.length);
+          return 1;
+        },
+      });
+      // The last view scenario: the database goes, so the server stops tending its index.
+      await deleteDb(server.client, view.db, ctx);
+      state.view = null;
+      return requestOutcome(result, 'requestsPerSecond', { docsInDb: view.ids.length });
+    },
+  },
+  {
     key: 'memory',
-    title: '8. server memory (RSS)',
+    title: '12. server memory (RSS)',
     metrics: [lower('idleRssMiB', 'idle RSS MiB'), lower('peakRssMiB', 'peak RSS MiB')],
     async run(server) {
       const now = sampleRss(server.pid);
@@ -269,6 +391,175 @@ async function ensureScanDb(server: ServerHandle, state: ServerState, ctx: RunCo
   ctx.log(`  ${server.label}: loaded ${ctx.scanDocsCount} docs in ${seconds.toFixed(1)} s (untimed setup)`);
   state.scanDb = db;
   return db;
+}
+
+/** A fresh database of `viewDocsCount` view docs, loaded untimed; no design doc yet. */
+async function loadViewDb(server: ServerHandle, ctx: RunContext): Promise<ViewDb> {
+  const db = await createDb(server.client, 'view');
+  const startMs = Date.now();
+  const { ids } = await loadDocsWith({
+    db,
+    count: ctx.viewDocsCount,
+    concurrency: ctx.concurrency,
+    signal: ctx.signal,
+    make: makeViewDoc,
+    write: (_batch, docs) => bulkWrite(server.client, db, docs),
+  });
+  ctx.log(`  ${server.label}: loaded ${ctx.viewDocsCount} view docs in ${((Date.now() - startMs) / 1000).toFixed(1)} s (untimed setup)`);
+  return { db, ids };
+}
+
+/**
+ * The view database with its index built: the one `view_build` left, else (when that
+ * scenario was not selected) a new one, built untimed. Throws when `view_build` failed,
+ * so the query scenarios fail at once instead of waiting for a second build.
+ */
+async function ensureViewDb(server: ServerHandle, state: ServerState, ctx: RunContext): Promise<ViewDb> {
+  if (state.view !== null) {
+    if ('failed' in state.view) throw new Error(`no view index (${state.view.failed})`);
+    return state.view;
+  }
+  const view = await loadViewDb(server, ctx);
+  try {
+    await expectStatus(server.client, 'PUT', `/${view.db}/${viewDesignDoc._id}`, viewDesignDoc, [201, 202]);
+    const startMs = Date.now();
+    expectCount(await queryView(server.client, view.db, 'by_type', 'limit=1', ctx.viewBuildTimeoutMs), 'by_type', view.ids.length);
+    await queryView(server.client, view.db, 'by_n', 'limit=1', ctx.viewBuildTimeoutMs);
+    ctx.log(`  ${server.label}: built the views in ${((Date.now() - startMs) / 1000).toFixed(1)} s (untimed setup)`);
+  } catch (err) {
+    state.view = { failed: `untimed view build: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}` };
+    await deleteDb(server.client, view.db, ctx);
+    throw err;
+  }
+  state.view = view;
+  return view;
+}
+
+/**
+ * PUTs the design doc, then times the first `by_type?limit=1` query, which builds the
+ * index. Meanwhile the server's VmRSS is read every `buildRssSampleMs` and one client
+ * GETs random docs by id back to back (latency of ordinary reads during a build).
+ * Afterwards, untimed by the main figure, the first `by_n` query: a server that builds
+ * one view at a time (PouchDB) builds it then, one that builds the design doc's views
+ * together (CouchDB) answers at once; `view_key` then measures queries, not a build.
+ */
+async function measureViewBuild(server: ServerHandle, db: string, ids: string[], ctx: RunContext): Promise<ScenarioOutcome> {
+  const { client } = server;
+  await expectStatus(client, 'PUT', `/${db}/${viewDesignDoc._id}`, viewDesignDoc, [201, 202]);
+
+  const rss = startRssSampler(server.pid);
+  const buildDone = new AbortController();
+  const probing = drive({
+    concurrency: 1,
+    durationMs: ctx.viewBuildTimeoutMs,
+    opsMax: buildProbesMax,
+    errorsMax: buildProbesMax,
+    signal: AbortSignal.any([ctx.signal, buildDone.signal]),
+    op: async () => {
+      const id = ids[Math.floor(Math.random() * ids.length)];
+      const reply = await expectStatus(client, 'GET', docPath(db, id), undefined, [200]);
+      if ((reply as { _id?: unknown })._id !== id) throw new Error(`GET ${id}: wrong document`);
+      return 1;
+    },
+  });
+  const startNs = process.hrtime.bigint();
+  let buildMs: number;
+  let reply: ViewReply;
+  let rssPeak: RssPeak;
+  let probes: DriveResult;
+  try {
+    reply = await queryView(client, db, 'by_type', 'limit=1', ctx.viewBuildTimeoutMs);
+  } finally {
+    buildMs = Number(process.hrtime.bigint() - startNs) / 1e6;
+    buildDone.abort();
+    rssPeak = rss.stop();
+    probes = await probing;
+  }
+  expectCount(reply, 'by_type', ids.length);
+
+  const byNStartNs = process.hrtime.bigint();
+  const byN = await queryView(client, db, 'by_n', 'limit=1', ctx.viewBuildTimeoutMs);
+  const byNMs = Number(process.hrtime.bigint() - byNStartNs) / 1e6;
+  if (byN.rows.length !== Math.min(1, ids.length)) throw new Error(`by_n?limit=1: ${byN.rows.length} rows`);
+
+  return {
+    metrics: {
+      docsPerSecond: (ids.length * 1000) / buildMs,
+      seconds: buildMs / 1000,
+      peakRssMiB: rssPeak.peakRssMiB,
+      probeP50Ms: probes.latency.p50Ms,
+      probeP99Ms: probes.latency.p99Ms,
+      byNSeconds: byNMs / 1000,
+    },
+    errors: probes.errors,
+    errorSamples: probes.errorSamples.map((message) => `probe during build: ${message}`),
+    details: {
+      docsInDb: ids.length,
+      buildMs,
+      rss: rssPeak,
+      probes: { ops: probes.ops, errors: probes.errors, elapsedMs: probes.elapsedMs, stoppedBy: probes.stoppedBy, latency: probes.latency },
+      byNMs,
+    },
+  };
+}
+
+interface RssPeak {
+  /** Highest VmRSS read while the sampler ran; null when /proc could not be read. */
+  peakRssMiB: number | null;
+  startRssMiB: number | null;
+  endRssMiB: number | null;
+  samples: number;
+}
+
+/** Reads the process's VmRSS now and every `buildRssSampleMs` until `stop`. */
+function startRssSampler(pid: number): { stop(): RssPeak } {
+  const startRssMiB = sampleRss(pid).rssMiB;
+  let peakRssMiB = startRssMiB;
+  let samples = startRssMiB === null ? 0 : 1;
+  const read = (): number | null => {
+    const { rssMiB } = sampleRss(pid);
+    if (rssMiB !== null) {
+      samples++;
+      peakRssMiB = Math.max(peakRssMiB ?? 0, rssMiB);
+    }
+    return rssMiB;
+  };
+  const timer = setInterval(read, buildRssSampleMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      const endRssMiB = read();
+      return { peakRssMiB, startRssMiB, endRssMiB, samples };
+    },
+  };
+}
+
+interface ViewRow {
+  id?: unknown;
+  key?: unknown;
+  value?: unknown;
+}
+interface ViewReply {
+  rows: ViewRow[];
+}
+
+/** GET `/db/_design/load/_view/{view}?{query}`; throws unless 200 with a `rows` array. */
+async function queryView(client: HttpClient, db: string, view: string, query: string, timeoutMs = viewQueryTimeoutMs): Promise<ViewReply> {
+  const viewPath = `/${db}/${viewDesignDoc._id}/_view/${view}${query === '' ? '' : `?${query}`}`;
+  const reply = await client.request('GET', viewPath, undefined, { timeoutMs });
+  const rows = (reply.body as { rows?: unknown } | null)?.rows;
+  if (reply.status !== 200 || !Array.isArray(rows)) {
+    throw new Error(`GET ${viewPath}: ${reply.status} ${truncate(String(JSON.stringify(reply.body)), 200)}`);
+  }
+  return { rows: rows as ViewRow[] };
+}
+
+/** A reduced `_count` answer without grouping: one row whose value is every doc. */
+function expectCount(reply: ViewReply, view: string, docsCount: number): void {
+  const value = reply.rows[0]?.value;
+  if (reply.rows.length !== 1 || value !== docsCount) {
+    throw new Error(`${view} reduced: ${reply.rows.length} rows, value ${String(value)}, expected one row of ${docsCount}`);
+  }
 }
 
 interface PouchReplicationResult {
@@ -366,8 +657,11 @@ export async function loadDocsWith(options: {
   count: number;
   concurrency: number;
   signal: AbortSignal;
+  /** Builds doc number n; `makeDoc` unless given. */
+  make?: (id: string, n: number) => LoadDoc;
   write: (batch: number, docs: LoadDoc[]) => Promise<BulkWritten>;
 }): Promise<{ ids: string[]; revs: string[]; result: DriveResult }> {
+  const make = options.make ?? makeDoc;
   const { db, count } = options;
   const ids = new Array<string>(count);
   const revs = new Array<string>(count);
@@ -382,7 +676,7 @@ export async function loadDocsWith(options: {
       const docs: LoadDoc[] = [];
       for (let i = first; i < Math.min(first + bulkBatchDocs, count); i++) {
         ids[i] = newDocId();
-        docs.push(makeDoc(ids[i], i));
+        docs.push(make(ids[i], i));
       }
       const written = await options.write(batch, docs);
       if (written.failures > 0) throw new Error(`loading ${db}: ${written.failures} docs failed (${written.firstError})`);
