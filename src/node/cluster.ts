@@ -9,6 +9,7 @@
  *
  * Timers are owned here and all stopped by `stop()`.
  */
+import { rangeName, ranges } from '../ring/ranges';
 import type { SandboxPool } from '../shard/js/sandbox';
 import { randomBytes } from 'node:crypto';
 import { NotFoundError, UnavailableError } from '../errors';
@@ -238,6 +239,36 @@ export class Cluster {
   httpAddressOfMember(name: string): string | undefined {
     const member = this.membershipOrUndefined?.member(name);
     return member && member.state !== 'dead' && member.state !== 'left' ? member.httpAddress : undefined;
+  }
+
+  /** View index builds running on this node's copies, as `_active_tasks` shows them. */
+  indexTasks(): Record<string, unknown>[] {
+    const tasks: Record<string, unknown>[] = [];
+    for (const { entry, range, copy } of this.catalog.copies()) {
+      const shard = `shards/${rangeName(ranges(entry.q)[range]!)}/${entry.name}`;
+      for (const task of copy.indexTasks()) {
+        tasks.push({
+          type: 'indexer',
+          node: this.self,
+          pid: `<${copy.copyId}.${task.signature.slice(0, 8)}>`,
+          database: shard,
+          design_document: task.ddocId,
+          changes_done: task.changesDone,
+          total_changes: task.totalChanges,
+          progress: task.totalChanges > 0 ? Math.min(100, Math.floor((100 * task.changesDone) / task.totalChanges)) : 0,
+          started_on: task.startedOnSec,
+          updated_on: task.updatedOnSec,
+        });
+      }
+    }
+    return tasks;
+  }
+
+  /** Changes not yet in this node's view indexes, over all local copies. */
+  async indexLag(): Promise<number> {
+    let lag = 0;
+    for (const { copy } of this.catalog.copies()) lag += await copy.indexLag();
+    return lag;
   }
 
   /** Push every local copy of `db` to its siblings now; resolves when done. */

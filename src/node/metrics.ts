@@ -9,6 +9,11 @@ export class Metrics {
   readonly httpRequests: Counter<'method' | 'status'>;
   readonly httpDuration: Histogram<'method'>;
   readonly databases: Gauge;
+  readonly viewDocsIndexed: Counter;
+  /** Set once the cluster is open: changes not yet in this node's view indexes. */
+  indexLag: () => Promise<number> = async () => 0;
+  /** Set once the cluster is open: view index builds running now. */
+  indexBuilds: () => number = () => 0;
 
   constructor(nodeName: string, countDatabases: () => number) {
     this.registry.setDefaultLabels({ node: nodeName });
@@ -31,6 +36,28 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.set(countDatabases());
+      },
+    });
+    this.viewDocsIndexed = new Counter({
+      name: 'divan_view_docs_indexed_total',
+      help: 'Document changes absorbed by view index builds on this node (its rate is the build speed)',
+      registers: [this.registry],
+    });
+    const metrics = this;
+    new Gauge({
+      name: 'divan_view_index_lag_changes',
+      help: 'Changes of local copies not yet absorbed by the view indexes opened on them',
+      registers: [this.registry],
+      async collect() {
+        this.set(await metrics.indexLag());
+      },
+    });
+    new Gauge({
+      name: 'divan_view_index_builds',
+      help: 'View index builds running on this node',
+      registers: [this.registry],
+      collect() {
+        this.set(metrics.indexBuilds());
       },
     });
     collectDefaultMetrics({ register: this.registry, prefix: 'divan_process_' });

@@ -55,11 +55,14 @@ export class DivanNode {
       workers: config.jsWorkers,
       queueMax: config.jsQueueCallsMax,
     });
-    const cluster = await Cluster.open({ config, store, log, js });
+    let dbCount = 0;
+    const metrics = new Metrics(config.nodeName, () => dbCount);
+    const cluster = await Cluster.open({ config, store, log, js, onIndexed: (docs) => metrics.viewDocsIndexed.inc(docs) });
     if (!config.nodeName) log.setBindings({ node: cluster.self });
     const catalog = cluster.catalog;
-    let dbCount = (await catalog.list()).length;
-    const metrics = new Metrics(config.nodeName, () => dbCount);
+    dbCount = (await catalog.list()).length;
+    metrics.indexLag = () => cluster.indexLag();
+    metrics.indexBuilds = () => cluster.indexTasks().length;
     const services: Services = {
       directory: catalog,
       limits: {

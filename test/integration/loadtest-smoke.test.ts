@@ -116,9 +116,7 @@ function runViewScenarios(only: 'divan' | 'peer', extraArgs: string[]): void {
   }
 }
 
-// TODO(lead): remove this skip once Divan's view engine is merged: until then Divan
-// answers 501 on `_view` and every view scenario fails.
-test('loadtest: the view scenarios run on Divan, every reply with the expected rows', { skip: 'Divan views not merged yet' }, () => {
+test('loadtest: the view scenarios run on Divan, every reply with the expected rows', () => {
   runViewScenarios('divan', []);
 });
 

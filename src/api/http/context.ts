@@ -64,6 +64,8 @@ export interface ClusterInfo {
   syncDatabase(db: string): Promise<void>;
   /** Move a database's copies to the placement the live members call for (`_rebalance`). */
   rebalance(db: string): Promise<{ moved: { range: string; added: string[]; removed: string[] }[] }>;
+  /** View index builds running on this node (`_active_tasks` entries). */
+  indexTasks(): Record<string, unknown>[];
 }
 
 /** Everything a route may use; built once at start-up by src/node. */

@@ -52,6 +52,7 @@ export interface IndexTask {
   totalChanges: number;
   startedOnSec: number;
   updatedOnSec: number;
+  loggedOnSec: number;
 }
 
 const REGISTRY = 'x/indexes';
@@ -79,7 +80,14 @@ export class CopyIndexes {
         const index = consumer as ViewIndex;
         const now = Math.floor(Date.now() / 1000);
         const task = this.tasks.get(index);
-        if (task) Object.assign(task, { changesDone: progress.done, totalChanges: progress.total, updatedOnSec: now });
+        if (task) {
+          Object.assign(task, { changesDone: progress.done, totalChanges: progress.total, updatedOnSec: now });
+          // Long builds say how far they are, every ten seconds or so.
+          if (now - task.loggedOnSec >= 10) {
+            task.loggedOnSec = now;
+            options.log?.({ ddocId: index.def.ddocId, message: `index build: ${progress.done} of about ${progress.total} changes` });
+          }
+        }
         options.onIndexed?.(docs);
       },
     });
@@ -126,6 +134,7 @@ export class CopyIndexes {
       totalChanges: Math.max(0, this.copy.currentSeq() - index.checkpoint()),
       startedOnSec: now,
       updatedOnSec: now,
+      loggedOnSec: now,
     });
     try {
       await this.pipeline.catchUp(index);

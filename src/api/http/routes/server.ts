@@ -144,7 +144,7 @@ async function config(ctx: Ctx, path: string[]): Promise<void> {
 
 export async function activeTasks(ctx: Ctx): Promise<void> {
   allow(ctx, ['GET', 'HEAD']);
-  ctx.send(200, []);
+  ctx.send(200, ctx.services.cluster.indexTasks());
 }
 
 export async function notBuilt(ctx: Ctx): Promise<void> {
