@@ -438,6 +438,10 @@ export class ShardCopy {
     return this.indexing().info(ddoc);
   }
 
+  compactIndex(ddoc: DesignDocRef): Promise<void> {
+    return this.indexing().compact(ddoc);
+  }
+
   /** Drop this copy's indexes whose signatures are not in `keep`; answers how many went. */
   cleanupIndexes(keep: string[]): Promise<number> {
     return this.indexing().cleanup(new Set(keep));

@@ -35,6 +35,7 @@ interface RawDb {
   clear(options: object, cb: Callback): void;
   iterator(options: object): RawIterator;
   approximateSize(start: Buffer, end: Buffer, cb: Callback<number>): void;
+  compactRange(start: Buffer, end: Buffer, cb: Callback): void;
 }
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const rocksdb = require('rocksdb') as (location: string) => RawDb;
@@ -288,6 +289,14 @@ export class Store {
   /** Delete every key in a range (a dropped database's copy). */
   clear(range: KeyRange): Promise<void> {
     return new Promise((resolve, reject) => this.db.clear({ ...range }, (err) => (err ? reject(err) : resolve())));
+  }
+
+  /** Compact the files holding a range (drops what deletions and overwrites left behind). */
+  compact(range: KeyRange): Promise<void> {
+    const start = range.gte ?? range.gt;
+    const end = range.lt ?? range.lte;
+    assert.ok(start && end, 'compact needs both ends');
+    return new Promise((resolve, reject) => this.db.compactRange(start, end, (err) => (err ? reject(err) : resolve())));
   }
 
   approximateSize(range: KeyRange): Promise<number> {

@@ -305,4 +305,9 @@ test('_info, _view_cleanup and _active_tasks', async () => {
   const cleanup = await request(node, 'POST', `/${db}/_view_cleanup`, { body: {} });
   assert.equal(cleanup.status, 202, cleanup.text);
   assert.deepEqual((await request(node, 'GET', '/_active_tasks')).status, 200);
+  // Compacting a design document's index: 202 at once, the view keeps answering.
+  assert.equal((await request(node, 'POST', `/${db}/_compact/app`, { body: {} })).status, 202);
+  assert.equal((await request(node, 'POST', `/${db}/_compact/app`, { raw: '{}' })).status, 415);
+  assert.equal((await request(node, 'POST', `/${db}/_compact/nope`, { body: {} })).status, 404);
+  assert.equal((await view(db, 'app/_view/by_n?limit=1')).rows.length, 1);
 });

@@ -36,6 +36,8 @@ export interface ShardClient {
   /** Reduced rows (partial reductions per group) of a view on this copy. */
   viewReduce(req: ShardReduceRequest): Cursor<ViewStreamItem<ReducedRow>>;
   indexInfo(ddoc: DesignDocRef): Promise<IndexInfo>;
+  /** Bring the index up to date, then compact its storage. */
+  compactIndex(ddoc: DesignDocRef): Promise<void>;
   /** Drop this copy's indexes whose signatures are not in `keep`; answers how many went. */
   cleanupIndexes(keep: string[]): Promise<number>;
   readState(): Promise<CopyState>;

@@ -57,3 +57,11 @@ export async function viewCleanup(db: DbHandle): Promise<number> {
   const results = await Promise.allSettled(db.ranges.flatMap((range) => range.copies.map((copy) => copy.cleanupIndexes(keep))));
   return results.reduce((sum, r) => sum + (r.status === 'fulfilled' ? r.value : 0), 0);
 }
+
+/**
+ * `_compact/{ddoc}`: every copy brings the index up to date and compacts its storage, in
+ * the background (CouchDB answers 202 at once too). Failures are logged by `onError`.
+ */
+export function viewCompact(db: DbHandle, ddoc: DesignDocRef, onError: (err: unknown) => void): void {
+  for (const range of db.ranges) for (const copy of range.copies) copy.compactIndex(ddoc).catch(onError);
+}

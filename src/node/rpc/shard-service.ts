@@ -159,7 +159,14 @@ export function shardHandlers(resolve: (copy: Message) => ShardCopy): Record<str
     IndexCall: async (req: Message) => {
       const copy = resolve(req.copy);
       const args = parse<unknown>(req.json);
-      const answer = req.op === 'info' ? await copy.indexInfo(args as DesignDocRef) : req.op === 'cleanup' ? await copy.cleanupIndexes(args as string[]) : undefined;
+      const answer =
+        req.op === 'info'
+          ? await copy.indexInfo(args as DesignDocRef)
+          : req.op === 'cleanup'
+            ? await copy.cleanupIndexes(args as string[])
+            : req.op === 'compact'
+              ? await copy.compactIndex(args as DesignDocRef).then(() => true)
+              : undefined;
       if (answer === undefined) throw new BadRequestError(`unknown index call ${String(req.op)}`);
       return { json: json(answer) };
     },
@@ -452,6 +459,10 @@ export class RemoteShardClient implements ShardClient {
 
   async indexInfo(ddoc: DesignDocRef): Promise<IndexInfo> {
     return parse<IndexInfo>((await this.call('IndexCall', { op: 'info', json: json(ddoc) })).json as Buffer);
+  }
+
+  async compactIndex(ddoc: DesignDocRef): Promise<void> {
+    await this.call('IndexCall', { op: 'compact', json: json(ddoc) });
   }
 
   async cleanupIndexes(keep: string[]): Promise<number> {

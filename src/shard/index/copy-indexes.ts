@@ -260,6 +260,13 @@ export class CopyIndexes {
     };
   }
 
+  /** `_compact/{ddoc}`: bring the index up to date, then compact its key range in RocksDB. */
+  async compact(ddoc: DesignDocRef): Promise<void> {
+    const index = await this.open(ddoc);
+    await this.update(index);
+    await this.options.store.compact(keys.indexRange(this.options.copyId, index.def.sig));
+  }
+
   /** Builds running now. */
   runningTasks(): IndexTask[] {
     return [...this.tasks.values()].map((t) => ({ ...t }));
