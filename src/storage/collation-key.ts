@@ -229,7 +229,7 @@ export function classifyCodePoint(cp: number): CharClass {
 function stringPrimaries(t: Tables, x: string): CharClass {
   const classes: number[] = [];
   let gap = NO_GAP;
-  for (let i = 0; i < x.length && gap === NO_GAP; i++) {
+  for (let i = 0; i < x.length && gap === NO_GAP && classes.length <= SIDE_PRIMARIES_MAX; i++) {
     const unit = x.charCodeAt(i);
     const c = unit < S_END ? (t.classOf[unit] as number) : 0;
     if (c > 0) {
@@ -243,7 +243,8 @@ function stringPrimaries(t: Tables, x: string): CharClass {
     gap = info.gap;
   }
   let more = false;
-  // At position SIDE_PRIMARIES_MAX anything further (a class or a gap) is MORE.
+  // At position SIDE_PRIMARIES_MAX anything further (a class or a gap) is MORE; the
+  // walk above stops there, so a long string costs no more than its first primaries.
   if (classes.length > SIDE_PRIMARIES_MAX || (classes.length === SIDE_PRIMARIES_MAX && gap !== NO_GAP)) {
     classes.length = SIDE_PRIMARIES_MAX;
     gap = NO_GAP;

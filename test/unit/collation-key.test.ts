@@ -273,7 +273,9 @@ test('collation-key: long strings end the side code after SIDE_PRIMARIES_MAX pri
 test('collation-key: laws hold under contractions and reordering (≠, Cyrillic й, Thai/Lao prevowels)', (t) => {
   const before = primaryVerifyFailures();
   const words = ['=', '=\u0338', '≠', '=a', '<\u0338', '≮', 'и', 'и\u0306', 'й', 'иa', 'a\u0306', 'ă', 'เก', 'เข', 'ก', 'กเ',
-    'ເກ', 'ກ', 'a\u0308\u0301', 'a\u0301\u0308', 'L\u00b7', 'l\u00b7l', 'ŀl', 'i\u0307', 'İ', 'ı', 'A\u030a', 'Å', 'Å'];
+    'ເກ', 'ກ', 'a\u0308\u0301', 'a\u0301\u0308', 'L\u00b7', 'l\u00b7l', 'ŀl', 'i\u0307', 'İ', 'ı', 'A\u030a', 'Å', 'Å',
+    // Lone surrogates (JSON.parse can produce them): no crash, still lawful.
+    '\ud800', 'a\udc00', '\ud83d', 'a\ud83d\ude00'];
   assertLaws([...words, ...words.map((w) => [w, 1]), ...words.map((w) => [w, 'é'])]);
   t.diagnostic(`per-code-point primaries failed verification (collator probed instead) ${primaryVerifyFailures() - before} times`);
 });
@@ -283,6 +285,8 @@ test('collation-key: every assigned code point classifies; counts per class', (t
   const classes = primaryClasses().length;
   const counts = { s: 0, ignorable: 0, single: 0, expansion: 0, gap: 0, prefixGap: 0, gapBelow: 0, gapAbove: 0 };
   const assigned = /\p{Assigned}/u;
+  const base = new Intl.Collator('en', { sensitivity: 'base' });
+  const aboveTop: number[] = [];
   for (let cp = 0; cp <= 0x10ffff; cp++) {
     if (cp >= 0x20 && cp < 0x7f) {
       counts.s++;
@@ -291,6 +295,8 @@ test('collation-key: every assigned code point classifies; counts per class', (t
     const ch = String.fromCodePoint(cp);
     if (!assigned.test(ch)) continue;
     const c = classifyCodePoint(cp);
+    // The TOP trick needs U+FFFF's primary to be the highest of all.
+    if (cp !== 0xffff && base.compare(ch, '\uffff') >= 0) aboveTop.push(cp);
     if (c.gap === NO_GAP) {
       if (c.classes.length === 0) counts.ignorable++;
       else if (c.classes.length === 1) counts.single++;
@@ -303,6 +309,7 @@ test('collation-key: every assigned code point classifies; counts per class', (t
     }
   }
   t.diagnostic(`classes ${classes}; ${JSON.stringify(counts)}; ${Date.now() - started} ms; tables ${collationTablesBuildMs().toFixed(2)} ms; ${collationVersion}`);
+  assert.deepEqual(aboveTop, [], 'code points whose primary is not below U+FFFF');
   assert.equal(counts.s, 95);
   assert.ok(counts.single > 1000 && counts.ignorable > 100 && counts.gap > 10000);
   // Spot checks of the classes the design names.
