@@ -192,6 +192,11 @@ export class CopyIndexes {
       const seq = index.checkpoint();
       const header: ViewHeader = { header: true, totalRows: index.rowCount(view), seq };
       if (cached && cached.seq === seq) return onceCursor<ViewStreamItem<ReducedRow>>([header, ...cached.row]);
+      // A whole-view _count or numeric _sum is kept as the index is built: no scan.
+      const whole = req.groupLevel === 0 && req.ranges.length === 1 && req.ranges[0]!.startKey === undefined && req.ranges[0]!.endKey === undefined;
+      if (whole && index.rowCount(view) === 0) return onceCursor<ViewStreamItem<ReducedRow>>([header]);
+      const kept = !whole ? undefined : def.builtin?.name === '_count' ? index.rowCount(view) : def.builtin?.name === '_sum' ? index.runningSum(view) : undefined;
+      if (kept !== undefined) return onceCursor<ViewStreamItem<ReducedRow>>([header, { keyJson: 'null', partialJson: JSON.stringify(kept) }]);
       let headerSent = false;
       const rows = index.rows(view, req.ranges, req.descending, Number.MAX_SAFE_INTEGER);
       const reducer = new GroupReducer(def, index, this.options.js, this.options.reduceLimitBytes);

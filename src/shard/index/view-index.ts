@@ -28,8 +28,13 @@ export interface IndexMeta {
   seq: number;
   ddocId: string;
   views: string[];
-  /** Rows per view (in view order): CouchDB's `total_rows`. */
+  /** Rows per view (in view order): CouchDB's `total_rows`, and the `_count` of the whole view. */
   rows: number[];
+  /**
+   * Per `_sum` view, the sum of all its values while every value was a number (null
+   * once one was not): a whole-view `_sum` is then read here, not over every row.
+   */
+  sums?: (number | null)[];
 }
 
 /** Told about lines user code logged and map errors (the copy's owner logs them). */
@@ -89,6 +94,12 @@ export class ViewIndex implements ChangeConsumer {
     return this.meta.seq;
   }
 
+  /** The running sum of a `_sum` view over all its rows, when every value was a number. */
+  runningSum(view: number): number | undefined {
+    const sum = this.meta.sums?.[view];
+    return typeof sum === 'number' ? sum : undefined;
+  }
+
   /** Rows of one view at the checkpoint. */
   rowCount(view: number): number {
     return this.meta.rows[view] ?? 0;
@@ -126,23 +137,38 @@ export class ViewIndex implements ChangeConsumer {
     const olds = docs.length > 0 ? await store.getMany(docs.map((d) => keys.indexBackKey(copyId, sig, d.id))) : [];
     const emits = await this.mapAll(docs);
     const rows = [...this.meta.rows];
+    // Back-index entries of `_sum` views keep each value, so a removed row leaves the sum.
+    const sums = this.def.views.map((v, i) => (v.builtin?.name === '_sum' ? (this.meta.sums?.[i] ?? (this.meta.seq === 0 ? 0 : null)) : null));
+    const addSum = (view: number, valueJson: string | undefined, sign: 1 | -1) => {
+      const current = sums[view];
+      if (current === null || current === undefined) return;
+      const value: unknown = valueJson === undefined ? undefined : JSON.parse(valueJson);
+      sums[view] = typeof value === 'number' ? current + sign * value : null;
+    };
     docs.forEach((doc, i) => {
       const old = olds[i];
       if (old) {
-        const previous = JSON.parse(old.toString('utf8')) as [number, string][];
-        for (const [view] of previous) rows[view]! -= 1;
-        for (const op of this.rowOps(doc.id, previous, 'del')) ops.push(op);
+        const previous = JSON.parse(old.toString('utf8')) as [number, string, string?][];
+        for (const [view, , valueJson] of previous) {
+          rows[view]! -= 1;
+          if (sums[view] !== null) addSum(view, valueJson, -1);
+        }
+        for (const op of this.rowOps(doc.id, previous.map((p) => [p[0], p[1]] as [number, string]), 'del')) ops.push(op);
       }
       const emitted = emits[i]!;
       if (emitted.length > 0) {
-        for (const [view] of emitted) rows[view]! += 1;
+        for (const [view, , valueJson] of emitted) {
+          rows[view]! += 1;
+          if (sums[view] !== null) addSum(view, valueJson, 1);
+        }
         for (const op of this.rowOps(doc.id, emitted.map((r) => [r[0], r[1]] as [number, string]), 'put', emitted)) ops.push(op);
-        ops.push({ type: 'put', key: keys.indexBackKey(copyId, sig, doc.id), value: JSON.stringify(emitted.map((r) => [r[0], r[1]])) });
+        const back = emitted.map((r) => (this.def.views[r[0]]!.builtin?.name === '_sum' ? [r[0], r[1], r[2]] : [r[0], r[1]]));
+        ops.push({ type: 'put', key: keys.indexBackKey(copyId, sig, doc.id), value: JSON.stringify(back) });
       } else if (old) {
         ops.push({ type: 'del', key: keys.indexBackKey(copyId, sig, doc.id) });
       }
     });
-    const meta: IndexMeta = { ...this.meta, seq: toSeq, rows };
+    const meta: IndexMeta = { ...this.meta, seq: toSeq, rows, sums };
     ops.push({ type: 'put', key: keys.indexMetaKey(copyId, sig), value: JSON.stringify(meta) });
     this.pendingMeta = meta;
     return ops;
