@@ -223,6 +223,12 @@ export interface Config {
   jsWorkers: number;
   /** Calls waiting for a sandbox worker at most; beyond, 503 at once instead of an ever longer wait. */
   jsQueueCallsMax: number;
+  /**
+   * How long a node may use its cached validate_doc_update functions of a database
+   * before it asks a remote copy whether a design document changed, ms; a design
+   * document written through another node takes effect here within this bound.
+   */
+  designDocsRecheckMs: number;
 }
 
 export const defaults: Readonly<Config> = Object.freeze({
@@ -301,6 +307,7 @@ export const defaults: Readonly<Config> = Object.freeze({
   jsMemoryBytesMax: 64 * 1024 * 1024,
   jsWorkers: 1,
   jsQueueCallsMax: 1024,
+  designDocsRecheckMs: 1_000,
 });
 
 /** Environment variables and the keys they set. */
@@ -475,6 +482,7 @@ function checkRelations(c: Config): void {
   if (c.jsMemoryBytesMax < 1024 * 1024 || c.jsMemoryBytesMax > 1024 * 1024 * 1024) fail('jsMemoryBytesMax must be in 1 MiB..1 GiB');
   if (c.jsWorkers < 1 || c.jsWorkers > 64) fail('jsWorkers must be in 1..64');
   if (c.jsQueueCallsMax < 1) fail('jsQueueCallsMax must be at least 1');
+  if (c.designDocsRecheckMs > 2 ** 31 - 1) fail('designDocsRecheckMs must be at most 2147483647');
   if (!['debug', 'info', 'warn', 'error'].includes(c.logLevel)) fail('logLevel must be debug, info, warn or error');
   if ((c.adminUser === undefined) !== (c.adminPassword === undefined)) {
     fail('COUCHDB_USER and COUCHDB_PASSWORD must be given together');

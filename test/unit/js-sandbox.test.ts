@@ -281,6 +281,43 @@ test('validate_doc_update: ok, {forbidden}, {unauthorized}, and anything else th
   await assert.rejects(pool.validate(ddoc, { crash: true }, null, bob, secObj), isOsProcessError('exception', /TypeError/));
 });
 
+test('validateDocs: a batch of documents in one call, each with its own answer; a loop fails the whole call', async () => {
+  const ddoc = await pool.compile({
+    validate_doc_update: `function (newDoc, oldDoc, userCtx, secObj) {
+      if (newDoc.loop) for (;;) {}
+      if (newDoc.crash) null.x;
+      if (newDoc.str) throw 'just a string';
+      if (!userCtx.name) throw { unauthorized: 'log in first' };
+      if (oldDoc && oldDoc.locked) throw { forbidden: 'locked ' + oldDoc._id };
+      if (newDoc.n % 2) throw { forbidden: 'odd ' + newDoc.n + ' in ' + userCtx.db + ' ' + secObj.admins.names[0] };
+      log('ok ' + newDoc._id);
+    }`,
+  });
+  const secObj = { admins: { names: ['boss'], roles: [] } };
+  const bob = { db: 'd', name: 'bob', roles: [] };
+  const pairs: [unknown, unknown][] = [
+    [{ _id: 'a', n: 2 }, null],
+    [{ _id: 'b', n: 3 }, null],
+    [{ _id: 'c', n: 4 }, { _id: 'c', locked: true }],
+    [{ _id: 'd', crash: true }, null],
+    [{ _id: 'e', str: true }, null],
+    [{ _id: 'f', n: 0 }, { _id: 'f' }],
+  ];
+  const { results, logs } = await pool.validateDocs(ddoc, pairs, bob, secObj);
+  assert.deepEqual(results.slice(0, 3), [{ ok: true }, { forbidden: 'odd 3 in d boss' }, { forbidden: 'locked c' }]);
+  assert.match((results[3] as { error: string }).error, /TypeError/);
+  assert.deepEqual(results.slice(4), [{ error: 'just a string' }, { ok: true }]);
+  assert.deepEqual(logs, ['ok a', 'ok f']);
+  assert.deepEqual((await pool.validateDocs(ddoc, [[{ _id: 'x' }, null]], { db: 'd', name: null, roles: [] }, secObj)).results, [{ unauthorized: 'log in first' }]);
+  const many = Array.from({ length: 1000 }, (_, i) => [{ _id: 'm' + i, n: i }, null] as [unknown, unknown]);
+  const big = await pool.validateDocs(ddoc, many, bob, secObj);
+  assert.equal(big.results.length, 1000);
+  assert.equal(big.results.filter((r) => 'ok' in r).length, 500);
+  await assert.rejects(pool.validateDocs(ddoc, [[{ _id: 'a' }, null], [{ _id: 'l', loop: true }, null]], bob, secObj), isOsProcessError('timeout', /deadline/));
+  // The worker was replaced: the same handle works again.
+  assert.deepEqual((await pool.validateDocs(ddoc, [[{ _id: 'a', n: 2 }, null]], bob, secObj)).results, [{ ok: true }]);
+});
+
 test('the main event loop keeps answering while a busy map function runs in the worker', async () => {
   const busy = new SandboxPool({ timeoutMs: 5000, memoryBytesMax: 16 * 1024 * 1024, workers: 1 });
   try {

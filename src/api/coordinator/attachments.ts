@@ -9,6 +9,7 @@ import type { AttachmentInput, AttachmentStub, DocEdit, RevId } from '../../shar
 import { chooseRevision, readAttachment, readBody, readDocInfo } from './doc-open';
 import { DocOutcome, updateDocs } from './doc-update';
 import type { DbHandle } from './shard-client';
+import type { Validation } from './validate';
 
 export interface AttachmentRead {
   stub: AttachmentStub;
@@ -43,6 +44,7 @@ export async function changeAttachment(
     data?: { contentType: string; bytes: Buffer; encoding?: string; length?: number };
     timeoutMs: number;
     w?: number;
+    validate?: Validation;
   },
 ): Promise<DocOutcome> {
   const info = await readDocInfo(db, request.id, { timeoutMs: request.timeoutMs });
@@ -76,7 +78,11 @@ export async function changeAttachment(
   }
   const edit: DocEdit = { id: request.id, deleted: false, body, attachments };
   if (info && request.rev !== undefined) edit.baseRev = request.rev;
-  const [outcome] = await updateDocs(db, [edit], { timeoutMs: request.timeoutMs, ...(request.w ? { w: request.w } : {}) });
+  const [outcome] = await updateDocs(db, [edit], {
+    timeoutMs: request.timeoutMs,
+    ...(request.w ? { w: request.w } : {}),
+    ...(request.validate ? { validate: request.validate } : {}),
+  });
   return outcome!;
 }
 

@@ -235,7 +235,34 @@ export const prelude = String.raw`(function () {
     }
   }
 
-  var ops = { compile: compile, map: map, reduce: reduce, filter: filter, validate: validate };
+  // Many documents in one call: each answers ok, the {forbidden} or {unauthorized} it
+  // threw, or {error} for anything else it threw (that document fails, not the batch).
+  function validateMany(input) {
+    if (vdu === null) throw new Error('this design document has no validate_doc_update');
+    globalThis.require = ddocRequire;
+    var userCtx = freeze(input.userCtx);
+    var secObj = freeze(input.secObj);
+    var out = [];
+    for (var d = 0; d < input.docs.length; d++) {
+      var pair = input.docs[d];
+      try {
+        vdu(freeze(pair[0]), freeze(pair[1] === undefined ? null : pair[1]), userCtx, secObj);
+        out.push('{"ok":true}');
+      } catch (e) {
+        if (isFatal(e)) throw e;
+        if (e !== null && typeof e === 'object' && e.forbidden !== undefined) {
+          out.push(JSON.stringify({ forbidden: typeof e.forbidden === 'string' ? e.forbidden : describe(e.forbidden) }));
+        } else if (e !== null && typeof e === 'object' && e.unauthorized !== undefined) {
+          out.push(JSON.stringify({ unauthorized: typeof e.unauthorized === 'string' ? e.unauthorized : describe(e.unauthorized) }));
+        } else {
+          out.push(JSON.stringify({ error: describe(e) }));
+        }
+      }
+    }
+    return '[' + out.join(',') + ']';
+  }
+
+  var ops = { compile: compile, map: map, reduce: reduce, filter: filter, validate: validate, validateMany: validateMany };
 
   return function dispatch(op, json) {
     logs = [];
