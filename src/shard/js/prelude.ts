@@ -255,7 +255,7 @@ export const prelude = String.raw`(function () {
         } else if (e !== null && typeof e === 'object' && e.unauthorized !== undefined) {
           out.push(JSON.stringify({ unauthorized: typeof e.unauthorized === 'string' ? e.unauthorized : describe(e.unauthorized) }));
         } else {
-          out.push(JSON.stringify({ error: describe(e) }));
+          out.push(JSON.stringify({ error: typeof e === 'string' ? e : describe(e) }));
         }
       }
     }
