@@ -16,8 +16,8 @@
  *   The arguments are CouchDB's: `newDoc` as written (`_id`, the `_rev` being replaced
  *   for interactive edits, the new rev for replicated ones, `_revisions`,
  *   `_deleted: true` for deletions, attachments as stubs), `oldDoc` (the revision
- *   being replaced: for interactive edits the base revision, or the winner when none
- *   was given; for replicated edits the newest ancestor of the new revision that the
+ *   being replaced: for interactive edits the base revision (null when none was
+ *   given: the edit creates the document, or it conflicts anyway); for replicated edits the newest ancestor of the new revision that the
  *   document holds; null when there is none, it is deleted or its body is not
  *   stored), `userCtx` (`{db, name, roles}`) and `secObj` (the database's security object).
  *
@@ -208,11 +208,19 @@ export async function validateEdits(db: DbHandle, edits: readonly DocEdit[], val
   if (validators.length === 0) return refused;
 
   const docEdits = docPositions.map((i) => edits[i]!);
-  const infos = await readDocInfos(
-    db,
-    docEdits.map((e) => e.id),
-    { timeoutMs },
-  );
+  // An interactive edit without a base revision creates the document (or recreates a
+  // deleted one): oldDoc is null, and no read is needed. Were the document alive, the
+  // write would be a conflict whatever the VDU says.
+  const needInfo = docEdits.flatMap((e, j) => (e.revs || e.baseRev !== undefined ? [j] : []));
+  const infos: (DocInfo | undefined)[] = new Array(docEdits.length).fill(undefined);
+  if (needInfo.length > 0) {
+    const read = await readDocInfos(
+      db,
+      needInfo.map((j) => docEdits[j]!.id),
+      { timeoutMs },
+    );
+    needInfo.forEach((j, k) => (infos[j] = read[k]));
+  }
   const oldNodes = docEdits.map((edit, j) => oldRevision(edit, infos[j]));
   const oldBodies = await readBodiesMany(
     db,
@@ -297,7 +305,7 @@ function oldRevision(edit: DocEdit, info: DocInfo | undefined): RevNode | undefi
   if (edit.revs) {
     for (let i = 1; i < edit.revs.length && !node; i++) node = info.tree.get(edit.revs[i]!);
   } else {
-    node = (edit.baseRev !== undefined ? info.tree.get(edit.baseRev) : undefined) ?? info.winner;
+    node = edit.baseRev !== undefined ? info.tree.get(edit.baseRev) ?? info.winner : undefined;
   }
   return node && !node.deleted && node.hasBody ? node : undefined;
 }
