@@ -113,7 +113,7 @@ export class DivanNode {
       }),
       cluster,
       js,
-      designDocs: new DesignFunctions(js, cluster.self, config.designDocsRecheckMs),
+      designDocs: new DesignFunctions(js, cluster.self, config.designDocsRecheckMs, (entry) => log.info(entry, 'validate_doc_update log')),
     };
     const http = new HttpServer(services, {
       cors: {

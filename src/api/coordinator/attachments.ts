@@ -66,7 +66,8 @@ export async function changeAttachment(
   if (request.data === undefined && !Object.hasOwn(current, request.name)) throw new NotFoundError('Document is missing attachment');
   const attachments: AttachmentInput[] = [];
   for (const [name, stub] of Object.entries(current)) {
-    if (name !== request.name) attachments.push({ kind: 'stub', name, digest: stub.digest });
+    // The stub's metadata too, for validate_doc_update's newDoc (the copy keeps its own stub).
+    if (name !== request.name) attachments.push({ kind: 'stub', name, digest: stub.digest, contentType: stub.content_type, length: stub.length, revpos: stub.revpos });
   }
   if (request.data) {
     const att: AttachmentInput = { kind: 'data', name: request.name, contentType: request.data.contentType, data: request.data.bytes };

@@ -131,6 +131,8 @@ export interface JsChangesFilter {
   name: string;
   /** CouchDB's request object, passed to filter functions. */
   req: unknown;
+  /** Where the lines the function passes to `log()` go. */
+  onLog?: (lines: string[]) => void;
 }
 
 /** Documents' JSON bytes per sandbox call at most (a cursor batch may be cut in several calls). */
@@ -146,9 +148,12 @@ async function passing(js: JsChangesFilter, rows: readonly ChangeRow[]): Promise
     while (end < rows.length && (end === start || bytes + rows[end]!.doc!.length <= FILTER_CALL_BYTES_MAX)) bytes += rows[end++]!.doc!.length;
     const docs = rows.slice(start, end).map((row) => JSON.parse(row.doc!) as unknown);
     if (js.kind === 'filter') {
-      out.push(...(await js.pool.filterDocs(js.ddoc, js.name, docs, js.req)).pass);
+      const answer = await js.pool.filterDocs(js.ddoc, js.name, docs, js.req);
+      if (answer.logs.length > 0) js.onLog?.(answer.logs);
+      out.push(...answer.pass);
     } else {
       const mapped = await js.pool.mapDocs(js.ddoc, [js.name], docs);
+      if (mapped.logs.length > 0) js.onLog?.(mapped.logs);
       for (const perView of mapped.docs) {
         const emitted = perView[0];
         out.push(Array.isArray(emitted) && emitted.length > 0);

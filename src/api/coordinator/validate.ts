@@ -80,6 +80,8 @@ export class DesignFunctions {
     /** This node's name: its copies answer their state from memory. */
     private readonly self: string,
     private readonly recheckMs: number,
+    /** Where the lines VDUs pass to `log()` go (CouchDB logs them at info). */
+    readonly onLog: (entry: { db: string; ddoc: string; lines: string[] }) => void = () => undefined,
   ) {}
 
   /** The database's validate_doc_update functions, in design document id order. */
@@ -241,12 +243,14 @@ export async function validateEdits(db: DbHandle, edits: readonly DocEdit[], val
     for (const chunk of chunks(passing, pairs)) {
       let results: ValidateDocResult[];
       try {
-        results = (await validation.functions.js.validateDocs(
+        const answer = await validation.functions.js.validateDocs(
           validator.compiled,
           chunk.map((j) => pairs[j]!),
           userCtx,
           db.security,
-        )).results;
+        );
+        results = answer.results;
+        if (answer.logs.length > 0) validation.functions.onLog({ db: db.name, ddoc: validator.id, lines: answer.logs });
       } catch (err) {
         if (!(err instanceof DivanError)) throw err;
         for (const j of chunk) refused[docPositions[j]!] = err;

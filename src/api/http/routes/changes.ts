@@ -132,7 +132,7 @@ async function parseRequest(ctx: Ctx, db: DbHandle, body: Record<string, unknown
   };
   // Last: a compiled filter must be released by the caller once the feed is over.
   const filter = await parseFilter(ctx, db, body);
-  if ('js' in filter) request.js = filter.js;
+  if ('js' in filter) request.js = { ...filter.js, onLog: (lines) => ctx.services.log.info({ db: db.name, filter: ctx.qString('filter'), lines }, '_changes filter log') };
   else request.filter = filter;
   return request;
 }
