@@ -29,6 +29,8 @@ const app = {
     deleted: `function (doc) { return doc._deleted === true; }`,
     throws: `function (doc) { if (doc.n === 3) throw new Error('three'); return true; }`,
     lib: `function (doc) { return require('lib/owners').good(doc.owner); }`,
+    nested: `function (doc) { return require('filters/mods/owner').good(doc.owner); }`,
+    mods: { owner: `exports.good = function (o) { return o === 'ann'; };` },
   },
   lib: { owners: `exports.good = function (o) { return o === 'ann'; };` },
   views: {
@@ -59,6 +61,8 @@ describe('filter=ddoc/name', () => {
     assert.equal(res.body.results[0].doc, undefined, 'no doc without include_docs');
     const libRes = await request(node, 'GET', `/${db}/_changes?filter=app/lib`);
     assert.deepEqual(ids(libRes.body), evenIds(20), 'require() of a module elsewhere in the design document');
+    const nested = await request(node, 'GET', `/${db}/_changes?filter=app/nested`);
+    assert.deepEqual(ids(nested.body), evenIds(20), 'require() of a module tree beside the filters');
   });
 
   test('a truthy result passes, a falsy one does not', async () => {

@@ -251,6 +251,12 @@ describe('design documents are checked on write', () => {
     ['a language that is not a string', { language: 1 }],
     ['shows not an object', { shows: 1 }],
     ['options not an object', { options: [] }],
+    ['an unknown built-in reduce', { views: { v: { map: 'function (doc) {}', reduce: '_median' } } }],
+    ['a reduce that is not a string', { views: { v: { map: 'function (doc) {}', reduce: 1 } } }],
+    ['a view that is not an object', { views: { v: 'function (doc) {}' } }],
+    ['a show that is neither a string nor an object', { shows: { s: 1 } }],
+    ['rewrites neither a string nor an array', { rewrites: 42 }],
+    ['a query view whose map is a string', { language: 'query', views: { v: { map: 'function (d) {}' } } }],
   ];
   for (const [what, ddoc] of invalid) {
     test(`invalid_design_doc: ${what}`, async () => {
@@ -267,7 +273,6 @@ describe('design documents are checked on write', () => {
   const uncompilable: [string, unknown][] = [
     ['a map', { views: { v: { map: 'function (doc) { emit(' } } }],
     ['a reduce', { views: { v: { map: 'function (doc) {}', reduce: 'function (k, v) { return }}' } } }],
-    ['an unknown built-in reduce', { views: { v: { map: 'function (doc) {}', reduce: '_median' } } }],
     ['a filter', { filters: { f: 'function (doc, req) { return doc. }' } }],
     ['validate_doc_update', { validate_doc_update: 'function (newDoc) { if ( }' }],
     ['not a function', { validate_doc_update: '42' }],
@@ -286,7 +291,13 @@ describe('design documents are checked on write', () => {
     const mango = { language: 'query', views: { byName: { map: { fields: { name: 'asc' } }, reduce: '_count', options: { def: { fields: ['name'] } } } } };
     assert.equal((await put(db, '_design/mango', mango)).status, 201);
     assert.equal((await put(db, '_design/bad-but-design', { bad: true })).status, 201);
-    const good = { views: { v: { map: 'function (doc) { emit(doc._id, 1) }', reduce: '_sum' }, lib: { x: 'exports.y = 1' } }, filters: { f: 'function (doc, req) { return true }' } };
+    const good = {
+      views: { v: { map: 'function (doc) { emit(doc._id, 1) }', reduce: '_sum' }, lib: { x: 'exports.y = 1' } },
+      filters: { f: 'function (doc, req) { return require("filters/mylib/lib1").ok }', mylib: { lib1: 'exports.ok = true' } },
+      shows: { mylib: { lib1: 'x=42' } },
+      options: { anything: true },
+      rewrites: 'function (req) {}',
+    };
     assert.equal((await put(db, '_design/good', good)).status, 201);
   });
 });

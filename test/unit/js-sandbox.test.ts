@@ -249,13 +249,18 @@ test('filters: a batch of documents in, one boolean per document out, with the r
       byType: 'function (doc, req) { return doc.type === req.query.type }',
       lib: 'function (doc) { return require("lib/check").ok(doc) }',
       throws: 'function (doc) { throw new Error("nope") }',
+      nested: 'function (doc) { return require("filters/mods/t").isB(doc) }',
+      // An object beside the filters is a module tree, not a filter (CouchDB accepts it).
+      mods: { t: 'exports.isB = function (doc) { return doc.type === "b" }' },
     },
     lib: { check: 'exports.ok = function (doc) { return !!doc.keep }' },
   });
-  assert.deepEqual(ddoc.filters, ['byType', 'lib', 'throws']);
+  assert.deepEqual(ddoc.filters, ['byType', 'lib', 'throws', 'nested']);
   const docs = [{ type: 'a', keep: 1 }, { type: 'b' }, { type: 'a' }];
   assert.deepEqual((await pool.filterDocs(ddoc, 'byType', docs, { query: { type: 'a' } })).pass, [true, false, true]);
   assert.deepEqual((await pool.filterDocs(ddoc, 'lib', docs, {})).pass, [true, false, false]);
+  assert.deepEqual((await pool.filterDocs(ddoc, 'nested', docs, {})).pass, [false, true, false]);
+  await assert.rejects(pool.filterDocs(ddoc, 'mods', docs, {}), isOsProcessError('exception', /no filter mods/));
   await assert.rejects(pool.filterDocs(ddoc, 'throws', docs, {}), isOsProcessError('exception', /Error: nope/));
   await assert.rejects(pool.filterDocs(ddoc, 'absent', docs, {}), isOsProcessError('exception', /no filter absent/));
 });

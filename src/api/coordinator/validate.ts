@@ -382,6 +382,8 @@ function invalid(reason: string): BadRequestError {
   return new BadRequestError(reason, 'invalid_design_doc');
 }
 
+const BUILTIN_REDUCES = new Set(['_sum', '_count', '_stats', '_approx_count_distinct']);
+
 /** Members that are objects of functions (source strings), as couch_mrview checks them. */
 const FUNCTION_MAPS = ['filters', 'lists', 'shows', 'updates'] as const;
 
@@ -403,8 +405,8 @@ async function checkDesignDoc(js: SandboxPool, edit: DocEdit): Promise<void> {
     if (value === undefined) continue;
     if (!isObject(value)) throw invalid(`\`${field}\` is not an object`);
     for (const [name, fn] of Object.entries(value)) {
-      // `filters.lib`-style CommonJS trees are allowed beside functions.
-      if (typeof fn !== 'string' && !(isObject(fn) && name === 'lib')) throw invalid(`\`${field}.${name}\` is not a string`);
+      // Objects (CommonJS module trees for require) are allowed beside functions, as in CouchDB.
+      if (typeof fn !== 'string' && !isObject(fn)) throw invalid(`\`${field}.${name}\` is not a string or an object`);
     }
   }
   const views = doc.views;
@@ -420,6 +422,8 @@ async function checkDesignDoc(js: SandboxPool, edit: DocEdit): Promise<void> {
         if (!isObject(view.map)) throw invalid(`\`views.${name}.map\` is not an object`);
       } else if (typeof view.map !== 'string') throw invalid(`View ${name} must have a map function (a string)`);
       if (view.reduce !== undefined && typeof view.reduce !== 'string') throw invalid(`\`views.${name}.reduce\` is not a string`);
+      const reduce = typeof view.reduce === 'string' ? view.reduce.trim() : '';
+      if (reduce.startsWith('_') && !BUILTIN_REDUCES.has(reduce)) throw invalid(`Unknown built-in reduce function \`${reduce}\` in view ${name}`);
       if (view.options !== undefined && !isObject(view.options)) throw invalid(`\`views.${name}.options\` is not an object`);
     }
   }

@@ -161,6 +161,8 @@ export const prelude = String.raw`(function () {
       if (fs === null || typeof fs !== 'object' || Array.isArray(fs)) throw new CompileFailure('filters must be an object');
       for (var fname in fs) {
         if (!hasOwn.call(fs, fname)) continue;
+        // An object beside the filters is a tree of CommonJS modules (CouchDB allows them).
+        if (fs[fname] !== null && typeof fs[fname] === 'object' && !Array.isArray(fs[fname])) continue;
         filters[fname] = compileFunction(fs[fname], 'filter ' + fname);
         info.filters.push(fname);
       }

@@ -181,12 +181,14 @@ async function parseFilter(ctx: Ctx, db: DbHandle, body: Record<string, unknown>
   if (parts.length !== 2) throw new BadRequestError('`filter` must be of the form `designname/filtername`', 'bad_request');
   const ddoc = await openDesignDoc(ctx, db, '_design/' + parts[0]);
   const source = nestedMember(ddoc, ['filters', parts[1]!]);
-  // The filter alone, and the rest of the document for require() (views and other
-  // filters are not compiled: a broken one elsewhere must not stop this feed).
+  // The filter alone, with the rest of the document and the module trees beside the
+  // filters for require() (views and other filters are not compiled: a broken one
+  // stored by an older version must not stop this feed).
   const { views: _views, filters: _filters, ...rest } = ddoc;
   void _views;
   void _filters;
-  const compiled = await ctx.services.js.compile({ ...rest, filters: { [parts[1]!]: source } });
+  const modules = Object.entries(ddoc.filters as Record<string, unknown>).filter(([, value]) => isPlainObject(value));
+  const compiled = await ctx.services.js.compile({ ...rest, filters: { ...Object.fromEntries(modules), [parts[1]!]: source } });
   return { js: { pool: ctx.services.js, ddoc: compiled, kind: 'filter', name: parts[1]!, req: filterRequest(ctx, db, body) } };
 }
 
