@@ -205,11 +205,15 @@ describe('several VDUs, edits and removals', () => {
 
   test('a VDU throwing something other than forbidden/unauthorized fails that document only', async () => {
     const db = await createDb(node, 'vdu');
-    await put(db, '_design/t', { validate_doc_update: `function (d) { if (d.boom) null.x; }` });
-    const bulk = await request(node, 'POST', `/${db}/_bulk_docs`, { body: { docs: [{ _id: 'x' }, { _id: 'y', boom: true }] } });
+    await put(db, '_design/t', { validate_doc_update: `function (d) { if (d.boom) null.x; if (d.str) throw 'nope'; if (d.zig) throw { zig: 'blah' }; }` });
+    const docs = [{ _id: 'x' }, { _id: 'y', boom: true }, { _id: 's', str: true }, { _id: 'z', zig: true }];
+    const bulk = await request(node, 'POST', `/${db}/_bulk_docs`, { body: { docs } });
     assert.equal(bulk.body[0].ok, true);
     assert.equal(bulk.body[1].error, 'os_process_error');
     assert.match(bulk.body[1].reason, /TypeError/);
+    assert.deepEqual(bulk.body.slice(2), [{ id: 's', error: 'unknown_error', reason: 'nope' }, { id: 'z', error: 'unknown_error', reason: 'blah' }]);
+    const single = await put(db, 's', { str: true });
+    assert.deepEqual([single.status, single.body], [500, { error: 'unknown_error', reason: 'nope' }]);
   });
 });
 

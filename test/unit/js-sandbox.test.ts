@@ -292,6 +292,7 @@ test('validateDocs: a batch of documents in one call, each with its own answer; 
       if (newDoc.loop) for (;;) {}
       if (newDoc.crash) null.x;
       if (newDoc.str) throw 'just a string';
+      if (newDoc.obj) throw { zig: 'blah' };
       if (!userCtx.name) throw { unauthorized: 'log in first' };
       if (oldDoc && oldDoc.locked) throw { forbidden: 'locked ' + oldDoc._id };
       if (newDoc.n % 2) throw { forbidden: 'odd ' + newDoc.n + ' in ' + userCtx.db + ' ' + secObj.admins.names[0] };
@@ -307,11 +308,12 @@ test('validateDocs: a batch of documents in one call, each with its own answer; 
     [{ _id: 'd', crash: true }, null],
     [{ _id: 'e', str: true }, null],
     [{ _id: 'f', n: 0 }, { _id: 'f' }],
+    [{ _id: 'g', obj: true }, null],
   ];
   const { results, logs } = await pool.validateDocs(ddoc, pairs, bob, secObj);
   assert.deepEqual(results.slice(0, 3), [{ ok: true }, { forbidden: 'odd 3 in d boss' }, { forbidden: 'locked c' }]);
   assert.match((results[3] as { error: string }).error, /TypeError/);
-  assert.deepEqual(results.slice(4), [{ error: 'just a string' }, { ok: true }]);
+  assert.deepEqual(results.slice(4), [{ unknown: 'just a string' }, { ok: true }, { unknown: 'blah' }]);
   assert.deepEqual(logs, ['ok a', 'ok f']);
   assert.deepEqual((await pool.validateDocs(ddoc, [[{ _id: 'x' }, null]], { db: 'd', name: null, roles: [] }, secObj)).results, [{ unauthorized: 'log in first' }]);
   const many = Array.from({ length: 1000 }, (_, i) => [{ _id: 'm' + i, n: i }, null] as [unknown, unknown]);

@@ -11,7 +11,8 @@
  * - other documents: every design document of the database with a
  *   `validate_doc_update` runs on each edit, in id order; the first refusal decides.
  *   `throw({forbidden})` → 403 forbidden, `throw({unauthorized})` → 401 unauthorized;
- *   anything else thrown → 500 os_process_error for that document. A sandbox failure
+ *   a thrown Error → 500 os_process_error, any other value thrown (a string, another
+ *   object) → 500 unknown_error with its message, as CouchDB; for that document only. A sandbox failure
  *   of the whole call (timeout, memory) fails every document of the call with it.
  *   The arguments are CouchDB's: `newDoc` as written (`_id`, the `_rev` being replaced
  *   for interactive edits, the new rev for replicated ones, `_revisions`,
@@ -271,6 +272,8 @@ export async function validateEdits(db: DbHandle, edits: readonly DocEdit[], val
 function refusal(result: Exclude<ValidateDocResult, { ok: true }>): DivanError {
   if ('forbidden' in result) return new ForbiddenError(result.forbidden);
   if ('unauthorized' in result) return new UnauthorizedError(result.unauthorized);
+  // CouchDB: a thrown string or other object is 500 unknown_error with its message.
+  if ('unknown' in result) return new DivanError('internal', 'unknown_error', result.unknown);
   return new OsProcessError('exception', `validate_doc_update threw: ${result.error}`);
 }
 

@@ -238,7 +238,8 @@ export const prelude = String.raw`(function () {
   }
 
   // Many documents in one call: each answers ok, the {forbidden} or {unauthorized} it
-  // threw, or {error} for anything else it threw (that document fails, not the batch).
+  // threw, {error} for an Error it threw, or {unknown} (the message) for any other
+  // value it threw; that document fails, not the batch.
   function validateMany(input) {
     if (vdu === null) throw new Error('this design document has no validate_doc_update');
     globalThis.require = ddocRequire;
@@ -256,8 +257,13 @@ export const prelude = String.raw`(function () {
           out.push(JSON.stringify({ forbidden: typeof e.forbidden === 'string' ? e.forbidden : describe(e.forbidden) }));
         } else if (e !== null && typeof e === 'object' && e.unauthorized !== undefined) {
           out.push(JSON.stringify({ unauthorized: typeof e.unauthorized === 'string' ? e.unauthorized : describe(e.unauthorized) }));
+        } else if (e instanceof Error) {
+          out.push(JSON.stringify({ error: describe(e) }));
         } else {
-          out.push(JSON.stringify({ error: typeof e === 'string' ? e : describe(e) }));
+          // A string or another object, as CouchDB reports them: its (first) value.
+          var keys = e !== null && typeof e === 'object' ? Object.keys(e) : [];
+          var value = keys.length > 0 ? e[keys[0]] : e;
+          out.push(JSON.stringify({ unknown: typeof value === 'string' ? value : describe(value) }));
         }
       }
     }

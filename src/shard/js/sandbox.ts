@@ -91,8 +91,12 @@ export interface MapResult {
   logs: string[];
 }
 
-/** One document's answer from `validateDocs`: `error` is what it threw, when not `{forbidden}` / `{unauthorized}`. */
-export type ValidateDocResult = { ok: true } | { forbidden: string } | { unauthorized: string } | { error: string };
+/**
+ * One document's answer from `validateDocs`: `error` describes an Error it threw,
+ * `unknown` is the message of any other value it threw (a string, or an object's first
+ * member) when not `{forbidden}` / `{unauthorized}`.
+ */
+export type ValidateDocResult = { ok: true } | { forbidden: string } | { unauthorized: string } | { error: string } | { unknown: string };
 
 export type ValidateResult = ({ ok: true } | { forbidden: string } | { unauthorized: string }) & { logs: string[] };
 
@@ -259,8 +263,9 @@ export class SandboxPool {
 
   /**
    * Run validate_doc_update over many `[newDoc, oldDoc]` pairs in one call (one message,
-   * one JSON text). Per document: ok, `{forbidden}`, `{unauthorized}`, or `{error}` when
-   * it threw anything else; a timeout or memory exhaustion fails the whole call.
+   * one JSON text). Per document: ok, `{forbidden}`, `{unauthorized}`, `{error}` (an
+   * Error) or `{unknown}` (anything else thrown); a timeout or memory exhaustion fails
+   * the whole call.
    */
   async validateDocs(
     ddoc: CompiledDdoc,
