@@ -377,4 +377,7 @@ test('config: jsTimeoutMs, jsMemoryBytesMax and jsWorkers have CouchDB-like defa
   assert.throws(() => loadConfig({ flags: { jsWorkers: 0 } }), /jsWorkers/);
   assert.throws(() => loadConfig({ flags: { jsMemoryBytesMax: 1000 } }), /jsMemoryBytesMax/);
   assert.throws(() => loadConfig({ flags: { jsTimeoutMs: 0 } }), /jsTimeoutMs/);
+  assert.equal(defaults.designDocsRecheckMs, 1000);
+  assert.equal(loadConfig({ flags: { designDocsRecheckMs: '0' } }).designDocsRecheckMs, 0);
+  assert.throws(() => loadConfig({ flags: { designDocsRecheckMs: 2 ** 31 } }), /designDocsRecheckMs/);
 });
