@@ -238,6 +238,12 @@ export interface Config {
   viewWarmIdleMs: number;
   /** CouchDB's reduce_limit: a JavaScript reduce whose output passes this size and does not shrink its input fails, bytes; 0 turns it off. */
   viewReduceLimitBytes: number;
+  /**
+   * How long a node may use its cached validate_doc_update functions of a database
+   * before it asks a remote copy whether a design document changed, ms; a design
+   * document written through another node takes effect here within this bound.
+   */
+  designDocsRecheckMs: number;
 }
 
 export const defaults: Readonly<Config> = Object.freeze({
@@ -322,6 +328,7 @@ export const defaults: Readonly<Config> = Object.freeze({
   viewWarmDelayMs: 500,
   viewWarmIdleMs: 3_600_000,
   viewReduceLimitBytes: 5000,
+  designDocsRecheckMs: 1_000,
 });
 
 /** Environment variables and the keys they set. */
@@ -497,6 +504,7 @@ function checkRelations(c: Config): void {
   if (c.jsMemoryBytesMax < 1024 * 1024 || c.jsMemoryBytesMax > 1024 * 1024 * 1024) fail('jsMemoryBytesMax must be in 1 MiB..1 GiB');
   if (c.jsWorkers < 1 || c.jsWorkers > 64) fail('jsWorkers must be in 1..64');
   if (c.jsQueueCallsMax < 1) fail('jsQueueCallsMax must be at least 1');
+  if (c.designDocsRecheckMs > 2 ** 31 - 1) fail('designDocsRecheckMs must be at most 2147483647');
   if (!['debug', 'info', 'warn', 'error'].includes(c.logLevel)) fail('logLevel must be debug, info, warn or error');
   if ((c.adminUser === undefined) !== (c.adminPassword === undefined)) {
     fail('COUCHDB_USER and COUCHDB_PASSWORD must be given together');

@@ -12,6 +12,7 @@ import { ByteBudget } from '../api/http/budget';
 import { HttpServer } from '../api/http/server';
 import type { Services } from '../api/http/context';
 import { SandboxPool } from '../shard/js/sandbox';
+import { DesignFunctions } from '../api/coordinator/validate';
 import { Store } from '../storage/store';
 import { Cluster } from './cluster';
 import type { Config } from './config';
@@ -116,6 +117,7 @@ export class DivanNode {
       }),
       cluster,
       js,
+      designDocs: new DesignFunctions(js, cluster.self, config.designDocsRecheckMs, (entry) => log.info(entry, 'validate_doc_update log')),
     };
     const http = new HttpServer(services, {
       cors: {

@@ -233,6 +233,7 @@ export class ShardCopy {
         continue;
       }
       state.updateSeq += 1;
+      if (edit.id.startsWith('_design/')) state.designSeq = state.updateSeq;
       const after: DocInfo = { id: edit.id, seq: state.updateSeq, tree: outcome.tree, winner: outcome.winner };
       countTransition(state, before, after);
       infos.set(edit.id, after);

@@ -85,6 +85,12 @@ export interface CopyState {
   updateSeq: number;
   docCount: number;
   docDelCount: number;
+  /**
+   * The update seq of the last `_design/` document edit this copy applied (0: none,
+   * or a state persisted before it was recorded). Caches of compiled design documents
+   * compare it to know they are current.
+   */
+  designSeq?: number;
 }
 
 export interface AllDocsOptions {

@@ -249,13 +249,18 @@ test('filters: a batch of documents in, one boolean per document out, with the r
       byType: 'function (doc, req) { return doc.type === req.query.type }',
       lib: 'function (doc) { return require("lib/check").ok(doc) }',
       throws: 'function (doc) { throw new Error("nope") }',
+      nested: 'function (doc) { return require("filters/mods/t").isB(doc) }',
+      // An object beside the filters is a module tree, not a filter (CouchDB accepts it).
+      mods: { t: 'exports.isB = function (doc) { return doc.type === "b" }' },
     },
     lib: { check: 'exports.ok = function (doc) { return !!doc.keep }' },
   });
-  assert.deepEqual(ddoc.filters, ['byType', 'lib', 'throws']);
+  assert.deepEqual(ddoc.filters, ['byType', 'lib', 'throws', 'nested']);
   const docs = [{ type: 'a', keep: 1 }, { type: 'b' }, { type: 'a' }];
   assert.deepEqual((await pool.filterDocs(ddoc, 'byType', docs, { query: { type: 'a' } })).pass, [true, false, true]);
   assert.deepEqual((await pool.filterDocs(ddoc, 'lib', docs, {})).pass, [true, false, false]);
+  assert.deepEqual((await pool.filterDocs(ddoc, 'nested', docs, {})).pass, [false, true, false]);
+  await assert.rejects(pool.filterDocs(ddoc, 'mods', docs, {}), isOsProcessError('exception', /no filter mods/));
   await assert.rejects(pool.filterDocs(ddoc, 'throws', docs, {}), isOsProcessError('exception', /Error: nope/));
   await assert.rejects(pool.filterDocs(ddoc, 'absent', docs, {}), isOsProcessError('exception', /no filter absent/));
 });
@@ -279,6 +284,45 @@ test('validate_doc_update: ok, {forbidden}, {unauthorized}, and anything else th
   assert.deepEqual(await pool.validate(ddoc, { _id: 'x', owner: 'bob' }, { _id: 'x', locked: true }, bob, secObj), { forbidden: 'locked', logs: [] });
   assert.deepEqual(await pool.validate(ddoc, { _id: 'x' }, null, { db: 'd', name: null, roles: [] }, secObj), { unauthorized: 'log in first', logs: [] });
   await assert.rejects(pool.validate(ddoc, { crash: true }, null, bob, secObj), isOsProcessError('exception', /TypeError/));
+});
+
+test('validateDocs: a batch of documents in one call, each with its own answer; a loop fails the whole call', async () => {
+  const ddoc = await pool.compile({
+    validate_doc_update: `function (newDoc, oldDoc, userCtx, secObj) {
+      if (newDoc.loop) for (;;) {}
+      if (newDoc.crash) null.x;
+      if (newDoc.str) throw 'just a string';
+      if (newDoc.obj) throw { zig: 'blah' };
+      if (!userCtx.name) throw { unauthorized: 'log in first' };
+      if (oldDoc && oldDoc.locked) throw { forbidden: 'locked ' + oldDoc._id };
+      if (newDoc.n % 2) throw { forbidden: 'odd ' + newDoc.n + ' in ' + userCtx.db + ' ' + secObj.admins.names[0] };
+      log('ok ' + newDoc._id);
+    }`,
+  });
+  const secObj = { admins: { names: ['boss'], roles: [] } };
+  const bob = { db: 'd', name: 'bob', roles: [] };
+  const pairs: [unknown, unknown][] = [
+    [{ _id: 'a', n: 2 }, null],
+    [{ _id: 'b', n: 3 }, null],
+    [{ _id: 'c', n: 4 }, { _id: 'c', locked: true }],
+    [{ _id: 'd', crash: true }, null],
+    [{ _id: 'e', str: true }, null],
+    [{ _id: 'f', n: 0 }, { _id: 'f' }],
+    [{ _id: 'g', obj: true }, null],
+  ];
+  const { results, logs } = await pool.validateDocs(ddoc, pairs, bob, secObj);
+  assert.deepEqual(results.slice(0, 3), [{ ok: true }, { forbidden: 'odd 3 in d boss' }, { forbidden: 'locked c' }]);
+  assert.match((results[3] as { error: string }).error, /TypeError/);
+  assert.deepEqual(results.slice(4), [{ unknown: 'just a string' }, { ok: true }, { unknown: 'blah' }]);
+  assert.deepEqual(logs, ['ok a', 'ok f']);
+  assert.deepEqual((await pool.validateDocs(ddoc, [[{ _id: 'x' }, null]], { db: 'd', name: null, roles: [] }, secObj)).results, [{ unauthorized: 'log in first' }]);
+  const many = Array.from({ length: 1000 }, (_, i) => [{ _id: 'm' + i, n: i }, null] as [unknown, unknown]);
+  const big = await pool.validateDocs(ddoc, many, bob, secObj);
+  assert.equal(big.results.length, 1000);
+  assert.equal(big.results.filter((r) => 'ok' in r).length, 500);
+  await assert.rejects(pool.validateDocs(ddoc, [[{ _id: 'a' }, null], [{ _id: 'l', loop: true }, null]], bob, secObj), isOsProcessError('timeout', /deadline/));
+  // The worker was replaced: the same handle works again.
+  assert.deepEqual((await pool.validateDocs(ddoc, [[{ _id: 'a', n: 2 }, null]], bob, secObj)).results, [{ ok: true }]);
 });
 
 test('the main event loop keeps answering while a busy map function runs in the worker', async () => {
@@ -333,4 +377,7 @@ test('config: jsTimeoutMs, jsMemoryBytesMax and jsWorkers have CouchDB-like defa
   assert.throws(() => loadConfig({ flags: { jsWorkers: 0 } }), /jsWorkers/);
   assert.throws(() => loadConfig({ flags: { jsMemoryBytesMax: 1000 } }), /jsMemoryBytesMax/);
   assert.throws(() => loadConfig({ flags: { jsTimeoutMs: 0 } }), /jsTimeoutMs/);
+  assert.equal(defaults.designDocsRecheckMs, 1000);
+  assert.equal(loadConfig({ flags: { designDocsRecheckMs: '0' } }).designDocsRecheckMs, 0);
+  assert.throws(() => loadConfig({ flags: { designDocsRecheckMs: 2 ** 31 } }), /designDocsRecheckMs/);
 });

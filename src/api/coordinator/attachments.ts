@@ -9,6 +9,7 @@ import type { AttachmentInput, AttachmentStub, DocEdit, RevId } from '../../shar
 import { chooseRevision, readAttachment, readBody, readDocInfo } from './doc-open';
 import { DocOutcome, updateDocs } from './doc-update';
 import type { DbHandle } from './shard-client';
+import type { Validation } from './validate';
 
 export interface AttachmentRead {
   stub: AttachmentStub;
@@ -43,6 +44,7 @@ export async function changeAttachment(
     data?: { contentType: string; bytes: Buffer; encoding?: string; length?: number };
     timeoutMs: number;
     w?: number;
+    validate?: Validation;
   },
 ): Promise<DocOutcome> {
   const info = await readDocInfo(db, request.id, { timeoutMs: request.timeoutMs });
@@ -64,7 +66,8 @@ export async function changeAttachment(
   if (request.data === undefined && !Object.hasOwn(current, request.name)) throw new NotFoundError('Document is missing attachment');
   const attachments: AttachmentInput[] = [];
   for (const [name, stub] of Object.entries(current)) {
-    if (name !== request.name) attachments.push({ kind: 'stub', name, digest: stub.digest });
+    // The stub's metadata too, for validate_doc_update's newDoc (the copy keeps its own stub).
+    if (name !== request.name) attachments.push({ kind: 'stub', name, digest: stub.digest, contentType: stub.content_type, length: stub.length, revpos: stub.revpos });
   }
   if (request.data) {
     const att: AttachmentInput = { kind: 'data', name: request.name, contentType: request.data.contentType, data: request.data.bytes };
@@ -76,7 +79,11 @@ export async function changeAttachment(
   }
   const edit: DocEdit = { id: request.id, deleted: false, body, attachments };
   if (info && request.rev !== undefined) edit.baseRev = request.rev;
-  const [outcome] = await updateDocs(db, [edit], { timeoutMs: request.timeoutMs, ...(request.w ? { w: request.w } : {}) });
+  const [outcome] = await updateDocs(db, [edit], {
+    timeoutMs: request.timeoutMs,
+    ...(request.w ? { w: request.w } : {}),
+    ...(request.validate ? { validate: request.validate } : {}),
+  });
   return outcome!;
 }
 

@@ -13,6 +13,7 @@
  * signal before reading, so an update between the read and the wait is never missed.
  */
 import { BadRequestError } from '../../errors';
+import type { CompiledDdoc, SandboxPool } from '../../shard/js/sandbox';
 import type { ChangeRow, ChangesFilter } from '../../shard/types';
 import { firstLiveCursor, firstLiveState } from './range-read';
 import type { Cursor, DbHandle, ShardClient } from './shard-client';
@@ -112,6 +113,55 @@ export interface ChangesRequest {
    * row is a multiple of seqInterval, exactly as CouchDB picks them. Default 10^15.
    */
   seqCountdown?: number;
+  /** A design document's filter or view map: run here, on each batch of changes read. */
+  js?: JsChangesFilter;
+}
+
+/**
+ * `filter=ddoc/name` (`filters[name](doc, req)`, truthy passes) or `filter=_view`
+ * (passes when the view's map function emits at least one row for the doc). Run by
+ * this coordinator after reading, one sandbox call per batch of rows; the copies are
+ * read with their documents.
+ */
+export interface JsChangesFilter {
+  pool: SandboxPool;
+  ddoc: CompiledDdoc;
+  kind: 'filter' | 'view';
+  /** The filter's or the view's name. */
+  name: string;
+  /** CouchDB's request object, passed to filter functions. */
+  req: unknown;
+  /** Where the lines the function passes to `log()` go. */
+  onLog?: (lines: string[]) => void;
+}
+
+/** Documents' JSON bytes per sandbox call at most (a cursor batch may be cut in several calls). */
+const FILTER_CALL_BYTES_MAX = 4 * 1024 * 1024;
+
+/** Which rows pass the filter; the rows carry their winning documents. */
+async function passing(js: JsChangesFilter, rows: readonly ChangeRow[]): Promise<boolean[]> {
+  const out: boolean[] = [];
+  let start = 0;
+  while (start < rows.length) {
+    let end = start;
+    let bytes = 0;
+    while (end < rows.length && (end === start || bytes + rows[end]!.doc!.length <= FILTER_CALL_BYTES_MAX)) bytes += rows[end++]!.doc!.length;
+    const docs = rows.slice(start, end).map((row) => JSON.parse(row.doc!) as unknown);
+    if (js.kind === 'filter') {
+      const answer = await js.pool.filterDocs(js.ddoc, js.name, docs, js.req);
+      if (answer.logs.length > 0) js.onLog?.(answer.logs);
+      out.push(...answer.pass);
+    } else {
+      const mapped = await js.pool.mapDocs(js.ddoc, [js.name], docs);
+      if (mapped.logs.length > 0) js.onLog?.(mapped.logs);
+      for (const perView of mapped.docs) {
+        const emitted = perView[0];
+        out.push(Array.isArray(emitted) && emitted.length > 0);
+      }
+    }
+    start = end;
+  }
+  return out;
 }
 
 export interface ChangeEvent {
@@ -146,9 +196,10 @@ export async function readChanges(
       copy.changes({
         since: request.descending || copy.node !== position[i]!.node ? 0 : position[i]!.seq,
         descending: request.descending,
-        limit,
+        // A JavaScript filter drops rows here: the copy cannot stop at the limit.
+        limit: request.js ? 2 ** 31 - 1 : limit,
         allLeaves: request.allLeaves,
-        includeDocs: request.includeDocs,
+        includeDocs: request.includeDocs || request.js !== undefined,
         conflicts: request.conflicts,
         filter: request.filter,
       });
@@ -176,9 +227,15 @@ export async function readChanges(
           open--;
           continue;
         }
-        for (const row of batch) {
+        const keep = request.js ? await passing(request.js, batch) : undefined;
+        for (let k = 0; k < batch.length; k++) {
+          const row = batch[k]!;
           if (count >= limit) break;
           if (!request.descending) position[i]!.seq = row.seq;
+          if (keep) {
+            if (!keep[k]) continue;
+            if (!request.includeDocs) delete row.doc;
+          }
           const withSeq = request.seqInterval <= 1 || ((request.seqCountdown ?? 1e15) - count) % request.seqInterval === 0;
           count++;
           const seq = withSeq ? encodeSeq(db, request.descending ? withRange(position, i, row.seq) : position) : null;

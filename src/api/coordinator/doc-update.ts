@@ -15,6 +15,7 @@ import { missingEdits } from '../../shard/sync';
 import type { DocEdit, EditResult, RevId } from '../../shard/types';
 import { askAllCopies, CopyReply, EditTally, effectiveQuorum, groupByRange, noCopyError, writeVerdict, type WriteVerdict } from './quorum';
 import type { DbHandle, RangeCopies, ShardClient } from './shard-client';
+import { validateEdits, type Validation } from './validate';
 import { fenceWrite } from './write-fence';
 
 export type DocOutcome =
@@ -25,11 +26,28 @@ export type DocOutcome =
 export interface UpdateOptions {
   w?: number;
   timeoutMs: number;
+  /**
+   * A client's write: run the validation step (validate.ts) first. Internal writes
+   * (sync, adoption, repair) leave it out.
+   */
+  validate?: Validation;
 }
 
 type OkReply = Extract<CopyReply<EditResult[]>, { kind: 'ok' }>;
 
 export async function updateDocs(db: DbHandle, edits: DocEdit[], options: UpdateOptions): Promise<DocOutcome[]> {
+  if (!options.validate) return writeDocs(db, edits, options);
+  const refused = await validateEdits(db, edits, options.validate, options.timeoutMs);
+  const kept = edits.filter((_, i) => refused[i] === undefined);
+  const written = kept.length === 0 ? [] : await writeDocs(db, kept, options);
+  let at = 0;
+  const outcomes = edits.map((edit, i): DocOutcome => (refused[i] ? { kind: 'error', id: edit.id, error: refused[i]! } : written[at++]!));
+  // This node's cache of validators sees a design document written through it at once.
+  if (outcomes.some((o, i) => o.kind !== 'error' && edits[i]!.id.startsWith('_design/'))) options.validate.functions.forget(db.uuid);
+  return outcomes;
+}
+
+async function writeDocs(db: DbHandle, edits: DocEdit[], options: UpdateOptions): Promise<DocOutcome[]> {
   const byRange = groupByRange(edits.map((e) => e.id), db.q);
   const outcomes: DocOutcome[] = new Array(edits.length);
   const deadline = Date.now() + options.timeoutMs;

@@ -40,10 +40,9 @@ export interface NodeIdentity {
   publicConfig: Record<string, Record<string, string>>;
 }
 
-export interface UserCtx {
-  name: string | null;
-  roles: string[];
-}
+/** The request's authenticated user; the same type the coordinator's validation step takes. */
+export type { UserCtx } from '../coordinator/validate';
+import type { UserCtx, Validation } from '../coordinator/validate';
 
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -82,6 +81,8 @@ export interface Services {
   cluster: ClusterInfo;
   /** The sandbox every piece of design-document JavaScript runs in (filters, validate_doc_update). */
   js: import('../../shard/js/sandbox').SandboxPool;
+  /** This node's cache of compiled validate_doc_update functions, per database. */
+  designDocs: import('../coordinator/validate').DesignFunctions;
 }
 
 export const serverHeader = 'Divan/0.1.0 (Node.js)';
@@ -123,6 +124,11 @@ export class Ctx {
       });
     }
     return this.abort.signal;
+  }
+
+  /** What a client write hands to `updateDocs`: validate_doc_update and design document checks. */
+  get validation(): Validation {
+    return { functions: this.services.designDocs, user: this.user };
   }
 
   get limits(): HttpLimits {

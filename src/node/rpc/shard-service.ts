@@ -195,7 +195,7 @@ export function shardHandlers(resolve: (copy: Message) => ShardCopy): Record<str
     CopyState: async (req: Message) => {
       const copy = resolve(req);
       const state = await copy.readState();
-      return { updateSeq: state.updateSeq, docCount: state.docCount, docDelCount: state.docDelCount, sizeBytes: await copy.sizeBytes() };
+      return { updateSeq: state.updateSeq, docCount: state.docCount, docDelCount: state.docDelCount, designSeq: state.designSeq ?? 0, sizeBytes: await copy.sizeBytes() };
     },
   };
   const codecs = new Map(Object.keys(unary).map((method) => [method, methodCodec('Shard', method)]));
@@ -499,7 +499,7 @@ export class RemoteShardClient implements ShardClient {
 
   async readState(): Promise<CopyState> {
     const reply = await this.stateCall();
-    return { updateSeq: reply.updateSeq, docCount: reply.docCount, docDelCount: reply.docDelCount };
+    return { updateSeq: reply.updateSeq, docCount: reply.docCount, docDelCount: reply.docDelCount, designSeq: reply.designSeq };
   }
 
   async sizeBytes(): Promise<number> {

@@ -161,6 +161,8 @@ export const prelude = String.raw`(function () {
       if (fs === null || typeof fs !== 'object' || Array.isArray(fs)) throw new CompileFailure('filters must be an object');
       for (var fname in fs) {
         if (!hasOwn.call(fs, fname)) continue;
+        // An object beside the filters is a tree of CommonJS modules (CouchDB allows them).
+        if (fs[fname] !== null && typeof fs[fname] === 'object' && !Array.isArray(fs[fname])) continue;
         filters[fname] = compileFunction(fs[fname], 'filter ' + fname);
         info.filters.push(fname);
       }
@@ -235,7 +237,40 @@ export const prelude = String.raw`(function () {
     }
   }
 
-  var ops = { compile: compile, map: map, reduce: reduce, filter: filter, validate: validate };
+  // Many documents in one call: each answers ok, the {forbidden} or {unauthorized} it
+  // threw, {error} for an Error it threw, or {unknown} (the message) for any other
+  // value it threw; that document fails, not the batch.
+  function validateMany(input) {
+    if (vdu === null) throw new Error('this design document has no validate_doc_update');
+    globalThis.require = ddocRequire;
+    var userCtx = freeze(input.userCtx);
+    var secObj = freeze(input.secObj);
+    var out = [];
+    for (var d = 0; d < input.docs.length; d++) {
+      var pair = input.docs[d];
+      try {
+        vdu(freeze(pair[0]), freeze(pair[1] === undefined ? null : pair[1]), userCtx, secObj);
+        out.push('{"ok":true}');
+      } catch (e) {
+        if (isFatal(e)) throw e;
+        if (e !== null && typeof e === 'object' && e.forbidden !== undefined) {
+          out.push(JSON.stringify({ forbidden: typeof e.forbidden === 'string' ? e.forbidden : describe(e.forbidden) }));
+        } else if (e !== null && typeof e === 'object' && e.unauthorized !== undefined) {
+          out.push(JSON.stringify({ unauthorized: typeof e.unauthorized === 'string' ? e.unauthorized : describe(e.unauthorized) }));
+        } else if (e instanceof Error) {
+          out.push(JSON.stringify({ error: describe(e) }));
+        } else {
+          // A string or another object, as CouchDB reports them: its (first) value.
+          var keys = e !== null && typeof e === 'object' ? Object.keys(e) : [];
+          var value = keys.length > 0 ? e[keys[0]] : e;
+          out.push(JSON.stringify({ unknown: typeof value === 'string' ? value : describe(value) }));
+        }
+      }
+    }
+    return '[' + out.join(',') + ']';
+  }
+
+  var ops = { compile: compile, map: map, reduce: reduce, filter: filter, validate: validate, validateMany: validateMany };
 
   return function dispatch(op, json) {
     logs = [];

@@ -26,7 +26,7 @@
  *
  * Interface. `compile(ddoc)` evaluates a design document's functions in a fresh
  * QuickJS context and answers a handle (errors: `CompilationError`); `mapDocs`,
- * `reduce`, `filterDocs` and `validate` take the handle and JSON-able data, and each
+ * `reduce`, `filterDocs`, `validate` and `validateDocs` (a batch) take the handle and JSON-able data, and each
  * sends one message per call (a batch of documents crosses as one JSON text). Every
  * answer carries the lines user code passed to `log()` (at most 1000 per call, each
  * cut at 10,000 characters) for the caller to log; nothing is printed. `release`
@@ -91,12 +91,19 @@ export interface MapResult {
   logs: string[];
 }
 
+/**
+ * One document's answer from `validateDocs`: `error` describes an Error it threw,
+ * `unknown` is the message of any other value it threw (a string, or an object's first
+ * member) when not `{forbidden}` / `{unauthorized}`.
+ */
+export type ValidateDocResult = { ok: true } | { forbidden: string } | { unauthorized: string } | { error: string } | { unknown: string };
+
 export type ValidateResult = ({ ok: true } | { forbidden: string } | { unauthorized: string }) & { logs: string[] };
 
 interface Job {
   ddoc: number;
   /** compile: the design document's JSON text is sent (`json` is empty). */
-  op: 'compile' | 'map' | 'reduce' | 'filter' | 'validate';
+  op: 'compile' | 'map' | 'reduce' | 'filter' | 'validate' | 'validateMany';
   json: string;
   resolve: (reply: { ok: string; logs: string[] }) => void;
   reject: (err: unknown) => void;
@@ -258,6 +265,22 @@ export class SandboxPool {
     const input = { newDoc, oldDoc: oldDoc ?? null, userCtx, secObj };
     const reply = await this.enqueue(ddoc.id, 'validate', JSON.stringify(input));
     return { ...(JSON.parse(reply.ok) as { ok: true } | { forbidden: string } | { unauthorized: string }), logs: reply.logs };
+  }
+
+  /**
+   * Run validate_doc_update over many `[newDoc, oldDoc]` pairs in one call (one message,
+   * one JSON text). Per document: ok, `{forbidden}`, `{unauthorized}`, `{error}` (an
+   * Error) or `{unknown}` (anything else thrown); a timeout or memory exhaustion fails
+   * the whole call.
+   */
+  async validateDocs(
+    ddoc: CompiledDdoc,
+    docs: ReadonlyArray<readonly [unknown, unknown]>,
+    userCtx: unknown,
+    secObj: unknown,
+  ): Promise<{ results: ValidateDocResult[]; logs: string[] }> {
+    const reply = await this.enqueue(ddoc.id, 'validateMany', JSON.stringify({ docs, userCtx, secObj }));
+    return { results: JSON.parse(reply.ok) as ValidateDocResult[], logs: reply.logs };
   }
 
   /** Terminate every worker; calls in flight or queued fail. */

@@ -6,7 +6,7 @@
  *
  * Protocol (messages from src/shard/js/sandbox.ts, one at a time):
  * - `{ id, op: 'compile', handle, json }` → `{ id, ok: infoJson, logs }` or an error
- * - `{ id, op: 'map' | 'reduce' | 'filter' | 'validate', handle, json }` → `{ id, ok: resultJson, logs }`
+ * - `{ id, op: 'map' | 'reduce' | 'filter' | 'validate' | 'validateMany', handle, json }` → `{ id, ok: resultJson, logs }`
  * - `{ op: 'release', handle }` → no answer
  * Errors: `{ id, error: 'compile' | 'exception' | 'timeout' | 'memory' | 'crash', reason, recycle }`;
  * `recycle` asks the pool to replace this worker (after a timeout, memory exhaustion
@@ -23,7 +23,7 @@ export interface WorkerOptions {
 }
 
 export type WorkerRequest =
-  | { id: number; op: 'compile' | 'map' | 'reduce' | 'filter' | 'validate'; handle: number; json: string }
+  | { id: number; op: 'compile' | 'map' | 'reduce' | 'filter' | 'validate' | 'validateMany'; handle: number; json: string }
   | { op: 'release'; handle: number };
 
 export type WorkerReply =

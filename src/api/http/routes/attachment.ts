@@ -56,7 +56,7 @@ export async function attachment(ctx: Ctx, dbName: string, docId: string, name: 
   if (name.startsWith('_')) throw new BadRequestError(`Attachment name '${name}' starts with prohibited character '_'`);
   if (ctx.method === 'DELETE') {
     if (rev === undefined) throw new ConflictError();
-    const outcome = await changeAttachment(db, { id: docId, name, rev, timeoutMs });
+    const outcome = await changeAttachment(db, { id: docId, name, rev, timeoutMs, validate: ctx.validation });
     if (outcome.kind === 'error') throw outcome.error;
     return ctx.send(outcome.kind === 'ok' ? 200 : 202, { ok: true, id: docId, rev: outcome.rev });
   }
@@ -72,7 +72,7 @@ export async function attachment(ctx: Ctx, dbName: string, docId: string, name: 
     data.encoding = 'gzip';
     data.length = (await decodeStored(bytes, ctx.limits.attachmentBytesMax)).length;
   }
-  const outcome = await changeAttachment(db, { id: docId, name, timeoutMs, data, ...(rev ? { rev } : {}) });
+  const outcome = await changeAttachment(db, { id: docId, name, timeoutMs, data, validate: ctx.validation, ...(rev ? { rev } : {}) });
   sendWrite(ctx, outcome, { Location: docLocation(ctx, dbName, docId) + '/' + encodeURIComponent(name) });
 }
 

@@ -44,7 +44,7 @@ export async function bulkDocs(ctx: Ctx, dbName: string): Promise<void> {
   const outcomes = await updateDocs(
     db,
     parsed.map((p) => p.edit),
-    { timeoutMs: ctx.limits.quorumTimeoutMs, ...(w ? { w } : {}) },
+    { timeoutMs: ctx.limits.quorumTimeoutMs, validate: ctx.validation, ...(w ? { w } : {}) },
   );
   const rows: unknown[] = [];
   let accepted = false;

@@ -7,6 +7,7 @@ import { BadRequestError } from '../../../errors';
 import {
   ChangeEvent,
   ChangesRequest,
+  JsChangesFilter,
   decodeSince,
   encodeSeq,
   pendingAfter,
@@ -36,15 +37,20 @@ export async function changes(ctx: Ctx, dbName: string): Promise<void> {
   if (!['normal', 'longpoll', 'continuous', 'eventsource'].includes(feed)) {
     throw new BadRequestError('Supported `feed` types: normal, continuous, live, longpoll, eventsource', 'bad_request');
   }
-  const request = await parseRequest(ctx, db, body);
   rowDocOptions(ctx); // a bad attachments/att_encoding_info value is a 400 before the feed starts
   const heartbeatMs = heartbeat(ctx);
   // Clamped as CouchDB clamps it (to its changes_timeout), which also keeps it within
   // what setTimeout can wait: beyond 2^31-1 ms it fires at once, and a feed would spin.
   const timeoutMs = Math.min(ctx.qInt('timeout', ctx.limits.changesTimeoutMs), ctx.limits.changesTimeoutMsMax);
+  // Last: a design document filter comes back compiled, released when the feed is over.
+  const request = await parseRequest(ctx, db, body);
 
-  if (feed === 'normal' || feed === 'longpoll') return normalFeed(ctx, db, request, feed, heartbeatMs, timeoutMs);
-  return streamingFeed(ctx, new LiveDb(ctx, db), request, feed, heartbeatMs, timeoutMs);
+  try {
+    if (feed === 'normal' || feed === 'longpoll') return await normalFeed(ctx, db, request, feed, heartbeatMs, timeoutMs);
+    return await streamingFeed(ctx, new LiveDb(ctx, db), request, feed, heartbeatMs, timeoutMs);
+  } finally {
+    if (request.js) request.js.pool.release(request.js.ddoc);
+  }
 }
 
 /**
@@ -113,26 +119,32 @@ async function parseRequest(ctx: Ctx, db: DbHandle, body: Record<string, unknown
   const limit = ctx.query.has('limit') ? ctx.qInt('limit', 0) : ctx.limits.rowsMax;
   const style = ctx.qString('style') ?? 'main_only';
   if (style !== 'main_only' && style !== 'all_docs') throw new BadRequestError('Supported `style` values: main_only, all_docs', 'bad_request');
-  return {
+  const request: ChangesRequest = {
     since: await decodeSince(db, since),
     descending,
     limit: limit === 0 ? 1 : limit,
     allLeaves: style === 'all_docs',
     includeDocs: ctx.qBool('include_docs', false),
     conflicts: ctx.qBool('conflicts', false),
-    filter: await parseFilter(ctx, db, body),
+    filter: { kind: 'none' },
     seqInterval: seqInterval(ctx),
     seqCountdown: ctx.query.has('limit') ? limit : COUCH_DEFAULT_LIMIT,
   };
+  // Last: a compiled filter must be released by the caller once the feed is over.
+  const filter = await parseFilter(ctx, db, body);
+  if ('js' in filter) request.js = { ...filter.js, onLog: (lines) => ctx.services.log.info({ db: db.name, filter: ctx.qString('filter'), lines }, '_changes filter log') };
+  else request.filter = filter;
+  return request;
 }
 
 /**
- * The `filter` parameter, checked as CouchDB checks it before the feed starts. Design
- * document filters and views are not built: a request naming one that exists gets an
- * honest 400; one naming a design document or member that does not exist gets
- * CouchDB's 404 (`missing`, `deleted`, `missing json key: …`).
+ * The `filter` parameter, checked as CouchDB checks it before the feed starts: a
+ * design document or member that does not exist gets CouchDB's 404 (`missing`,
+ * `deleted`, `missing json key: …`), a function that does not compile 400
+ * `compilation_error`. Design document filters and `_view` come back compiled (only
+ * the function asked for, with the CommonJS modules it may require).
  */
-async function parseFilter(ctx: Ctx, db: DbHandle, body: Record<string, unknown>): Promise<ChangesFilter> {
+async function parseFilter(ctx: Ctx, db: DbHandle, body: Record<string, unknown>): Promise<ChangesFilter | { js: JsChangesFilter }> {
   const name = ctx.qString('filter');
   if (name === undefined || name === '') {
     const docIds = ctx.qJson('doc_ids') ?? body.doc_ids;
@@ -153,18 +165,65 @@ async function parseFilter(ctx: Ctx, db: DbHandle, body: Record<string, unknown>
     if (view === '') throw new BadRequestError('`view` filter parameter is not provided.', 'bad_request');
     const parts = view.split('/').filter((part) => part !== '');
     if (parts.length !== 2) throw new BadRequestError('`view` must be of the form `designname/viewname`', 'bad_request');
-    nestedMember(await openDesignDoc(ctx, db, '_design/' + parts[0]), ['views', parts[1]!]);
-    throw new BadRequestError('filter=_view needs views, which are not available in this version', 'bad_request');
+    const ddoc = await openDesignDoc(ctx, db, '_design/' + parts[0]);
+    const viewDef = nestedMember(ddoc, ['views', parts[1]!]);
+    if ((ddoc.language ?? 'javascript') !== 'javascript' || !isPlainObject(viewDef) || parts[1] === 'lib') {
+      throw new BadRequestError('filter=_view needs a JavaScript view with a map function', 'bad_request');
+    }
+    const views = ddoc.views as Record<string, unknown>;
+    const only = { _id: ddoc._id, views: { [parts[1]!]: { map: viewDef.map }, ...(Object.hasOwn(views, 'lib') ? { lib: views.lib } : {}) } };
+    const compiled = await ctx.services.js.compile(only);
+    return { js: { pool: ctx.services.js, ddoc: compiled, kind: 'view', name: parts[1]!, req: null } };
   }
   if (name.startsWith('_')) throw new BadRequestError('unknown builtin filter name', 'bad_request');
   const parts = name.split('/').filter((part) => part !== '');
   if (parts.length === 0) return { kind: 'none' };
   if (parts.length !== 2) throw new BadRequestError('`filter` must be of the form `designname/filtername`', 'bad_request');
-  nestedMember(await openDesignDoc(ctx, db, '_design/' + parts[0]), ['filters', parts[1]!]);
-  throw new BadRequestError(
-    'Design document filter functions are not available in this version; use _doc_ids, _selector or _design',
-    'bad_request',
-  );
+  const ddoc = await openDesignDoc(ctx, db, '_design/' + parts[0]);
+  const source = nestedMember(ddoc, ['filters', parts[1]!]);
+  // The filter alone, with the rest of the document and the module trees beside the
+  // filters for require() (views and other filters are not compiled: a broken one
+  // stored by an older version must not stop this feed).
+  const { views: _views, filters: _filters, ...rest } = ddoc;
+  void _views;
+  void _filters;
+  const modules = Object.entries(ddoc.filters as Record<string, unknown>).filter(([, value]) => isPlainObject(value));
+  const compiled = await ctx.services.js.compile({ ...rest, filters: { ...Object.fromEntries(modules), [parts[1]!]: source } });
+  return { js: { pool: ctx.services.js, ddoc: compiled, kind: 'filter', name: parts[1]!, req: filterRequest(ctx, db, body) } };
+}
+
+/**
+ * CouchDB's request object as filter functions see it: `info` (`db_name`), `id` null,
+ * `method`, `path` segments, `raw_path`, `query` (every parameter, the last value of a
+ * repeated one), `headers` (without Authorization and Cookie: credentials are not
+ * handed to user code), `body` (the POST body as JSON text, or "undefined" as
+ * CouchDB sends it for GET), `peer`, `form`, `cookie` (empty), `userCtx` and `secObj`.
+ */
+function filterRequest(ctx: Ctx, db: DbHandle, body: Record<string, unknown>): unknown {
+  const query: Record<string, string> = Object.create(null);
+  for (const [key, value] of ctx.query) query[key] = value;
+  const headers: Record<string, string> = Object.create(null);
+  for (const [name, value] of Object.entries(ctx.req.headers)) {
+    if (name === 'authorization' || name === 'cookie' || value === undefined) continue;
+    headers[name.replace(/(^|-)([a-z])/g, (_, dash: string, c: string) => dash + c.toUpperCase())] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  return {
+    info: { db_name: db.name },
+    id: null,
+    uuid: null,
+    method: ctx.method,
+    path: ctx.segments,
+    requested_path: ctx.segments,
+    raw_path: ctx.req.url ?? '',
+    query,
+    headers,
+    body: ctx.method === 'POST' ? JSON.stringify(body) : 'undefined',
+    peer: ctx.req.socket.remoteAddress ?? null,
+    form: {},
+    cookie: {},
+    userCtx: { db: db.name, name: ctx.user.name, roles: ctx.user.roles },
+    secObj: db.security,
+  };
 }
 
 function docIdsFilter(ctx: Ctx, value: unknown): ChangesFilter {

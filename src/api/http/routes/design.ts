@@ -1,6 +1,6 @@
 /**
  * Design documents as the parts that are not built yet see them (views, shows, lists,
- * updates, JavaScript filters). Before answering 501, a request naming one is checked
+ * updates), and the lookup `_changes` filters use. Before answering 501, a request naming one is checked
  * as CouchDB checks it: a design document that does not exist, or that has no such
  * view or filter, answers 404 `not_found`, so a client learns what is really wrong.
  */

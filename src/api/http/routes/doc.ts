@@ -206,7 +206,7 @@ async function putDoc(ctx: Ctx, db: DbHandle, docId: string): Promise<void> {
     if (rev !== undefined) parsed.edit.baseRev = rev;
   }
   const w = ctx.qInt('w', 0) || undefined;
-  const [outcome] = await updateDocs(db, [parsed.edit], { timeoutMs: ctx.limits.quorumTimeoutMs, ...(w ? { w } : {}) });
+  const [outcome] = await updateDocs(db, [parsed.edit], { timeoutMs: ctx.limits.quorumTimeoutMs, validate: ctx.validation, ...(w ? { w } : {}) });
   if (ctx.qString('batch') === 'ok' && outcome!.kind !== 'error') {
     return ctx.send(202, { ok: true, id: docId });
   }
@@ -219,6 +219,7 @@ async function deleteDoc(ctx: Ctx, db: DbHandle, docId: string): Promise<void> {
   const w = ctx.qInt('w', 0) || undefined;
   const [outcome] = await updateDocs(db, [{ id: docId, deleted: true, body: {}, attachments: null, baseRev: rev }], {
     timeoutMs: ctx.limits.quorumTimeoutMs,
+    validate: ctx.validation,
     ...(w ? { w } : {}),
   });
   if (outcome!.kind === 'error') throw outcome!.error;
@@ -255,7 +256,7 @@ async function copyDoc(ctx: Ctx, db: DbHandle, docId: string): Promise<void> {
     attachments.push({ kind: 'data' as const, name, contentType: stub.content_type, data, ...encoded });
   }
   const edit = { id: targetId, deleted: false, body, attachments: stubs ? attachments : null, ...(targetRev ? { baseRev: checkRev(targetRev) } : {}) };
-  const [outcome] = await updateDocs(db, [edit], { timeoutMs });
+  const [outcome] = await updateDocs(db, [edit], { timeoutMs, validate: ctx.validation });
   sendWrite(ctx, outcome!, { Location: docLocation(ctx, db.name, targetId) });
 }
 
@@ -271,7 +272,7 @@ export async function postDoc(ctx: Ctx, db: DbHandle): Promise<void> {
   const json = await ctx.readJson(undefined, { exact: true });
   const parsed = parseDoc(json, { newEdits: true, limits: ctx.limits, generateId: () => randomBytes(16).toString('hex') });
   if (parsed.rev !== undefined) parsed.edit.baseRev = parsed.rev;
-  const [outcome] = await updateDocs(db, [parsed.edit], { timeoutMs: ctx.limits.quorumTimeoutMs });
+  const [outcome] = await updateDocs(db, [parsed.edit], { timeoutMs: ctx.limits.quorumTimeoutMs, validate: ctx.validation });
   if (ctx.qString('batch') === 'ok' && outcome!.kind !== 'error') return ctx.send(202, { ok: true, id: parsed.edit.id });
   sendWrite(ctx, outcome!, { Location: docLocation(ctx, db.name, parsed.edit.id) });
 }
