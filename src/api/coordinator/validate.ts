@@ -62,6 +62,8 @@ interface Entry {
   /** When remote copies were last asked. */
   checkedAt: number;
   validators: Validator[];
+  /** Every design document of the database (id → rev and body), for view queries. */
+  ddocs: Map<string, { rev: string; body: Record<string, unknown> }>;
 }
 
 /** Databases whose validators are cached at most; the oldest entry goes first. */
@@ -72,7 +74,7 @@ const BYTES_PER_CALL_MAX = 4 * 1024 * 1024;
 
 export class DesignFunctions {
   private readonly entries = new Map<string, Entry>();
-  private readonly loading = new Map<string, Promise<Validator[]>>();
+  private readonly loading = new Map<string, Promise<Pick<Entry, 'validators' | 'ddocs'>>>();
   /** Bumped by `forget`: a load that started before does not store its result. */
   private generation = 0;
 
@@ -87,6 +89,20 @@ export class DesignFunctions {
 
   /** The database's validate_doc_update functions, in design document id order. */
   async validators(db: DbHandle, timeoutMs: number): Promise<readonly Validator[]> {
+    return (await this.current(db, timeoutMs)).validators;
+  }
+
+  /**
+   * A design document as the cache holds it (current under the same rules as the
+   * validators: at once for writes through this node, within `recheckMs` otherwise),
+   * or undefined when the database has no such (live) design document.
+   */
+  async designDoc(db: DbHandle, id: string, timeoutMs: number): Promise<{ rev: string; body: Record<string, unknown> } | undefined> {
+    return (await this.current(db, timeoutMs)).ddocs.get(id);
+  }
+
+  private async current(db: DbHandle, timeoutMs: number): Promise<Pick<Entry, 'validators' | 'ddocs'>> {
+    void timeoutMs;
     const entry = this.entries.get(db.uuid);
     const now = Date.now();
     const askRemote = !entry || now - entry.checkedAt >= this.recheckMs;
@@ -100,16 +116,16 @@ export class DesignFunctions {
     );
     if (entry && seqs.every((s, i) => s === entry.seqs[i])) {
       if (askedRemote) entry.checkedAt = now;
-      return entry.validators;
+      return entry;
     }
     let pending = this.loading.get(db.uuid);
     if (!pending) {
       const generation = this.generation;
       pending = this.load(db, entry).then(
-        (validators) => {
+        (loaded) => {
           this.loading.delete(db.uuid);
-          if (generation === this.generation) this.store(db.uuid, { seqs, checkedAt: now, validators });
-          return validators;
+          if (generation === this.generation) this.store(db.uuid, { seqs, checkedAt: now, ...loaded });
+          return loaded;
         },
         (err: unknown) => {
           this.loading.delete(db.uuid);
@@ -145,15 +161,19 @@ export class DesignFunctions {
     }
   }
 
-  private async load(db: DbHandle, previous: Entry | undefined): Promise<Validator[]> {
+  private async load(db: DbHandle, previous: Entry | undefined): Promise<Pick<Entry, 'validators' | 'ddocs'>> {
     const ddocs: Record<string, unknown>[] = [];
+    const all = new Map<string, { rev: string; body: Record<string, unknown> }>();
     await streamAllDocs(
       db,
       { designOnly: true, includeDocs: true, conflicts: false, inclusiveEnd: true, descending: false, skip: 0, limit: Number.MAX_SAFE_INTEGER },
       async (rows) => {
         for (const row of rows) {
-          if (row.doc === undefined || !row.doc.includes('"validate_doc_update"')) continue;
+          if (row.doc === undefined) continue;
           const doc = JSON.parse(row.doc) as Record<string, unknown>;
+          const { _id: _i, _rev: _r, ...body } = doc;
+          void _i, _r;
+          all.set(row.id, { rev: row.rev, body });
           if (doc.validate_doc_update !== undefined) ddocs.push(doc);
         }
       },
@@ -180,7 +200,7 @@ export class DesignFunctions {
         throw err;
       }
     }
-    return out;
+    return { validators: out, ddocs: all };
   }
 }
 

@@ -42,6 +42,19 @@ export interface IndexDef {
  * documents are not checked).
  */
 export function indexDef(ddoc: DesignDocRef, view?: string): IndexDef {
+  // The same body (a cached design document) gives the same definition: work it out once.
+  let def = known.get(ddoc.body);
+  if (!def) {
+    def = buildIndexDef(ddoc);
+    known.set(ddoc.body, def);
+  }
+  if (view !== undefined && !def.views.some((v) => v.name === view)) throw new NotFoundError('missing_named_view');
+  return def;
+}
+
+const known = new WeakMap<object, IndexDef>();
+
+function buildIndexDef(ddoc: DesignDocRef): IndexDef {
   const body = ddoc.body;
   const language = typeof body.language === 'string' ? body.language : 'javascript';
   const rawViews = body.views;
@@ -49,7 +62,6 @@ export function indexDef(ddoc: DesignDocRef, view?: string): IndexDef {
     throw new BadRequestError('`views` is not an object', 'invalid_design_doc');
   }
   const members = new Map(Object.entries((rawViews ?? {}) as Record<string, unknown>));
-  if (view !== undefined && (view === 'lib' || !members.has(view))) throw new NotFoundError('missing_named_view');
   if (language !== 'javascript') {
     throw new BadRequestError(`Views in language ${JSON.stringify(language)} are not supported (Mango indexes come with _find)`, 'invalid_design_doc');
   }

@@ -35,6 +35,8 @@ export interface IndexMeta {
    * once one was not): a whole-view `_sum` is then read here, not over every row.
    */
   sums?: (number | null)[];
+  /** Rows per view in the Side part (keys without an exact code). */
+  side?: number[];
 }
 
 /** Told about lines user code logged and map errors (the copy's owner logs them). */
@@ -137,6 +139,8 @@ export class ViewIndex implements ChangeConsumer {
     const olds = docs.length > 0 ? await store.getMany(docs.map((d) => keys.indexBackKey(copyId, sig, d.id))) : [];
     const emits = await this.mapAll(docs);
     const rows = [...this.meta.rows];
+    // Side rows per view: a view without any is read from its Main part alone.
+    const side = this.def.views.map((_, i) => this.meta.side?.[i] ?? (this.meta.seq === 0 ? 0 : 1));
     // Back-index entries of `_sum` views keep each value, so a removed row leaves the sum.
     const sums = this.def.views.map((v, i) => (v.builtin?.name === '_sum' ? (this.meta.sums?.[i] ?? (this.meta.seq === 0 ? 0 : null)) : null));
     const addSum = (view: number, valueJson: string | undefined, sign: 1 | -1) => {
@@ -153,7 +157,7 @@ export class ViewIndex implements ChangeConsumer {
           rows[view]! -= 1;
           if (sums[view] !== null) addSum(view, valueJson, -1);
         }
-        for (const op of this.rowOps(doc.id, previous.map((p) => [p[0], p[1]] as [number, string]), 'del')) ops.push(op);
+        for (const op of this.rowOps(doc.id, previous.map((p) => [p[0], p[1]] as [number, string]), 'del', side)) ops.push(op);
       }
       const emitted = emits[i]!;
       if (emitted.length > 0) {
@@ -161,14 +165,14 @@ export class ViewIndex implements ChangeConsumer {
           rows[view]! += 1;
           if (sums[view] !== null) addSum(view, valueJson, 1);
         }
-        for (const op of this.rowOps(doc.id, emitted.map((r) => [r[0], r[1]] as [number, string]), 'put', emitted)) ops.push(op);
+        for (const op of this.rowOps(doc.id, emitted.map((r) => [r[0], r[1]] as [number, string]), 'put', side, emitted)) ops.push(op);
         const back = emitted.map((r) => (this.def.views[r[0]]!.builtin?.name === '_sum' ? [r[0], r[1], r[2]] : [r[0], r[1]]));
         ops.push({ type: 'put', key: keys.indexBackKey(copyId, sig, doc.id), value: JSON.stringify(back) });
       } else if (old) {
         ops.push({ type: 'del', key: keys.indexBackKey(copyId, sig, doc.id) });
       }
     });
-    const meta: IndexMeta = { ...this.meta, seq: toSeq, rows, sums };
+    const meta: IndexMeta = { ...this.meta, seq: toSeq, rows, sums, side };
     ops.push({ type: 'put', key: keys.indexMetaKey(copyId, sig), value: JSON.stringify(meta) });
     this.pendingMeta = meta;
     return ops;
@@ -185,7 +189,7 @@ export class ViewIndex implements ChangeConsumer {
    * Row writes for one document's emits (`[view, keyJson]` in emit order; for puts,
    * the emits with their values). Equal (view, key) pairs are told apart by `dup`.
    */
-  private *rowOps(docId: string, emitted: [number, string][], type: 'put' | 'del', withValues?: [number, string, string][]): Generator<WriteOp> {
+  private *rowOps(docId: string, emitted: [number, string][], type: 'put' | 'del', sideRows: number[], withValues?: [number, string, string][]): Generator<WriteOp> {
     const seen = new Map<string, number>();
     for (let i = 0; i < emitted.length; i++) {
       const [view, keyJson] = emitted[i]!;
@@ -194,6 +198,7 @@ export class ViewIndex implements ChangeConsumer {
       seen.set(tag, dup + 1);
       const codes = viewKeyCodes(JSON.parse(keyJson));
       const prefixes = this.prefixes[view]!;
+      if (codes.exact === null) sideRows[view]! += type === 'put' ? 1 : -1;
       const key =
         codes.exact !== null
           ? keys.viewRowKey(prefixes.main, keys.IndexPart.Main, codes.exact, docId, dup, keyJson)
@@ -254,7 +259,7 @@ export class ViewIndex implements ChangeConsumer {
     return {
       next: async () => {
         while (remaining > 0 && rangeIndex < ranges.length) {
-          current ??= new RangeReader(this.options.store, this.prefixes[view]!, ranges[rangeIndex]!, descending);
+          current ??= new RangeReader(this.options.store, this.prefixes[view]!, ranges[rangeIndex]!, descending, (this.meta.side?.[view] ?? 1) > 0);
           const batch = await current.next();
           if (batch === null) {
             await current.close();
@@ -321,6 +326,7 @@ class RangeReader {
     prefixes: { main: Buffer; side: Buffer },
     private readonly range: ViewKeyRange,
     descending: boolean,
+    hasSide: boolean,
   ) {
     this.sign = descending ? -1 : 1;
     const low = descending ? range.endKey : range.startKey;
@@ -328,7 +334,8 @@ class RangeReader {
     const mainCodes = mainSpaceBounds(low, high);
     const sideCodes = sideSpaceBounds(low, high);
     this.main = store.cursor({ ...keys.viewRowBounds(prefixes.main, keys.IndexPart.Main, mainCodes), reverse: descending, valuesAsText: true }, 256);
-    this.side = store.cursor({ ...keys.viewRowBounds(prefixes.side, keys.IndexPart.Side, sideCodes), reverse: descending, valuesAsText: true }, 256);
+    this.side = hasSide ? store.cursor({ ...keys.viewRowBounds(prefixes.side, keys.IndexPart.Side, sideCodes), reverse: descending, valuesAsText: true }, 256) : emptyCursor;
+    this.sideDone = !hasSide;
   }
 
   /** Whether a row is past the range's start (in the scan direction): skip it. */
@@ -423,6 +430,8 @@ class RangeReader {
     await Promise.all([this.main.close(), this.side.close()]);
   }
 }
+
+const emptyCursor: Cursor<[Buffer, string]> = { next: async () => null, close: async () => undefined };
 
 function parseRow(key: Buffer, value: string): ReadRow {
   const first = value.indexOf(NL);

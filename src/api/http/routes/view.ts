@@ -25,7 +25,7 @@ export async function view(ctx: Ctx, dbName: string, ddocId: string, viewName: s
   if (rest.length > 0 && !multi) throw new NotFoundError('missing');
   allow(ctx, multi ? ['POST'] : ['GET', 'HEAD', 'POST']);
   const db = await openDb(ctx, dbName);
-  const ddoc = await openDesignDocRef(ctx, db, ddocId);
+  const ddoc = await cachedDesignDoc(ctx, db, ddocId);
   const def = indexDef(ddoc, viewName).views.find((v) => v.name === viewName)!;
   const hasReduce = def.reduce !== undefined;
   const tooMany = () => new BadRequestError(`At most ${ctx.limits.keysMax} keys per request`);
@@ -58,6 +58,16 @@ export async function view(ctx: Ctx, dbName: string, ddocId: string, viewName: s
     }, i === 0 ? '{"results":[' : ',');
   }
   ctx.end(']}\n');
+}
+
+/**
+ * The design document from the node's design-document cache (kept current with the
+ * design sequences of the copies, as for validate_doc_update); read directly when the
+ * cache has none, so a missing or deleted one answers CouchDB's 404.
+ */
+async function cachedDesignDoc(ctx: Ctx, db: DbHandle, id: string): Promise<DesignDocRef> {
+  const cached = await ctx.services.designDocs.designDoc(db, id, ctx.limits.quorumTimeoutMs);
+  return cached ? { id, rev: cached.rev, body: cached.body } : openDesignDocRef(ctx, db, id);
 }
 
 /** One view answer object, streamed: `{"total_rows":..,"offset":..,"rows":[...]}` or `{"rows":[...]}`. */
