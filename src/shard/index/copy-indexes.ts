@@ -221,12 +221,13 @@ export class CopyIndexes {
               if (started) out.push(await reducer.row(groupKeyJson, group));
             } else {
               for (const row of batch) {
-                const key = groupOf(row.key, req.groupLevel);
+                // Exact groups compare the key's JSON text (canonical): no parse needed.
+                const key = req.groupLevel === 'exact' ? undefined : groupOf(row.key, req.groupLevel);
                 if (!started) {
                   started = true;
                   groupKey = key;
                   groupKeyJson = req.groupLevel === 0 ? 'null' : groupJson(row, key, req.groupLevel);
-                } else if (req.groupLevel !== 0 && collate(key, groupKey) !== 0) {
+                } else if (req.groupLevel !== 0 && (req.groupLevel === 'exact' ? row.keyJson !== groupKeyJson : collate(key, groupKey) !== 0)) {
                   out.push(await reducer.row(groupKeyJson, group));
                   group = [];
                   groupKey = key;
@@ -374,7 +375,9 @@ class GroupReducer {
     if (rows.length === 0) return;
     const builtin = this.def.builtin;
     if (builtin) {
-      this.partials.push(builtin.reduce(rows.map((r) => [r.key, JSON.parse(r.valueJson)] as const)));
+      // Only _approx_count_distinct looks at keys; the others would parse them for nothing.
+      const withKeys = builtin.name === '_approx_count_distinct';
+      this.partials.push(builtin.reduce(rows.map((r) => [withKeys ? r.key : null, builtin.name === '_count' ? null : JSON.parse(r.valueJson)] as const)));
       if (this.partials.length > 64) this.partials = [builtin.rereduce(this.partials)];
       return;
     }

@@ -9,6 +9,12 @@
  * write: after a crash (even kill -9) a consumer's rows and checkpoint always agree,
  * and it resumes from that checkpoint with no repair step.
  *
+ * A batch goes through two steps: `prepare` (the expensive part that reads nothing
+ * the consumer writes: map functions in the sandbox) and `absorb` (reads the consumer's
+ * own records, makes the writes). The next batch is read and prepared while the
+ * current one is absorbed and written, so the sandbox and the store work at once;
+ * absorbing stays strictly in order, after the previous batch is durable.
+ *
  * Concurrent callers of one consumer share one run: a query arriving during a build
  * waits for that build (and one more pass, if the copy moved past what the build will
  * read) instead of starting its own.
@@ -30,13 +36,24 @@ export interface ChangeConsumer {
   readonly name: string;
   /** The copy sequence absorbed so far. */
   checkpoint(): number;
+  /** Work on a batch that needs none of the consumer's stored state (may run ahead of `absorb`). */
+  prepare(docs: ChangedDoc[]): Promise<unknown>;
   /**
-   * The writes that absorb `docs` (sequence order), plus the consumer's checkpoint
-   * record set to `toSeq`. Must not write anything itself.
+   * The writes that absorb `docs` (sequence order, with what `prepare` answered), plus
+   * the consumer's checkpoint record set to `toSeq`. Must not write anything itself.
    */
-  absorb(docs: ChangedDoc[], toSeq: number): Promise<WriteOp[]>;
+  absorb(docs: ChangedDoc[], toSeq: number, prepared: unknown): Promise<WriteOp[]>;
   /** Called after the writes of `absorb` are durable. */
   absorbed(toSeq: number): void;
+}
+
+interface ReadBatch {
+  since: number;
+  docs: ChangedDoc[];
+  toSeq: number;
+  /** Whether the batch was cut at the size limit (more may follow). */
+  full: boolean;
+  prepared: Promise<unknown>;
 }
 
 /** What the pipeline needs of a copy. */
@@ -94,42 +111,53 @@ export class Pipeline {
   private async run(consumer: ChangeConsumer): Promise<void> {
     const start = consumer.checkpoint();
     const progress: Progress = { done: 0, total: Math.max(0, this.source.currentSeq() - start) };
-    for (;;) {
+    let next: Promise<ReadBatch> | undefined = this.readBatch(consumer, start);
+    while (next) {
+      const batch = await next;
+      next = undefined;
       if (this.options.isCancelled?.()) return;
-      const since = consumer.checkpoint();
-      // Read before the scan opens: every change up to `head` is in the scan's snapshot.
-      const head = this.source.currentSeq();
-      const cursor = this.source.changes({
-        since,
-        descending: false,
-        limit: this.options.batchDocsMax,
-        allLeaves: false,
-        includeDocs: true,
-        conflicts: true,
-        filter: { kind: 'none' },
-      });
-      const docs: ChangedDoc[] = [];
-      try {
-        for (let batch = await cursor.next(); batch !== null; batch = await cursor.next()) {
-          for (const row of batch) docs.push({ id: row.id, seq: row.seq, deleted: row.deleted, json: row.doc ?? '{}' });
-        }
-      } finally {
-        await cursor.close();
+      // Read and prepare the next batch while this one is absorbed and written.
+      if (batch.full) next = this.readBatch(consumer, batch.toSeq);
+      next?.catch(() => undefined);
+      if (batch.toSeq > batch.since) {
+        await this.source.write(await consumer.absorb(batch.docs, batch.toSeq, await batch.prepared));
+        consumer.absorbed(batch.toSeq);
       }
-      const full = docs.length >= this.options.batchDocsMax;
-      // A short batch read all there was up to `head`: sequences without a by-seq row
-      // (a document edited again keeps only its last) are absorbed too.
-      const toSeq = full ? docs[docs.length - 1]!.seq : Math.max(head, docs.length > 0 ? docs[docs.length - 1]!.seq : since);
-      if (toSeq > since) {
-        await this.source.write(await consumer.absorb(docs, toSeq));
-        consumer.absorbed(toSeq);
-      }
-      if (docs.length > 0) {
-        progress.done += docs.length;
+      if (batch.docs.length > 0) {
+        progress.done += batch.docs.length;
         progress.total = Math.max(progress.total, progress.done);
-        this.options.onProgress?.(consumer, progress, docs.length);
+        this.options.onProgress?.(consumer, progress, batch.docs.length);
       }
-      if (!full) return;
     }
+  }
+
+  /** The changes after `since` (one batch), with their `prepare` under way. */
+  private async readBatch(consumer: ChangeConsumer, since: number): Promise<ReadBatch> {
+    // Read before the scan opens: every change up to `head` is in the scan's snapshot.
+    const head = this.source.currentSeq();
+    const cursor = this.source.changes({
+      since,
+      descending: false,
+      limit: this.options.batchDocsMax,
+      allLeaves: false,
+      includeDocs: true,
+      conflicts: true,
+      filter: { kind: 'none' },
+    });
+    const docs: ChangedDoc[] = [];
+    try {
+      for (let batch = await cursor.next(); batch !== null; batch = await cursor.next()) {
+        for (const row of batch) docs.push({ id: row.id, seq: row.seq, deleted: row.deleted, json: row.doc ?? '{}' });
+      }
+    } finally {
+      await cursor.close();
+    }
+    const full = docs.length >= this.options.batchDocsMax;
+    // A short batch read all there was up to `head`: sequences without a by-seq row
+    // (a document edited again keeps only its last) are absorbed too.
+    const toSeq = full ? docs[docs.length - 1]!.seq : Math.max(head, docs.length > 0 ? docs[docs.length - 1]!.seq : since);
+    const prepared = consumer.prepare(docs);
+    prepared.catch(() => undefined);
+    return { since, docs, toSeq, full, prepared };
   }
 }

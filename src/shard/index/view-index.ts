@@ -53,7 +53,7 @@ export interface ViewIndexOptions {
 
 /** A parsed row as the reader handles it. */
 interface ReadRow {
-  key: unknown;
+  readonly key: unknown;
   keyJson: string;
   id: string;
   valueJson: string;
@@ -62,6 +62,13 @@ interface ReadRow {
 }
 
 const NL = '\n';
+
+/** Documents handled between two yields to the event loop while a batch is absorbed. */
+const YIELD_EVERY_DOCS = 50;
+
+function yieldToLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
 
 export class ViewIndex implements ChangeConsumer {
   readonly def: IndexDef;
@@ -132,12 +139,17 @@ export class ViewIndex implements ChangeConsumer {
 
   // ---- building (the pipeline's consumer) -------------------------------------------
 
-  async absorb(docs: ChangedDoc[], toSeq: number): Promise<WriteOp[]> {
+  /** The map step (in the sandbox): per document, its emits. Reads nothing of the index. */
+  prepare(docs: ChangedDoc[]): Promise<unknown> {
+    return this.mapAll(docs);
+  }
+
+  async absorb(docs: ChangedDoc[], toSeq: number, prepared: unknown): Promise<WriteOp[]> {
     const { copyId, store } = this.options;
     const sig = this.def.sig;
     const ops: WriteOp[] = [];
     const olds = docs.length > 0 ? await store.getMany(docs.map((d) => keys.indexBackKey(copyId, sig, d.id))) : [];
-    const emits = await this.mapAll(docs);
+    const emits = prepared as [number, string, string, unknown][][];
     const rows = [...this.meta.rows];
     // Side rows per view: a view without any is read from its Main part alone.
     const side = this.def.views.map((_, i) => this.meta.side?.[i] ?? (this.meta.seq === 0 ? 0 : 1));
@@ -149,7 +161,10 @@ export class ViewIndex implements ChangeConsumer {
       const value: unknown = valueJson === undefined ? undefined : JSON.parse(valueJson);
       sums[view] = typeof value === 'number' ? current + sign * value : null;
     };
-    docs.forEach((doc, i) => {
+    for (let i = 0; i < docs.length; i++) {
+      // Hand the event loop back now and then: a batch is thousands of rows.
+      if (i % YIELD_EVERY_DOCS === YIELD_EVERY_DOCS - 1) await yieldToLoop();
+      const doc = docs[i]!;
       const old = olds[i];
       if (old) {
         const previous = JSON.parse(old.toString('utf8')) as [number, string, string?][];
@@ -171,7 +186,7 @@ export class ViewIndex implements ChangeConsumer {
       } else if (old) {
         ops.push({ type: 'del', key: keys.indexBackKey(copyId, sig, doc.id) });
       }
-    });
+    }
     const meta: IndexMeta = { ...this.meta, seq: toSeq, rows, sums, side };
     ops.push({ type: 'put', key: keys.indexMetaKey(copyId, sig), value: JSON.stringify(meta) });
     this.pendingMeta = meta;
@@ -189,14 +204,14 @@ export class ViewIndex implements ChangeConsumer {
    * Row writes for one document's emits (`[view, keyJson]` in emit order; for puts,
    * the emits with their values). Equal (view, key) pairs are told apart by `dup`.
    */
-  private *rowOps(docId: string, emitted: [number, string][], type: 'put' | 'del', sideRows: number[], withValues?: [number, string, string][]): Generator<WriteOp> {
+  private *rowOps(docId: string, emitted: [number, string][], type: 'put' | 'del', sideRows: number[], withValues?: [number, string, string, unknown][]): Generator<WriteOp> {
     const seen = new Map<string, number>();
     for (let i = 0; i < emitted.length; i++) {
       const [view, keyJson] = emitted[i]!;
       const tag = view + NL + keyJson;
       const dup = seen.get(tag) ?? 0;
       seen.set(tag, dup + 1);
-      const codes = viewKeyCodes(JSON.parse(keyJson));
+      const codes = viewKeyCodes(withValues ? withValues[i]![3] : JSON.parse(keyJson));
       const prefixes = this.prefixes[view]!;
       if (codes.exact === null) sideRows[view]! += type === 'put' ? 1 : -1;
       const key =
@@ -209,8 +224,8 @@ export class ViewIndex implements ChangeConsumer {
   }
 
   /** Per document: its emits `[view, keyJson, valueJson]`. */
-  private async mapAll(docs: ChangedDoc[]): Promise<[number, string, string][][]> {
-    const out: [number, string, string][][] = docs.map(() => []);
+  private async mapAll(docs: ChangedDoc[]): Promise<[number, string, string, unknown][][]> {
+    const out: [number, string, string, unknown][][] = docs.map(() => []);
     const mapped: number[] = [];
     for (let i = 0; i < docs.length; i++) {
       const doc = docs[i]!;
@@ -231,6 +246,7 @@ export class ViewIndex implements ChangeConsumer {
       }
       const result = await this.options.js.mapDocTexts(compiled, names, chunk.map((i) => docs[i]!.json));
       for (const line of result.logs) this.options.log?.({ ddocId: this.def.ddocId, message: line });
+      await yieldToLoop();
       chunk.forEach((docIndex, j) => {
         const perView = result.docs[j]!;
         const rows = out[docIndex]!;
@@ -239,7 +255,7 @@ export class ViewIndex implements ChangeConsumer {
             this.options.log?.({ ddocId: this.def.ddocId, docId: docs[docIndex]!.id, view: names[view]!, message: `map function failed: ${emitted.error}` });
             return;
           }
-          for (const [key, value] of emitted) rows.push([view, JSON.stringify(key ?? null), JSON.stringify(value ?? null)]);
+          for (const [key, value] of emitted) rows.push([view, JSON.stringify(key ?? null), JSON.stringify(value ?? null), key ?? null]);
         });
       });
     }
@@ -433,17 +449,34 @@ class RangeReader {
 
 const emptyCursor: Cursor<[Buffer, string]> = { next: async () => null, close: async () => undefined };
 
+/** A stored row; its key is parsed on first use (many reads only pass the JSON text on). */
+class StoredRow implements ReadRow {
+  private parsed: unknown;
+  private isParsed = false;
+
+  constructor(
+    readonly keyJson: string,
+    readonly id: string,
+    readonly valueJson: string,
+    readonly dup: number,
+  ) {}
+
+  get key(): unknown {
+    if (!this.isParsed) {
+      this.parsed = JSON.parse(this.keyJson);
+      this.isParsed = true;
+    }
+    return this.parsed;
+  }
+}
+
 function parseRow(key: Buffer, value: string): ReadRow {
   const first = value.indexOf(NL);
   const second = value.indexOf(NL, first + 1);
-  const keyJson = value.slice(0, first);
-  return {
-    key: JSON.parse(keyJson),
-    keyJson,
-    id: JSON.parse(value.slice(first + 1, second)) as string,
-    valueJson: value.slice(second + 1),
-    dup: key.readUInt16BE(key.length - 2),
-  };
+  const idJson = value.slice(first + 1, second);
+  // Doc ids without escapes (nearly all) need no JSON parse.
+  const id = idJson.includes('\\') ? (JSON.parse(idJson) as string) : idJson.slice(1, -1);
+  return new StoredRow(value.slice(0, first), id, value.slice(second + 1), key.readUInt16BE(key.length - 2));
 }
 
 export type { ViewRow };
