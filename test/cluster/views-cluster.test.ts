@@ -23,6 +23,7 @@ test('views through every node of a cluster, with one node killed', async () => 
       kinds: { map: 'function(doc){ if (doc.kind) emit(doc.kind, doc.n); }', reduce: '_sum' },
       js: { map: 'function(doc){ if (doc.kind) emit(doc.kind, 1); }', reduce: 'function(k, v, re){ return sum(v); }' },
     },
+    filters: { kind: 'function(doc, req){ return doc.kind === req.query.kind; }' },
   };
   assert.equal((await request(nodes[2]!, 'PUT', `/${db}/_design/v`, { body: ddoc })).status, 201);
   const sums = { a: 0, b: 0, c: 0 } as Record<string, number>;
@@ -43,6 +44,12 @@ test('views through every node of a cluster, with one node killed', async () => 
     assert.deepEqual(keys.body.rows.map((r: any) => r.id), ['doc150', 'doc003', 'doc077']);
     const seq = await request(node, 'GET', `/${db}/_design/v/_view/by_n?limit=1&update_seq=true`);
     assert.equal(typeof seq.body.update_seq, 'string');
+    // A design-document filter and filter=_view on _changes, through this node.
+    const filtered = await request(node, 'GET', `/${db}/_changes?filter=v/kind&kind=b`);
+    assert.equal(filtered.status, 200, filtered.text);
+    assert.deepEqual(filtered.body.results.map((r: any) => r.id).sort(), docs.filter((d) => d.kind === 'b').map((d) => d._id));
+    const byView = await request(node, 'GET', `/${db}/_changes?filter=_view&view=v/by_n`);
+    assert.equal(byView.body.results.length, 200);
   };
   for (const i of [0, 1, 2]) await check(i);
   await cluster().kill9(1);
