@@ -169,6 +169,7 @@ export class Cluster {
         js: options.js,
         batchDocsMax: config.viewBatchDocsMax,
         mapBatchBytesMax: config.viewMapBatchBytesMax,
+        sideGroupRowsMax: config.viewSideGroupRowsMax,
         warmDelayMs: config.viewWarmDelayMs,
         warmIdleMs: config.viewWarmIdleMs,
         reduceLimitBytes: config.viewReduceLimitBytes,

@@ -236,6 +236,8 @@ export interface Config {
   viewWarmDelayMs: number;
   /** A view index not queried for this long is no longer caught up in the background, ms. */
   viewWarmIdleMs: number;
+  /** Rows sharing one collation group (keys the codec cannot order exactly) that a view read sorts in memory at most; beyond, the read fails (500) instead of taking unbounded memory. */
+  viewSideGroupRowsMax: number;
   /** CouchDB's reduce_limit: a JavaScript reduce whose output passes this size and does not shrink its input fails, bytes; 0 turns it off. */
   viewReduceLimitBytes: number;
   /**
@@ -328,6 +330,7 @@ export const defaults: Readonly<Config> = Object.freeze({
   viewWarmDelayMs: 500,
   viewWarmIdleMs: 3_600_000,
   viewReduceLimitBytes: 5000,
+  viewSideGroupRowsMax: 250_000,
   designDocsRecheckMs: 1_000,
 });
 

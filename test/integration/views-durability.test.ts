@@ -5,6 +5,9 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { createDb, request, startNode, TestNode, waitFor } from '../helpers/node-process';
 
 let node: TestNode | undefined;
@@ -51,4 +54,28 @@ test('kill -9 during a view build: restart resumes from the last checkpoint, row
     assert.equal(row.id, `d${String(i).padStart(6, '0')}`);
   });
   assert.deepEqual((await request(node, 'GET', `/${db}/_design/k/_view/n`)).body.rows, [{ key: null, value: total }]);
+});
+
+test('a collation group past viewSideGroupRowsMax fails that read with a clear 500; the node keeps serving', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'divan-cfg-'));
+  const file = path.join(dir, 'config.json');
+  writeFileSync(file, JSON.stringify({ viewSideGroupRowsMax: 5 }));
+  const small = await startNode({ args: ['--config', file] });
+  try {
+    const db = await createDb(small, 'vgroup', 1);
+    // Cyrillic keys share one side group (the codec ends their code at the first letter).
+    const docs = Array.from({ length: 12 }, (_, i) => ({ _id: `c${i}`, name: `Жук ${i}` }));
+    assert.equal((await request(small, 'POST', `/${db}/_bulk_docs`, { body: { docs } })).status, 201);
+    assert.equal((await request(small, 'PUT', `/${db}/_design/g`, { body: { views: { n: { map: 'function(doc){ if (doc.name) emit(doc.name, null); }' }, ascii: { map: 'function(doc){ emit(doc._id, null); }' } } } })).status, 201);
+    const res = await request(small, 'GET', `/${db}/_design/g/_view/n`);
+    assert.equal(res.status, 500, res.text);
+    assert.equal(res.body.error, 'view_group_too_large');
+    // Exactly ordered keys of the same index are unaffected, and so is the node.
+    const ok = await request(small, 'GET', `/${db}/_design/g/_view/ascii?limit=3`);
+    assert.deepEqual(ok.body.rows.map((r: { id: string }) => r.id), ['c0', 'c1', 'c10']);
+    assert.equal((await request(small, 'GET', `/${db}/c1`)).status, 200);
+  } finally {
+    await small.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -26,6 +26,8 @@ export interface CopyIndexesOptions {
   batchDocsMax: number;
   /** Document JSON per sandbox call at most, bytes (config viewMapBatchBytesMax). */
   mapBatchBytesMax: number;
+  /** Rows of one side group a read sorts in memory at most (config viewSideGroupRowsMax). */
+  sideGroupRowsMax: number;
   /** Background catch-up this long after a write, ms (config viewWarmDelayMs; 0 turns warming off). */
   warmDelayMs: number;
   /** Indexes not queried for this long are no longer warmed, ms. */
@@ -115,7 +117,7 @@ export class CopyIndexes {
       registry[def.sigHex] = def.ddocId;
       await store.write([{ type: 'put', key: keys.metaKey(copyId, REGISTRY), value: JSON.stringify(registry) }]);
     }
-    return ViewIndex.open({ copyId, store, js: this.options.js, mapBatchBytesMax: this.options.mapBatchBytesMax, ...(this.options.log ? { log: this.options.log } : {}) }, def);
+    return ViewIndex.open({ copyId, store, js: this.options.js, mapBatchBytesMax: this.options.mapBatchBytesMax, sideGroupRowsMax: this.options.sideGroupRowsMax, ...(this.options.log ? { log: this.options.log } : {}) }, def);
   }
 
   private async registry(): Promise<Record<string, string>> {

@@ -14,6 +14,7 @@
  * CouchDB does). Deleted documents, and design documents unless the design document
  * sets `options.include_design`, emit nothing.
  */
+import { DivanError } from '../../errors';
 import type { CompiledDdoc, SandboxPool } from '../js/sandbox';
 import { collate, compareRaw } from '../query/collate';
 import * as keys from '../../storage/keys';
@@ -48,6 +49,8 @@ export interface ViewIndexOptions {
   js: SandboxPool;
   /** Bytes of document JSON per sandbox call at most (the batch is split beyond). */
   mapBatchBytesMax: number;
+  /** Rows of one side group a read sorts in memory at most (config viewSideGroupRowsMax). */
+  sideGroupRowsMax: number;
   log?: IndexLogger;
 }
 
@@ -275,7 +278,7 @@ export class ViewIndex implements ChangeConsumer {
     return {
       next: async () => {
         while (remaining > 0 && rangeIndex < ranges.length) {
-          current ??= new RangeReader(this.options.store, this.prefixes[view]!, ranges[rangeIndex]!, descending, (this.meta.side?.[view] ?? 1) > 0);
+          current ??= new RangeReader(this.options.store, this.prefixes[view]!, ranges[rangeIndex]!, descending, (this.meta.side?.[view] ?? 1) > 0, this.options.sideGroupRowsMax);
           const batch = await current.next();
           if (batch === null) {
             await current.close();
@@ -343,6 +346,7 @@ class RangeReader {
     private readonly range: ViewKeyRange,
     descending: boolean,
     hasSide: boolean,
+    private readonly groupRowsMax: number,
   ) {
     this.sign = descending ? -1 : 1;
     const low = descending ? range.endKey : range.startKey;
@@ -431,6 +435,13 @@ class RangeReader {
         group.push(row);
       } else if (rowCode.equals(code)) {
         group.push(row);
+        if (group.length > this.groupRowsMax) {
+          throw new DivanError(
+            'internal',
+            'view_group_too_large',
+            `More than ${this.groupRowsMax} rows of this view share one collation group (keys whose strings the collation codec cannot order exactly, see docs/collation.md); raise viewSideGroupRowsMax`,
+          );
+        }
       } else {
         this.sideCarry = { code: rowCode, row };
         break;
