@@ -112,12 +112,24 @@ export class CopyIndexes {
 
   private async openIndex(def: IndexDef): Promise<ViewIndex> {
     const { store, copyId } = this.options;
-    const registry = await this.registry();
-    if (registry[def.sigHex] !== def.ddocId) {
+    await this.editRegistry((registry) => {
+      if (registry[def.sigHex] === def.ddocId) return false;
       registry[def.sigHex] = def.ddocId;
-      await store.write([{ type: 'put', key: keys.metaKey(copyId, REGISTRY), value: JSON.stringify(registry) }]);
-    }
+      return true;
+    });
     return ViewIndex.open({ copyId, store, js: this.options.js, mapBatchBytesMax: this.options.mapBatchBytesMax, sideGroupRowsMax: this.options.sideGroupRowsMax, ...(this.options.log ? { log: this.options.log } : {}) }, def);
+  }
+
+  /** Registry edits run one at a time (a read-modify-write each), so none is lost. */
+  private registryChain: Promise<unknown> = Promise.resolve();
+
+  private editRegistry(edit: (registry: Record<string, string>) => boolean): Promise<void> {
+    const run = this.registryChain.then(async () => {
+      const registry = await this.registry();
+      if (edit(registry)) await this.options.store.write([{ type: 'put', key: keys.metaKey(this.options.copyId, REGISTRY), value: JSON.stringify(registry) }]);
+    });
+    this.registryChain = run.catch(() => undefined);
+    return run;
   }
 
   private async registry(): Promise<Record<string, string>> {
@@ -292,20 +304,22 @@ export class CopyIndexes {
 
   /** Drop every index whose signature is not in `keep` (`_view_cleanup`); answers how many. */
   async cleanup(keep: ReadonlySet<string>): Promise<number> {
-    const registry = await this.registry();
-    let dropped = 0;
-    for (const sigHex of Object.keys(registry)) {
-      if (keep.has(sigHex)) continue;
+    let dropped: string[] = [];
+    await this.editRegistry((registry) => {
+      dropped = Object.keys(registry).filter((sigHex) => !keep.has(sigHex));
+      for (const sigHex of dropped) delete registry[sigHex];
+      return dropped.length > 0;
+    });
+    for (const sigHex of dropped) {
       const open = this.indexes.get(sigHex);
       this.indexes.delete(sigHex);
       const index = await open?.catch(() => undefined);
-      index?.release();
-      delete registry[sigHex];
+      index?.release(true);
+      // A build under way stops before its next write; clear after its last one.
+      if (index) await this.pipeline.settled(index);
       await this.options.store.clear(keys.indexRange(this.options.copyId, Buffer.from(sigHex, 'hex')));
-      dropped++;
     }
-    if (dropped > 0) await this.options.store.write([{ type: 'put', key: keys.metaKey(this.options.copyId, REGISTRY), value: JSON.stringify(registry) }]);
-    return dropped;
+    return dropped.length;
   }
 
   /** Catch up recently used indexes a little after writes, so queries find them warm. */

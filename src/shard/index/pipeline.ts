@@ -45,6 +45,8 @@ export interface ChangeConsumer {
   absorb(docs: ChangedDoc[], toSeq: number, prepared: unknown): Promise<WriteOp[]>;
   /** Called after the writes of `absorb` are durable. */
   absorbed(toSeq: number): void;
+  /** True once the consumer is dropped: runs stop before their next write. */
+  isDropped?(): boolean;
 }
 
 interface ReadBatch {
@@ -88,6 +90,11 @@ export class Pipeline {
     private readonly options: CatchUpOptions,
   ) {}
 
+  /** Resolves when no run of `consumer` is in progress. */
+  async settled(consumer: ChangeConsumer): Promise<void> {
+    await this.running.get(consumer)?.catch(() => undefined);
+  }
+
   /** Whether `consumer` is being brought up to date now. */
   isRunning(consumer: ChangeConsumer): boolean {
     return this.running.has(consumer);
@@ -104,7 +111,7 @@ export class Pipeline {
       const run = this.run(consumer).finally(() => this.running.delete(consumer));
       this.running.set(consumer, run);
       await run;
-      if (this.options.isCancelled?.()) return;
+      if (this.options.isCancelled?.() || consumer.isDropped?.()) return;
     }
   }
 
@@ -115,7 +122,7 @@ export class Pipeline {
     while (next) {
       const batch = await next;
       next = undefined;
-      if (this.options.isCancelled?.()) return;
+      if (this.options.isCancelled?.() || consumer.isDropped?.()) return;
       // Read and prepare the next batch while this one is absorbed and written.
       if (batch.full) next = this.readBatch(consumer, batch.toSeq);
       next?.catch(() => undefined);

@@ -134,7 +134,15 @@ export class ViewIndex implements ChangeConsumer {
     return this.compiled;
   }
 
-  release(): void {
+  private dropped = false;
+
+  isDropped(): boolean {
+    return this.dropped;
+  }
+
+  /** Forget the compiled views; with `drop`, the index is going away: builds stop. */
+  release(drop = false): void {
+    if (drop) this.dropped = true;
     const compiled = this.compiled;
     this.compiled = undefined;
     void compiled?.then((c) => this.options.js.release(c), () => undefined);
