@@ -102,8 +102,6 @@ export interface AllDocsOptions {
   limit: number;
   includeDocs: boolean;
   conflicts: boolean;
-  /** Only `_design/` documents, or only non-local ones (`_all_docs`). */
-  designOnly?: boolean;
 }
 
 export interface AllDocsRow {

@@ -41,6 +41,18 @@ export async function streamLocalDocs(
   await mergeCursors(cursors, byId, options, onRows);
 }
 
+/** Every live design document of the database with its winning body, in id order. */
+export async function streamDesignDocs(db: DbHandle, onDoc: (row: AllDocsRow & { doc: string }) => void): Promise<void> {
+  // Design document ids run from `_design/` up to (not including) `_design0`.
+  await streamAllDocs(
+    db,
+    { startKey: '_design/', endKey: '_design0', inclusiveEnd: false, includeDocs: true, conflicts: false, descending: false, skip: 0, limit: Number.MAX_SAFE_INTEGER },
+    async (rows) => {
+      for (const row of rows) if (row.doc !== undefined) onDoc(row as AllDocsRow & { doc: string });
+    },
+  );
+}
+
 function byId(a: { id: string }, b: { id: string }): number {
   return compareRaw(a.id, b.id);
 }

@@ -32,7 +32,7 @@
 import { BadRequestError, DivanError, ForbiddenError, OsProcessError, UnauthorizedError } from '../../errors';
 import type { CompiledDdoc, SandboxPool, ValidateDocResult } from '../../shard/js/sandbox';
 import type { DocEdit, DocInfo, RevNode } from '../../shard/types';
-import { streamAllDocs } from './all-docs';
+import { streamDesignDocs } from './all-docs';
 import { readDocInfos } from './doc-infos';
 import { rangeFor, revisionsOf } from './doc-open';
 import { firstLiveState } from './range-read';
@@ -164,20 +164,13 @@ export class DesignFunctions {
   private async load(db: DbHandle, previous: Entry | undefined): Promise<Pick<Entry, 'validators' | 'ddocs'>> {
     const ddocs: Record<string, unknown>[] = [];
     const all = new Map<string, { rev: string; body: Record<string, unknown> }>();
-    await streamAllDocs(
-      db,
-      { designOnly: true, includeDocs: true, conflicts: false, inclusiveEnd: true, descending: false, skip: 0, limit: Number.MAX_SAFE_INTEGER },
-      async (rows) => {
-        for (const row of rows) {
-          if (row.doc === undefined) continue;
-          const doc = JSON.parse(row.doc) as Record<string, unknown>;
-          const { _id: _i, _rev: _r, ...body } = doc;
-          void _i, _r;
-          all.set(row.id, { rev: row.rev, body });
-          if (doc.validate_doc_update !== undefined) ddocs.push(doc);
-        }
-      },
-    );
+    await streamDesignDocs(db, (row) => {
+      const doc = JSON.parse(row.doc) as Record<string, unknown>;
+      const { _id: _i, _rev: _r, ...body } = doc;
+      void _i, _r;
+      all.set(row.id, { rev: row.rev, body });
+      if (doc.validate_doc_update !== undefined) ddocs.push(doc);
+    });
     ddocs.sort((a, b) => ((a._id as string) < (b._id as string) ? -1 : (a._id as string) > (b._id as string) ? 1 : 0));
     const out: Validator[] = [];
     for (const doc of ddocs) {

@@ -5,7 +5,7 @@
  */
 import { indexDef } from '../../shard/index/design';
 import type { DesignDocRef } from '../../shard/index/types';
-import { streamAllDocs } from './all-docs';
+import { streamDesignDocs } from './all-docs';
 import { encodeSeq } from './changes';
 import { firstLiveState } from './range-read';
 import type { DbHandle } from './shard-client';
@@ -32,22 +32,15 @@ export async function viewInfo(db: DbHandle, ddoc: DesignDocRef): Promise<Record
 /** Signatures of the database's current design documents (those whose views parse). */
 async function currentSignatures(db: DbHandle): Promise<string[]> {
   const sigs: string[] = [];
-  await streamAllDocs(
-    db,
-    { startKey: '_design/', endKey: '_design0', inclusiveEnd: false, descending: false, includeDocs: true, conflicts: false, limit: Number.MAX_SAFE_INTEGER, skip: 0 },
-    async (rows) => {
-      for (const row of rows) {
-        if (row.doc === undefined) continue;
-        const body: unknown = JSON.parse(row.doc);
-        if (typeof body !== 'object' || body === null || Array.isArray(body)) continue;
-        try {
-          sigs.push(indexDef({ id: row.id, rev: row.rev, body: body as Record<string, unknown> }).sigHex);
-        } catch {
-          // A design document whose views do not parse has no index to keep.
-        }
-      }
-    },
-  );
+  await streamDesignDocs(db, (row) => {
+    const body: unknown = JSON.parse(row.doc);
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) return;
+    try {
+      sigs.push(indexDef({ id: row.id, rev: row.rev, body: body as Record<string, unknown> }).sigHex);
+    } catch {
+      // A design document whose views do not parse has no index to keep.
+    }
+  });
   return sigs;
 }
 
