@@ -117,14 +117,17 @@ export class Pipeline {
 
   private async run(consumer: ChangeConsumer): Promise<void> {
     const start = consumer.checkpoint();
-    const progress: Progress = { done: 0, total: Math.max(0, this.source.currentSeq() - start) };
+    // A run ends once it reaches the copy's sequence at its start: under a stream of
+    // writes, callers waiting for it are not held up by writes that came after them.
+    const stopAt = this.source.currentSeq();
+    const progress: Progress = { done: 0, total: Math.max(0, stopAt - start) };
     let next: Promise<ReadBatch> | undefined = this.readBatch(consumer, start);
     while (next) {
       const batch = await next;
       next = undefined;
       if (this.options.isCancelled?.() || consumer.isDropped?.()) return;
       // Read and prepare the next batch while this one is absorbed and written.
-      if (batch.full) next = this.readBatch(consumer, batch.toSeq);
+      if (batch.full && batch.toSeq < stopAt) next = this.readBatch(consumer, batch.toSeq);
       next?.catch(() => undefined);
       if (batch.toSeq > batch.since) {
         await this.source.write(await consumer.absorb(batch.docs, batch.toSeq, await batch.prepared));
