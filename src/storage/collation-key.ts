@@ -395,7 +395,7 @@ function stringPrimaries(t: Tables, x: string): CharClass {
   } else if (more) {
     ok = base.compare(qr, x) < 0 && base.compare(x, qr + TOP) < 0;
   } else if (gap === NO_GAP) {
-    ok = base.compare(qr, x) === 0;
+    ok = qr === x || base.compare(qr, x) === 0;
   } else if (gap === GAP_BELOW_ALL) {
     ok = base.compare(qr, x) < 0 && base.compare(x, qr + reps[0]) < 0;
   } else {
@@ -520,7 +520,7 @@ function isSHanString(t: Tables, x: string): boolean {
     if (c >= S_FIRST && c < S_END) continue;
     const cp = x.codePointAt(i) as number;
     if (cp > 0xffff) i++;
-    if (hanUnit(t, cp) !== cp) return false;
+    if (cp < HAN_UNIT || hanUnit(t, cp) !== cp) return false; // hanUnit is 0 for non-Han, U+0000 included
   }
   return true;
 }
@@ -547,13 +547,15 @@ function putSideString(t: Tables, x: string): boolean {
     return false;
   }
   if (p.gap !== NO_GAP) {
-    out[pos++] = p.gap === GAP_BELOW_ALL ? GAP_BELOW : 5 + 2 * p.gap;
-    if (p.gap === t.reps.length - 1) {
-      if (p.before !== undefined) {
-        putHanUnit(t, p.before);
-        out[pos++] = 0x00; // below every continuation of that unit (they start at SEP)
-      } else out[pos++] = p.top ?? TOP_LOW;
+    if (p.before !== undefined) {
+      // Between two Han primaries (e.g. an ideograph then U+FFFF, which the probe's
+      // "starts with" test cannot see): below every string with the next Han there.
+      putHanUnit(t, p.before);
+      out[pos++] = 0x00; // every continuation of a Han unit starts at SEP or above
+      return false;
     }
+    out[pos++] = p.gap === GAP_BELOW_ALL ? GAP_BELOW : 5 + 2 * p.gap;
+    if (p.gap === t.reps.length - 1) out[pos++] = p.top ?? TOP_LOW;
     return false;
   }
   out[pos++] = SEP;

@@ -64,6 +64,7 @@ const hanChars = fc.oneof(
     arbitrary: fc.constantFrom(
       '\ufa0e', '\ufa29', '\uf900', '\u8c48', '\u2f00', '\u2e80', '\u3005', '\u3007', '\u3006', '\u3000', '\u30fc',
       'あ', 'ア', 'ｱ', 'が', 'か\u3099', '가', '각', '\u1100\u1161', '\u{17000}', '\u{1b170}', '\u{18b00}', '\ua000',
+      String.fromCodePoint(hanTablesInfo().last), String.fromCodePoint(hanTablesInfo().last) + '\uffff', '\uffff',
       '\u{31350}', '\u{323af}', '\u{2ebf0}', '\u{e0080}', '\u{3ffff}', '\u{33479}', '\u{2a6d9}', '\u{2fffd}', '\u{40000}',
       '\u0301', '\u0308', '\u3099', '\u309a', '\ufe0f', '\u{e0100}', '\u200d', '\u0000', '😀', 'é', 'É', 'ｅ',
     ),
@@ -457,6 +458,8 @@ test('collation-key: Han keys get their own side codes (law 5), and later elemen
   assert.deepEqual(viewKeyCodes(['東京é', 1]).side, viewKeyCodes(['東京é', 2]).side);
   assert.deepEqual(viewKeyCodes(['東京あ', 1]).side, viewKeyCodes(['東京い', 2]).side);
   assert.deepEqual(viewKeyCodes(['\uf900', 1]).side, viewKeyCodes(['\uf900', 2]).side);
+  // Found by the property test: U+0000 (no primary) before an ideograph, and U+FFFF after one.
+  assertLaws(['丁', '\u0000丁', '丁\u0000', ['丁', 1], ['\u0000丁', 0], '東\uffff', '東\uffffa', '東', '丁', ['東\uffff', 0], ['東', 9]]);
   assertLaws([...words, ...words.map((w) => [w, 1]), ...words.map((w) => [w, 'a']), '東京é', '東京E', '東京e', '\uf900', '\u8c48', ['\u8c48', 1], '東京あ']);
 });
 
