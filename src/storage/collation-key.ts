@@ -25,15 +25,21 @@
  * root collation compares such strings primaries first, then tertiaries (S has no
  * secondary differences, no contractions, no expansions) - the property tests check it.
  *
- * Side string part (any string). Let Q be its primary-weight sequence in S classes,
- * found per code point (cached) and verified against the collator with one or two
+ * Side string part (any string). Let Q be its primary-weight sequence in units: S
+ * classes, and Han ideographs, whose W is TOPGAP 0x04 rank(3 bytes) (TOPGAP = the gap
+ * byte above the last S class; rank = place in the collator's Han order). Q is found
+ * per code point (cached) and verified against the collator with one or two
  * `compare` calls (or, when verification fails, found by probing the collator
  * directly). Then one of:
  *   W(Q) gap            a char whose first primary lies in that gap: the key's side
- *                       code ENDS (truncation; later chars are unknown);
+ *                       code ENDS (truncation; later chars are unknown); after
+ *                       TOPGAP a tier follows: 0x03 below all Han, 0x05 above;
+ *   W(Q) TOPGAP 0x04 rank 0x00   (rare) just below the Han unit `rank`: ENDS;
  *   W(Q[0..64)) MORE    more than SIDE_PRIMARIES_MAX primaries: the key ends here
  *                       (also for exact strings, so side codes stay bounded);
- *   W(Q) SEP tertiary* TERM   an exact string (|Q| <= 64): the key goes on;
+ *   W(Q) SEP tertiary* TERM   an exact string, or one of S chars and Han ideographs
+ *                       that are their own unit (Han tertiary 0x04) (|Q| <= 64):
+ *                       the key goes on;
  *   W(Q) SEP path mark  a non-exact string with complete primaries: its place among
  *                       the S strings with the same primaries (they differ only by
  *                       case), found by comparing with the collator: `path` are the
