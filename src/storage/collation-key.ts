@@ -199,8 +199,8 @@ function getTables(): Tables {
 interface HanTables {
   /** Indexed by code point below HAN_PLANE_END: rank + 1 in collation order of a Unified_Ideograph (NFD itself), 0 if none. */
   rank: Uint32Array;
-  /** Indexed likewise: the Unified_Ideograph a compatibility ideograph decomposes to (canonically, one char), 0 if none. */
-  alias: Uint32Array;
+  /** Compatibility ideograph → the Unified_Ideograph it decomposes to canonically (one char). */
+  alias: Map<number, number>;
   /** Every Unified_Ideograph in collation order. */
   list: number[];
   on: boolean;
@@ -221,7 +221,8 @@ function hanTables(t: Tables): HanTables {
   const chars: string[] = [];
   for (let cp = 0x3400; cp < HAN_PLANE_END; cp++) {
     const ch = String.fromCodePoint(cp);
-    if (re.test(ch) && ch.normalize('NFD') === ch) chars.push(ch);
+    // (Unified_Ideographs have no decomposition; checked only where compatibility ideographs live.)
+    if (re.test(ch) && ((cp < 0xf900 || cp >= 0xfb00) && (cp < 0x2f800 || cp >= 0x2fa20) ? true : ch.normalize('NFD') === ch)) chars.push(ch);
   }
   const { base } = t;
   chars.sort((a, b) => base.compare(a, b));
@@ -233,12 +234,14 @@ function hanTables(t: Tables): HanTables {
     rank[cp] = i + 1;
     return cp;
   });
-  const alias = new Uint32Array(HAN_PLANE_END);
-  for (let cp = 0xf900; cp < HAN_PLANE_END; cp++) {
-    if (rank[cp] !== 0 || (cp >= 0xfb00 && cp < 0x2f800)) continue;
+  // The two compatibility-ideograph blocks (Unicode: F900..FAFF, 2F800..2FA1F).
+  const alias = new Map<number, number>();
+  for (let cp = 0xf900; cp < 0x2fa20; cp++) {
+    if (cp === 0xfb00) cp = 0x2f800;
+    if (rank[cp] !== 0) continue;
     const d = String.fromCodePoint(cp).normalize('NFD');
     const dc = d.codePointAt(0) as number;
-    if (d.length === (dc > 0xffff ? 2 : 1) && dc < HAN_PLANE_END && rank[dc] !== 0) alias[cp] = dc;
+    if (d.length === (dc > 0xffff ? 2 : 1) && dc < HAN_PLANE_END && rank[dc] !== 0) alias.set(cp, dc);
   }
   t.han = { rank, alias, list, on, buildMs: Number(process.hrtime.bigint() - started) / 1e6 };
   return t.han;
@@ -250,7 +253,7 @@ function hanUnit(t: Tables, cp: number): number {
   const h = hanTables(t);
   if (!h.on) return 0;
   if (h.rank[cp] !== 0) return cp;
-  return h.alias[cp] as number;
+  return h.alias.get(cp) ?? 0;
 }
 
 /** How long building the Han tables took (builds them if needed), and whether Han is on; for reports and tests. */
