@@ -256,6 +256,17 @@ function hanUnit(t: Tables, cp: number): number {
   return h.alias.get(cp) ?? 0;
 }
 
+/**
+ * Tests only: switch Han handling off (as a failed build-time check would) or back
+ * on, dropping cached classifications that may hold Han units.
+ */
+export function setHanForTests(on: boolean): void {
+  const t = getTables();
+  const h = hanTables(t);
+  h.on = on;
+  t.cache.clear();
+}
+
 /** How long building the Han tables took (builds them if needed), and whether Han is on; for reports and tests. */
 export function hanTablesInfo(): { buildMs: number; on: boolean; count: number; first: number; last: number } {
   const h = hanTables(getTables());

@@ -20,6 +20,7 @@ import {
   mainSpaceBounds,
   primaryClasses,
   primaryVerifyFailures,
+  setHanForTests,
   sideSpaceBounds,
   viewKeyCodes,
 } from '../../src/storage/collation-key';
@@ -485,4 +486,19 @@ test('collation-key: law 4 over Han-heavy keys (seeded)', (t) => {
     }),
     { seed: seed + 5, numRuns: 120 * runsFactor },
   );
+});
+
+test('collation-key: with Han off (a failed build-time check), every top-gap char ends the code and the laws hold', (t) => {
+  t.diagnostic(`seed ${seed}`);
+  setHanForTests(false);
+  try {
+    assert.deepEqual(viewKeyCodes(['東京', 1]).side, viewKeyCodes(['北京', 2]).side);
+    fc.assert(
+      fc.property(fc.array(fc.oneof(hanKey, nearKey), { minLength: 2, maxLength: 16 }), (keys) => assertLaws(keys)),
+      { seed: seed + 6, numRuns: 100 * runsFactor },
+    );
+  } finally {
+    setHanForTests(true);
+  }
+  assert.notDeepEqual(viewKeyCodes(['東京', 1]).side, viewKeyCodes(['北京', 2]).side);
 });
