@@ -208,7 +208,7 @@ interface HanTables {
 }
 
 /**
- * Han tables, built at the first char that needs them (about 50 ms, once): every
+ * Han tables, built at the first char that needs them (70-90 ms here, once): every
  * Unified_Ideograph sorted by the collator itself. ICU's root collation orders Han
  * by radical and stroke count, not by code point, and interleaves the blocks, so
  * the sub-code is the rank in this order. The checks (strict order, all above every
@@ -587,7 +587,7 @@ function putSideString(t: Tables, x: string): boolean {
   const membersOf = (u: number): string[] => (u >= HAN_UNIT ? [String.fromCodePoint(u)] : (members[u] as string[]));
   if (hasHan && isSHanString(t, x)) {
     // Han has one member per unit, so only the S positions' tertiaries vary.
-    for (let i = 0, j = 0; i < x.length; i++, j++) {
+    for (let i = 0; i < x.length; i++) {
       const c = x.charCodeAt(i);
       if (c >= S_FIRST && c < S_END) out[pos++] = t.tertiaryByte[c] as number;
       else {
