@@ -20,6 +20,8 @@ after(async () => {
   await node.destroy();
 });
 
+const show = (v: unknown): string => JSON.stringify(v);
+
 async function put(db: string, id: string, body: unknown): Promise<string> {
   const res = await request(node, 'PUT', `/${db}/${encodeURIComponent(id)}`, { body });
   assert.ok(res.status === 201 || res.status === 202, res.text);
@@ -158,6 +160,34 @@ test('collation: keys come out in CouchDB order (the documented table), whatever
   assert.deepEqual(range, ['a', 'A', 'ä', 'aa', 'b'].sort(collate));
   const desc = (await view(db, 'c/_view/k?startkey="muller"&endkey="mule"&descending=true')).rows.map((r: any) => r.key);
   assert.deepEqual(desc, expected.map((e) => e.key).filter((k) => typeof k === 'string' && collate(k, 'mule') >= 0 && collate(k, 'muller') <= 0).reverse());
+});
+
+test('collation: a view keyed on Han (CJK) names orders rows and ranges through the side codes', async () => {
+  const db = await createDb(node, 'han', 2);
+  const names = ['東京', '東北', '北京', '京都', '東', '東京都', '山田太郎', '山田花子', '山田はなこ', '張偉', '王芳', '\uf900', '\u8c48', '東京a', '東京A',
+    '東京é', '㐀', '\u{20000}', '\u{2a6d9}', '一', '丁', 'あ', '가', 'Tokyo', '東\uffff'];
+  const rng = mulberry32(11);
+  const docs: { _id: string; key: unknown }[] = [];
+  for (let i = 0; i < 120; i++) {
+    const name = names[Math.floor(rng() * names.length)] as string;
+    const roll = rng();
+    docs.push({ _id: `h${i}`, key: roll < 0.4 ? name : roll < 0.8 ? [name, Math.floor(rng() * 3)] : [name, names[Math.floor(rng() * names.length)]] });
+  }
+  await bulk(db, docs);
+  await put(db, '_design/h', { views: { k: { map: 'function(doc){ emit(doc.key, null); }' } } });
+  const expected = docs.map((d) => ({ key: d.key, id: d._id })).sort((a, b) => collate(a.key, b.key) || compareRaw(a.id, b.id));
+  const rows = (await view(db, 'h/_view/k')).rows;
+  assert.deepEqual(rows.map((r: any) => [r.key, r.id]), expected.map((e) => [e.key, e.id]));
+  const q = (v: unknown): string => encodeURIComponent(JSON.stringify(v));
+  for (const [lo, hi] of [['東', '東京都'], [['東京', 1], ['東京', 2]], ['一', '東'], [['山田太郎'], ['山田花子', {}]], ['\u8c48', '\uf900'], ['あ', '東北']] as [unknown, unknown][]) {
+    const want = expected.filter((e) => collate(e.key, lo) >= 0 && collate(e.key, hi) <= 0);
+    const got = (await view(db, `h/_view/k?startkey=${q(lo)}&endkey=${q(hi)}`)).rows;
+    assert.deepEqual(got.map((r: any) => [r.key, r.id]), want.map((e) => [e.key, e.id]), `${show(lo)}..${show(hi)}`);
+    const desc = (await view(db, `h/_view/k?startkey=${q(hi)}&endkey=${q(lo)}&descending=true`)).rows;
+    assert.deepEqual(desc.map((r: any) => [r.key, r.id]), [...want].reverse().map((e) => [e.key, e.id]), `desc ${show(lo)}..${show(hi)}`);
+  }
+  const one = (await view(db, `h/_view/k?key=${q('東京')}`)).rows;
+  assert.deepEqual(one.map((r: any) => r.id), expected.filter((e) => e.key === '東京').map((e) => e.id));
 });
 
 test('incremental updates: random writes, deletes and replicated conflicts always equal a from-scratch map of the winners', async () => {

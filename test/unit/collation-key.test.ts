@@ -16,9 +16,11 @@ import {
   classifyCodePoint,
   collationTablesBuildMs,
   collationVersion,
+  hanTablesInfo,
   mainSpaceBounds,
   primaryClasses,
   primaryVerifyFailures,
+  setHanForTests,
   sideSpaceBounds,
   viewKeyCodes,
 } from '../../src/storage/collation-key';
@@ -48,6 +50,38 @@ const hostileChars = fc.oneof(
   fc.integer({ min: 0x80, max: 0xd7ff }).map((c) => String.fromCharCode(c)),
   fc.integer({ min: 0xe000, max: 0xffff }).map((c) => String.fromCharCode(c)),
   fc.integer({ min: 0x10000, max: 0x10ffff }).map((c) => String.fromCodePoint(c)),
+);
+/** Han-heavy chars: URO, Ext A-B, compatibility ideographs (with and without decompositions), radicals, kana, Hangul, Tangut, unassigned. */
+const hanChars = fc.oneof(
+  { weight: 4, arbitrary: fc.constantFrom('東', '京', '北', '一', '丁', '七', '山', '田', '太', '郎', '人', '亻', '\u9fff', '\u4e00', '\u4e01') },
+  { weight: 3, arbitrary: fc.integer({ min: 0x4e00, max: 0x9fff }).map((c) => String.fromCharCode(c)) },
+  { weight: 1, arbitrary: fc.integer({ min: 0x3400, max: 0x4dbf }).map((c) => String.fromCharCode(c)) },
+  { weight: 1, arbitrary: fc.integer({ min: 0x20000, max: 0x2a6df }).map((c) => String.fromCodePoint(c)) },
+  { weight: 1, arbitrary: fc.integer({ min: 0xf900, max: 0xfaff }).map((c) => String.fromCharCode(c)) },
+  { weight: 1, arbitrary: fc.integer({ min: 0x2f800, max: 0x2fa1f }).map((c) => String.fromCodePoint(c)) },
+  { weight: 1, arbitrary: fc.integer({ min: 0x2e80, max: 0x2fdf }).map((c) => String.fromCharCode(c)) },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom(
+      '\ufa0e', '\ufa29', '\uf900', '\u8c48', '\u2f00', '\u2e80', '\u3005', '\u3007', '\u3006', '\u3000', '\u30fc',
+      'あ', 'ア', 'ｱ', 'が', 'か\u3099', '가', '각', '\u1100\u1161', '\u{17000}', '\u{1b170}', '\u{18b00}', '\ua000',
+      String.fromCodePoint(hanTablesInfo().last), String.fromCodePoint(hanTablesInfo().last) + '\uffff', '\uffff',
+      '\u{31350}', '\u{323af}', '\u{2ebf0}', '\u{e0080}', '\u{3ffff}', '\u{33479}', '\u{2a6d9}', '\u{2fffd}', '\u{40000}',
+      '\u0301', '\u0308', '\u3099', '\u309a', '\ufe0f', '\u{e0100}', '\u200d', '\u0000', '😀', 'é', 'É', 'ｅ',
+    ),
+  },
+);
+const hanString = fc
+  .array(fc.oneof({ weight: 4, arbitrary: hanChars }, { weight: 2, arbitrary: asciiNear }, { weight: 1, arbitrary: hostileChars }), {
+    maxLength: 6,
+  })
+  .map((a) => a.join(''));
+const hanKey = fc.oneof(
+  hanString,
+  fc.tuple(hanString, fc.integer({ min: 0, max: 2 })),
+  fc.tuple(hanString, hanString),
+  fc.tuple(fc.constantFrom('post', 'a', 'A'), hanString, fc.constantFrom(null, 1, 'a', 'A', 'é', '東')),
+  fc.dictionary(hanString, fc.oneof(hanString, fc.integer({ min: 0, max: 1 })), { maxKeys: 2 }),
 );
 const asciiString = fc.array(fc.oneof(ascii, asciiNear), { maxLength: 8 }).map((a) => a.join(''));
 const mixedString = fc
@@ -283,7 +317,7 @@ test('collation-key: laws hold under contractions and reordering (≠, Cyrillic 
 test('collation-key: every assigned code point classifies; counts per class', (t) => {
   const started = Date.now();
   const classes = primaryClasses().length;
-  const counts = { s: 0, ignorable: 0, single: 0, expansion: 0, gap: 0, prefixGap: 0, gapBelow: 0, gapAbove: 0 };
+  const counts = { s: 0, ignorable: 0, single: 0, han: 0, expansion: 0, gap: 0, prefixGap: 0, gapBelow: 0, gapAbove: 0 };
   const assigned = /\p{Assigned}/u;
   const base = new Intl.Collator('en', { sensitivity: 'base' });
   const aboveTop: number[] = [];
@@ -299,6 +333,7 @@ test('collation-key: every assigned code point classifies; counts per class', (t
     if (cp !== 0xffff && base.compare(ch, '\uffff') >= 0) aboveTop.push(cp);
     if (c.gap === NO_GAP) {
       if (c.classes.length === 0) counts.ignorable++;
+      else if (c.classes.length === 1 && (c.classes[0] as number) >= 0x100) counts.han++;
       else if (c.classes.length === 1) counts.single++;
       else counts.expansion++;
     } else {
@@ -320,8 +355,150 @@ test('collation-key: every assigned code point classifies; counts per class', (t
   assert.equal(cls('ﬃ').classes.length, 3);
   assert.deepEqual(cls('\u0301'), { classes: [], gap: NO_GAP });
   assert.deepEqual(cls('\u0000'), { classes: [], gap: NO_GAP });
-  assert.equal(cls('東').gap, classes - 1);
+  assert.deepEqual(cls('東'), { classes: [0x6771], gap: NO_GAP }); // a Han unit: the code goes on
   assert.deepEqual(cls('😀').classes, []); // symbols: a gap among the ASCII symbols (below '$' here)
   assert.notEqual(cls('😀').gap, NO_GAP);
   assert.equal(cls('\uffff').gap, classes - 1);
+});
+
+// ---- Han ideographs ----
+
+test('collation-key: Han claims, checked against this ICU (order, tiers, compatibility ideographs, contractions)', (t) => {
+  const started = Date.now();
+  const base = new Intl.Collator('en', { sensitivity: 'base' });
+  const variant = new Intl.Collator('en', { sensitivity: 'variant' });
+  const info = hanTablesInfo();
+  assert.ok(info.on, 'Han handling is on under this ICU');
+  const re = /\p{Unified_Ideograph}/u;
+  const han: number[] = [];
+  for (let cp = 0; cp <= 0x10ffff; cp++) {
+    if (cp >= 0xd800 && cp < 0xe000) continue;
+    const ch = String.fromCodePoint(cp);
+    if (re.test(ch) && ch.normalize('NFD') === ch) han.push(cp);
+  }
+  assert.equal(han.length, info.count);
+  const top = (primaryClasses().at(-1)?.[0] as string) + '\uffff';
+  const sorted = han.map((c) => String.fromCodePoint(c)).sort((a, b) => base.compare(a, b));
+  // Strict total order (no two ideographs share a primary), and all above every S string.
+  for (let i = 0; i + 1 < sorted.length; i++) assert.equal(base.compare(sorted[i] as string, sorted[i + 1] as string), -1, `Han tie at ${i}`);
+  assert.equal(base.compare(top, sorted[0] as string), -1);
+  // The brief's premise "URO in code-point order, core below Ext" does NOT hold here:
+  // ICU's root orders Han by radical and stroke count, blocks interleaved.
+  const cpOrderPairs = han.slice(0, -1).filter((c, i) => base.compare(String.fromCodePoint(c), String.fromCodePoint(han[i + 1] as number)) < 0).length;
+  t.diagnostic(`Han ${han.length}; adjacent code points in collation order ${cpOrderPairs} of ${han.length - 1}; first ${info.first.toString(16)} last ${info.last.toString(16)}; tables ${info.buildMs.toFixed(1)} ms`);
+  // (ICU 78: U+2A6D9, Extension B, sorts between 一 and 丁. The codec holds either way: it uses ranks.)
+  t.diagnostic(`一 < U+2A6D9 < 丁: ${base.compare('\u4e00', '\u{2a6d9}') < 0 && base.compare('\u{2a6d9}', '\u4e01') < 0}`);
+  // Every side code of a single Han char is TOP, TOP_HAN, rank: distinct and in order.
+  const codes = sorted.map((ch) => viewKeyCodes(ch).side);
+  for (let i = 0; i + 1 < codes.length; i++) assert.equal(Buffer.compare(codes[i] as Buffer, codes[i + 1] as Buffer), -1);
+  // Compatibility ideographs that decompose to one ideograph: base-equal to it, variant-equal too (canonical), coded as it.
+  let compat = 0;
+  for (let cp = 0xf900; cp < 0x30000; cp++) {
+    if (cp === 0xfb00) cp = 0x2f800;
+    const ch = String.fromCodePoint(cp);
+    const d = ch.normalize('NFD');
+    if (d === ch || [...d].length !== 1 || !re.test(d)) continue;
+    compat++;
+    assert.equal(base.compare(ch, d), 0, `U+${cp.toString(16)} ≡ its decomposition`);
+    assert.equal(variant.compare(ch, d), 0);
+    assert.equal(collate(ch, d), sign(cp - (d.codePointAt(0) as number)), 'tie broken by code point');
+    assert.ok(viewKeyCodes(ch).side.subarray(0, 6).equals(viewKeyCodes(d).side.subarray(0, 6)));
+  }
+  // Non-Han chars above every S string: where do they lie relative to Han?
+  const tiers = { below: 0, above: 0, equalHan: 0, hanExpansion: 0 };
+  const first = String.fromCodePoint(info.first);
+  const lastTop = String.fromCodePoint(info.last) + '\uffff';
+  for (let cp = 0x80; cp <= 0x10ffff; cp++) {
+    if (cp >= 0xd800 && cp < 0xe000) continue;
+    const ch = String.fromCodePoint(cp);
+    if ((re.test(ch) && ch.normalize('NFD') === ch) || base.compare(ch, top) < 0) continue;
+    if (base.compare(ch, first) < 0) tiers.below++;
+    else if (base.compare(lastTop, ch) <= 0) tiers.above++;
+    else {
+      const c = classifyCodePoint(cp);
+      if (c.gap === NO_GAP && c.classes.length === 1 && (c.classes[0] as number) >= 0x100) {
+        tiers.equalHan++;
+        assert.equal(base.compare(ch, String.fromCodePoint(c.classes[0] as number)), 0, `U+${cp.toString(16)}`);
+      } else {
+        // Square era names (U+32FF, U+337B..U+337F): several Han primaries.
+        assert.ok(c.gap === NO_GAP && c.classes.length > 1 && c.classes.every((u) => u >= 0x100), `U+${cp.toString(16)} ${show(c)}`);
+        tiers.hanExpansion++;
+      }
+    }
+  }
+  t.diagnostic(`compatibility ideographs ${compat}; non-Han chars above S: ${JSON.stringify(tiers)}; ${Date.now() - started} ms`);
+  // Every assigned code point in planes 1+ above Han is unassigned or private use; kana, Hangul, Yi, Tangut, Nushu, Khitan lie below.
+  for (const ch of ['々', 'ー']) assert.equal(base.compare(ch, 'z'), -1, `${show(ch)} lies below z`);
+  for (const ch of ['あ', 'ア', '가', '\ua000', '\u{17000}', '\u{1b170}', '\u{18b00}']) {
+    assert.equal(base.compare(ch, first), -1, show(ch));
+    assert.equal(viewKeyCodes(ch).side.at(-1), 0x03, `${show(ch)} ends the code below Han`);
+  }
+  for (const ch of ['\u{e0080}', '\u{3ffff}', '\u{2fffd}']) assert.equal(viewKeyCodes(ch).side.at(-1), 0x05, `${show(ch)} above Han`);
+  // No contraction starts at an ideograph: the per-char primaries pass the whole-string check.
+  const before = primaryVerifyFailures();
+  for (let i = 0; i < sorted.length; i += 97) {
+    const h = sorted[i] as string;
+    const h2 = sorted[(i * 7919) % sorted.length] as string;
+    for (const s of [h + '\u0301', h + '\u0308\u0301', h + 'a', h + 'A', 'a' + h, h + h2, h + '\u3099', h + '\ufe0f', h + '\u{e0100}', h + 'あ', h + '가']) {
+      viewKeyCodes(s);
+    }
+  }
+  assert.equal(primaryVerifyFailures() - before, 0, 'no Han string needed the probe');
+});
+
+test('collation-key: Han keys get their own side codes (law 5), and later elements still order', () => {
+  const words = ['東京', '東北', '北京', '東京都', '東', '京都', '山田太郎', '山田花子', '張偉', '王芳'];
+  const sides = words.map((w) => viewKeyCodes(w).side.toString('hex'));
+  assert.equal(new Set(sides).size, words.length, 'one side code per word');
+  for (const w of words) assert.equal(viewKeyCodes(w).exact, null, 'still not in the main space');
+  // ASCII and Han: exact side parts, so the key goes on (no group for ["東京", n]).
+  assert.notDeepEqual(viewKeyCodes(['東京', 1]).side, viewKeyCodes(['東京', 2]).side);
+  assert.notDeepEqual(viewKeyCodes(['東京', '東北']).side, viewKeyCodes(['東京', '北京']).side);
+  assert.notDeepEqual(viewKeyCodes('東京a').side, viewKeyCodes('東京A').side);
+  assert.notDeepEqual(viewKeyCodes({ 東京: 1 }).side, viewKeyCodes({ 東京: 2 }).side);
+  // Accents, compatibility ideographs, kana still end the side code (groups remain there).
+  assert.deepEqual(viewKeyCodes(['東京é', 1]).side, viewKeyCodes(['東京é', 2]).side);
+  assert.deepEqual(viewKeyCodes(['東京あ', 1]).side, viewKeyCodes(['東京い', 2]).side);
+  assert.deepEqual(viewKeyCodes(['\uf900', 1]).side, viewKeyCodes(['\uf900', 2]).side);
+  // Found by the property test: U+0000 (no primary) before an ideograph, and U+FFFF after one.
+  assertLaws(['丁', '\u0000丁', '丁\u0000', ['丁', 1], ['\u0000丁', 0], '東\uffff', '東\uffffa', '東', '丁', ['東\uffff', 0], ['東', 9]]);
+  assertLaws([...words, ...words.map((w) => [w, 1]), ...words.map((w) => [w, 'a']), '東京é', '東京E', '東京e', '\uf900', '\u8c48', ['\u8c48', 1], '東京あ']);
+});
+
+test('collation-key: laws 1-3 over Han-heavy keys (seeded)', (t) => {
+  t.diagnostic(`seed ${seed}`);
+  fc.assert(
+    fc.property(fc.array(fc.oneof(hanKey, hanKey, nearKey, keyArb), { minLength: 2, maxLength: 24 }), (keys) => assertLaws(keys)),
+    { seed: seed + 4, numRuns: 400 * runsFactor },
+  );
+});
+
+test('collation-key: law 4 over Han-heavy keys (seeded)', (t) => {
+  t.diagnostic(`seed ${seed}`);
+  fc.assert(
+    fc.property(fc.array(fc.oneof(hanKey, hanKey, nearKey), { minLength: 3, maxLength: 8 }), fc.boolean(), fc.boolean(), (keys, openStart, openEnd) => {
+      const sorted = [...keys].sort(collate);
+      for (let i = 0; i < sorted.length; i++) {
+        for (let j = i; j < sorted.length; j++) {
+          for (let l = j; l < sorted.length; l++) assertBounds(openStart ? undefined : sorted[i], sorted[j], openEnd ? undefined : sorted[l]);
+        }
+      }
+    }),
+    { seed: seed + 5, numRuns: 120 * runsFactor },
+  );
+});
+
+test('collation-key: with Han off (a failed build-time check), every top-gap char ends the code and the laws hold', (t) => {
+  t.diagnostic(`seed ${seed}`);
+  setHanForTests(false);
+  try {
+    assert.deepEqual(viewKeyCodes(['東京', 1]).side, viewKeyCodes(['北京', 2]).side);
+    fc.assert(
+      fc.property(fc.array(fc.oneof(hanKey, nearKey), { minLength: 2, maxLength: 16 }), (keys) => assertLaws(keys)),
+      { seed: seed + 6, numRuns: 100 * runsFactor },
+    );
+  } finally {
+    setHanForTests(true);
+  }
+  assert.notDeepEqual(viewKeyCodes(['東京', 1]).side, viewKeyCodes(['北京', 2]).side);
 });
