@@ -22,7 +22,7 @@ import { mainSpaceBounds, sideSpaceBounds, viewKeyCodes } from '../../storage/co
 import type { Cursor, Store, WriteOp } from '../../storage/store';
 import type { ChangeConsumer, ChangedDoc } from './pipeline';
 import type { IndexDef, ViewDef } from './design';
-import type { ViewKeyRange, ViewRow } from './types';
+import type { ViewKeyRange } from './types';
 
 /** What a checkpoint record holds. */
 export interface IndexMeta {
@@ -504,4 +504,3 @@ function parseRow(key: Buffer, value: string): ReadRow {
   return new StoredRow(value.slice(0, first), id, value.slice(second + 1), key.readUInt16BE(key.length - 2));
 }
 
-export type { ViewRow };
