@@ -248,6 +248,22 @@ test('incremental updates: random writes, deletes and replicated conflicts alway
   }
 });
 
+test('incremental: after a build, ten more writes map ten more documents, not the database again', async () => {
+  const db = await createDb(node, 'tenmore', 2);
+  const docs = Array.from({ length: 3000 }, (_, i) => ({ _id: `t${i}`, n: i }));
+  await bulk(db, docs);
+  await put(db, '_design/t', { views: { n: { map: 'function(doc){ emit(doc.n, null); }' } } });
+  assert.equal((await view(db, 't/_view/n?limit=1')).total_rows, 3000);
+  const indexed = async () => {
+    const text = (await request(node, 'GET', '/_node/_local/_prometheus')).text;
+    return Number(/^divan_view_docs_indexed_total\{[^}]*\} (\d+)/m.exec(text)?.[1]);
+  };
+  const before = await indexed();
+  await bulk(db, Array.from({ length: 10 }, (_, i) => ({ _id: `more${i}`, n: 5000 + i })));
+  assert.equal((await view(db, 't/_view/n?limit=1')).total_rows, 3010);
+  assert.equal((await indexed()) - before, 10);
+});
+
 test('update=false and stale=ok read the index as it is; update=lazy answers then builds', async () => {
   const db = await createDb(node, 'stale', 2);
   await put(db, '_design/s', { views: { all: { map: 'function(doc){ emit(doc._id, null); }' } } });
