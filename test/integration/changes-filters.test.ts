@@ -6,6 +6,7 @@
  * sandbox escapes through a filter, and PouchDB filtered replication with
  * `query_params`.
  */
+import { escapeAttempts } from '../helpers/sandbox-escapes';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -176,15 +177,8 @@ describe('filter=_view', () => {
 });
 
 describe('sandbox escapes through a filter are contained', () => {
-  const attempts: [string, string][] = [
-    ['require fs', `require('fs')`],
-    ['process', `process.exit(1)`],
-    ['Function constructor', `globalThis.constructor.constructor('return process')().exit(1)`],
-    ['setTimeout', `setTimeout(function () {}, 1)`],
-    ['fetch', `fetch('http://127.0.0.1:1/')`],
-    ['XMLHttpRequest', `new XMLHttpRequest()`],
-  ];
-  for (const [what, code] of attempts) {
+  // import() answers a promise without throwing, so a filter cannot tell it apart by catching.
+  for (const [what, code] of escapeAttempts.filter(([name]) => name !== 'dynamic import')) {
     test(what, async () => {
       const db = await createDb(node, 'filters');
       const filter = `function (doc) { try { ${code}; } catch (e) { return doc._id === 'x' && String(e).length > 0; } return true; }`;
