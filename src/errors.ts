@@ -149,9 +149,10 @@ export class NodeDownError extends DivanError {
 }
 
 /** Mango selector or query errors: CouchDB answers 400 with these tokens. */
+/** A Mango selector that does not parse: CouchDB's tokens (`invalid_operator`, `bad_arg`...). */
 export class InvalidSelectorError extends BadRequestError {
-  constructor(reason: string) {
-    super(reason, 'bad_request');
+  constructor(reason: string, token = 'invalid_selector') {
+    super(reason, token);
   }
 }
 

@@ -18,7 +18,7 @@ import type { Cursor, Store, WriteOp } from '../storage/store';
 import * as keys from '../storage/keys';
 import { applyEdit, EditContext } from './edit';
 import { CopyIndexes, type CopyIndexesOptions, type IndexTask } from './index/copy-indexes';
-import type { IndexInfo, DesignDocRef, ReducedRow, ShardReduceRequest, ShardViewRequest, ViewRow, ViewStreamItem } from './index/types';
+import type { IndexInfo, DesignDocRef, FindStreamItem, ReducedRow, ShardFindRequest, ShardReduceRequest, ShardViewRequest, ViewRow, ViewStreamItem } from './index/types';
 import { compileSelector } from './query/mango';
 import { conflictRevs, renderDoc } from './render';
 import { decodeDocInfo, decodeSummary, DocSummary, encodeDocInfo } from './doc-info';
@@ -96,6 +96,7 @@ export class ShardCopy {
             currentSeq: () => this.state.updateSeq,
             write: (ops) => store.write(ops),
             winners: (ids, conflicts) => this.winners(ids, conflicts),
+            allDocs: (options) => this.allDocs(options),
             onUpdate: (listener) => this.onUpdate(listener),
           },
           { ...indexing, copyId, store },
@@ -433,6 +434,10 @@ export class ShardCopy {
 
   viewReduce(req: ShardReduceRequest): Cursor<ViewStreamItem<ReducedRow>> {
     return this.indexing().viewReduce(req);
+  }
+
+  findRows(req: ShardFindRequest): Cursor<FindStreamItem> {
+    return this.indexing().findRows(req);
   }
 
   indexInfo(ddoc: DesignDocRef): Promise<IndexInfo> {

@@ -60,6 +60,13 @@ export interface ViewKeyCodes {
   side: Buffer;
 }
 
+/**
+ * A bound above every JSON value, for range scans only (never stored, never sent as
+ * JSON): `[v, KEY_MAX]` sorts after every array that starts with `v`, so Mango turns
+ * "the first column is v, the rest anything" into one range. `collate` ranks it last.
+ */
+export const KEY_MAX: unique symbol = Symbol('divan.keyMax');
+
 /** Bump when the layout changes; ICU and Unicode versions are part of it too. */
 const CODEC_VERSION = 'v2';
 /** Changes whenever the codes could change: indexes record it and rebuild on mismatch. */
@@ -81,6 +88,8 @@ const TAG_NUMBER = 0x13;
 const TAG_STRING = 0x14;
 const TAG_ARRAY = 0x15;
 const TAG_OBJECT = 0x16;
+/** KEY_MAX: above every tag, and above END (so [v, KEY_MAX] is above [v, ...anything]). */
+const TAG_MAX = 0xfe;
 const SEP = 0x02;
 const TERM = 0x02;
 const GAP_BELOW = 0x03;
@@ -701,6 +710,10 @@ export function viewKeyCodes(key: unknown): ViewKeyCodes {
         break;
       case 'boolean':
         put(value ? TAG_TRUE : TAG_FALSE);
+        break;
+      case 'symbol':
+        assert.ok(value === KEY_MAX, 'collation-key: not a JSON value (symbol)');
+        put(TAG_MAX);
         break;
       case 'object':
         if (value === null) put(TAG_NULL);

@@ -14,9 +14,10 @@ import * as keys from '../../storage/keys';
 import type { Cursor, Store } from '../../storage/store';
 import { collate } from '../query/collate';
 import { indexDef, type IndexDef, type ViewDef } from './design';
+import { findScan, type FindScanSource } from './find-scan';
 import { Pipeline, type PipelineSource } from './pipeline';
 import { ViewIndex, type IndexLogger, type ReadRow } from './view-index';
-import type { DesignDocRef, IndexInfo, ReducedRow, ViewHeader, ShardReduceRequest, ShardViewRequest, ViewRow, ViewStreamItem } from './types';
+import type { DesignDocRef, FindStreamItem, IndexInfo, ShardFindRequest, ReducedRow, ViewHeader, ShardReduceRequest, ShardViewRequest, ViewRow, ViewStreamItem } from './types';
 
 export interface CopyIndexesOptions {
   copyId: number;
@@ -39,8 +40,8 @@ export interface CopyIndexesOptions {
   onIndexed?: (docs: number) => void;
 }
 
-/** What the copy supplies: its change feed, sequence, writes and winning documents. */
-export interface IndexedCopy extends PipelineSource {
+/** What the copy supplies: its change feed, sequence, writes, documents by id and winning documents. */
+export interface IndexedCopy extends PipelineSource, FindScanSource {
   /** Winning revisions rendered (null when missing or deleted). */
   winners(ids: string[], conflicts: boolean): Promise<(string | null)[]>;
   onUpdate(listener: (seq: number) => void): () => void;
@@ -157,7 +158,7 @@ export class CopyIndexes {
     }
   }
 
-  private async prepared(req: ShardViewRequest): Promise<{ index: ViewIndex; view: number; def: ViewDef }> {
+  private async prepared(req: Pick<ShardViewRequest, 'ddoc' | 'view' | 'update'>): Promise<{ index: ViewIndex; view: number; def: ViewDef }> {
     const index = await this.open(req.ddoc, req.view);
     const view = index.viewNumber(req.view);
     if (req.update === 'true') await this.update(index);
@@ -194,6 +195,20 @@ export class CopyIndexes {
         },
         close: () => rows.close(),
       };
+    });
+  }
+
+  /**
+   * A Mango query's matching rows on this copy, in index order: from a JSON index
+   * (brought up to date as `update` asks) or from every document by id.
+   */
+  findRows(req: ShardFindRequest): Cursor<FindStreamItem> {
+    return lazyCursor(async () => {
+      if (req.source.kind === 'all_docs') {
+        return findScan(req, this.copy, undefined, { header: true, totalRows: 0, seq: this.copy.currentSeq() });
+      }
+      const { index, view } = await this.prepared({ ddoc: req.source.ddoc, view: req.source.view, update: req.update });
+      return findScan(req, this.copy, { index, view }, { header: true, totalRows: index.rowCount(view), seq: index.checkpoint() });
     });
   }
 

@@ -113,3 +113,61 @@ export interface IndexInfo {
   sizeBytes: number;
   updating: boolean;
 }
+
+/**
+ * One range of a Mango query over an index, as it crosses the wire. A bound with
+ * `startMax`/`endMax` has KEY_MAX appended (storage/collation-key.ts: above every
+ * value, so `[v]` + max bounds every row whose first column is v); KEY_MAX is not
+ * JSON, hence the flags. For the `_all_docs` source the bounds are doc ids and the
+ * flags are ignored (the selector, applied to every row, is exact; bounds only narrow).
+ */
+export interface FindKeyRange {
+  start?: unknown;
+  startMax?: boolean;
+  end?: unknown;
+  endMax?: boolean;
+  inclusiveEnd: boolean;
+}
+
+/** What a Mango query reads on a copy: a JSON index (a view of a query design doc), or every document. */
+export type FindSource = { kind: 'view'; ddoc: DesignDocRef; view: string } | { kind: 'all_docs' };
+
+/** What one shard copy is asked for a `_find`: its matching rows in index order. */
+export interface ShardFindRequest {
+  source: FindSource;
+  /** In scan order, disjoint. */
+  ranges: FindKeyRange[];
+  descending: boolean;
+  selector: Record<string, unknown>;
+  /** The projection (dotted paths); undefined: whole documents. */
+  fields?: string[];
+  /** Answer from index keys alone, reading no document (every field the query needs is a column). */
+  covering: boolean;
+  /** Resume after this row (a bookmark): its key as JSON and its doc id. */
+  after?: { keyJson: string; id: string };
+  /** Matching rows to hand over at most. */
+  limit: number;
+  conflicts: boolean;
+  update: 'true' | 'false' | 'lazy';
+}
+
+/** A matching row: where it sorts (index key as JSON; the doc id for `_all_docs`) and the document to answer. */
+export interface FindRow {
+  id: string;
+  keyJson: string;
+  /** The projected document as JSON text. */
+  doc: string;
+}
+
+/** Sent after every batch of a find stream: what the copy examined so far (running totals). */
+export interface FindStats {
+  stats: true;
+  keysExamined: number;
+  docsExamined: number;
+}
+
+export type FindStreamItem = ViewHeader | FindStats | FindRow;
+
+export function isFindStats(item: FindStreamItem): item is FindStats {
+  return (item as FindStats).stats === true;
+}

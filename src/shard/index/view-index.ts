@@ -9,7 +9,8 @@
  * back-index per document lists what it emitted, so an update or deletion removes its
  * old rows. The checkpoint sits in the same durable write as the rows (pipeline.ts).
  *
- * Map functions run in the sandbox, a batch of documents per call; a map function that
+ * Mango JSON indexes (`language: "query"`) map natively (mango-map.ts). JavaScript
+ * map functions run in the sandbox, a batch of documents per call; a map function that
  * throws on a document is logged and that document emits nothing for that view (as
  * CouchDB does). Deleted documents, and design documents unless the design document
  * sets `options.include_design`, emit nothing.
@@ -20,6 +21,7 @@ import { collate, compareRaw } from '../query/collate';
 import * as keys from '../../storage/keys';
 import { mainSpaceBounds, sideSpaceBounds, viewKeyCodes } from '../../storage/collation-key';
 import type { Cursor, Store, WriteOp } from '../../storage/store';
+import { MangoMapper } from './mango-map';
 import type { ChangeConsumer, ChangedDoc } from './pipeline';
 import type { IndexDef, ViewDef } from './design';
 import type { ViewKeyRange } from './types';
@@ -65,6 +67,9 @@ interface ReadRow {
 }
 
 const NL = '\n';
+
+/** Documents a Mango index maps between two yields (parsing is most of the cost). */
+const MANGO_MAP_SLICE_DOCS = 200;
 
 /** Documents handled between two yields to the event loop while a batch is absorbed. */
 const YIELD_EVERY_DOCS = 50;
@@ -240,8 +245,9 @@ export class ViewIndex implements ChangeConsumer {
     }
   }
 
-  /** Per document: its emits `[view, keyJson, valueJson]`. */
+  /** Per document: its emits `[view, keyJson, valueJson, key]`. */
   private async mapAll(docs: ChangedDoc[]): Promise<[number, string, string, unknown][][]> {
+    if (this.def.language === 'query') return this.mapMango(docs);
     const out: [number, string, string, unknown][][] = docs.map(() => []);
     const mapped: number[] = [];
     for (let i = 0; i < docs.length; i++) {
@@ -278,6 +284,25 @@ export class ViewIndex implements ChangeConsumer {
     }
     return out;
   }
+
+  /** Mango JSON indexes map on the event loop (no user code), a slice at a time. */
+  private async mapMango(docs: ChangedDoc[]): Promise<[number, string, string, unknown][][]> {
+    this.mango ??= new MangoMapper(this.def.views);
+    const out: [number, string, string, unknown][][] = [];
+    for (let at = 0; at < docs.length; at += MANGO_MAP_SLICE_DOCS) {
+      if (at > 0) await yieldToLoop();
+      for (const perView of this.mango.map(docs.slice(at, at + MANGO_MAP_SLICE_DOCS))) {
+        const rows: [number, string, string, unknown][] = [];
+        perView.forEach((emitted, view) => {
+          for (const [key, value] of emitted) rows.push([view, JSON.stringify(key), JSON.stringify(value), key]);
+        });
+        out.push(rows);
+      }
+    }
+    return out;
+  }
+
+  private mango: MangoMapper | undefined;
 
   // ---- reading ----------------------------------------------------------------------
 

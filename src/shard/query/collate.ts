@@ -29,12 +29,15 @@
  * order. Objects with such keys may therefore collate differently from CouchDB.
  *
  * Values must be JSON values (null, boolean, finite number, string, array, plain
- * object); anything else is a programmer error and fails an assertion. Nested values
+ * object), or the scan bound KEY_MAX (storage/collation-key.ts), which sorts after
+ * everything; anything else is a programmer error and fails an assertion. Nested values
  * are walked with an explicit stack, so depth is limited by memory, not by the call
  * stack. Pure; no I/O. Used by views, Mango matching and sorting.
  */
 
 import assert from 'node:assert/strict';
+
+import { KEY_MAX } from '../../storage/collation-key';
 
 /** Type ranks in collation order. */
 const enum Rank {
@@ -45,6 +48,8 @@ const enum Rank {
   String = 4,
   Array = 5,
   Object = 6,
+  /** KEY_MAX, a scan bound above every JSON value. */
+  Max = 7,
 }
 
 type StringComparer = (a: string, b: string) => number;
@@ -108,6 +113,10 @@ export function rankOf(value: unknown): number {
     case 'object':
       if (value === null) return Rank.Null;
       return Array.isArray(value) ? Rank.Array : Rank.Object;
+    case 'symbol':
+      if (value === KEY_MAX) return Rank.Max;
+      assert.fail('collate: not a JSON value (symbol)');
+    // falls through (assert.fail never returns)
     default:
       assert.fail(`collate: not a JSON value (${typeof value})`);
   }

@@ -132,7 +132,7 @@ const unsupportedOperators: ReadonlySet<string> = new Set([
 /** Compile a selector into a predicate; throws InvalidSelectorError if invalid. */
 export function compileSelector(selector: unknown): DocPredicate {
   if (!isPlainObject(selector)) {
-    throw new InvalidSelectorError('Invalid selector: must be a JSON object');
+    throw new InvalidSelectorError('Invalid selector: must be a JSON object', 'invalid_selector_json');
   }
   if (Object.keys(selector).length === 0) return () => true;
   return compileCondition(selector, [], { depth: 1, negated: false, scope: 'doc' });
@@ -177,9 +177,9 @@ function compileMember(key: string, arg: unknown, path: readonly string[], ctx: 
 /** A condition operator applied at `path`. */
 function compileOperator(op: string, arg: unknown, path: readonly string[], ctx: Context): Matcher {
   if (unsupportedOperators.has(op)) {
-    throw new InvalidSelectorError(`Unsupported operator: ${op}`);
+    throw new InvalidSelectorError(`Unsupported operator: ${op}`, 'not_supported');
   }
-  if (!conditionOperators.has(op)) throw new InvalidSelectorError(`Invalid operator: ${op}`);
+  if (!conditionOperators.has(op)) throw new InvalidSelectorError(`Invalid operator: ${op}`, 'invalid_operator');
   if (path.length === 0 && ctx.scope === 'doc') {
     throw new InvalidSelectorError('One or more conditions is missing a field name.');
   }
@@ -315,7 +315,7 @@ function makeRegexTest(arg: unknown): Test {
     regex = RE2JS.compile(arg);
   } catch (err) {
     const detail = err instanceof Error ? err.message : String(err);
-    throw new InvalidSelectorError(`Bad argument for operator $regex: ${detail}; ${re2Unsupported}`);
+    throw new InvalidSelectorError(`Bad argument for operator $regex: ${detail}; ${re2Unsupported}`, 'bad_arg');
   }
   return (value) => typeof value === 'string' && regex.test(value);
 }
@@ -339,6 +339,15 @@ function matchAtPath(
     if (found === badPath) return false;
     return test(found) !== negated;
   };
+}
+
+/**
+ * The value at a field path (CouchDB's get_field), or undefined when the document does
+ * not have it (missing, or the path runs through a scalar or a bad array index).
+ */
+export function fieldValue(scope: unknown, path: readonly string[]): unknown {
+  const found = getField(scope, path);
+  return found === missing || found === badPath ? undefined : found;
 }
 
 const missing: unique symbol = Symbol('missing');
@@ -375,7 +384,7 @@ const arrayIndexPattern = /^[+-]?[0-9]+$/;
 export function parseField(field: string): string[] {
   const segments = field.includes('\\') ? field.split(/(?<!\\)\./) : field.split('.');
   if (segments.some((s) => s.length === 0)) {
-    throw new InvalidSelectorError(`Invalid field name: ${JSON.stringify(field)}`);
+    throw new InvalidSelectorError(`Invalid field name: ${JSON.stringify(field)}`, 'invalid_field_name');
   }
   return field.includes('\\') ? segments.map((s) => s.replace(/\\/g, '')) : segments;
 }
@@ -405,7 +414,7 @@ function requireArray(op: string, arg: unknown): unknown[] {
 }
 
 function badArgument(op: string, arg: unknown): InvalidSelectorError {
-  return new InvalidSelectorError(`Bad argument for operator ${op}: ${describe(arg)}`);
+  return new InvalidSelectorError(`Bad argument for operator ${op}: ${describe(arg)}`, 'bad_arg');
 }
 
 /** A short rendering of a user value for an error reason. */

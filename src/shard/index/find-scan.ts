@@ -1,0 +1,163 @@
+/**
+ * One shard copy's part of a Mango `_find`: read the chosen source (a JSON index's
+ * ranges, or every document by id), resume after the bookmark's row, fetch each
+ * candidate's winning document (unless the index covers the query), keep those the
+ * selector matches, project them, and hand them over in index order with running
+ * counts of keys and documents examined.
+ *
+ * The ranges only narrow the scan; the selector is applied to every candidate, so a
+ * conservative range never changes the answer. Pure of storage details: rows come
+ * from the copy's index reader or `_all_docs` cursor.
+ */
+import { KEY_MAX } from '../../storage/collation-key';
+import type { Cursor } from '../../storage/store';
+import type { AllDocsOptions, AllDocsRow } from '../types';
+import { collate, compareRaw } from '../query/collate';
+import { compileSelector } from '../query/mango';
+import { fromColumns, parseFields, project } from '../query/mango-fields';
+import type { ViewIndex } from './view-index';
+import type { FindKeyRange, FindRow, FindStats, FindStreamItem, ShardFindRequest, ViewHeader, ViewKeyRange } from './types';
+
+/** What the scan needs of the copy. */
+export interface FindScanSource {
+  allDocs(options: AllDocsOptions): Cursor<AllDocsRow>;
+  winners(ids: string[], conflicts: boolean): Promise<(string | null)[]>;
+}
+
+/** A candidate before its document is read: id, sort key, and (covering) its column values. */
+interface Candidate {
+  id: string;
+  keyJson: string;
+  key: unknown;
+  /** The rendered document when the source already read it. */
+  doc?: string | null;
+}
+
+/**
+ * The find stream of one copy. `index` is the opened, up-to-date index for a view
+ * source (undefined for `_all_docs`); `header` comes first.
+ */
+export function findScan(req: ShardFindRequest, source: FindScanSource, index: { index: ViewIndex; view: number } | undefined, header: ViewHeader): Cursor<FindStreamItem> {
+  const matches = compileSelector(req.selector);
+  const paths = req.fields && req.fields.length > 0 ? parseFields(req.fields) : undefined;
+  const columns = index?.index.def.views[index.view]!.mango?.paths ?? [];
+  const stats: FindStats = { stats: true, keysExamined: 0, docsExamined: 0 };
+  const rows = index ? indexCandidates(req, index) : allDocsCandidates(req, source);
+  let remaining = req.limit;
+  let first: ViewHeader | undefined = header;
+  let done = false;
+  return {
+    next: async () => {
+      if (done) return null;
+      const out: FindStreamItem[] = first ? [first] : [];
+      first = undefined;
+      while (remaining > 0) {
+        const batch = await rows.next();
+        if (batch === null) break;
+        stats.keysExamined += batch.length;
+        let docs: (string | null)[];
+        if (req.covering) {
+          docs = batch.map((c) => JSON.stringify(fromColumns(c.id, columns, c.key as unknown[])));
+        } else if (batch.every((c) => c.doc !== undefined)) {
+          docs = batch.map((c) => c.doc ?? null);
+        } else {
+          docs = await source.winners(batch.map((c) => c.id), req.conflicts);
+        }
+        if (!req.covering) stats.docsExamined += batch.length;
+        const found: FindRow[] = [];
+        for (let i = 0; i < batch.length && remaining > 0; i++) {
+          const text = docs[i];
+          if (text === null || text === undefined) continue;
+          const doc = JSON.parse(text) as Record<string, unknown>;
+          if (!matches(doc)) continue;
+          found.push({ id: batch[i]!.id, keyJson: batch[i]!.keyJson, doc: paths ? JSON.stringify(project(doc, paths)) : text });
+          remaining--;
+        }
+        if (found.length > 0) {
+          out.push(...found, { ...stats });
+          return out;
+        }
+      }
+      done = true;
+      out.push({ ...stats });
+      return out;
+    },
+    close: () => rows.close(),
+  };
+}
+
+/** The index's rows in the request's ranges, from the bookmark on. */
+function indexCandidates(req: ShardFindRequest, { index, view }: { index: ViewIndex; view: number }): Cursor<Candidate> {
+  const after = req.after ? { key: JSON.parse(req.after.keyJson) as unknown, id: req.after.id } : undefined;
+  const sign = req.descending ? -1 : 1;
+  const ranges: ViewKeyRange[] = req.ranges.map((r) => {
+    const range: ViewKeyRange = { inclusiveEnd: r.inclusiveEnd };
+    const start = bound(r.start, r.startMax);
+    const end = bound(r.end, r.endMax);
+    if (start !== undefined) range.startKey = start;
+    if (end !== undefined) range.endKey = end;
+    // Resume at the bookmark's row when it lies inside or past this range's start.
+    if (after && (start === undefined || sign * collate(after.key, start) >= 0)) {
+      range.startKey = after.key;
+      range.startKeyDocId = after.id;
+    }
+    return range;
+  });
+  const rows = index.rows(view, ranges, req.descending, Number.MAX_SAFE_INTEGER);
+  return mapCursor(rows, (batch) => {
+    const out: Candidate[] = [];
+    for (const row of batch) {
+      if (after && row.id === after.id && row.keyJson === req.after!.keyJson) continue;
+      out.push({ id: row.id, keyJson: row.keyJson, key: row.key });
+    }
+    return out;
+  });
+}
+
+/** Every live document by id but design documents (CouchDB's `_find` never answers those). */
+function allDocsCandidates(req: ShardFindRequest, source: FindScanSource): Cursor<Candidate> {
+  // One id range: the planner sends at most one for `_all_docs`.
+  const range: FindKeyRange = req.ranges[0] ?? { inclusiveEnd: true };
+  const afterId = req.after ? req.after.id : undefined;
+  let startKey = typeof range.start === 'string' ? range.start : undefined;
+  const sign = req.descending ? -1 : 1;
+  if (afterId !== undefined && (startKey === undefined || sign * compareRaw(afterId, startKey) >= 0)) startKey = afterId;
+  const options: AllDocsOptions = {
+    inclusiveEnd: range.inclusiveEnd,
+    descending: req.descending,
+    limit: Number.MAX_SAFE_INTEGER,
+    includeDocs: !req.covering,
+    conflicts: req.conflicts,
+  };
+  if (startKey !== undefined) options.startKey = startKey;
+  if (typeof range.end === 'string') options.endKey = range.end;
+  const cursor = source.allDocs(options);
+  return mapCursor(cursor, (batch) => {
+    const out: Candidate[] = [];
+    for (const row of batch) {
+      if (row.id === afterId || row.id.startsWith('_design/')) continue;
+      out.push({ id: row.id, keyJson: row.idJson, key: row.id, doc: row.doc ?? null });
+    }
+    return out;
+  });
+}
+
+function bound(value: unknown, max: boolean | undefined): unknown {
+  if (value === undefined) return max ? KEY_MAX : undefined;
+  return max && Array.isArray(value) ? [...value, KEY_MAX] : value;
+}
+
+/** A cursor of mapped batches; batches that map to nothing are skipped. */
+function mapCursor<A, B>(inner: Cursor<A>, map: (batch: A[]) => B[]): Cursor<B> {
+  return {
+    next: async () => {
+      for (;;) {
+        const batch = await inner.next();
+        if (batch === null) return null;
+        const out = map(batch);
+        if (out.length > 0) return out;
+      }
+    },
+    close: () => inner.close(),
+  };
+}
