@@ -119,6 +119,18 @@ export interface Config {
    * (CouchDB sets none, only its request size); their keys together stay within keysMax.
    */
   queriesMax: number;
+  /** `_find`'s `limit` when the request gives none (CouchDB's `[mango] default_limit`). */
+  findLimitDefault: number;
+  /**
+   * Index ranges one `_find` reads at most: each value of an `$in` (or an `$or` of
+   * equalities) on a leading index field is a range; beyond this the field is scanned.
+   */
+  findRangesMax: number;
+  /**
+   * `_find` warns when it examined more than this many documents per result (CouchDB's
+   * `[mango] index_scan_warning_threshold`); 0 turns the warning off.
+   */
+  findScanWarningRatio: number;
   /** UUIDs per `/_uuids` call at most (CouchDB: 1000). */
   uuidsCountMax: number;
   /** Deadline for a request's shard calls, ms. */
@@ -289,6 +301,9 @@ export const defaults: Readonly<Config> = Object.freeze({
   keysMax: 10_000,
   revsDiffRevsMax: 100_000,
   queriesMax: 100,
+  findLimitDefault: 25,
+  findRangesMax: 256,
+  findScanWarningRatio: 10,
   uuidsCountMax: 1000,
   requestTimeoutMs: 60_000,
   changesTimeoutMs: 60_000,
@@ -460,6 +475,9 @@ function checkRelations(c: Config): void {
   if (c.headersTimeoutMs < 1 || c.bodyIdleTimeoutMs < 1) fail('headersTimeoutMs and bodyIdleTimeoutMs must be at least 1');
   if (c.keysMax < 1 || c.revsDiffRevsMax < 1) fail('keysMax and revsDiffRevsMax must be at least 1');
   if (c.queriesMax < 1) fail('queriesMax must be at least 1');
+  if (c.findLimitDefault < 0) fail('findLimitDefault must not be negative');
+  if (c.findRangesMax < 1) fail('findRangesMax must be at least 1');
+  if (c.findScanWarningRatio < 0) fail('findScanWarningRatio must not be negative');
   if (c.updateBatchDocsMax > c.updateQueueDocsMax) fail('updateBatchDocsMax must not exceed updateQueueDocsMax');
   if (c.bulkDocsMax > c.updateQueueDocsMax) fail('bulkDocsMax must not exceed updateQueueDocsMax');
   if (c.grpcPort > 65535) fail('grpcPort must be at most 65535');

@@ -16,7 +16,7 @@ import type {
   LocalDoc,
   RevId,
 } from '../../shard/types';
-import type { DesignDocRef, IndexInfo, ReducedRow, ShardReduceRequest, ShardViewRequest, ViewRow, ViewStreamItem } from '../../shard/index/types';
+import type { DesignDocRef, FindStreamItem, IndexInfo, ShardFindRequest, ReducedRow, ShardReduceRequest, ShardViewRequest, ViewRow, ViewStreamItem } from '../../shard/index/types';
 
 export interface ShardClient {
   updateDocs(edits: DocEdit[]): Promise<EditResult[]>;
@@ -35,6 +35,8 @@ export interface ShardClient {
   viewRows(req: ShardViewRequest): Cursor<ViewStreamItem<ViewRow>>;
   /** Reduced rows (partial reductions per group) of a view on this copy. */
   viewReduce(req: ShardReduceRequest): Cursor<ViewStreamItem<ReducedRow>>;
+  /** A Mango query's matching rows on this copy (index order), with running stats. */
+  findRows(req: ShardFindRequest): Cursor<FindStreamItem>;
   indexInfo(ddoc: DesignDocRef): Promise<IndexInfo>;
   /** Bring the index up to date, then compact its storage. */
   compactIndex(ddoc: DesignDocRef): Promise<void>;

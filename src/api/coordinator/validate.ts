@@ -32,6 +32,7 @@
 import { BadRequestError, DivanError, ForbiddenError, OsProcessError, UnauthorizedError } from '../../errors';
 import type { CompiledDdoc, SandboxPool, ValidateDocResult } from '../../shard/js/sandbox';
 import type { DocEdit, DocInfo, RevNode } from '../../shard/types';
+import type { DesignDocRef } from '../../shard/index/types';
 import { streamDesignDocs } from './all-docs';
 import { readDocInfos } from './doc-infos';
 import { rangeFor, revisionsOf } from './doc-open';
@@ -99,6 +100,12 @@ export class DesignFunctions {
    */
   async designDoc(db: DbHandle, id: string, timeoutMs: number): Promise<{ rev: string; body: Record<string, unknown> } | undefined> {
     return (await this.current(db, timeoutMs)).ddocs.get(id);
+  }
+
+  /** Every live design document of the database, current under the same rules. */
+  async designDocRefs(db: DbHandle, timeoutMs: number): Promise<DesignDocRef[]> {
+    const { ddocs } = await this.current(db, timeoutMs);
+    return [...ddocs].map(([id, d]) => ({ id, rev: d.rev, body: d.body }));
   }
 
   private async current(db: DbHandle, timeoutMs: number): Promise<Pick<Entry, 'validators' | 'ddocs'>> {

@@ -18,6 +18,10 @@ export interface HttpLimits {
   keysMax: number;
   /** Queries in one `_all_docs/queries` request at most. */
   queriesMax: number;
+  /** `_find` defaults and bounds (node config: findLimitDefault, findRangesMax, findScanWarningRatio). */
+  findLimitDefault: number;
+  findRangesMax: number;
+  findScanWarningRatio: number;
   revsDiffRevsMax: number;
   uuidsCountMax: number;
   requestTimeoutMs: number;

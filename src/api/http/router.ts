@@ -14,6 +14,7 @@ import { database, dbNotBuilt, ensureFullCommit, revsLimit, security } from './r
 import { designResourceNotBuilt } from './routes/design';
 import { compactDesign, designInfo, view, viewCleanupRoute } from './routes/view';
 import { doc } from './routes/doc';
+import { findRoute, indexRoute } from './routes/find';
 import { localAttachment, localDoc } from './routes/local';
 import { activeTasks, allDbs, dbsInfo, node, notBuilt, up, uuids, welcome } from './routes/server';
 import { session } from './routes/session';
@@ -39,9 +40,6 @@ const serverNotBuilt = new Set(['_replicate', '_scheduler', '_cluster_setup', '_
 
 /** Database endpoints of CouchDB that later issues build. */
 const dbNotBuiltNames = new Map<string, string>([
-  ['_find', 'Mango queries (_find)'],
-  ['_index', 'Mango indexes (_index)'],
-  ['_explain', 'Mango _explain'],
   ['_compact', 'Compaction'],
   ['_purge', 'Purge'],
   ['_purged_infos_limit', 'Purge'],
@@ -118,6 +116,12 @@ async function dbRoute(ctx: Ctx, db: string, rest: string[]): Promise<void> {
       return syncShards(ctx, db);
     case '_rebalance':
       return rebalance(ctx, db);
+    case '_find':
+    case '_explain':
+      if (rest.length === 1) return findRoute(ctx, db, head === '_explain');
+      break;
+    case '_index':
+      return indexRoute(ctx, db, rest.slice(1));
     case '_view_cleanup':
       return viewCleanupRoute(ctx, db);
     case '_compact':

@@ -4,7 +4,7 @@
  * on another node. Documents cross as JSON bytes, many per message; doc infos in
  * their stored text form; per-document outcomes as a oneof.
  */
-import type { DesignDocRef, IndexInfo, ReducedRow, ShardReduceRequest, ShardViewRequest, ViewRow, ViewStreamItem } from '../../shard/index/types';
+import type { DesignDocRef, FindStreamItem, IndexInfo, ReducedRow, ShardFindRequest, ShardReduceRequest, ShardViewRequest, ViewRow, ViewStreamItem } from '../../shard/index/types';
 import { BadRequestError, DivanError, ErrorKind, NodeDownError } from '../../errors';
 import { stringifyJson } from '../../json';
 import { decodeDocInfo, encodeDocInfo } from '../../shard/doc-info';
@@ -207,6 +207,7 @@ export function shardHandlers(resolve: (copy: Message) => ShardCopy): Record<str
     LocalDocs: ((req, send, signal) => streamCursor(resolve(req.copy).localDocs(parse<AllDocsOptions>(req.optionsJson)), send, signal)) as StreamHandler,
     ViewRows: ((req, send, signal) => streamWithHeartbeat(resolve(req.copy).viewRows(parse<ShardViewRequest>(req.optionsJson)), send, signal)) as StreamHandler,
     ViewReduce: ((req, send, signal) => streamWithHeartbeat(resolve(req.copy).viewReduce(parse<ShardReduceRequest>(req.optionsJson)), send, signal)) as StreamHandler,
+    FindRows: ((req, send, signal) => streamWithHeartbeat(resolve(req.copy).findRows(parse<ShardFindRequest>(req.optionsJson)), send, signal)) as StreamHandler,
     WatchUpdates: (async (req, send, signal) => {
       const copy = resolve(req);
       await new Promise<void>((done) => {
@@ -455,6 +456,10 @@ export class RemoteShardClient implements ShardClient {
 
   viewReduce(req: ShardReduceRequest): Cursor<ViewStreamItem<ReducedRow>> {
     return this.rows<ViewStreamItem<ReducedRow>>('ViewReduce', req);
+  }
+
+  findRows(req: ShardFindRequest): Cursor<FindStreamItem> {
+    return this.rows<FindStreamItem>('FindRows', req);
   }
 
   async indexInfo(ddoc: DesignDocRef): Promise<IndexInfo> {
