@@ -405,7 +405,7 @@ export const scenarios: readonly Scenario[] = [
           expectDocsCount(docs, expected.length, body);
           docs.forEach((doc, i) => {
             expectField(doc, 'type', (value) => value === type, body);
-            expectField(doc, 'date', (value) => value === expected[i], body, `the ${i + 1}th date after ${after} (${expected[i]})`);
+            expectField(doc, 'date', (value) => value === expected[i], body, `date number ${i + 1} after ${after}, ${expected[i]}`);
           });
         },
       };
