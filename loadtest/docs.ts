@@ -53,3 +53,60 @@ export function makeViewDoc(id: string, n: number): LoadDoc {
 export function viewDocType(n: number): string {
   return `type-${n % viewTypesCount}`;
 }
+
+/** Distinct `type` values of the `_find` scenarios' docs (`type-0` .. `type-19`). */
+export const findTypesCount = 20;
+/** Distinct `tag` (and `tag2`) values of the `_find` scenarios' docs (`tag-0` .. `tag-999`). */
+export const findTagsCount = 1000;
+/** `date` of the `_find` docs: a second in the five years from 2020-01-01T00:00:00Z. */
+export const findDateFirstMs = Date.UTC(2020, 0, 1);
+export const findDateSpanSeconds = 5 * 365 * 24 * 3600;
+
+/** A doc of the `_find` scenarios: the fields below, drawn from `n` (its load index) by a hash. */
+export interface FindDoc extends LoadDoc {
+  date: string;
+  tag: string;
+  tag2: string;
+}
+
+export interface FindFields {
+  type: string;
+  date: string;
+  tag: string;
+  tag2: string;
+}
+
+/**
+ * The queried fields of `_find` doc number n. Each is a hash of n, so they are
+ * independent of each other and of the doc id (whose order `_all_docs` follows), and
+ * the harness recomputes them from n to know every query's answer. `tag2` has the
+ * same distribution as `tag` but is never indexed.
+ */
+export function findFields(n: number): FindFields {
+  return {
+    type: `type-${mix32(n * 4 + 1) % findTypesCount}`,
+    date: new Date(findDateFirstMs + (mix32(n * 4 + 2) % findDateSpanSeconds) * 1000).toISOString(),
+    tag: `tag-${mix32(n * 4 + 3) % findTagsCount}`,
+    tag2: `tag-${mix32(n * 4 + 4) % findTagsCount}`,
+  };
+}
+
+export function makeFindDoc(id: string, n: number): FindDoc {
+  const { type, date, tag, tag2 } = findFields(n);
+  const doc: FindDoc = { ...makeDoc(id, n, type), date, tag, tag2 };
+  // makeDoc sized the filler without the three extra fields: take their bytes back off.
+  const overBytes = JSON.stringify(doc).length - docBytesTarget;
+  if (overBytes > 0) doc.text = doc.text.slice(0, Math.max(0, doc.text.length - overBytes));
+  return doc;
+}
+
+/** murmur3's 32-bit finalizer: a cheap, well-spread hash of an integer. */
+function mix32(value: number): number {
+  let h = value | 0;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}

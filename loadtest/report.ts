@@ -68,7 +68,7 @@ export function renderMarkdown(report: RunReport): string {
       `${machine.cpusCount} × ${machine.cpuModel}, ${machine.totalMemoryMiB.toFixed(0)} MiB, Node ${machine.node}; ` +
       `client concurrency ${String(options.concurrency)}, ${String(options.seconds)} s per timed scenario, ` +
       `scans over ${formatCount(Number(options.docs))} docs, replication of ${formatCount(Number(options.replicateDocs))} docs, ` +
-      `views over ${formatCount(Number(options.viewDocs))} docs; ` +
+      `views over ${formatCount(Number(options.viewDocs))} docs, _find over ${formatCount(Number(options.findDocs))} docs; ` +
       `Basic auth, loopback, servers and client on the same machine.`,
     '',
     `| Scenario | Metric | ${columns.map((c) => c.label).join(' | ')} |${withRatio ? ' Divan/peer |' : ''}`,

@@ -28,6 +28,8 @@ interface CliOptions {
   replicateTimeout: number;
   viewDocs: number;
   viewBuildTimeout: number;
+  findDocs: number;
+  findBuildTimeout: number;
   scenarios: string;
   jsonOut: string;
   divanMain: string;
@@ -53,6 +55,8 @@ function main(): void {
     .option('--replicate-timeout <s>', 'replication is cancelled after this many seconds', floatIn(1, 3600), 300)
     .option('--view-docs <n>', 'documents in the database the view scenarios index and query', intIn(1, 10_000_000), 100_000)
     .option('--view-build-timeout <s>', "deadline of a view's first query (the index build), seconds", floatIn(1, 24 * 3600), 1800)
+    .option('--find-docs <n>', 'documents in the database the _find scenarios index and query', intIn(1, 10_000_000), 100_000)
+    .option('--find-build-timeout <s>', "deadline of a Mango index's build (POST _index and the first _find), seconds", floatIn(1, 24 * 3600), 1800)
     .option('--scenarios <keys>', `comma-separated subset of: ${scenarios.map((s) => s.key).join(', ')}`, scenarios.map((s) => s.key).join(','))
     .option('--json-out <file>', 'where to write the JSON results', path.join(root, 'loadtest', 'results', 'latest.json'))
     .option('--divan-main <file>', "Divan's compiled entry point", path.join(root, 'dist', 'src', 'node', 'main.js'))
@@ -99,6 +103,8 @@ async function run(options: CliOptions, selected: readonly Scenario[]): Promise<
     replicateTimeoutMs: options.replicateTimeout * 1000,
     viewDocsCount: options.viewDocs,
     viewBuildTimeoutMs: options.viewBuildTimeout * 1000,
+    findDocsCount: options.findDocs,
+    findBuildTimeoutMs: options.findBuildTimeout * 1000,
     signal: abort.signal,
     log,
   };

@@ -10,11 +10,25 @@
  * The `_all_docs` and `_changes` scenarios share one database of `scanDocsCount`
  * documents per server, kept in that server's `ServerState`; so do the four view
  * scenarios, with `viewDocsCount` documents and the design doc `_design/load`, whose
- * index `view_build` builds (timed) and the query scenarios then read.
+ * index `view_build` builds (timed) and the query scenarios then read; so do the five
+ * `_find` scenarios, with `findDocsCount` documents, each indexed scenario adding its
+ * own Mango index (in its own design doc) whose build it times apart from its queries.
  */
 import { randomBytes } from 'node:crypto';
 import type { HttpClient } from './client';
-import { makeDoc, makeViewDoc, newDocId, viewTypesCount, type LoadDoc } from './docs';
+import {
+  findDateFirstMs,
+  findDateSpanSeconds,
+  findFields,
+  findTagsCount,
+  findTypesCount,
+  makeDoc,
+  makeFindDoc,
+  makeViewDoc,
+  newDocId,
+  viewTypesCount,
+  type LoadDoc,
+} from './docs';
 import { drive, type DriveResult } from './driver';
 import { sampleRss, type ServerHandle } from './servers';
 
@@ -30,6 +44,10 @@ export interface RunContext {
   viewDocsCount: number;
   /** Deadline of a view's first query, the one that builds its index. */
   viewBuildTimeoutMs: number;
+  /** Documents in the `_find` scenarios' database (separate from the others). */
+  findDocsCount: number;
+  /** Deadline of a Mango index's build: `POST _index` plus the first `_find` that uses it. */
+  findBuildTimeoutMs: number;
   signal: AbortSignal;
   log: (line: string) => void;
 }
@@ -40,6 +58,8 @@ export interface ServerState {
   scanDb: string | null;
   /** The view scenarios' database once its index is built, or why it could not be; null before. */
   view: ViewDb | { failed: string } | null;
+  /** The `_find` scenarios' database once loaded, or why it could not be; null before. */
+  find: FindDb | { failed: string } | null;
 }
 
 export interface ViewDb {
@@ -48,8 +68,21 @@ export interface ViewDb {
   ids: string[];
 }
 
+/** The `_find` database and, recomputed from each doc's `n`, what its queries must answer. */
+export interface FindDb {
+  db: string;
+  docsCount: number;
+  /** Docs per `type` value. */
+  typeCounts: Map<string, number>;
+  /** The `date` of every doc of each `type`, ascending. */
+  datesByType: Map<string, string[]>;
+  /** Docs per `tag` value, and per `tag2` value. */
+  tagCounts: Map<string, number>;
+  tag2Counts: Map<string, number>;
+}
+
 export function newServerState(): ServerState {
-  return { scanDb: null, view: null };
+  return { scanDb: null, view: null, find: null };
 }
 
 export type MetricValues = Record<string, number | null>;
@@ -108,6 +141,19 @@ const viewQueryTimeoutMs = 5 * 60 * 1000;
 const buildRssSampleMs = 200;
 /** Cap on by-id probes during one view build (their latencies are kept: 8 bytes each). */
 const buildProbesMax = 1_000_000;
+/** `limit` of every `_find` query. */
+const findLimit = 25;
+/** Width of the `n` window of the unindexed query: fewer matches than the limit, so a server reads every doc. */
+const findUnindexedWindow = 10;
+/** Tags in each `$in` query. */
+const findInTagsCount = 5;
+/**
+ * Deadline of one `_find` after its index is built. Long: PouchDB Server answers an
+ * unindexed query by reading every doc (about 0.4 s per 10,000 docs) and a `$in` on an
+ * indexed field by reading the whole index with its docs (about 2 s per 10,000), and
+ * the concurrency multiplies that: at 100,000 docs and 10 clients, minutes per reply.
+ */
+const findQueryTimeoutMs = 10 * 60 * 1000;
 
 const higher = (key: string, label: string): MetricSpec => ({ key, label, better: 'higher' });
 const lower = (key: string, label: string): MetricSpec => ({ key, label, better: 'lower' });
@@ -325,9 +371,86 @@ export const scenarios: readonly Scenario[] = [
       return requestOutcome(result, 'requestsPerSecond', { docsInDb: view.ids.length });
     },
   },
+  findScenario({
+    key: 'find_eq',
+    title: '12. _find equality ({type}, index [type])',
+    index: { name: 'by-type', fields: ['type'] },
+    makeQuery: (find) => {
+      const type = randomFindType();
+      const expected = Math.min(findLimit, find.typeCounts.get(type) ?? 0);
+      const body = { selector: { type }, limit: findLimit };
+      return {
+        body,
+        check(docs) {
+          expectDocsCount(docs, expected, body);
+          for (const doc of docs) expectField(doc, 'type', (value) => value === type, body);
+        },
+      };
+    },
+  }),
+  findScenario({
+    key: 'find_range_sort',
+    title: '13. _find range + sort ({type, date $gt}, index [type, date])',
+    index: { name: 'by-type-date', fields: ['type', 'date'] },
+    makeQuery: (find) => {
+      const type = randomFindType();
+      const after = new Date(findDateFirstMs + Math.floor(Math.random() * findDateSpanSeconds) * 1000).toISOString();
+      const dates = find.datesByType.get(type) ?? [];
+      const first = firstAbove(dates, after);
+      const expected = dates.slice(first, first + findLimit);
+      const body = { selector: { type, date: { $gt: after } }, sort: [{ type: 'asc' }, { date: 'asc' }], limit: findLimit };
+      return {
+        body,
+        check(docs) {
+          expectDocsCount(docs, expected.length, body);
+          docs.forEach((doc, i) => {
+            expectField(doc, 'type', (value) => value === type, body);
+            expectField(doc, 'date', (value) => value === expected[i], body, `date number ${i + 1} after ${after}, ${expected[i]}`);
+          });
+        },
+      };
+    },
+  }),
+  findScenario({
+    key: 'find_unindexed',
+    title: `14. _find unindexed ({n} window of ${findUnindexedWindow}, full scan)`,
+    index: null,
+    makeQuery: (find) => {
+      const low = Math.floor(Math.random() * Math.max(1, find.docsCount - findUnindexedWindow + 1));
+      const high = low + findUnindexedWindow;
+      const expected = Math.min(high, find.docsCount) - low;
+      const body = { selector: { n: { $gte: low, $lt: high } }, limit: findLimit };
+      return {
+        body,
+        check(docs) {
+          expectDocsCount(docs, expected, body);
+          const seen = new Set<unknown>();
+          for (const doc of docs) {
+            expectField(doc, 'n', (value) => typeof value === 'number' && value >= low && value < high && !seen.has(value), body, 'distinct, in the window');
+            seen.add((doc as { n?: unknown }).n);
+          }
+        },
+      };
+    },
+  }),
+  findScenario({
+    key: 'find_in5_indexed',
+    title: `15. _find $in of ${findInTagsCount} tags (index [tag])`,
+    index: { name: 'by-tag', fields: ['tag'] },
+    explain: true,
+    makeQuery: (find) => inTagsQuery('tag', find.tagCounts),
+  }),
+  findScenario({
+    key: 'find_in5_scan',
+    title: `16. _find $in of ${findInTagsCount} tags, unindexed (tag2)`,
+    index: null,
+    explain: true,
+    deletesDb: true,
+    makeQuery: (find) => inTagsQuery('tag2', find.tag2Counts),
+  }),
   {
     key: 'memory',
-    title: '12. server memory (RSS)',
+    title: '17. server memory (RSS)',
     metrics: [lower('idleRssMiB', 'idle RSS MiB'), lower('peakRssMiB', 'peak RSS MiB')],
     async run(server) {
       const now = sampleRss(server.pid);
@@ -560,6 +683,226 @@ function expectCount(reply: ViewReply, view: string, docsCount: number): void {
   if (reply.rows.length !== 1 || value !== docsCount) {
     throw new Error(`${view} reduced: ${reply.rows.length} rows, value ${String(value)}, expected one row of ${docsCount}`);
   }
+}
+
+/** One `_find` query and how to judge its `docs`: throws when they are not the answer. */
+interface FindQuery {
+  body: Record<string, unknown>;
+  check(docs: unknown[]): void;
+}
+
+interface FindScenarioDef {
+  key: string;
+  title: string;
+  /** The json index this scenario creates and builds (untimed, but measured); null for none. */
+  index: { name: string; fields: string[] } | null;
+  /** A fresh random query over the database. */
+  makeQuery(find: FindDb): FindQuery;
+  /** Also ask `_explain` once, untimed, which index answers the query (recorded in details). */
+  explain?: boolean;
+  /** The last `_find` scenario: deletes the database afterwards. */
+  deletesDb?: boolean;
+}
+
+/**
+ * A `_find` scenario on the shared database. Untimed: the load (first scenario only),
+ * then either the index build (`POST _index` and the first query that uses it, within
+ * `findBuildTimeoutMs`, its time the `indexBuildSeconds` metric) or, without an index,
+ * one first query. Either must answer right, else the scenario fails (a server that
+ * answers `_find` with errors gets no figures). Timed: random queries of the same
+ * shape, each reply checked; a wrong one counts as an error.
+ */
+function findScenario(def: FindScenarioDef): Scenario {
+  const metrics = [higher('requestsPerSecond', 'req/s'), lower('p50Ms', 'p50 ms'), lower('p99Ms', 'p99 ms')];
+  if (def.index !== null) metrics.push(lower('indexBuildSeconds', 'find_index_build s'));
+  return {
+    key: def.key,
+    title: def.title,
+    metrics,
+    async run(server, state, ctx) {
+      const { client } = server;
+      const find = await ensureFindDb(server, state, ctx);
+      try {
+        const details: Record<string, unknown> = { docsInDb: find.docsCount, query: def.makeQuery(find).body };
+        let buildMs: number | null = null;
+        if (def.index !== null) {
+          const build = await buildFindIndex(client, find.db, def.index, def.makeQuery(find), ctx);
+          buildMs = build.buildMs;
+          details.indexBuild = build;
+          ctx.log(`  ${server.label}: index [${def.index.fields.join(', ')}] built in ${(build.buildMs / 1000).toFixed(2)} s (untimed setup)`);
+        } else {
+          const startNs = process.hrtime.bigint();
+          await runFind(client, find.db, def.makeQuery(find), findQueryTimeoutMs);
+          details.firstQueryMs = Number(process.hrtime.bigint() - startNs) / 1e6;
+        }
+        const result = await drive({
+          ...timedBounds(ctx),
+          op: async () => {
+            await runFind(client, find.db, def.makeQuery(find), findQueryTimeoutMs);
+            return 1;
+          },
+        });
+        if (result.items === 0) throw new Error(`no _find answered right (stopped by ${result.stoppedBy}): ${result.errorSamples[0] ?? 'no sample'}`);
+        if (def.explain === true) {
+          const explained = await explainFind(client, find.db, def.makeQuery(find).body);
+          details.explain = explained;
+          const said = 'error' in explained ? `failed: ${String(explained.error)}` : `index ${String(explained.name)} (${String(explained.ddoc)}, ${String(explained.type)})`;
+          ctx.log(`  ${server.label}: _explain ${said}`);
+        }
+        const outcome = requestOutcome(result, 'requestsPerSecond', details);
+        if (buildMs !== null) outcome.metrics.indexBuildSeconds = buildMs / 1000;
+        return outcome;
+      } finally {
+        if (def.deletesDb === true) {
+          // The last `_find` scenario: the database goes, with its indexes.
+          await deleteDb(client, find.db, ctx);
+          state.find = null;
+        }
+      }
+    },
+  };
+}
+
+/** The `_find` database: the one loaded for an earlier scenario, else a new one (untimed). */
+async function ensureFindDb(server: ServerHandle, state: ServerState, ctx: RunContext): Promise<FindDb> {
+  if (state.find !== null) {
+    if ('failed' in state.find) throw new Error(`no _find database (${state.find.failed})`);
+    return state.find;
+  }
+  const db = await createDb(server.client, 'find');
+  try {
+    const startMs = Date.now();
+    await loadDocsWith({
+      db,
+      count: ctx.findDocsCount,
+      concurrency: ctx.concurrency,
+      signal: ctx.signal,
+      make: makeFindDoc,
+      write: (_batch, docs) => bulkWrite(server.client, db, docs),
+    });
+    ctx.log(`  ${server.label}: loaded ${ctx.findDocsCount} _find docs in ${((Date.now() - startMs) / 1000).toFixed(1)} s (untimed setup)`);
+  } catch (err) {
+    state.find = { failed: `loading: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}` };
+    await deleteDb(server.client, db, ctx);
+    throw err;
+  }
+  state.find = { db, ...findAnswers(ctx.findDocsCount) };
+  return state.find;
+}
+
+/** What the queries over docs 0..count-1 must answer, from the fields each doc's `n` gives. */
+function findAnswers(count: number): Omit<FindDb, 'db'> {
+  const typeCounts = new Map<string, number>();
+  const datesByType = new Map<string, string[]>();
+  const tagCounts = new Map<string, number>();
+  const tag2Counts = new Map<string, number>();
+  for (let n = 0; n < count; n++) {
+    const { type, date, tag, tag2 } = findFields(n);
+    typeCounts.set(type, (typeCounts.get(type) ?? 0) + 1);
+    const dates = datesByType.get(type);
+    if (dates === undefined) datesByType.set(type, [date]);
+    else dates.push(date);
+    tagCounts.set(tag, (tagCounts.get(tag) ?? 0) + 1);
+    tag2Counts.set(tag2, (tag2Counts.get(tag2) ?? 0) + 1);
+  }
+  // ISO strings of one format sort as their instants do, by code point and by ICU collation alike.
+  for (const dates of datesByType.values()) dates.sort();
+  return { docsCount: count, typeCounts, datesByType, tagCounts, tag2Counts };
+}
+
+/**
+ * `POST /db/_index` (a json index in its own design doc, `lt-find-{name}`), then the
+ * first query that uses it, both within `findBuildTimeoutMs`. CouchDB builds a Mango
+ * index on its first query, PouchDB while answering `_index`: the build is the sum.
+ */
+async function buildFindIndex(
+  client: HttpClient,
+  db: string,
+  index: { name: string; fields: string[] },
+  query: FindQuery,
+  ctx: RunContext,
+): Promise<{ buildMs: number; indexMs: number; firstQueryMs: number; result: unknown }> {
+  const body = { index: { fields: index.fields }, ddoc: `lt-find-${index.name}`, name: index.name, type: 'json' };
+  const startNs = process.hrtime.bigint();
+  const reply = await client.request('POST', `/${db}/_index`, body, { timeoutMs: ctx.findBuildTimeoutMs });
+  if (reply.status !== 200 && reply.status !== 201) {
+    throw new Error(`POST /${db}/_index ${JSON.stringify(index.fields)}: ${reply.status} ${truncate(String(JSON.stringify(reply.body)), 200)}`);
+  }
+  const indexMs = Number(process.hrtime.bigint() - startNs) / 1e6;
+  await runFind(client, db, query, Math.max(1, Math.ceil(ctx.findBuildTimeoutMs - indexMs)));
+  const buildMs = Number(process.hrtime.bigint() - startNs) / 1e6;
+  return { buildMs, indexMs, firstQueryMs: buildMs - indexMs, result: (reply.body as { result?: unknown } | null)?.result };
+}
+
+/** `POST /db/_find`; throws unless 200 with a `docs` array that passes the query's check. */
+async function runFind(client: HttpClient, db: string, query: FindQuery, timeoutMs: number): Promise<void> {
+  const reply = await client.request('POST', `/${db}/_find`, query.body, { timeoutMs });
+  const docs = (reply.body as { docs?: unknown } | null)?.docs;
+  if (reply.status !== 200 || !Array.isArray(docs)) {
+    throw new Error(`POST /${db}/_find ${describeFind(query.body)}: ${reply.status} ${truncate(String(JSON.stringify(reply.body)), 200)}`);
+  }
+  query.check(docs);
+}
+
+/** Which index `_explain` says answers `body`; the error text instead when it cannot say (never throws). */
+async function explainFind(client: HttpClient, db: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+  try {
+    const reply = await client.request('POST', `/${db}/_explain`, body);
+    const index = (reply.body as { index?: unknown } | null)?.index;
+    if (reply.status !== 200 || typeof index !== 'object' || index === null) {
+      return { error: `${reply.status} ${truncate(String(JSON.stringify(reply.body)), 300)}` };
+    }
+    const { ddoc, name, type, def } = index as { ddoc?: unknown; name?: unknown; type?: unknown; def?: unknown };
+    return { ddoc, name, type, def };
+  } catch (err) {
+    return { error: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+/** `{field: {$in: [5 distinct random tags]}}`; every doc must carry one of them, and as many as there are (to the limit). */
+function inTagsQuery(field: 'tag' | 'tag2', counts: Map<string, number>): FindQuery {
+  const tags = new Set<string>();
+  while (tags.size < Math.min(findInTagsCount, findTagsCount)) tags.add(`tag-${Math.floor(Math.random() * findTagsCount)}`);
+  let matches = 0;
+  for (const tag of tags) matches += counts.get(tag) ?? 0;
+  const expected = Math.min(findLimit, matches);
+  const body = { selector: { [field]: { $in: [...tags] } }, limit: findLimit };
+  return {
+    body,
+    check(docs) {
+      expectDocsCount(docs, expected, body);
+      for (const doc of docs) expectField(doc, field, (value) => typeof value === 'string' && tags.has(value), body);
+    },
+  };
+}
+
+function randomFindType(): string {
+  return `type-${Math.floor(Math.random() * findTypesCount)}`;
+}
+
+/** Index of the first of the ascending `sorted` above `value` (its length if none). */
+function firstAbove(sorted: string[], value: string): number {
+  let low = 0;
+  let high = sorted.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (sorted[middle] <= value) low = middle + 1;
+    else high = middle;
+  }
+  return low;
+}
+
+function expectDocsCount(docs: unknown[], expected: number, body: Record<string, unknown>): void {
+  if (docs.length !== expected) throw new Error(`_find ${describeFind(body)}: ${docs.length} docs, expected ${expected}`);
+}
+
+function expectField(doc: unknown, field: string, ok: (value: unknown) => boolean, body: Record<string, unknown>, wanted = 'the selector'): void {
+  const value = typeof doc === 'object' && doc !== null ? (doc as Record<string, unknown>)[field] : undefined;
+  if (!ok(value)) throw new Error(`_find ${describeFind(body)}: a doc with ${field} ${truncate(String(JSON.stringify(value)), 60)}, expected ${wanted}`);
+}
+
+function describeFind(body: Record<string, unknown>): string {
+  return truncate(JSON.stringify(body), 160);
 }
 
 interface PouchReplicationResult {
