@@ -169,10 +169,8 @@ function runFindScenarios(only: 'divan' | 'peer', extraArgs: string[], allowNotI
   }
 }
 
-// Divan's _find is not built yet (it answers 501): the scenarios must fail on that and
-// nothing else. Once it is, drop `allowNotImplemented` so they must run clean.
-test('loadtest: the _find scenarios run on Divan, or fail on its 501 alone', () => {
-  runFindScenarios('divan', [], true);
+test('loadtest: the _find scenarios run on Divan, every reply the expected docs', () => {
+  runFindScenarios('divan', [], false);
 });
 
 test(
