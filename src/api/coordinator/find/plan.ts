@@ -279,29 +279,38 @@ function rankingOf(reason: Reason | undefined, ranked: { index: MangoIndex }[], 
   }
 }
 
-/** The index's ranges: leading fields of single values multiply them, the first interval closes them. */
+/**
+ * The index's ranges, in key order: each single value (`$eq`, an `$in` value, an `$or`
+ * of equalities) of a field fixes it and goes on to the next field; an interval closes
+ * its range. When that makes more than `rangesMax` ranges, fewer fields are split.
+ */
 function indexRanges(index: MangoIndex, normal: Node, rangesMax: number): { ranges: FindKeyRange[]; nothing: boolean } {
-  let prefixes: unknown[][] = [[]];
-  let last: Interval[] | undefined;
-  for (const path of index.paths) {
-    // `_id` compares by code point in selectors but by collation in the index: leave it unbounded.
-    if (path.length === 1 && path[0] === '_id') break;
-    const set = valueIntervals(normal, pathKey(path));
-    if (set === undefined) break;
-    if (set.length === 0) return { ranges: [], nothing: true };
-    if (prefixes.length * set.length > rangesMax) break;
-    if (set.every((i) => isPoint(i, collate))) {
-      prefixes = prefixes.flatMap((p) => set.map((i) => [...p, i.low]));
-      continue;
+  // `_id` compares by code point in selectors but by collation in the index: never bounded.
+  const usable = index.paths.findIndex((p) => p.length === 1 && p[0] === '_id');
+  const sets = index.paths.slice(0, usable === -1 ? undefined : usable).map((p) => valueIntervals(normal, pathKey(p)));
+  for (let depth = sets.length; depth >= 0; depth--) {
+    const ranges = expand(sets, depth, [], rangesMax);
+    if (ranges !== null) return { ranges, nothing: ranges.length === 0 };
+  }
+  return { ranges: [{ inclusiveEnd: true }], nothing: false };
+}
+
+/** Ranges under `prefix` using the first `depth` fields' value sets; null past `max` ranges. */
+function expand(sets: (Interval[] | undefined)[], depth: number, prefix: unknown[], max: number): FindKeyRange[] | null {
+  const set = prefix.length < depth ? sets[prefix.length] : undefined;
+  if (set === undefined) return [keyRange(prefix, undefined)];
+  const out: FindKeyRange[] = [];
+  for (const interval of set) {
+    if (isPoint(interval, collate)) {
+      const inner = expand(sets, depth, [...prefix, interval.low], max - out.length);
+      if (inner === null) return null;
+      out.push(...inner);
+    } else {
+      out.push(keyRange(prefix, interval));
     }
-    last = set;
-    break;
+    if (out.length > max) return null;
   }
-  const ranges: FindKeyRange[] = [];
-  for (const prefix of prefixes) {
-    for (const interval of last ?? [undefined]) ranges.push(keyRange(prefix, interval));
-  }
-  return { ranges, nothing: false };
+  return out;
 }
 
 /** One range of array keys: `prefix` fixed, then the next field within `interval` (or anything). */
