@@ -197,6 +197,11 @@ test('_find: sort with an index, no_usable_index without, projection, skip, limi
   assert.equal(plain.docs[0]._conflicts, undefined);
   const withConflicts = await find(db, { selector: { _id: 'd00' }, conflicts: true });
   assert.equal(withConflicts.docs[0]._conflicts.length, 1);
+
+  // r > 1 reads every candidate again with that quorum, then matches and projects it.
+  const quorum = await find(db, { selector: { type: 'visit', n: { $lt: 9 } }, fields: ['n'], sort: ['type', 'n'], r: 2, skip: 1, execution_stats: true });
+  assert.deepEqual(quorum.docs, [{ n: 3 }, { n: 6 }]);
+  assert.ok(quorum.execution_stats.total_quorum_docs_examined >= 3, JSON.stringify(quorum.execution_stats));
 });
 
 test('_find: the index follows writes and deletions; update=false reads it as it is', async () => {

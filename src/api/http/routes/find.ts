@@ -49,7 +49,7 @@ export async function findRoute(ctx: Ctx, dbName: string, explain: boolean): Pro
   const update = params.stale === 'ok' || !params.update ? 'false' : 'true';
   let first = true;
   let streaming = false;
-  const outcome: FindOutcome = await runFind(db, planned, { selector: params.selector, fields: params.fields, limit: params.limit, skip: params.skip, bookmark: params.bookmark, conflicts: params.conflicts, update }, async (docs) => {
+  const outcome: FindOutcome = await runFind(db, planned, { selector: params.selector, fields: params.fields, limit: params.limit, skip: params.skip, bookmark: params.bookmark, conflicts: params.conflicts, update, r: params.r, timeoutMs: ctx.limits.quorumTimeoutMs }, async (docs) => {
     if (ctx.signal.aborted) throw new Error('client went away');
     if (!streaming) {
       ctx.startStream(200);
@@ -69,7 +69,7 @@ export async function findRoute(ctx: Ctx, dbName: string, explain: boolean): Pro
   }
   const warnings = [...planned.warnings];
   const ratio = ctx.limits.findScanWarningRatio;
-  if (ratio > 0 && outcome.docsExamined > ratio * Math.max(1, outcome.resultsReturned)) {
+  if (ratio > 0 && outcome.docsExamined + outcome.quorumDocsExamined > ratio * Math.max(1, outcome.resultsReturned)) {
     warnings.push('The number of documents examined is high in proportion to the number of results returned. Consider adding a more specific index to improve this.');
   }
   let tail = '\r\n],\r\n"bookmark":' + JSON.stringify(outcome.bookmark);
@@ -77,7 +77,7 @@ export async function findRoute(ctx: Ctx, dbName: string, explain: boolean): Pro
     const stats = {
       total_keys_examined: outcome.keysExamined,
       total_docs_examined: outcome.docsExamined,
-      total_quorum_docs_examined: 0,
+      total_quorum_docs_examined: outcome.quorumDocsExamined,
       results_returned: outcome.resultsReturned,
       execution_time_ms: Math.round((performance.now() - started) * 1000) / 1000,
     };
