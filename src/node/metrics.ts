@@ -10,6 +10,8 @@ export class Metrics {
   readonly httpDuration: Histogram<'method'>;
   readonly databases: Gauge;
   readonly viewDocsIndexed: Counter;
+  readonly findQueries: Counter<'index'>;
+  readonly findDocsExamined: Counter<'index'>;
   /** Set once the cluster is open: changes not yet in this node's view indexes. */
   indexLag: () => Promise<number> = async () => 0;
   /** Set once the cluster is open: view index builds running now. */
@@ -43,6 +45,18 @@ export class Metrics {
       help: 'Document changes absorbed by view index builds on this node (its rate is the build speed)',
       registers: [this.registry],
     });
+    this.findQueries = new Counter({
+      name: 'divan_find_queries_total',
+      help: 'Mango _find queries answered, by the kind of index read (json, or _all_docs: a full scan)',
+      labelNames: ['index'],
+      registers: [this.registry],
+    });
+    this.findDocsExamined = new Counter({
+      name: 'divan_find_docs_examined_total',
+      help: 'Documents _find read to match its selector (against results, a high rate means a missing index)',
+      labelNames: ['index'],
+      registers: [this.registry],
+    });
     const metrics = this;
     new Gauge({
       name: 'divan_view_index_lag_changes',
@@ -61,6 +75,11 @@ export class Metrics {
       },
     });
     collectDefaultMetrics({ register: this.registry, prefix: 'divan_process_' });
+  }
+
+  observeFind(index: 'json' | '_all_docs', docsExamined: number): void {
+    this.findQueries.inc({ index });
+    this.findDocsExamined.inc({ index }, docsExamined);
   }
 
   observeRequest(method: string, status: number, seconds: number): void {

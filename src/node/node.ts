@@ -95,6 +95,7 @@ export class DivanNode {
         publicConfig: publicConfig(config),
       },
       log,
+      onFind: (index, docsExamined) => metrics.observeFind(index, docsExamined),
       metricsText: async () => {
         dbCount = (await catalog.list()).length;
         return metrics.registry.metrics();

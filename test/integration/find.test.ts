@@ -244,6 +244,10 @@ test('_find: bookmarks page through every match exactly once, both directions an
     assert.equal(new Set(paged).size, paged.length);
   }
   await expectError(`/${db}/_find`, { selector: {}, bookmark: 'not a bookmark' }, 400, 'invalid_bookmark');
+  // Operators see full scans apart from indexed queries.
+  const metrics = (await request(node, 'GET', '/_node/_local/_prometheus')).text;
+  assert.match(metrics, /divan_find_queries_total\{[^}]*index="json"[^}]*\} [1-9]/);
+  assert.match(metrics, /divan_find_docs_examined_total\{[^}]*index="_all_docs"[^}]*\} [1-9]/);
 });
 
 test('_find: partial indexes serve only when named; $in is read from the index; covering answers read no document', async () => {

@@ -79,6 +79,8 @@ export interface Services {
   log: Logger;
   /** Prometheus exposition text of this node's registry. */
   metricsText(): Promise<string>;
+  /** A `_find` was answered: the kind of index it read and the documents it examined. */
+  onFind?(index: 'json' | '_all_docs', docsExamined: number): void;
   sessions: import('./auth').Auth;
   /** Request-body bytes of all requests in flight (`requestBytesInFlightMax`). */
   requestBytes: import('./budget').ByteBudget;

@@ -67,6 +67,7 @@ export async function findRoute(ctx: Ctx, dbName: string, explain: boolean): Pro
     ctx.startStream(200);
     await ctx.write('{"docs":[');
   }
+  ctx.services.onFind?.(planned.index.type === 'json' ? 'json' : '_all_docs', outcome.docsExamined + outcome.quorumDocsExamined);
   const warnings = [...planned.warnings];
   const ratio = ctx.limits.findScanWarningRatio;
   if (ratio > 0 && outcome.docsExamined + outcome.quorumDocsExamined > ratio * Math.max(1, outcome.resultsReturned)) {
