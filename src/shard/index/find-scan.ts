@@ -33,6 +33,10 @@ interface Candidate {
   doc?: string | null;
 }
 
+/** Candidates examined together at least and at most (one document read each). */
+const SLICE_MIN = 8;
+const SLICE_MAX = 256;
+
 /**
  * The find stream of one copy. `index` is the opened, up-to-date index for a view
  * source (undefined for `_all_docs`); `header` comes first.
@@ -46,13 +50,31 @@ export function findScan(req: ShardFindRequest, source: FindScanSource, index: {
   let remaining = req.limit;
   let first: ViewHeader | undefined = header;
   let done = false;
+  // Candidates read from the source but not examined yet, and how many to examine next:
+  // as many as still wanted at first (an exact range matches every row), more each time
+  // a slice falls short (a residual condition rejects rows), so no document is read in vain.
+  let pending: Candidate[] = [];
+  let at = 0;
+  let slice = 0;
+  const nextSlice = async (): Promise<Candidate[] | null> => {
+    if (at >= pending.length) {
+      const batch = await rows.next();
+      if (batch === null) return null;
+      pending = batch;
+      at = 0;
+    }
+    slice = Math.min(SLICE_MAX, Math.max(slice * 2, remaining, SLICE_MIN));
+    const out = pending.slice(at, at + slice);
+    at += out.length;
+    return out;
+  };
   return {
     next: async () => {
       if (done) return null;
       const out: FindStreamItem[] = first ? [first] : [];
       first = undefined;
       while (remaining > 0) {
-        const batch = await rows.next();
+        const batch = await nextSlice();
         if (batch === null) break;
         stats.keysExamined += batch.length;
         let docs: (string | null)[];
