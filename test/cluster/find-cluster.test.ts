@@ -252,6 +252,19 @@ test('bookmark paging through n2: ascending, descending, and the _all_docs fallb
   const descBody = { selector: { ...FALLBACK_SELECTOR, _id: { $gt: null } }, sort: [{ _id: 'desc' }] };
   assert.equal((await explain(n2(), descBody)).index.name, '_all_docs');
   assertSameIds(await pageAll(n2, descBody), [...want].reverse(), 'fallback, pages, descending');
+  // Every document, never a design document.
+  const every = await find(n2(), { selector: { _id: { $gt: null } }, limit: BIG_LIMIT });
+  assertSameIds(ids(every.docs), ids([...docs].sort(byId)), 'every document');
+
+  // skip with a bookmark: skipped after the bookmark's row, on every range.
+  const asc = ids([...pagingExpected].sort(order(['group'])));
+  const body = { selector: PAGING_SELECTOR, sort: [{ group: 'asc' }], use_index: useIndex };
+  const first = await find(n2(), { ...body, limit: 50 });
+  assertSameIds(ids(first.docs), asc.slice(0, 50), 'first 50');
+  const skipped = await find(n2(), { ...body, limit: 20, skip: 30, bookmark: first.bookmark });
+  assertSameIds(ids(skipped.docs), asc.slice(80, 100), 'skip 30 after the bookmark');
+  const deep = await find(n2(), { ...body, limit: 20, skip: asc.length - 10 });
+  assertSameIds(ids(deep.docs), asc.slice(asc.length - 10), 'skip near the end');
 });
 
 test('execution_stats through a node: returned, examined, covering', async () => {
@@ -281,6 +294,10 @@ test('execution_stats through a node: returned, examined, covering', async () =>
   assert.equal(covered.execution_stats!.results_returned, covered.docs.length);
   assert.equal(covered.execution_stats!.total_docs_examined, 0, JSON.stringify(covered.execution_stats));
   assert.ok(covered.execution_stats!.total_keys_examined! >= covered.docs.length, JSON.stringify(covered.execution_stats));
+  // Covering rows page like the others.
+  const { limit: _l, ...coveringPaged } = coveringBody;
+  void _l;
+  assertSameIds(await pageAll(() => node, coveringPaged), ids(want), 'covering, pages');
 });
 
 test('$in on an indexed field: several ranges, merged in index order, paged', async () => {
@@ -306,6 +323,29 @@ test('$in on an indexed field: several ranges, merged in index order, paged', as
   const wantDesc = ids([...inExpected].sort(order(['group'], -1)));
   assertSameIds(ids((await find(node, { ...descBody, limit: BIG_LIMIT })).docs), wantDesc, '$in, descending');
   assertSameIds(await pageAll(() => node, descBody), wantDesc, '$in, pages, descending');
+
+  // Two $in fields on a two-field index: the product of their values as ranges, paged.
+  const scores = [10, 50, 51, 99];
+  const twoBody = { selector: { group: { $in: [2, 5, 8] }, score: { $in: scores } }, use_index: ['idx', 'by-group-score'] };
+  const two = await explain(node, twoBody);
+  assert.equal(two.index.name, 'by-group-score');
+  assert.ok(two.ranges.length > 3, JSON.stringify(two.ranges));
+  const wantTwo = ids(docs.filter((x) => x.group !== undefined && inList(x.group, [2, 5, 8]) && scores.includes(x.score)).sort(order(['group', 'score'])));
+  assertSameIds(await pageAll((p) => cluster().nodes[p % 3]!, twoBody), wantTwo, 'two $in fields, pages through every node');
+  // An $or of equalities reads as ranges too.
+  const orBody = { selector: { $or: [{ group: 6 }, { group: 0 }] }, use_index: ['idx', 'by-group'] };
+  const or = await explain(node, orBody);
+  assert.equal(or.index.name, 'by-group');
+  assert.equal(or.ranges.length, 2, JSON.stringify(or.ranges));
+  const wantOr = ids(docs.filter((x) => x.group === 6 || x.group === 0).sort(order(['group'])));
+  assertSameIds(await pageAll(() => node, orBody), wantOr, '$or, pages');
+  // More values than findRangesMax (256): one conservative range, the same answer.
+  const many = Array.from({ length: 300 }, (_, k) => k - 290); // -290..9
+  const manyBody = { selector: { group: { $in: many } }, sort: [{ group: 'desc' }], use_index: ['idx', 'by-group'] };
+  const wide = await explain(node, manyBody);
+  assert.ok(wide.ranges.length <= 256, `${wide.ranges.length} ranges`);
+  const wantMany = ids(docs.filter((x) => x.group !== undefined && inList(x.group, many)).sort(order(['group'], -1)));
+  assertSameIds(ids((await find(node, { ...manyBody, limit: BIG_LIMIT })).docs), wantMany, 'more $in values than ranges');
 });
 
 test('use_index names an index made through n1 a moment ago on n3; a deleted index stops being used', async () => {
