@@ -256,6 +256,15 @@ test('bookmark paging through n2: ascending, descending, and the _all_docs fallb
   const descBody = { selector: { ...FALLBACK_SELECTOR, _id: { $gt: null } }, sort: [{ _id: 'desc' }] };
   assert.equal((await explain(n2(), descBody)).index.name, '_all_docs');
   assertSameIds(await pageAll(n2, descBody), [...want].reverse(), 'fallback, pages, descending');
+  // An _id interval, read backwards and paged: the bookmark resumes inside the bounds.
+  const bounded = { selector: { _id: { $gte: '4', $lt: 'c' }, tag: { $ne: 't2' } }, sort: [{ _id: 'desc' }] };
+  const wantBounded = ids(docs.filter((x) => x._id >= '4' && x._id < 'c' && x.tag !== 't2').sort(byId).reverse());
+  assert.ok(wantBounded.length > 100);
+  assertSameIds(await pageAll(n2, bounded), wantBounded, 'fallback, _id bounds, pages, descending');
+  const bad = await request(n2(), 'POST', `/${await db()}/_find`, { body: { selector: PAGING_SELECTOR, bookmark: 'not a bookmark' } });
+  assert.equal(bad.status, 400, bad.text);
+  assert.equal(bad.body.error, 'invalid_bookmark');
+
   // Every document, never a design document.
   const every = await find(n2(), { selector: { _id: { $gt: null } }, limit: BIG_LIMIT });
   assertSameIds(ids(every.docs), ids([...docs].sort(byId)), 'every document');
