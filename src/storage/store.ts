@@ -69,6 +69,12 @@ export interface ScanOptions extends KeyRange {
   limit?: number;
   /** Skip values when only keys are needed. */
   keysOnly?: boolean;
+  /**
+   * Bytes the binding reads ahead per batch (its highWaterMark); default about 1 KiB per
+   * row of `rowsPerBatch`, at least 16 KiB. Small rows read for a small limit (index
+   * rows for `limit=1`) set it lower, or each batch reads hundreds of rows in vain.
+   */
+  batchBytes?: number;
 }
 
 /** Scan options for a cursor whose values are UTF-8 text (made by the binding as strings: cheaper than Buffers). */
@@ -232,7 +238,7 @@ export class Store {
       values: !options.keysOnly,
       keyAsBuffer: true,
       valueAsBuffer: !options.valuesAsText,
-      highWaterMark: Math.max(16 * 1024, Math.min(256 * 1024, rowsPerBatch * 1024)),
+      highWaterMark: options.batchBytes ?? Math.max(16 * 1024, Math.min(256 * 1024, rowsPerBatch * 1024)),
     };
     for (const bound of ['gte', 'gt', 'lte', 'lt'] as const) if (options[bound] !== undefined) iteratorOptions[bound] = options[bound];
     const iterator = this.db.iterator(iteratorOptions);

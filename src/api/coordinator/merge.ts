@@ -49,7 +49,8 @@ export async function mergeCursors<T>(
           await onRows(out);
           out = [];
         }
-        await refill(best);
+        // At the limit nothing more is read: a refill would cost a batch for nothing.
+        if (remaining > 0) await refill(best);
       }
     }
     if (out.length > 0) await onRows(out);

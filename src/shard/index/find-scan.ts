@@ -36,6 +36,8 @@ interface Candidate {
 /** Candidates examined together at least and at most (one document read each). */
 const SLICE_MIN = 8;
 const SLICE_MAX = 256;
+/** Index rows read ahead at least per batch (more when the query wants more). */
+const READ_AHEAD_MIN = 32;
 
 /**
  * The find stream of one copy. `index` is the opened, up-to-date index for a view
@@ -51,11 +53,14 @@ export function findScan(req: ShardFindRequest, source: FindScanSource, index: {
   let first: ViewHeader | undefined = header;
   let done = false;
   // Candidates read from the source but not examined yet, and how many to examine next:
-  // as many as still wanted at first (an exact range matches every row), more each time
-  // a slice falls short (a residual condition rejects rows), so no document is read in vain.
+  // this copy's expected share of the answer at first (an exact range matches every
+  // row), twice as many each time after, so few documents are read in vain. The
+  // coordinator's merge asks for the next slice only when it needs this copy's next row.
   let pending: Candidate[] = [];
   let at = 0;
   let slice = 0;
+  let firstSlice = req.firstSlice;
+  let lastAllMatched = true;
   const nextSlice = async (): Promise<Candidate[] | null> => {
     if (at >= pending.length) {
       const batch = await rows.next();
@@ -63,7 +68,10 @@ export function findScan(req: ShardFindRequest, source: FindScanSource, index: {
       pending = batch;
       at = 0;
     }
-    slice = Math.min(SLICE_MAX, Math.max(slice * 2, remaining, SLICE_MIN));
+    // Every candidate matched: the range is exact, keep the pace; otherwise read more at once.
+    const grow = slice > 0 && !lastAllMatched ? slice * 2 : slice;
+    slice = Math.min(SLICE_MAX, Math.max(grow, firstSlice ?? remaining, SLICE_MIN));
+    firstSlice = undefined;
     const out = pending.slice(at, at + slice);
     at += out.length;
     return out;
@@ -87,14 +95,18 @@ export function findScan(req: ShardFindRequest, source: FindScanSource, index: {
         }
         if (!req.covering) stats.docsExamined += batch.length;
         const found: FindRow[] = [];
+        let rejected = 0;
         for (let i = 0; i < batch.length && remaining > 0; i++) {
           const text = docs[i];
-          if (text === null || text === undefined) continue;
-          const doc = JSON.parse(text) as Record<string, unknown>;
-          if (!matches(doc)) continue;
-          found.push({ id: batch[i]!.id, keyJson: batch[i]!.keyJson, doc: paths ? JSON.stringify(project(doc, paths)) : text });
+          const doc = text === null || text === undefined ? undefined : (JSON.parse(text) as Record<string, unknown>);
+          if (!doc || !matches(doc)) {
+            rejected++;
+            continue;
+          }
+          found.push({ id: batch[i]!.id, keyJson: batch[i]!.keyJson, doc: paths ? JSON.stringify(project(doc, paths)) : text! });
           remaining--;
         }
+        lastAllMatched = rejected === 0;
         if (found.length > 0) {
           out.push(...found, { ...stats });
           return out;
@@ -125,7 +137,8 @@ function indexCandidates(req: ShardFindRequest, { index, view }: { index: ViewIn
     }
     return range;
   });
-  const rows = index.rows(view, ranges, req.descending, Number.MAX_SAFE_INTEGER);
+  // Read ahead about what is wanted: an exact range matches row for row.
+  const rows = index.rows(view, ranges, req.descending, Number.MAX_SAFE_INTEGER, Math.max(READ_AHEAD_MIN, req.limit));
   return mapCursor(rows, (batch) => {
     const out: Candidate[] = [];
     for (const row of batch) {

@@ -147,6 +147,11 @@ export interface ShardFindRequest {
   after?: { keyJson: string; id: string };
   /** Matching rows to hand over at most. */
   limit: number;
+  /**
+   * Candidates to examine first (the coordinator's guess of this copy's share of the
+   * answer); later slices double. Undefined: `limit`.
+   */
+  firstSlice?: number;
   conflicts: boolean;
   update: 'true' | 'false' | 'lazy';
 }

@@ -310,14 +310,14 @@ export class ViewIndex implements ChangeConsumer {
    * The rows of `view` within `ranges` (each in the query's direction), in collation
    * order then doc id; at most `limit` rows. Reads a snapshot per range.
    */
-  rows(view: number, ranges: readonly ViewKeyRange[], descending: boolean, limit: number): Cursor<ReadRow> {
+  rows(view: number, ranges: readonly ViewKeyRange[], descending: boolean, limit: number, wantedHint = limit): Cursor<ReadRow> {
     let rangeIndex = 0;
     let current: RangeReader | undefined;
     let remaining = limit;
     return {
       next: async () => {
         while (remaining > 0 && rangeIndex < ranges.length) {
-          current ??= new RangeReader(this.options.store, this.prefixes[view]!, ranges[rangeIndex]!, descending, (this.meta.side?.[view] ?? 1) > 0, this.options.sideGroupRowsMax);
+          current ??= new RangeReader(this.options.store, this.prefixes[view]!, ranges[rangeIndex]!, descending, (this.meta.side?.[view] ?? 1) > 0, this.options.sideGroupRowsMax, Math.min(remaining, wantedHint));
           const batch = await current.next();
           if (batch === null) {
             await current.close();
@@ -386,14 +386,19 @@ class RangeReader {
     descending: boolean,
     hasSide: boolean,
     private readonly groupRowsMax: number,
+    /** Rows the reader is likely to need: the first batches read about that many, not 256. */
+    wanted: number,
   ) {
     this.sign = descending ? -1 : 1;
     const low = descending ? range.endKey : range.startKey;
     const high = descending ? range.startKey : range.endKey;
     const mainCodes = mainSpaceBounds(low, high);
     const sideCodes = sideSpaceBounds(low, high);
-    this.main = store.cursor({ ...keys.viewRowBounds(prefixes.main, keys.IndexPart.Main, mainCodes), reverse: descending, valuesAsText: true }, 256);
-    this.side = hasSide ? store.cursor({ ...keys.viewRowBounds(prefixes.side, keys.IndexPart.Side, sideCodes), reverse: descending, valuesAsText: true }, 256) : emptyCursor;
+    const rows = Math.max(8, Math.min(256, wanted));
+    // Index rows are small (key, id, value): about 128 bytes each to read ahead.
+    const batch = { reverse: descending, valuesAsText: true as const, ...(rows < 256 ? { batchBytes: Math.max(1024, rows * 128) } : {}) };
+    this.main = store.cursor({ ...keys.viewRowBounds(prefixes.main, keys.IndexPart.Main, mainCodes), ...batch }, rows);
+    this.side = hasSide ? store.cursor({ ...keys.viewRowBounds(prefixes.side, keys.IndexPart.Side, sideCodes), ...batch }, rows) : emptyCursor;
     this.sideDone = !hasSide;
   }
 

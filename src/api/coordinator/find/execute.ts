@@ -78,6 +78,8 @@ export async function runFind(db: DbHandle, plan: FindPlan, run: FindRun, onDocs
     // With a quorum the coordinator reads each document again, whole, and projects it itself.
     covering: plan.covering && !quorum,
     limit: run.skip + run.limit,
+    // Each range's share of the answer, with a margin: the merge pulls more where needed.
+    firstSlice: Math.ceil(((run.skip + run.limit) / db.ranges.length) * 1.25) + 2,
     conflicts: run.conflicts,
     update: run.update,
     ...(run.fields && run.fields.length > 0 && !quorum ? { fields: run.fields } : {}),
