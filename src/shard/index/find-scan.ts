@@ -24,11 +24,10 @@ export interface FindScanSource {
   winners(ids: string[], conflicts: boolean): Promise<(string | null)[]>;
 }
 
-/** A candidate before its document is read: id, sort key, and (covering) its column values. */
+/** A candidate before its document is read: id and sort key (for a JSON index, its column values). */
 interface Candidate {
   id: string;
   keyJson: string;
-  key: unknown;
   /** The rendered document when the source already read it. */
   doc?: string | null;
 }
@@ -87,7 +86,7 @@ export function findScan(req: ShardFindRequest, source: FindScanSource, index: {
         stats.keysExamined += batch.length;
         let docs: (string | null)[];
         if (req.covering) {
-          docs = batch.map((c) => JSON.stringify(fromColumns(c.id, columns, c.key as unknown[])));
+          docs = batch.map((c) => JSON.stringify(fromColumns(c.id, columns, JSON.parse(c.keyJson) as unknown[])));
         } else if (batch.every((c) => c.doc !== undefined)) {
           docs = batch.map((c) => c.doc ?? null);
         } else {
@@ -143,7 +142,7 @@ function indexCandidates(req: ShardFindRequest, { index, view }: { index: ViewIn
     const out: Candidate[] = [];
     for (const row of batch) {
       if (after && row.id === after.id && row.keyJson === req.after!.keyJson) continue;
-      out.push({ id: row.id, keyJson: row.keyJson, key: row.key });
+      out.push({ id: row.id, keyJson: row.keyJson });
     }
     return out;
   });
@@ -171,7 +170,7 @@ function allDocsCandidates(req: ShardFindRequest, source: FindScanSource): Curso
     const out: Candidate[] = [];
     for (const row of batch) {
       if (row.id === afterId || row.id.startsWith('_design/')) continue;
-      out.push({ id: row.id, keyJson: row.idJson, key: row.id, doc: row.doc ?? null });
+      out.push({ id: row.id, keyJson: row.idJson, doc: row.doc ?? null });
     }
     return out;
   });

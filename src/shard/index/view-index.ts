@@ -378,6 +378,8 @@ class RangeReader {
   private sideExhausted = false;
   private finished = false;
   private readonly sign: number;
+  private readonly checkStart: boolean;
+  private readonly checkEnd: boolean;
 
   constructor(
     store: Store,
@@ -394,6 +396,11 @@ class RangeReader {
     const high = descending ? range.startKey : range.endKey;
     const mainCodes = mainSpaceBounds(low, high);
     const sideCodes = sideSpaceBounds(low, high);
+    // The Main part's store bounds are the exact codes of bounds without a doc id (an
+    // inclusive end): its rows need no check against them.
+    const exact = (key: unknown) => key === undefined || viewKeyCodes(key).exact !== null;
+    this.checkStart = range.startKeyDocId !== undefined || !exact(range.startKey);
+    this.checkEnd = range.endKey !== undefined && (range.endKeyDocId !== undefined || !range.inclusiveEnd || !exact(range.endKey));
     const rows = Math.max(8, Math.min(256, wanted));
     // Index rows are small (key, id, value): about 128 bytes each to read ahead.
     const batch = { reverse: descending, valuesAsText: true as const, ...(rows < 256 ? { batchBytes: Math.max(1024, rows * 128) } : {}) };
@@ -430,12 +437,13 @@ class RangeReader {
       const row = takeMain ? m! : s!;
       if (takeMain) this.mainAt++;
       else this.sideAt++;
-      if (this.afterEnd(row)) {
+      // Main rows lie within exact bounds already (no key to parse); side rows may not.
+      if ((!takeMain || this.checkEnd) && this.afterEnd(row)) {
         // Both parts are in order: nothing after this row can be in range.
         this.finished = true;
         break;
       }
-      if (!this.beforeStart(row)) out.push(row);
+      if ((takeMain && !this.checkStart) || !this.beforeStart(row)) out.push(row);
     }
     return out.length === 0 && this.finished ? null : out;
   }
