@@ -318,7 +318,7 @@ export class ViewIndex implements ChangeConsumer {
       next: async () => {
         while (remaining > 0 && rangeIndex < ranges.length) {
           current ??= new RangeReader(this.options.store, this.prefixes[view]!, ranges[rangeIndex]!, descending, (this.meta.side?.[view] ?? 1) > 0, this.options.sideGroupRowsMax, Math.min(remaining, wantedHint));
-          const batch = await current.next();
+          const batch = await current.next(Math.min(256, remaining, wantedHint));
           if (batch === null) {
             await current.close();
             current = undefined;
@@ -422,9 +422,10 @@ class RangeReader {
     return c > 0 || (c === 0 && !this.range.inclusiveEnd);
   }
 
-  async next(): Promise<ReadRow[] | null> {
+  /** The next rows in range, at most `max` (each call reads only about what it returns). */
+  async next(max: number): Promise<ReadRow[] | null> {
     const out: ReadRow[] = [];
-    while (!this.finished && out.length < 256) {
+    while (!this.finished && out.length < max) {
       if (this.mainAt >= this.mainRows.length && !this.mainDone) await this.fillMain();
       if (this.sideAt >= this.sideRows.length && !this.sideDone) await this.fillSide();
       const m = this.mainAt < this.mainRows.length ? this.mainRows[this.mainAt]! : undefined;
