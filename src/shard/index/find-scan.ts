@@ -102,7 +102,7 @@ export function findScan(req: ShardFindRequest, source: FindScanSource, index: {
             rejected++;
             continue;
           }
-          found.push({ id: batch[i]!.id, keyJson: batch[i]!.keyJson, doc: paths ? JSON.stringify(project(doc, paths)) : text! });
+          found.push({ id: batch[i]!.id, keyJson: batch[i]!.keyJson, doc: req.keysOnly ? '' : paths ? JSON.stringify(project(doc, paths)) : text! });
           remaining--;
         }
         lastAllMatched = rejected === 0;

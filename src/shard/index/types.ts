@@ -143,6 +143,8 @@ export interface ShardFindRequest {
   fields?: string[];
   /** Answer from index keys alone, reading no document (every field the query needs is a column). */
   covering: boolean;
+  /** With `covering`: send each matching row's key and id only (the coordinator reads the answered documents). */
+  keysOnly?: boolean;
   /** Resume after this row (a bookmark): its key as JSON and its doc id. */
   after?: { keyJson: string; id: string };
   /** Matching rows to hand over at most. */
@@ -160,7 +162,7 @@ export interface ShardFindRequest {
 export interface FindRow {
   id: string;
   keyJson: string;
-  /** The projected document as JSON text. */
+  /** The projected document as JSON text ('' for a keys-only request). */
   doc: string;
 }
 

@@ -14,9 +14,11 @@ import { collate, compareRaw } from '../../../shard/query/collate';
 import { compileSelector } from '../../../shard/query/mango';
 import { parseFields, project } from '../../../shard/query/mango-fields';
 import { readDocInfos } from '../doc-infos';
-import { plainRender, readBody, renderRevision } from '../doc-open';
+import { plainRender, rangeFor, readBody, renderRevision } from '../doc-open';
+import { firstLiveState } from '../range-read';
 import { mergeCursors } from '../merge';
 import { firstLiveCursor } from '../range-read';
+import type { DocInfo } from '../../../shard/types';
 import type { Cursor, DbHandle } from '../shard-client';
 import type { FindPlan } from './plan';
 
@@ -63,26 +65,41 @@ export function encodeBookmark(row: { keyJson: string; id: string }): string {
 
 type Keyed = FindRow & { key: unknown };
 
-/** Stream the answer's documents (JSON texts) to `onDocs`, in order. */
+/**
+ * Stream the answer's documents (JSON texts) to `onDocs`, in order.
+ *
+ * Three ways to read, by what the plan allows:
+ * - copies send the answer's documents, projected (and from index rows alone when the
+ *   index covers the query);
+ * - keys first: when the selector looks only at index fields but the answer needs the
+ *   documents, copies match on index rows and send keys; after the merge, skip and limit,
+ *   only the answered documents are read (one copy per range), so a limit-25 query reads
+ *   25 documents whatever the number of ranges;
+ * - with `r` above 1, copies send whole documents and each is read again from `r` copies.
+ * Read again, a document is matched again (it may have changed since its index row was
+ * read) and projected here; skip and limit count what still matches.
+ */
 export async function runFind(db: DbHandle, plan: FindPlan, run: FindRun, onDocs: (docs: string[]) => Promise<void>): Promise<FindOutcome> {
   const outcome: FindOutcome = { bookmark: run.bookmark ?? 'nil', keysExamined: 0, docsExamined: 0, quorumDocsExamined: 0, resultsReturned: 0 };
   if (plan.nothing || run.limit === 0) return outcome;
   const after = run.bookmark !== undefined ? decodeBookmark(run.bookmark) : undefined;
   const quorum = run.r > 1;
+  const keysFirst = !quorum && plan.selectorCovered && !plan.covering;
+  const direct = !quorum && !keysFirst;
   const source: ShardFindRequest['source'] = plan.index.type === 'special' ? { kind: 'all_docs' } : { kind: 'view', ddoc: plan.index.ref!, view: plan.index.name };
   const request: ShardFindRequest = {
     source,
     ranges: plan.ranges,
     descending: plan.descending,
     selector: run.selector,
-    // With a quorum the coordinator reads each document again, whole, and projects it itself.
-    covering: plan.covering && !quorum,
+    covering: (plan.covering && direct) || keysFirst,
+    ...(keysFirst ? { keysOnly: true } : {}),
     limit: run.skip + run.limit,
     // Each range's share of the answer, with a margin: the merge pulls more where needed.
     firstSlice: Math.ceil(((run.skip + run.limit) / db.ranges.length) * 1.25) + 2,
     conflicts: run.conflicts,
     update: run.update,
-    ...(run.fields && run.fields.length > 0 && !quorum ? { fields: run.fields } : {}),
+    ...(run.fields && run.fields.length > 0 && direct ? { fields: run.fields } : {}),
     ...(after ? { after } : {}),
   };
   const stats: FindStats[] = db.ranges.map(() => ({ stats: true, keysExamined: 0, docsExamined: 0 }));
@@ -90,20 +107,22 @@ export async function runFind(db: DbHandle, plan: FindPlan, run: FindRun, onDocs
   const cursors = db.ranges.map((range, i) => rowsOf(firstLiveCursor(range.copies, (copy) => copy.findRows(request)), byId, (s) => (stats[i] = s)));
   let last: Keyed | undefined;
   const compare = byId ? (a: Keyed, b: Keyed) => compareRaw(a.id, b.id) : (a: Keyed, b: Keyed) => collate(a.key, b.key) || compareRaw(a.id, b.id);
-  if (!quorum) {
+  if (direct) {
     await mergeCursors(cursors, compare, { descending: plan.descending, skip: run.skip, limit: run.limit }, async (rows) => {
       last = rows[rows.length - 1];
       outcome.resultsReturned += rows.length;
       await onDocs(rows.map((r) => r.doc));
     });
   } else {
-    // Skip and limit count documents that still match once read with the quorum.
-    const requorum = quorumReader(db, run);
+    const reread = rereader(db, run);
     let skip = run.skip;
     try {
       await mergeCursors(cursors, compare, { descending: plan.descending, skip: 0, limit: Number.MAX_SAFE_INTEGER }, async (rows) => {
-        outcome.quorumDocsExamined += rows.length;
-        const kept = await requorum(rows);
+        // Keys first: rows matched on their index keys, so read only as many as still wanted.
+        const wanted = keysFirst ? rows.slice(0, skip + run.limit - outcome.resultsReturned) : rows;
+        if (quorum) outcome.quorumDocsExamined += wanted.length;
+        else outcome.docsExamined += wanted.length;
+        const kept = await reread(wanted);
         const from = Math.min(skip, kept.length);
         skip -= from;
         const take = kept.slice(from, from + run.limit - outcome.resultsReturned);
@@ -130,31 +149,69 @@ export async function runFind(db: DbHandle, plan: FindPlan, run: FindRun, onDocs
 const enough = Symbol('limit reached');
 
 /**
- * Rows read again with quorum `r`: each document's winner as `r` copies agree on it,
- * kept when it still matches the selector, then projected.
+ * Rows read again: each document's winner (from `r` copies that agree on it when `r` is
+ * above 1, else from one live copy of its range), kept when it still matches the
+ * selector, then projected.
  */
-function quorumReader(db: DbHandle, run: FindRun): (rows: Keyed[]) => Promise<Keyed[]> {
+function rereader(db: DbHandle, run: FindRun): (rows: Keyed[]) => Promise<Keyed[]> {
   const matches = compileSelector(run.selector);
   const paths = run.fields && run.fields.length > 0 ? parseFields(run.fields) : undefined;
   return async (rows) => {
-    const infos = await readDocInfos(db, rows.map((r) => r.id), { r: run.r, timeoutMs: run.timeoutMs });
+    const docs = await readWinners(db, rows, run);
     const kept: Keyed[] = [];
-    for (let i = 0; i < rows.length; i++) {
-      const row = rows[i]!;
-      const info = infos[i];
-      if (!info || info.winner.deleted) continue;
-      let text = row.doc;
-      if ((JSON.parse(text) as { _rev?: unknown })._rev !== info.winner.rev) {
-        const body = await readBody(db, row.id, info.winner.rev);
-        if (body === undefined) continue;
-        text = await renderRevision(db, info, info.winner, body, { ...plainRender, conflicts: run.conflicts });
-      }
+    rows.forEach((row, i) => {
+      const text = docs[i];
+      if (text === undefined) return;
       const doc = JSON.parse(text) as Record<string, unknown>;
-      if (!matches(doc)) continue;
-      kept.push({ ...row, doc: paths ? JSON.stringify(project(doc, paths)) : text });
-    }
+      if (matches(doc)) kept.push({ ...row, doc: paths ? JSON.stringify(project(doc, paths)) : text });
+    });
     return kept;
   };
+}
+
+/** The winning documents of rows, rendered (undefined for one deleted or gone meanwhile). */
+async function readWinners(db: DbHandle, rows: Keyed[], run: FindRun): Promise<(string | undefined)[]> {
+  const out: (string | undefined)[] = rows.map(() => undefined);
+  const ids = rows.map((r) => r.id);
+  const render = (info: DocInfo, body: string) => renderRevision(db, info, info.winner, body, { ...plainRender, conflicts: run.conflicts });
+  if (run.r > 1) {
+    const infos = await readDocInfos(db, ids, { r: run.r, timeoutMs: run.timeoutMs });
+    return Promise.all(
+      rows.map(async (row, i) => {
+        const info = infos[i];
+        if (!info || info.winner.deleted) return undefined;
+        // The copy sent the revision the quorum agrees on (and no _conflicts to merge): no second read.
+        if (!run.conflicts && row.doc !== '' && (JSON.parse(row.doc) as { _rev?: unknown })._rev === info.winner.rev) return row.doc;
+        const body = await readBody(db, row.id, info.winner.rev);
+        return body === undefined ? undefined : render(info, body);
+      }),
+    );
+  }
+  // One live copy per range: the ids of each range in one call.
+  const byRange = new Map<number, number[]>();
+  ids.forEach((id, i) => {
+    const range = rangeFor(db, id).index;
+    const positions = byRange.get(range);
+    if (positions) positions.push(i);
+    else byRange.set(range, [i]);
+  });
+  await Promise.all(
+    [...byRange].map(async ([rangeIndex, positions]) => {
+      const range = db.ranges[rangeIndex]!;
+      await firstLiveState(range.copies, async (copy) => {
+        const found = await copy.getDocInfos(positions.map((i) => ids[i]!));
+        const live = positions.map((p, j) => ({ p, info: found[j] })).filter((x) => x.info && !x.info.winner.deleted);
+        const texts = await copy.readBodies(live.map((x) => ({ id: ids[x.p]!, rev: x.info!.winner.rev })));
+        await Promise.all(
+          live.map(async (x, j) => {
+            const body = texts[j];
+            if (body !== undefined) out[x.p] = await render(x.info!, body);
+          }),
+        );
+      });
+    }),
+  );
+  return out;
 }
 
 /** A copy's find stream as rows with parsed keys; headers dropped, stats handed to `onStats`. */

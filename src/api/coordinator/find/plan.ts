@@ -126,6 +126,11 @@ export interface FindPlan {
   nothing: boolean;
   descending: boolean;
   covering: boolean;
+  /**
+   * The selector looks only at the index's fields (and `_id`): copies can match on index
+   * rows alone and send keys, and only the answered documents are read (keys first).
+   */
+  selectorCovered: boolean;
   /** Warnings to answer with, in CouchDB's order. */
   warnings: string[];
   candidates: Candidate[];
@@ -201,6 +206,7 @@ export function plan(input: PlanInput, indexes: readonly MangoIndex[], limits: P
     nothing,
     descending,
     covering,
+    selectorCovered: index.type === 'json' && [...fieldsOf(normal)].every((f) => heldBy(index).has(f)),
     warnings,
     candidates,
     hints: { indexable: indexable.map(display).sort(), unindexable: all.filter((f) => !indexable.includes(f)).map(display).sort() },
@@ -359,9 +365,14 @@ function idRanges(normal: Node): { ranges: FindKeyRange[]; nothing: boolean } {
   return { ranges: [range], nothing: false };
 }
 
+/** What an index row holds of a document: its fields and `_id`. */
+function heldBy(index: MangoIndex): Set<string> {
+  return new Set([...index.paths.map(pathKey), pathKey(['_id'])]);
+}
+
 function isCovering(index: MangoIndex, input: PlanInput, normal: Node): boolean {
   if (index.type !== 'json' || !input.fields || input.fields.length === 0 || input.conflicts) return false;
-  const held = new Set([...index.paths.map(pathKey), pathKey(['_id'])]);
+  const held = heldBy(index);
   const wanted = [...input.fields.map((f) => pathKey(parseField(f))), ...fieldsOf(normal)];
   return wanted.every((f) => held.has(f));
 }
