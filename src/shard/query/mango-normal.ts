@@ -76,11 +76,17 @@ function field(path: string[], op: string, arg: unknown, negated: boolean): Node
   return other ? { kind: 'field', path, op: other, arg } : { kind: 'not', path, op, arg };
 }
 
-/** Nested `$and` in `$and` (and `$or` in `$or`) become one; a one-item group is its item. */
+/**
+ * Nested `$and` in `$and` (and `$or` in `$or`) become one; a one-item group is its item.
+ * An empty group of either kind matches everything (as the matcher reads it), so it
+ * drops out of an `$and` but makes a whole `$or` match everything: merging an empty
+ * `$or` into its parent `$or` would lose that branch.
+ */
 function flatten(node: Node): Node {
   if (node.kind !== 'and' && node.kind !== 'or') return node;
   const items: Node[] = [];
   for (const item of node.items.map(flatten)) {
+    if (node.kind === 'or' && (item.kind === 'and' || item.kind === 'or') && item.items.length === 0) return { kind: 'and', items: [] };
     if (item.kind === node.kind) items.push(...item.items);
     else items.push(item);
   }
