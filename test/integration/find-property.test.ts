@@ -71,10 +71,13 @@ for (const spec of indexSpecs) {
 // ---- documents ------------------------------------------------------------------
 
 const aValues: unknown[] = [0, 1, 2, 3, -1, 1.5, 10, '1', 'a', 'A', 'é', null, true, false, [1, 2], [], [3], [1, 'a'], { x: 1 }];
+const longStrings = ['a'.repeat(70), 'a'.repeat(70) + 'b', 'a'.repeat(70) + 'B', 'a'.repeat(66) + 'é', 'é'.repeat(66) + 'x', '日'.repeat(65) + 'a'];
 const bValues: unknown[] = ['a', 'A', 'b', 'B', 'e', 'é', 'E', 'É', 'Ä', 'ä', 'ß', 'ss', '日本', '日', 'abc', 'Abc', 'ab', '', 0, 1, 10, -2, null, true, ['a'],
   // Longer strings that collate below their own prefix: a Thai prevowel before its
   // consonant, a combining mark that reorders before the grave of "À", waw + hamza.
-  'เง', 'À\u0332', '\u0648\u0654'];
+  'เง', 'À\u0332', '\u0648\u0654',
+  // Past the key codec's 64 primaries, with differences after that point; emoji; mixed scripts.
+  ...longStrings, '😀', 'a😀', 'Zürich', 'zurich', 'ä日本'];
 const dValues: unknown[] = [0, 1, 2, 'x', 'X', 'é', null, false, [1], { e: 1 }];
 const tagValues: unknown[] = ['x', 'y', 'z', 'X', 'é', 1, 2, null];
 
@@ -114,10 +117,10 @@ const rawDocs = [
 // ---- selectors --------------------------------------------------------------------
 
 const fieldNames = ['a', 'b', 'c.d', 'tags', 'n', '_id', 'c', 'tags.0', 'a.0'];
-const scalar = fc.constantFrom<unknown>(0, 1, 2, 3, -1, 1.5, 10, '1', 'a', 'A', 'b', 'B', 'e', 'é', 'E', 'Ä', 'ß', 'ss', '日本', 'abc', 'x', 'X', 'd100', 'é', '', null, true, false);
+const scalar = fc.constantFrom<unknown>(0, 1, 2, 3, -1, 1.5, 10, '1', 'a', 'A', 'b', 'B', 'e', 'é', 'E', 'Ä', 'ß', 'ss', '日本', 'abc', 'x', 'X', 'd100', 'é', '', null, true, false, ...longStrings, 'a'.repeat(70) + 'a', 'a'.repeat(68), '😀', 'Zürich', 'zürich', 'ä');
 const value = fc.oneof({ weight: 6, arbitrary: scalar }, { weight: 1, arbitrary: fc.constantFrom<unknown>([1, 2], [], [3], ['a'], { x: 1 }, { e: 1 }, {}) });
 const values = fc.array(value, { maxLength: 4 });
-const prefix = fc.constantFrom('a', 'A', 'é', 'e', 'd', 'D', '日', 'ab', '', 'x', 'z0', 'เ', 'À', '\u0648');
+const prefix = fc.constantFrom('a', 'A', 'é', 'e', 'd', 'D', '日', 'ab', '', 'x', 'z0', 'เ', 'À', '\u0648', 'a'.repeat(69), 'é'.repeat(66), 'Zü');
 const pattern = fc.constantFrom('^a', '(?i)^a', 'é', '^[A-Z]', 'b$', '日', '^d0', '.', '^$', '(?i)É', '\\d');
 
 const opCondition: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
