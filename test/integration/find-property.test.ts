@@ -51,6 +51,8 @@ const indexSpecs: IndexSpec[] = [
   { ddoc: 'icd', fields: ['c.d'] },
   { ddoc: 'iba', fields: [{ b: 'desc' }, { a: 'desc' }] },
   { ddoc: 'ipart', fields: ['a'], partial: { b: { $type: 'string' } } },
+  // A field whose name holds a dot ("e.f"), written escaped.
+  { ddoc: 'ie', fields: ['e\\.f'] },
 ];
 
 interface KnownIndex {
@@ -98,6 +100,7 @@ function makeDocs(rand: () => number): Doc[] {
     if (t < 0.6) doc.tags = Array.from({ length: Math.floor(rand() * 4) }, () => pick(tagValues));
     else if (t < 0.65) doc.tags = 'x';
     if (rand() < 0.7) doc.n = Math.floor(rand() * 20) - 3;
+    if (rand() < 0.3) doc['e.f'] = pick(dValues);
     docs.push(doc);
   }
   return docs;
@@ -116,7 +119,7 @@ const rawDocs = [
 
 // ---- selectors --------------------------------------------------------------------
 
-const fieldNames = ['a', 'b', 'c.d', 'tags', 'n', '_id', 'c', 'tags.0', 'a.0'];
+const fieldNames = ['a', 'b', 'c.d', 'tags', 'n', '_id', 'c', 'tags.0', 'a.0', 'e\\.f'];
 const scalar = fc.constantFrom<unknown>(0, 1, 2, 3, -1, 1.5, 10, '1', 'a', 'A', 'b', 'B', 'e', 'é', 'E', 'Ä', 'ß', 'ss', '日本', 'abc', 'x', 'X', 'd100', 'é', '', null, true, false, ...longStrings, 'a'.repeat(70) + 'a', 'a'.repeat(68), '😀', 'Zürich', 'zürich', 'ä');
 const value = fc.oneof({ weight: 6, arbitrary: scalar }, { weight: 1, arbitrary: fc.constantFrom<unknown>([1, 2], [], [3], ['a'], { x: 1 }, { e: 1 }, {}) });
 const values = fc.array(value, { maxLength: 4 });
@@ -141,6 +144,7 @@ const opCondition: fc.Arbitrary<Record<string, unknown>> = fc.oneof(
   fc.record({ $regex: pattern }),
   fc.record({ $beginsWith: prefix }),
   fc.record({ $all: fc.array(scalar, { maxLength: 2 }) }),
+  fc.record({ $keyMapMatch: fc.record({ $in: fc.constantFrom(['d'], ['x', 'd'], ['e']) }) }),
 );
 
 /** A condition on one field (or, inside $elemMatch/$allMatch, on the element). */
@@ -180,8 +184,8 @@ const { selector } = fc.letrec<{ selector: Record<string, unknown> }>((tie) => (
   ),
 }));
 
-const sorts: Sort[] = [['a'], [{ a: 'desc' }], ['a', 'b'], [{ a: 'desc' }, { b: 'desc' }], ['b'], [{ b: 'desc' }], [{ b: 'desc' }, { a: 'desc' }], ['b', 'a'], ['c.d'], [{ 'c.d': 'desc' }], ['_id'], [{ _id: 'desc' }]];
-const projections: string[][] = [['_id'], ['_id', 'a'], ['a', 'b'], ['c.d'], ['_id', 'c.d', 'tags'], ['c'], ['b', '_id'], ['tags.0', 'a.0'], ['a', 'c.d', '_rev'], ['_id', 'b', 'a']];
+const sorts: Sort[] = [['a'], [{ a: 'desc' }], ['a', 'b'], [{ a: 'desc' }, { b: 'desc' }], ['b'], [{ b: 'desc' }], [{ b: 'desc' }, { a: 'desc' }], ['b', 'a'], ['c.d'], [{ 'c.d': 'desc' }], ['_id'], [{ _id: 'desc' }], ['e\\.f']];
+const projections: string[][] = [['_id'], ['_id', 'a'], ['a', 'b'], ['c.d'], ['_id', 'c.d', 'tags'], ['c'], ['b', '_id'], ['tags.0', 'a.0'], ['a', 'c.d', '_rev'], ['_id', 'b', 'a'], ['e\\.f'], ['_id', 'e\\.f']];
 
 interface Query {
   selector: Record<string, unknown>;
@@ -415,6 +419,9 @@ const regressions: Query[] = [
   { ...plain, selector: { b: { $beginsWith: 'เ' } } },
   { ...plain, selector: { b: { $beginsWith: 'À' } }, sort: ['b'] },
   { ...plain, selector: { b: { $beginsWith: '\u0648' } }, sort: [{ b: 'desc' }] },
+  // Fixed examples the generator does not reach: more ranges than findRangesMax (256).
+  { ...plain, selector: { a: { $in: [...Array.from({ length: 300 }, (_, i) => i - 5), 'a', 'A', null, true] } }, sort: [{ a: 'desc' }], page: true },
+  { ...plain, selector: { a: { $in: Array.from({ length: 20 }, (_, i) => i - 3) }, b: { $in: [...bValues.slice(0, 19), 'zz'] } }, sort: ['a', 'b'], page: true },
 ];
 
 test('_find regressions', async () => {
