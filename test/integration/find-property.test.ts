@@ -346,7 +346,7 @@ async function check(q: Query, useIndex: string | undefined): Promise<void> {
   }
   assert.equal(explained.status, 200, `${label}: _explain ${explained.text}`);
   const chosenId: string = explained.body.index.ddoc ?? '_all_docs';
-  tally(`via ${chosenId}${useIndex && chosenId !== `_design/${useIndex}` ? ' (fell back)' : ''}`);
+  tally(`via ${chosenId}${useIndex && chosenId !== `_design/${useIndex}` ? ' (use_index named another)' : ''}`);
   if ((explained.body.ranges as unknown[]).length > 1) tally('several ranges');
   if (explained.body.covering) tally('covering');
   const index = known.get(chosenId);
@@ -444,7 +444,7 @@ test(`_find answers as the reference matcher (FIND_SEED=${seed})`, async (t) => 
       try {
         compileSelector(q.selector);
       } catch {
-        fc.pre(false); // not a valid selector (e.g. an empty $all under $not is fine, but nothing else should be)
+        fc.pre(false); // not a valid selector: nothing to compare (the generator aims to make only valid ones)
       }
       await checkAll(q);
     }),
