@@ -76,11 +76,17 @@ function field(path: string[], op: string, arg: unknown, negated: boolean): Node
   return other ? { kind: 'field', path, op: other, arg } : { kind: 'not', path, op, arg };
 }
 
-/** Nested `$and` in `$and` (and `$or` in `$or`) become one; a one-item group is its item. */
+/**
+ * Nested `$and` in `$and` (and `$or` in `$or`) become one; a one-item group is its item.
+ * An empty group of either kind matches everything (as the matcher reads it), so it
+ * drops out of an `$and` but makes a whole `$or` match everything: merging an empty
+ * `$or` into its parent `$or` would lose that branch.
+ */
 function flatten(node: Node): Node {
   if (node.kind !== 'and' && node.kind !== 'or') return node;
   const items: Node[] = [];
   for (const item of node.items.map(flatten)) {
+    if (node.kind === 'or' && (item.kind === 'and' || item.kind === 'or') && item.items.length === 0) return { kind: 'and', items: [] };
     if (item.kind === node.kind) items.push(...item.items);
     else items.push(item);
   }
@@ -223,11 +229,27 @@ function opIntervals(op: string, arg: unknown, cmp: Compare): Interval[] | undef
       return normalizeSet([...points, allArrays], cmp);
     }
     case '$beginsWith':
-      // Strings from the prefix on, up to the end of strings (arrays come next).
-      return [{ low: arg, lowIncl: true, high: [], highIncl: false }];
+      // Strings from (nearly) the prefix on, up to the end of strings (arrays come next).
+      return [{ low: prefixFloor(arg as string), lowIncl: true, high: [], highIncl: false }];
     default:
       return undefined;
   }
+}
+
+/**
+ * A string that collates at or below every string beginning with `prefix`. The prefix
+ * itself is not always one: a longer string can collate below it when its next
+ * characters reorder or contract with the prefix's last ones ("เง" < "เ", a Thai
+ * prevowel; "À\u0332" < "À", canonical reordering of combining marks; "\u0648\u0654"
+ * < "\u0648", a contraction). So the prefix is cut back to end in a printable ASCII
+ * character or a CJK ideograph, which (checked against every BMP code point as the
+ * next character) never combine with what follows; "" when none is left.
+ */
+function prefixFloor(prefix: string): string {
+  const chars = [...prefix];
+  let end = chars.length;
+  while (end > 0 && !/^[\x20-\x7e\u4e00-\u9fff]$/.test(chars[end - 1]!)) end--;
+  return chars.slice(0, end).join('');
 }
 
 export function isPoint(i: Interval, cmp: Compare): boolean {
