@@ -464,7 +464,7 @@ describe('bad input never crashes the node', () => {
       { method: 'PATCH', path: `/${db}/x`, body: {}, status: 405, error: 'method_not_allowed' },
       { method: 'POST', path: `/${db}/_revs_diff`, body: { x: 'notalist' }, status: 400 },
       { method: 'GET', path: '/_nope', status: 400 },
-      { method: 'POST', path: `/${db}/_find`, body: {}, status: 501, error: 'not_implemented' },
+      { method: 'POST', path: `/${db}/_find`, body: {}, status: 400, error: 'missing_required_key' },
       { method: 'POST', path: '/_replicate', body: {}, status: 501 },
     ];
     for (const c of cases) {
