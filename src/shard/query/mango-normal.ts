@@ -177,6 +177,9 @@ export interface Interval {
 
 export type Compare = (a: unknown, b: unknown) => number;
 
+/** `$in` lists longer than this bound no range (matching still uses every value). */
+const IN_VALUES_MAX = 1024;
+
 /** Every array, and nothing else: [] is the least array, {} the least object (the next type). */
 const allArrays: Interval = { low: [], lowIncl: true, high: {}, highIncl: false };
 
@@ -224,6 +227,8 @@ function opIntervals(op: string, arg: unknown, cmp: Compare): Interval[] | undef
     case '$lte':
       return [{ lowIncl: false, high: arg, highIncl: true }];
     case '$in': {
+      // Sorting a huge list would stall the planner; no query reads that many ranges anyway.
+      if ((arg as unknown[]).length > IN_VALUES_MAX) return undefined;
       // An array field matches when one of its elements is in the list: keep every array.
       const points = (arg as unknown[]).filter((v) => !Array.isArray(v)).map((v) => ({ low: v, lowIncl: true, high: v, highIncl: true }));
       return normalizeSet([...points, allArrays], cmp);

@@ -133,8 +133,9 @@ async function bulkDelete(ctx: Ctx, db: DbHandle): Promise<void> {
   const body = await ctx.readJsonObject();
   const ids = body.docids;
   if (!Array.isArray(ids) || ids.some((id) => typeof id !== 'string' || id === '')) {
-    throw new BadRequestError(`Bulk Delete requires an array of non-null docids. Docids: ${JSON.stringify(ids) ?? 'undefined'}`, 'invalid_bulk_docs');
+    throw new BadRequestError(`Bulk Delete requires an array of non-null docids. Docids: ${(JSON.stringify(ids) ?? 'undefined').slice(0, 100)}`, 'invalid_bulk_docs');
   }
+  if (ids.length > ctx.limits.bulkDocsMax) throw new BadRequestError(`At most ${ctx.limits.bulkDocsMax} docids per _bulk_delete`, 'invalid_bulk_docs');
   const success: { id: string; ok: true }[] = [];
   const fail: { id: string; error: string }[] = [];
   for (const raw of ids as string[]) {
