@@ -92,7 +92,8 @@ export async function renderRevision(
   options: RenderOptions,
 ): Promise<string> {
   const tail: [string, unknown][] = [];
-  const leaves = sortedLeaves(info.tree);
+  // Sorting the leaves costs a walk of the tree: only for the options that show them.
+  const leaves = options.conflicts || options.deletedConflicts ? sortedLeaves(info.tree) : [];
   if (options.conflicts) {
     const conflicts = conflictRevs(leaves, node.rev);
     if (conflicts.length > 0) tail.push(['_conflicts', conflicts]);

@@ -84,25 +84,24 @@ export function findScan(req: ShardFindRequest, source: FindScanSource, index: {
         const batch = await nextSlice();
         if (batch === null) break;
         stats.keysExamined += batch.length;
-        let docs: (string | null)[];
-        if (req.covering) {
-          docs = batch.map((c) => JSON.stringify(fromColumns(c.id, columns, JSON.parse(c.keyJson) as unknown[])));
-        } else if (batch.every((c) => c.doc !== undefined)) {
-          docs = batch.map((c) => c.doc ?? null);
-        } else {
-          docs = await source.winners(batch.map((c) => c.id), req.conflicts);
-        }
+        // Each candidate's document: built from its index row (covering), or read.
+        let docs: (string | null)[] | undefined;
+        let built: Record<string, unknown>[] | undefined;
+        if (req.covering) built = batch.map((c) => fromColumns(c.id, columns, JSON.parse(c.keyJson) as unknown[]));
+        else if (batch.every((c) => c.doc !== undefined)) docs = batch.map((c) => c.doc ?? null);
+        else docs = await source.winners(batch.map((c) => c.id), req.conflicts);
         if (!req.covering) stats.docsExamined += batch.length;
         const found: FindRow[] = [];
         let rejected = 0;
         for (let i = 0; i < batch.length && remaining > 0; i++) {
-          const text = docs[i];
-          const doc = text === null || text === undefined ? undefined : (JSON.parse(text) as Record<string, unknown>);
+          const text = docs?.[i];
+          const doc = built ? built[i] : text === null || text === undefined ? undefined : (JSON.parse(text) as Record<string, unknown>);
           if (!doc || !matches(doc)) {
             rejected++;
             continue;
           }
-          found.push({ id: batch[i]!.id, keyJson: batch[i]!.keyJson, doc: req.keysOnly ? '' : paths ? JSON.stringify(project(doc, paths)) : text! });
+          const answer = req.keysOnly ? '' : paths ? JSON.stringify(project(doc, paths)) : (text ?? JSON.stringify(doc));
+          found.push({ id: batch[i]!.id, keyJson: batch[i]!.keyJson, doc: answer });
           remaining--;
         }
         lastAllMatched = rejected === 0;

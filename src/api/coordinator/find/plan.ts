@@ -33,6 +33,7 @@ import { indexDef } from '../../../shard/index/design';
 import { collate, collateRaw } from '../../../shard/query/collate';
 import {
   constantFields,
+  fieldName,
   fieldsOf,
   indexableFields,
   isPoint,
@@ -218,7 +219,7 @@ function stripDesign(id: string): string {
 }
 
 function display(key: string): string {
-  return key.split('\u0000').map((s) => s.replace(/\./g, '\\.')).join('.');
+  return fieldName(key.split('\u0000'));
 }
 
 function unusable(index: MangoIndex, normal: Node, required: Set<string>, constant: Set<string>, sortKeys: string[]): Reason | undefined {

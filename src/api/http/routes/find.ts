@@ -47,26 +47,26 @@ export async function findRoute(ctx: Ctx, dbName: string, explain: boolean): Pro
   const planned = await planFor(ctx, db, params);
   if (explain) return ctx.send(200, explainBody(db, params, planned));
   const update = params.stale === 'ok' || !params.update ? 'false' : 'true';
+  // The answer is gathered up to BUFFER_BYTES and sent in one write with a length (most
+  // answers: one syscall, no chunking); a bigger one streams from there on.
   let first = true;
   let streaming = false;
+  let pending = '{"docs":[';
+  const flush = async () => {
+    if (!streaming) ctx.startStream(200);
+    streaming = true;
+    const text = pending;
+    pending = '';
+    await ctx.write(text);
+  };
   const outcome: FindOutcome = await runFind(db, planned, { selector: params.selector, fields: params.fields, limit: params.limit, skip: params.skip, bookmark: params.bookmark, conflicts: params.conflicts, update, r: params.r, timeoutMs: ctx.limits.quorumTimeoutMs }, async (docs) => {
     if (ctx.signal.aborted) throw new Error('client went away');
-    if (!streaming) {
-      ctx.startStream(200);
-      await ctx.write('{"docs":[');
-      streaming = true;
-    }
-    let chunk = '';
     for (const doc of docs) {
-      chunk += (first ? '\r\n' : ',\r\n') + doc;
+      pending += (first ? '\r\n' : ',\r\n') + doc;
       first = false;
     }
-    await ctx.write(chunk);
+    if (pending.length >= BUFFER_BYTES) await flush();
   });
-  if (!streaming) {
-    ctx.startStream(200);
-    await ctx.write('{"docs":[');
-  }
   ctx.services.onFind?.(planned.index.type === 'json' ? 'json' : '_all_docs', outcome.docsExamined + outcome.quorumDocsExamined);
   const warnings = [...planned.warnings];
   const ratio = ctx.limits.findScanWarningRatio;
@@ -85,8 +85,13 @@ export async function findRoute(ctx: Ctx, dbName: string, explain: boolean): Pro
     tail += ',\r\n"execution_stats":' + JSON.stringify(stats);
   }
   if (warnings.length > 0) tail += ',\r\n"warning":' + JSON.stringify(warnings.join('\n'));
-  ctx.end(tail + '}\r\n');
+  pending += tail + '}\r\n';
+  if (streaming) return ctx.end(pending);
+  ctx.sendBytes(200, Buffer.from(pending, 'utf8'), { 'Content-Type': 'application/json' });
 }
+
+/** Answer bytes gathered before the response starts streaming. */
+const BUFFER_BYTES = 64 * 1024;
 
 /** The plan, from the node's design-document cache (read again once when `use_index` names an index it lacks). */
 async function planFor(ctx: Ctx, db: DbHandle, params: FindParams): Promise<FindPlan> {
