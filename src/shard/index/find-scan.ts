@@ -53,8 +53,9 @@ export function findScan(req: ShardFindRequest, source: FindScanSource, index: {
   let done = false;
   // Candidates read from the source but not examined yet, and how many to examine next:
   // this copy's expected share of the answer at first (an exact range matches every
-  // row), twice as many each time after, so few documents are read in vain. The
-  // coordinator's merge asks for the next slice only when it needs this copy's next row.
+  // row), as many again while every candidate matches, twice as many after a slice that
+  // rejected some, so few documents are read in vain. The coordinator's merge asks for
+  // the next slice only when it needs this copy's next row.
   let pending: Candidate[] = [];
   let at = 0;
   let slice = 0;
