@@ -144,6 +144,15 @@ export class DesignFunctions {
     return pending;
   }
 
+  /**
+   * Ask the copies for their design sequences on next use, whatever `recheckMs` says
+   * (a design document made through another node a moment ago); reloads only if one moved.
+   */
+  recheck(uuid: string): void {
+    const entry = this.entries.get(uuid);
+    if (entry) entry.checkedAt = 0;
+  }
+
   /** A design document of the database was written through this node: reload on next use. */
   forget(uuid: string): void {
     this.generation++;

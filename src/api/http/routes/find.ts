@@ -100,7 +100,8 @@ async function planFor(ctx: Ctx, db: DbHandle, params: FindParams): Promise<Find
   const names = (i: MangoIndex) => i.ddoc === params.useIndex[0] && (params.useIndex.length === 1 || i.name === params.useIndex[1]);
   if (params.useIndex.length > 0 && !indexes.some(names)) {
     // Made through another node a moment ago: its design document may not be cached yet.
-    ctx.services.designDocs.forget(db.uuid);
+    // Only the copies' design sequences are asked again; nothing reloads unless one moved.
+    ctx.services.designDocs.recheck(db.uuid);
     indexes = await indexesOf(ctx, db);
   }
   return plan(input, indexes, { rangesMax: ctx.limits.findRangesMax });
