@@ -35,8 +35,6 @@ interface Candidate {
 /** Candidates examined together at least and at most (one document read each). */
 const SLICE_MIN = 8;
 const SLICE_MAX = 256;
-/** Index rows read ahead at least per batch (more when the query wants more). */
-const READ_AHEAD_MIN = 32;
 
 /**
  * The find stream of one copy. `index` is the opened, up-to-date index for a view
@@ -136,8 +134,8 @@ function indexCandidates(req: ShardFindRequest, { index, view }: { index: ViewIn
     }
     return range;
   });
-  // Read ahead about what is wanted: an exact range matches row for row.
-  const rows = index.rows(view, ranges, req.descending, Number.MAX_SAFE_INTEGER, Math.max(READ_AHEAD_MIN, req.limit));
+  // Read ahead about this copy's first slice: an exact range matches row for row.
+  const rows = index.rows(view, ranges, req.descending, Number.MAX_SAFE_INTEGER, Math.max(SLICE_MIN, req.firstSlice ?? req.limit));
   return mapCursor(rows, (batch) => {
     const out: Candidate[] = [];
     for (const row of batch) {

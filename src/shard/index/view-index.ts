@@ -401,11 +401,15 @@ class RangeReader {
     const exact = (key: unknown) => key === undefined || viewKeyCodes(key).exact !== null;
     this.checkStart = range.startKeyDocId !== undefined || !exact(range.startKey);
     this.checkEnd = range.endKey !== undefined && (range.endKeyDocId !== undefined || !range.inclusiveEnd || !exact(range.endKey));
+    // Read about what is wanted first (index rows are ~100 bytes: key, id, value), full
+    // batches if the reader goes on: converting rows nobody reads is most of a short read.
     const rows = Math.max(8, Math.min(256, wanted));
-    // Index rows are small (key, id, value): about 128 bytes each to read ahead.
-    const batch = { reverse: descending, valuesAsText: true as const, ...(rows < 256 ? { batchBytes: Math.max(1024, rows * 128) } : {}) };
-    this.main = store.cursor({ ...keys.viewRowBounds(prefixes.main, keys.IndexPart.Main, mainCodes), ...batch }, rows);
-    this.side = hasSide ? store.cursor({ ...keys.viewRowBounds(prefixes.side, keys.IndexPart.Side, sideCodes), ...batch }, rows) : emptyCursor;
+    const open = (bounds: { gte?: Buffer; lt?: Buffer }) => {
+      const options = { ...bounds, reverse: descending, valuesAsText: true as const };
+      return rows < 256 ? store.rampCursor(options, rows, Math.max(512, rows * 100)) : store.cursor(options, 256);
+    };
+    this.main = open(keys.viewRowBounds(prefixes.main, keys.IndexPart.Main, mainCodes));
+    this.side = hasSide ? open(keys.viewRowBounds(prefixes.side, keys.IndexPart.Side, sideCodes)) : emptyCursor;
     this.sideDone = !hasSide;
   }
 
