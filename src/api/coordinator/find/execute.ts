@@ -15,9 +15,8 @@ import { compileSelector } from '../../../shard/query/mango';
 import { parseFields, project } from '../../../shard/query/mango-fields';
 import { readDocInfos } from '../doc-infos';
 import { plainRender, rangeFor, readBody, renderRevision } from '../doc-open';
-import { firstLiveState } from '../range-read';
 import { mergeCursors } from '../merge';
-import { firstLiveCursor } from '../range-read';
+import { firstLiveCursor, firstLiveState } from '../range-read';
 import type { DocInfo } from '../../../shard/types';
 import type { Cursor, DbHandle } from '../shard-client';
 import type { FindPlan } from './plan';
@@ -33,7 +32,7 @@ export interface FindRun {
   update: 'true' | 'false' | 'lazy';
   /** Copies that must agree on each document: above 1, every candidate is read again with that quorum. */
   r: number;
-  /** Deadline of the quorum reads, ms. */
+  /** Deadline of the documents' reads, ms. */
   timeoutMs: number;
 }
 
