@@ -300,7 +300,10 @@ export class ShardCopy {
   allDocs(options: AllDocsOptions): Cursor<AllDocsRow> {
     const range = this.docRange(options);
     // Deleted docs are skipped, so the scan may read past the limit: batch by it anyway.
-    const cursor = this.store.cursor({ ...range, reverse: options.descending, valuesAsText: true }, Math.max(16, Math.min(256, options.limit)));
+    const scan = { ...range, reverse: options.descending, valuesAsText: true as const };
+    const first = options.firstBatch;
+    // Doc summaries are ~200 bytes: read about the first batch's worth ahead.
+    const cursor = first !== undefined && first < 256 ? this.store.rampCursor(scan, Math.max(8, first), Math.max(1024, first * 200)) : this.store.cursor(scan, Math.max(16, Math.min(256, options.limit)));
     let remaining = options.limit;
     return {
       next: async () => {

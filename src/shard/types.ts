@@ -100,6 +100,11 @@ export interface AllDocsOptions {
   descending: boolean;
   /** Rows this copy returns at most (the coordinator adds skip to the limit). */
   limit: number;
+  /**
+   * Rows a reader likely wants (a `_find`'s share of its answer): the first batches read
+   * about that many (and their bodies), full batches after. Undefined: batches by `limit`.
+   */
+  firstBatch?: number;
   includeDocs: boolean;
   conflicts: boolean;
 }

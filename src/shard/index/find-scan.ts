@@ -158,6 +158,7 @@ function allDocsCandidates(req: ShardFindRequest, source: FindScanSource): Curso
     inclusiveEnd: range.inclusiveEnd,
     descending: req.descending,
     limit: Number.MAX_SAFE_INTEGER,
+    firstBatch: Math.max(SLICE_MIN, req.firstSlice ?? req.limit),
     includeDocs: !req.covering,
     conflicts: req.conflicts,
   };
