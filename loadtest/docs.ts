@@ -5,6 +5,7 @@
  * Pure apart from the random source; no I/O.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { fmix32 } from '../src/ring/placement';
 
 export const docBytesTarget = 300;
 
@@ -100,13 +101,5 @@ export function makeFindDoc(id: string, n: number): FindDoc {
   return doc;
 }
 
-/** murmur3's 32-bit finalizer: a cheap, well-spread hash of an integer. */
-function mix32(value: number): number {
-  let h = value | 0;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
+/** A cheap, well-spread hash of an integer (murmur3's finalizer, as the ring uses it). */
+const mix32 = fmix32;

@@ -165,6 +165,12 @@ export function murmur3(bytes: Uint8Array, seed: number): number {
     h ^= k;
   }
   h ^= length;
+  return fmix32(h);
+}
+
+/** murmur3's 32-bit finalizer: spreads every input bit over the whole word (an unsigned result). */
+export function fmix32(value: number): number {
+  let h = value | 0;
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
