@@ -134,7 +134,8 @@ export interface FindPlan {
   selectorCovered: boolean;
   /** Warnings to answer with, in CouchDB's order. */
   warnings: string[];
-  candidates: Candidate[];
+  /** Every other index and why it lost (for `_explain`; worked out when asked). */
+  candidates: () => Candidate[];
   /** Selector fields the chosen kind of index can bound, and the others (for `_explain`). */
   hints: { indexable: string[]; unindexable: string[] };
 }
@@ -195,9 +196,8 @@ export function plan(input: PlanInput, indexes: readonly MangoIndex[], limits: P
   const descending = input.sort.length > 0 && input.sort[0]!.dir === 'desc';
   const { ranges, nothing } = index.type === 'special' ? idRanges(normal) : indexRanges(index, normal, limits.rangesMax);
   const covering = isCovering(index, input, normal);
-  const candidates: Candidate[] = indexes
-    .filter((i) => i !== index)
-    .map((i) => ({ index: i, usable: usable.includes(i), reason: reasons.get(i) ?? 'less_overlap', ranking: rankingOf(reasons.get(i), ranked, i), covering: i.type === 'json' ? isCovering(i, input, normal) : null }));
+  const candidates = (): Candidate[] =>
+    indexes.filter((i) => i !== index).map((i) => ({ index: i, usable: usable.includes(i), reason: reasons.get(i) ?? 'less_overlap', ranking: rankingOf(reasons.get(i), ranked, i), covering: i.type === 'json' ? isCovering(i, input, normal) : null }));
   const indexable = [...indexableFields(normal)];
   const all = [...fieldsOf(normal)];
   return {

@@ -199,7 +199,7 @@ function explainBody(db: DbHandle, params: FindParams, planned: FindPlan): Recor
     limit: params.limit,
     skip: params.skip,
     fields,
-    index_candidates: planned.candidates.map((c) => ({
+    index_candidates: planned.candidates().map((c) => ({
       index: indexJson(c.index),
       analysis: { usable: c.usable, reasons: [{ name: c.reason }], ranking: c.ranking, covering: c.covering },
     })),
