@@ -407,7 +407,7 @@ export class ShardCopy {
   }
 
   /** Winning revisions of documents, rendered (null when missing or deleted). */
-  private async winners(ids: string[], conflicts: boolean): Promise<(string | null)[]> {
+  async winners(ids: string[], conflicts: boolean): Promise<(string | null)[]> {
     const infos = await this.getDocInfos(ids);
     const live = infos.map((info, i) => (info && !info.winner.deleted ? i : -1)).filter((i) => i >= 0);
     const bodies = await this.readBodies(live.map((i) => ({ id: ids[i]!, rev: infos[i]!.winner.rev })));

@@ -7,6 +7,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { gzipSync } from 'node:zlib';
 import Nano from 'nano';
 import { createDb, request, startNode, TestNode } from '../helpers/node-process';
 import { PouchDB, remoteDb } from '../helpers/pouch';
@@ -197,6 +198,17 @@ test('_find: sort with an index, no_usable_index without, projection, skip, limi
   assert.equal(plain.docs[0]._conflicts, undefined);
   const withConflicts = await find(db, { selector: { _id: 'd00' }, conflicts: true });
   assert.equal(withConflicts.docs[0]._conflicts.length, 1);
+
+  // An attachment stored gzip-encoded shows as a GET shows it: no storage encoding in the stub.
+  const gz = gzipSync(Buffer.from('hello hello hello hello'));
+  const att = await request(node, 'PUT', `/${db}/with-att/a.txt`, { raw: gz, headers: { 'content-type': 'text/plain', 'content-encoding': 'gzip' } });
+  assert.equal(att.status, 201, att.text);
+  const got = (await request(node, 'GET', `/${db}/with-att`)).body._attachments['a.txt'];
+  for (const query of [{ selector: { _id: 'with-att' } }, { selector: { _id: 'with-att' }, r: 2 }]) {
+    const stub = (await find(db, query)).docs[0]._attachments['a.txt'];
+    assert.deepEqual(stub, got, JSON.stringify(query));
+    assert.equal(stub.encoding, undefined);
+  }
 
   // r > 1 reads every candidate again with that quorum, then matches and projects it.
   const quorum = await find(db, { selector: { type: 'visit', n: { $lt: 9 } }, fields: ['n'], sort: ['type', 'n'], r: 2, skip: 1, execution_stats: true });

@@ -24,6 +24,8 @@ export interface ShardClient {
   getDocInfos(ids: string[]): Promise<(DocInfo | undefined)[]>;
   readBody(id: string, rev: RevId): Promise<string | undefined>;
   readBodies(refs: { id: string; rev: RevId }[]): Promise<(string | undefined)[]>;
+  /** Winning revisions rendered (with `_conflicts` when asked); null when missing or deleted. */
+  winners(ids: string[], conflicts: boolean): Promise<(string | null)[]>;
   readAttachment(digest: string): Promise<Buffer | undefined>;
   allDocs(options: AllDocsOptions): Cursor<AllDocsRow>;
   changes(options: ChangesOptions): Cursor<ChangeRow>;

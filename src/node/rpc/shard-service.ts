@@ -179,6 +179,11 @@ export function shardHandlers(resolve: (copy: Message) => ShardCopy): Record<str
         body === undefined ? { present: false, value: Buffer.alloc(0) } : { present: true, value: Buffer.from(body, 'utf8') },
       ),
     }),
+    Winners: async (req: Message) => ({
+      docs: (await resolve(req.copy).winners(req.ids, req.conflicts === true)).map((doc) =>
+        doc === null ? { present: false, value: Buffer.alloc(0) } : { present: true, value: Buffer.from(doc, 'utf8') },
+      ),
+    }),
     ReadAttachment: async (req: Message) => {
       const data = await resolve(req.copy).readAttachment(req.digest);
       return data ? { present: true, value: data } : { present: false, value: Buffer.alloc(0) };
@@ -431,6 +436,11 @@ export class RemoteShardClient implements ShardClient {
   async readBodies(refs: { id: string; rev: RevId }[]): Promise<(string | undefined)[]> {
     const reply = await this.call('ReadBodies', { refs });
     return (reply.bodies as Message[]).map((b) => (b.present ? (b.value as Buffer).toString('utf8') : undefined));
+  }
+
+  async winners(ids: string[], conflicts: boolean): Promise<(string | null)[]> {
+    const reply = await this.call('Winners', { ids, conflicts });
+    return (reply.docs as Message[]).map((d) => (d.present ? (d.value as Buffer).toString('utf8') : null));
   }
 
   async readAttachment(digest: string): Promise<Buffer | undefined> {

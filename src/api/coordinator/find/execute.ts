@@ -14,7 +14,7 @@ import { collate, compareRaw } from '../../../shard/query/collate';
 import { compileSelector } from '../../../shard/query/mango';
 import { parseFields, project } from '../../../shard/query/mango-fields';
 import { readDocInfos } from '../doc-infos';
-import { plainRender, rangeFor, readBody, renderRevision } from '../doc-open';
+import { plainRender, rangeFor, readBody, renderRevision, renderRowDoc } from '../doc-open';
 import { mergeCursors } from '../merge';
 import { firstLiveCursor, firstLiveState } from '../range-read';
 import type { DocInfo } from '../../../shard/types';
@@ -110,7 +110,7 @@ export async function runFind(db: DbHandle, plan: FindPlan, run: FindRun, onDocs
     await mergeCursors(cursors, compare, { descending: plan.descending, skip: run.skip, limit: run.limit }, async (rows) => {
       last = rows[rows.length - 1];
       outcome.resultsReturned += rows.length;
-      await onDocs(rows.map((r) => r.doc));
+      await onDocs(await shown(db, rows.map((r) => r.doc)));
     });
   } else {
     const reread = rereader(db, run);
@@ -128,7 +128,7 @@ export async function runFind(db: DbHandle, plan: FindPlan, run: FindRun, onDocs
         if (take.length > 0) {
           last = take[take.length - 1];
           outcome.resultsReturned += take.length;
-          await onDocs(take.map((r) => r.doc));
+          await onDocs(await shown(db, take.map((r) => r.doc)));
         }
         if (outcome.resultsReturned >= run.limit) throw enough;
       });
@@ -142,6 +142,12 @@ export async function runFind(db: DbHandle, plan: FindPlan, run: FindRun, onDocs
     outcome.docsExamined += s.docsExamined;
   }
   return outcome;
+}
+
+/** Documents as a reader sees them: attachment stubs without their storage encoding, as on a GET. */
+async function shown(db: DbHandle, docs: string[]): Promise<string[]> {
+  if (!docs.some((d) => d.includes('"_attachments"'))) return docs;
+  return Promise.all(docs.map((d) => renderRowDoc(db, d, { attachments: false, attEncodingInfo: false })));
 }
 
 /** Thrown through the merge to end it once the limit is reached. */
@@ -197,17 +203,8 @@ async function readWinners(db: DbHandle, rows: Keyed[], run: FindRun): Promise<(
   await Promise.all(
     [...byRange].map(async ([rangeIndex, positions]) => {
       const range = db.ranges[rangeIndex]!;
-      await firstLiveState(range.copies, async (copy) => {
-        const found = await copy.getDocInfos(positions.map((i) => ids[i]!));
-        const live = positions.map((p, j) => ({ p, info: found[j] })).filter((x) => x.info && !x.info.winner.deleted);
-        const texts = await copy.readBodies(live.map((x) => ({ id: ids[x.p]!, rev: x.info!.winner.rev })));
-        await Promise.all(
-          live.map(async (x, j) => {
-            const body = texts[j];
-            if (body !== undefined) out[x.p] = await render(x.info!, body);
-          }),
-        );
-      });
+      const docs = await firstLiveState(range.copies, (copy) => copy.winners(positions.map((i) => ids[i]!), run.conflicts));
+      positions.forEach((p, j) => (out[p] = docs[j] ?? undefined));
     }),
   );
   return out;
