@@ -519,16 +519,7 @@ async function ensureScanDb(server: ServerHandle, state: ServerState, ctx: RunCo
 /** A fresh database of `viewDocsCount` view docs, loaded untimed; no design doc yet. */
 async function loadViewDb(server: ServerHandle, ctx: RunContext): Promise<ViewDb> {
   const db = await createDb(server.client, 'view');
-  const startMs = Date.now();
-  const { ids } = await loadDocsWith({
-    db,
-    count: ctx.viewDocsCount,
-    concurrency: ctx.concurrency,
-    signal: ctx.signal,
-    make: makeViewDoc,
-    write: (_batch, docs) => bulkWrite(server.client, db, docs),
-  });
-  ctx.log(`  ${server.label}: loaded ${ctx.viewDocsCount} view docs in ${((Date.now() - startMs) / 1000).toFixed(1)} s (untimed setup)`);
+  const ids = await loadUntimed(server, ctx, db, ctx.viewDocsCount, makeViewDoc, 'view');
   return { db, ids };
 }
 
@@ -771,16 +762,7 @@ async function ensureFindDb(server: ServerHandle, state: ServerState, ctx: RunCo
   }
   const db = await createDb(server.client, 'find');
   try {
-    const startMs = Date.now();
-    await loadDocsWith({
-      db,
-      count: ctx.findDocsCount,
-      concurrency: ctx.concurrency,
-      signal: ctx.signal,
-      make: makeFindDoc,
-      write: (_batch, docs) => bulkWrite(server.client, db, docs),
-    });
-    ctx.log(`  ${server.label}: loaded ${ctx.findDocsCount} _find docs in ${((Date.now() - startMs) / 1000).toFixed(1)} s (untimed setup)`);
+    await loadUntimed(server, ctx, db, ctx.findDocsCount, makeFindDoc, '_find');
   } catch (err) {
     state.find = { failed: `loading: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}` };
     await deleteDb(server.client, db, ctx);
@@ -995,6 +977,14 @@ export interface BulkWritten {
  * Load `count` new docs in `_bulk_docs` batches of `bulkBatchDocs` (untimed setup,
  * shared by both load tests); `write` sends one batch. Throws unless all were written.
  */
+/** Load `count` docs made by `make` into `db` (untimed setup), logging how long it took; their ids. */
+async function loadUntimed(server: ServerHandle, ctx: RunContext, db: string, count: number, make: (id: string, n: number) => LoadDoc, what: string): Promise<string[]> {
+  const startMs = Date.now();
+  const { ids } = await loadDocsWith({ db, count, concurrency: ctx.concurrency, signal: ctx.signal, make, write: (_batch, docs) => bulkWrite(server.client, db, docs) });
+  ctx.log(`  ${server.label}: loaded ${count} ${what} docs in ${((Date.now() - startMs) / 1000).toFixed(1)} s (untimed setup)`);
+  return ids;
+}
+
 export async function loadDocsWith(options: {
   db: string;
   count: number;
