@@ -27,6 +27,7 @@ import { placeDatabase, RingMember } from '../ring/placement';
 import { rangeName, ranges } from '../ring/ranges';
 import { CorruptRecordReporter, IndexingOptions, ShardCopy, ShardCopyLimits } from '../shard/shard-copy';
 import { copyRange, nodeMetaKey } from '../storage/keys';
+import { adminOnlySecurity } from '../api/coordinator/security';
 import type { Store, WriteOp } from '../storage/store';
 import type { DbDirectory, DbHandle, ShardClient } from '../api/coordinator/shard-client';
 
@@ -40,6 +41,8 @@ export interface CatalogEntry {
   createdAt: number;
   revsLimit: number;
   security: Record<string, unknown>;
+  /** 2 once the security object was written by a version that knows `admin_only` (see security-object.ts). */
+  securityVersion?: number;
   version: number;
   updatedBy: string;
   deleted: boolean;
@@ -52,6 +55,23 @@ export interface CatalogEntry {
    */
   next?: string[][];
 }
+
+/**
+ * A cluster-wide setting (runtime admins: `admins/<name>`), synced with the catalog
+ * under the same rule: the newer version wins, then the writer's name. A null value is
+ * a tombstone (the setting was removed), kept so a node that missed it cannot bring
+ * it back.
+ */
+export interface SettingEntry {
+  kind: 'setting';
+  name: string;
+  value: string | null;
+  version: number;
+  updatedBy: string;
+}
+
+/** What anti-entropy and pushes carry: database entries and settings. */
+export type SyncedEntry = CatalogEntry | SettingEntry;
 
 /** Every node holding a copy of the range: the placement, then nodes only in `next`. */
 export function holders(entry: CatalogEntry, range: number): string[] {
@@ -78,10 +98,11 @@ export interface ClusterView {
   /** A client for the copy of (db uuid, range) on another node. */
   remoteCopy(node: string, entry: CatalogEntry, range: number): ShardClient;
   /** Push changed entries to the other live members; resolves when they answered or timed out. */
-  broadcast(entries: CatalogEntry[]): Promise<void>;
+  broadcast(entries: SyncedEntry[]): Promise<void>;
 }
 
 const ENTRY_PREFIX = 'catalog/';
+const SETTING_PREFIX = 'setting/';
 const COPY_PREFIX = 'copy/';
 const NEXT_COPY_KEY = 'next_copy_id';
 const ORPHAN_PREFIX = 'orphan/';
@@ -108,6 +129,8 @@ export class Catalog implements DbDirectory {
   private readonly onCorrupt: CorruptRecordReporter | undefined;
   private readonly indexing: IndexingOptions | undefined;
   private readonly entries = new Map<string, CatalogEntry>();
+  private readonly settingEntries = new Map<string, SettingEntry>();
+  private readonly settingListeners = new Set<(setting: SettingEntry) => void>();
   private readonly handles = new Map<string, DbHandle>();
   /** Local copies by `${uuid}/${range}`. */
   private readonly localCopies = new Map<string, { entry: CatalogEntry; range: number; copy: ShardCopy }>();
@@ -134,6 +157,10 @@ export class Catalog implements DbDirectory {
     for (const [, value] of await readPrefix(store, ENTRY_PREFIX)) {
       const entry = catalog.upgrade(JSON.parse(value.toString('utf8')) as Partial<CatalogEntry> & { copies?: number[] });
       catalog.entries.set(entry.name, entry);
+    }
+    for (const [, value] of await readPrefix(store, SETTING_PREFIX)) {
+      const setting = JSON.parse(value.toString('utf8')) as SettingEntry;
+      if (isSetting(setting)) catalog.settingEntries.set(setting.name, setting);
     }
     for (const [, value] of await readPrefix(store, ORPHAN_PREFIX)) {
       const { copyId, name, uuid, range } = JSON.parse(value.toString('utf8')) as Omit<OrphanCopy, 'copy'>;
@@ -196,7 +223,8 @@ export class Catalog implements DbDirectory {
         placement: placeDatabase(name, options.q, options.n, members),
         createdAt: Date.now() * 1000,
         revsLimit: this.defaultRevsLimit,
-        security: {},
+        security: adminOnlySecurity(),
+        securityVersion: 2,
         version: (current?.version ?? 0) + 1,
         updatedBy: this.cluster.self,
         deleted: false,
@@ -222,6 +250,7 @@ export class Catalog implements DbDirectory {
   setSecurity(name: string, security: Record<string, unknown>): Promise<void> {
     return this.update(name, (entry) => {
       entry.security = security;
+      entry.securityVersion = 2;
     });
   }
 
@@ -253,16 +282,23 @@ export class Catalog implements DbDirectory {
 
   // ---- sync --------------------------------------------------------------------------
 
-  /** Every entry, tombstones included (what anti-entropy sends). */
-  allEntries(): CatalogEntry[] {
-    return [...this.entries.values()];
+  /** Every entry and setting, tombstones included (what anti-entropy sends). */
+  allEntries(): SyncedEntry[] {
+    return [...this.entries.values(), ...this.settingEntries.values()];
   }
 
   /** Merge entries from another node; returns how many were newer here after. */
-  merge(incoming: CatalogEntry[]): Promise<number> {
+  merge(incoming: SyncedEntry[]): Promise<number> {
     return this.serialize(async () => {
       let applied = 0;
       for (const entry of incoming) {
+        if (isSetting(entry)) {
+          const current = this.settingEntries.get(entry.name);
+          if (current && !newer(entry, current)) continue;
+          await this.applySetting(entry);
+          applied++;
+          continue;
+        }
         if (!isEntry(entry)) continue;
         const current = this.entries.get(entry.name);
         if (current && !newer(entry, current)) continue;
@@ -271,6 +307,43 @@ export class Catalog implements DbDirectory {
       }
       return applied;
     });
+  }
+
+  // ---- settings ----------------------------------------------------------------------
+
+  /** The live settings whose names start with `prefix`, without it (`admins/` → name → value). */
+  settings(prefix: string): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const s of this.settingEntries.values()) if (s.value !== null && s.name.startsWith(prefix)) out.set(s.name.slice(prefix.length), s.value);
+    return out;
+  }
+
+  /** A setting's tombstone-aware state: undefined when never set here. */
+  setting(name: string): SettingEntry | undefined {
+    return this.settingEntries.get(name);
+  }
+
+  /** Set (or, with null, remove) a setting cluster-wide; resolves once pushed to the live members. */
+  async putSetting(name: string, value: string | null): Promise<void> {
+    const entry = await this.serialize(async () => {
+      const current = this.settingEntries.get(name);
+      const next: SettingEntry = { kind: 'setting', name, value, version: (current?.version ?? 0) + 1, updatedBy: this.cluster.self };
+      await this.applySetting(next);
+      return next;
+    });
+    await this.cluster.broadcast([entry]);
+  }
+
+  /** Called with every setting applied here, local or from another node. */
+  onSetting(listener: (setting: SettingEntry) => void): () => void {
+    this.settingListeners.add(listener);
+    return () => this.settingListeners.delete(listener);
+  }
+
+  private async applySetting(entry: SettingEntry): Promise<void> {
+    await this.store.write([{ type: 'put', key: nodeMetaKey(SETTING_PREFIX + entry.name), value: JSON.stringify(entry) }]);
+    this.settingEntries.set(entry.name, entry);
+    for (const listener of this.settingListeners) listener(entry);
   }
 
   /** Called after any change to the set of databases or their copies. */
@@ -480,7 +553,7 @@ export class Catalog implements DbDirectory {
       n: entry.n,
       createdAt: entry.createdAt,
       revsLimit: entry.revsLimit,
-      security: entry.security,
+      security: entry.securityVersion === undefined && Object.keys(entry.security).length === 0 ? adminOnlySecurity() : entry.security,
       ranges: ranges(entry.q).map((bounds, index) => {
         const nodes = holders(entry, index);
         // Established copies first (a copy being filled by a rebalance may lack
@@ -504,8 +577,21 @@ export class Catalog implements DbDirectory {
   }
 }
 
-function newer(a: CatalogEntry, b: CatalogEntry): boolean {
+function newer(a: SyncedEntry, b: SyncedEntry): boolean {
   return a.version > b.version || (a.version === b.version && a.updatedBy > b.updatedBy);
+}
+
+function isSetting(value: unknown): value is SettingEntry {
+  const e = value as SettingEntry;
+  return (
+    typeof e === 'object' &&
+    e !== null &&
+    e.kind === 'setting' &&
+    typeof e.name === 'string' &&
+    (e.value === null || typeof e.value === 'string') &&
+    Number.isInteger(e.version) &&
+    typeof e.updatedBy === 'string'
+  );
 }
 
 function isEntry(value: unknown): value is CatalogEntry {

@@ -22,7 +22,7 @@ import type { DbHandle, ShardClient } from '../api/coordinator/shard-client';
 import { readDocInfos } from '../api/coordinator/doc-infos';
 import { updateDocs } from '../api/coordinator/doc-update';
 import { copyLocalDocs } from '../api/coordinator/local-docs';
-import { Catalog, CatalogEntry, ClusterView, holders, OrphanCopy } from './catalog';
+import { Catalog, CatalogEntry, ClusterView, holders, OrphanCopy, SyncedEntry } from './catalog';
 import type { Config } from './config';
 import { lanProfile, loopbackProfile } from './membership/config';
 import { Membership } from './membership/membership';
@@ -119,7 +119,7 @@ export class Cluster {
     rpc.add('Catalog', {
       Sync: async (req: Message) => {
         const c = need();
-        await c.catalog.merge(JSON.parse((req.entriesJson as Buffer).toString('utf8')) as CatalogEntry[]);
+        await c.catalog.merge(JSON.parse((req.entriesJson as Buffer).toString('utf8')) as SyncedEntry[]);
         return { entriesJson: Buffer.from(JSON.stringify(c.catalog.allEntries()), 'utf8') };
       },
     });
@@ -384,7 +384,7 @@ export class Cluster {
         { entriesJson: Buffer.from(JSON.stringify(this.catalog.allEntries()), 'utf8') },
         5000,
       );
-      await this.catalog.merge(JSON.parse((reply.entriesJson as Buffer).toString('utf8')) as CatalogEntry[]);
+      await this.catalog.merge(JSON.parse((reply.entriesJson as Buffer).toString('utf8')) as SyncedEntry[]);
     } catch (err) {
       this.log.debug({ component: 'catalog', address, err: String(err) }, 'catalog sync failed');
     }

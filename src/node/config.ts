@@ -206,6 +206,45 @@ export interface Config {
   authLockoutLifetimeMs: number;
   /** (user, address) pairs tracked at most; the oldest is dropped beyond (CouchDB's max_objects: 10000). */
   authLockoutEntriesMax: number;
+  /**
+   * Authentication handlers, in the order they are tried, comma-separated (CouchDB's
+   * `[chttpd] authentication_handlers`): `cookie` (AuthSession), `default` (Basic),
+   * `jwt` (Bearer tokens, needs `jwtKeys`), `proxy` (a trusted reverse proxy's
+   * X-Auth-CouchDB-* headers).
+   */
+  authHandlers: string;
+  /** 1: anonymous requests are refused with 401 everywhere (CouchDB's `require_valid_user`). */
+  requireValidUser: number;
+  /** 1: anonymous requests are refused everywhere but `/_up` (CouchDB's `require_valid_user_except_for_up`, which needs no requireValidUser). */
+  requireValidUserExceptForUp: number;
+  /** Sent as `WWW-Authenticate` on 401 answers when set (e.g. `Basic realm="server"`); browsers then show a login box. */
+  wwwAuthenticate: string;
+  /** 1: session cookies carry Expires/Max-Age and outlive the browser session (CouchDB's allow_persistent_cookies). */
+  sessionPersistentCookies: number;
+  /**
+   * JWT verification keys as a JSON object, CouchDB's `[jwt_keys]` names and values:
+   * `{"hmac:_default": "<base64 secret>", "rsa:kid1": "-----BEGIN PUBLIC KEY-----\n…"}`.
+   */
+  jwtKeys: string;
+  /** Claims every JWT must carry (CouchDB's `required_claims`): `exp, iat, {iss, "https://issuer"}`. */
+  jwtRequiredClaims: string;
+  /** Dotted path of the roles claim (CouchDB's `roles_claim_path`; default: the top-level `_couchdb.roles`). */
+  jwtRolesClaimPath: string;
+  /** A top-level roles claim name (CouchDB's older `roles_claim_name`), used when jwtRolesClaimPath is empty. */
+  jwtRolesClaimName: string;
+  /** The secret proxy tokens are signed with (X-Auth-CouchDB-Token = hex HMAC-SHA256 of the user name). */
+  proxySecret: string;
+  /** 1: proxy authentication needs a valid token (CouchDB's proxy_use_secret, there off by default). */
+  proxyUseSecret: number;
+  /** 1: server admins may change `_users/_security` (CouchDB's users_db_security_editable); 0 refuses with 403. */
+  usersDbSecurityEditable: number;
+  /** `_users` principals cached per node at most (LRU). */
+  usersCacheEntriesMax: number;
+  /**
+   * How long a node trusts a cached `_users` document, ms: a password or role change made
+   * through another node takes effect here within this time (through this node: at once).
+   */
+  usersCacheTtlMs: number;
   /** RocksDB block cache, bytes. */
   cacheBytes: number;
   /**
@@ -326,6 +365,20 @@ export const defaults: Readonly<Config> = Object.freeze({
   authLockoutThreshold: 5,
   authLockoutLifetimeMs: 300_000,
   authLockoutEntriesMax: 10_000,
+  authHandlers: 'cookie,default',
+  requireValidUser: 0,
+  requireValidUserExceptForUp: 0,
+  wwwAuthenticate: '',
+  sessionPersistentCookies: 1,
+  jwtKeys: '',
+  jwtRequiredClaims: '',
+  jwtRolesClaimPath: '',
+  jwtRolesClaimName: '',
+  proxySecret: '',
+  proxyUseSecret: 1,
+  usersDbSecurityEditable: 0,
+  usersCacheEntriesMax: 10_000,
+  usersCacheTtlMs: 5_000,
   cacheBytes: 64 * 1024 * 1024,
   writeBufferBytes: 32 * 1024 * 1024,
   storeBatchOpsMax: 200_000,
@@ -379,6 +432,11 @@ export const envNames: Readonly<Record<string, keyof Config>> = Object.freeze({
   DIVAN_CORS_CREDENTIALS: 'corsCredentials',
   DIVAN_AUTH_LOCKOUT_MODE: 'authLockoutMode',
   DIVAN_AUTH_LOCKOUT_THRESHOLD: 'authLockoutThreshold',
+  DIVAN_AUTH_HANDLERS: 'authHandlers',
+  DIVAN_REQUIRE_VALID_USER: 'requireValidUser',
+  DIVAN_JWT_KEYS: 'jwtKeys',
+  DIVAN_JWT_REQUIRED_CLAIMS: 'jwtRequiredClaims',
+  DIVAN_PROXY_SECRET: 'proxySecret',
   COUCHDB_USER: 'adminUser',
   COUCHDB_PASSWORD: 'adminPassword',
 });
@@ -431,6 +489,13 @@ const stringKeys = new Set<keyof Config>([
   'membershipProfile',
   'metricsBindAddress',
   'authLockoutMode',
+  'authHandlers',
+  'wwwAuthenticate',
+  'jwtKeys',
+  'jwtRequiredClaims',
+  'jwtRolesClaimPath',
+  'jwtRolesClaimName',
+  'proxySecret',
 ]);
 
 export function validate(raw: Raw): Readonly<Config> {
@@ -521,6 +586,11 @@ function checkRelations(c: Config): void {
   if (c.authLockoutEntriesMax < 1) fail('authLockoutEntriesMax must be at least 1');
   if (!['enforce', 'warn', 'off'].includes(c.authLockoutMode)) fail('authLockoutMode must be enforce, warn or off');
   if (c.authLockoutThreshold < 1) fail('authLockoutThreshold must be at least 1');
+  const handlers = c.authHandlers.split(',').map((h) => h.trim());
+  for (const h of handlers) if (!['cookie', 'default', 'jwt', 'proxy'].includes(h)) fail(`authHandlers: unknown handler ${JSON.stringify(h)} (cookie, default, jwt, proxy)`);
+  if (handlers.includes('jwt') && c.jwtKeys === '') fail('authHandlers includes jwt but jwtKeys is empty');
+  if (handlers.includes('proxy') && c.proxyUseSecret === 1 && c.proxySecret === '') fail('authHandlers includes proxy with proxyUseSecret=1 but proxySecret is empty');
+  if (c.usersCacheEntriesMax < 1) fail('usersCacheEntriesMax must be at least 1');
   if (c.jsTimeoutMs < 10 || c.jsTimeoutMs > 2 ** 31 - 1) fail('jsTimeoutMs must be in 10..2147483647');
   if (c.jsMemoryBytesMax < 1024 * 1024 || c.jsMemoryBytesMax > 1024 * 1024 * 1024) fail('jsMemoryBytesMax must be in 1 MiB..1 GiB');
   if (c.jsWorkers < 1 || c.jsWorkers > 64) fail('jsWorkers must be in 1..64');

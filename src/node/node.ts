@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { Auth, LockoutMode, sessionSecretFromCluster } from '../api/http/auth';
+import { Auth, HandlerName, LockoutMode, sessionSecretFromCluster } from '../api/http/auth';
 import { ByteBudget } from '../api/http/budget';
 import { HttpServer } from '../api/http/server';
 import type { Services } from '../api/http/context';
@@ -16,7 +16,11 @@ import { DesignFunctions } from '../api/coordinator/validate';
 import { Store } from '../storage/store';
 import { Cluster } from './cluster';
 import type { Config } from './config';
-import { loadIdentity } from './admins';
+import { ADMIN_SETTING_PREFIX, AdminDirectory, loadIdentity } from './admins';
+import { USERS_DB, readUserDoc, usersDbHook } from '../api/coordinator/users-db';
+import { openSystemDb } from '../api/coordinator/db-admin';
+import { UsersCache } from '../api/http/auth/principals';
+import { parseJwtKeys, parseRequiredClaims, rolesClaimFromConfig, type JwtOptions } from '../api/http/auth/jwt';
 import { createLogger } from './logger';
 import { Metrics } from './metrics';
 
@@ -64,6 +68,34 @@ export class DivanNode {
     dbCount = (await catalog.list()).length;
     metrics.indexLag = () => cluster.indexLag();
     metrics.indexBuilds = () => cluster.indexTasks().length;
+    const admins = new AdminDirectory(identity.admins, catalog);
+    const auth = new Auth({
+      admins,
+      users: new UsersCache((name) => readUserDoc(catalog, name, config.writeQuorumTimeoutMs), config.usersCacheEntriesMax, config.usersCacheTtlMs),
+      handlers: config.authHandlers.split(',').map((h) => h.trim()) as HandlerName[],
+      // One secret for the whole cluster, or a cookie from one node is refused by the others.
+      secret: config.clusterSecret ? sessionSecretFromCluster(config.clusterSecret) : identity.sessionSecret,
+      sessionTimeoutSec: config.sessionTimeoutSec,
+      persistentCookies: config.sessionPersistentCookies === 1,
+      ...(config.jwtKeys ? { jwt: jwtOptions(config) } : {}),
+      proxySecret: config.proxyUseSecret === 1 && config.proxySecret ? Buffer.from(config.proxySecret, 'utf8') : undefined,
+      pbkdf2Iterations: config.pbkdf2Iterations,
+      hashConcurrencyMax: config.authHashConcurrencyMax,
+      hashQueueMax: config.authHashQueueMax,
+      cacheEntriesMax: config.authCacheEntriesMax,
+      cacheTtlMs: config.authCacheTtlMs,
+      lockout: {
+        mode: config.authLockoutMode as LockoutMode,
+        threshold: config.authLockoutThreshold,
+        lifetimeMs: config.authLockoutLifetimeMs,
+        entriesMax: config.authLockoutEntriesMax,
+      },
+      log,
+    });
+    // A runtime admin changed (here or on another node): its remembered credentials go.
+    catalog.onSetting((setting) => {
+      if (setting.name.startsWith(ADMIN_SETTING_PREFIX)) auth.changed(setting.name.slice(ADMIN_SETTING_PREFIX.length));
+    });
     const services: Services = {
       directory: catalog,
       limits: {
@@ -90,6 +122,8 @@ export class DivanNode {
         name: cluster.self,
         uuid: identity.uuid,
         version,
+        pbkdf2Iterations: config.pbkdf2Iterations,
+        usersDbSecurityEditable: config.usersDbSecurityEditable === 1,
         q: config.q,
         n: config.n,
         publicConfig: publicConfig(config),
@@ -101,24 +135,9 @@ export class DivanNode {
         return metrics.registry.metrics();
       },
       requestBytes: new ByteBudget(config.requestBytesInFlightMax),
-      sessions: new Auth({
-        admins: identity.admins,
-        // One secret for the whole cluster, or a cookie from one node is refused by the others.
-        secret: config.clusterSecret ? sessionSecretFromCluster(config.clusterSecret) : identity.sessionSecret,
-        sessionTimeoutSec: config.sessionTimeoutSec,
-        pbkdf2Iterations: config.pbkdf2Iterations,
-        hashConcurrencyMax: config.authHashConcurrencyMax,
-        hashQueueMax: config.authHashQueueMax,
-        cacheEntriesMax: config.authCacheEntriesMax,
-        cacheTtlMs: config.authCacheTtlMs,
-        lockout: {
-          mode: config.authLockoutMode as LockoutMode,
-          threshold: config.authLockoutThreshold,
-          lifetimeMs: config.authLockoutLifetimeMs,
-          entriesMax: config.authLockoutEntriesMax,
-        },
-        log,
-      }),
+      sessions: auth,
+      admins,
+      updateHooks: new Map([[USERS_DB, usersDbHook({ iterations: config.pbkdf2Iterations, derive: (p, salt, it, bytes) => auth.derive(p, salt, it, bytes), onWritten: (names) => names.forEach((n) => auth.changed(n)) })]]),
       cluster,
       js,
       designDocs: new DesignFunctions(js, cluster.self, config.designDocsRecheckMs, (entry) => log.info(entry, 'validate_doc_update log')),
@@ -137,6 +156,9 @@ export class DivanNode {
       headersTimeoutMs: config.headersTimeoutMs,
       bodyIdleTimeoutMs: config.bodyIdleTimeoutMs,
       bodyBytesPerSecMin: config.bodyBytesPerSecMin,
+      // As CouchDB: except_for_up alone already requires valid users everywhere else.
+      requireValidUser: config.requireValidUserExceptForUp === 1 ? 'except-up' : config.requireValidUser === 1 ? 'on' : 'off',
+      wwwAuthenticate: config.wwwAuthenticate,
       onRequest: (method, status, seconds) => metrics.observeRequest(method, status, seconds),
     });
     const address = await http.listen();
@@ -145,6 +167,11 @@ export class DivanNode {
     const httpHost = config.bindAddress === '0.0.0.0' || config.bindAddress === '::' ? '127.0.0.1' : config.bindAddress;
     await cluster.join(config.httpAdvertiseAddress || `${httpHost}:${address.port}`);
     log.info({ component: 'cluster', node: cluster.self, members: cluster.members().length }, 'joined');
+    // A node that starts a cluster (no seeds) makes `_users` now, so `_all_dbs` shows it as CouchDB's does;
+    // in a cluster joined through seeds, the first request that needs it does.
+    if (config.seeds.trim() === '') {
+      await openSystemDb(catalog, USERS_DB, config.n).catch((err: unknown) => log.warn({ component: 'node', err: String(err) }, 'could not create _users'));
+    }
     return new DivanNode(config, address, store, cluster, http, log, metricsServer, js);
   }
 
@@ -183,18 +210,28 @@ async function serveMetrics(config: Readonly<Config>, text: () => Promise<string
 /** The settings shown at `/_node/_local/_config`, grouped as CouchDB does; no secrets. */
 function publicConfig(c: Readonly<Config>): Record<string, Record<string, string>> {
   return {
-    chttpd: {
-      port: String(c.httpPort),
-      bind_address: c.bindAddress,
-      max_http_request_size: String(c.requestBytesMax),
-    },
     couchdb: {
       max_document_size: String(c.docBytesMax),
       database_dir: c.dataDir,
       uuid: 'see GET /',
     },
     cluster: { q: String(c.q), n: String(c.n) },
-    couch_httpd_auth: { timeout: String(c.sessionTimeoutSec), require_valid_user: 'true' },
+    chttpd: {
+      port: String(c.httpPort),
+      bind_address: c.bindAddress,
+      max_http_request_size: String(c.requestBytesMax),
+      authentication_handlers: c.authHandlers,
+      require_valid_user: String(c.requireValidUser === 1),
+      require_valid_user_except_for_up: String(c.requireValidUserExceptForUp === 1),
+    },
+    chttpd_auth: {
+      timeout: String(c.sessionTimeoutSec),
+      allow_persistent_cookies: String(c.sessionPersistentCookies === 1),
+      iterations: String(c.pbkdf2Iterations),
+      proxy_use_secret: String(c.proxyUseSecret === 1),
+      authentication_db: '_users',
+    },
+    jwt_auth: { required_claims: c.jwtRequiredClaims, roles_claim_path: c.jwtRolesClaimPath, roles_claim_name: c.jwtRolesClaimName },
     chttpd_auth_lockout: {
       mode: c.authLockoutMode,
       threshold: String(c.authLockoutThreshold),
@@ -228,5 +265,23 @@ function publicConfig(c: Readonly<Config>): Record<string, Record<string, string
       request_bytes_in_flight_max: String(c.requestBytesInFlightMax),
       request_timeout_ms: String(c.requestTimeoutMs),
     },
+  };
+}
+
+/** JWT verification settings from the config (keys checked at start-up: a bad key stops the node with a clear message). */
+function jwtOptions(c: Readonly<Config>): JwtOptions {
+  let entries: unknown;
+  try {
+    entries = JSON.parse(c.jwtKeys);
+  } catch {
+    throw new Error('invalid config: jwtKeys must be a JSON object of "hmac:kid"/"rsa:kid"/"ec:kid" to key');
+  }
+  if (typeof entries !== 'object' || entries === null || Array.isArray(entries) || Object.values(entries).some((v) => typeof v !== 'string')) {
+    throw new Error('invalid config: jwtKeys must be a JSON object of strings');
+  }
+  return {
+    keys: parseJwtKeys(entries as Record<string, string>),
+    requiredClaims: parseRequiredClaims(c.jwtRequiredClaims),
+    ...rolesClaimFromConfig({ roles_claim_path: c.jwtRolesClaimPath, roles_claim_name: c.jwtRolesClaimName }),
   };
 }

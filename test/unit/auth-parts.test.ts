@@ -104,13 +104,22 @@ test('lockout: threshold per (user, address), other addresses untouched, success
   }, 5_000, 'the lockout to expire');
 });
 
-test('cookies: the same cluster secret signs alike on every node; another secret is refused', () => {
-  const a = new CookieSessions(sessionSecretFromCluster('cluster-secret-0123456789'), 600);
-  const b = new CookieSessions(sessionSecretFromCluster('cluster-secret-0123456789'), 600);
-  const other = new CookieSessions(sessionSecretFromCluster('another-secret-0123456789'), 600);
-  const value = a.cookieFor('admin').split(';')[0]!.slice('AuthSession='.length);
-  assert.deepEqual(b.verify(value), { name: 'admin', renew: false });
-  assert.equal(other.verify(value), undefined);
+test('cookies: the same cluster secret signs alike on every node; another secret or another salt (password changed) is refused', () => {
+  const options = { timeoutSec: 600, persistent: true };
+  const a = new CookieSessions(sessionSecretFromCluster('cluster-secret-0123456789'), options);
+  const b = new CookieSessions(sessionSecretFromCluster('cluster-secret-0123456789'), options);
+  const other = new CookieSessions(sessionSecretFromCluster('another-secret-0123456789'), options);
+  const header = a.cookieFor('alice:x', 'salt-1');
+  assert.match(header, /Max-Age=600/);
+  const value = header.split(';')[0]!.slice('AuthSession='.length);
+  const claims = b.parse(value)!;
+  assert.equal(claims.name, 'alice:x', 'a name with a colon survives');
+  assert.deepEqual(b.check(claims, 'salt-1'), { renew: false });
+  assert.equal(b.check(claims, 'salt-2'), undefined);
+  assert.equal(other.check(other.parse(value)!, 'salt-1'), undefined);
+  assert.equal(b.parse('bm90IGEgY29va2ll'), undefined);
+  const session = new CookieSessions(Buffer.from('s'), { timeoutSec: 600, persistent: false }).cookieFor('bob', 'x');
+  assert.doesNotMatch(session, /Max-Age|Expires/, 'not persistent: ends with the browser session');
 });
 
 test('next: the cases from the issue', () => {

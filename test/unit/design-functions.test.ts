@@ -73,7 +73,7 @@ test('a local copy is compared on every write; a remote one after recheckMs; a w
   const copy = await ShardCopy.open(store, { copyId: nextCopyId++, node: 'n1', revsLimit: 1000, limits });
   const db = handle(copy);
   const check = async (functions: DesignFunctions, word: string) =>
-    (await validateEdits(db, [{ id: 'doc', deleted: false, body: { word }, attachments: null }], { functions, user: admin }, 5000))[0]?.reason;
+    (await validateEdits(db, [{ id: 'doc', deleted: false, body: { word }, attachments: null }], { functions, user: admin, dbAdmin: true }, 5000))[0]?.reason;
 
   // As this node's copy: a design document written straight to the copy is seen at once.
   const local = new DesignFunctions(pool, 'n1', 1e9);
@@ -93,19 +93,21 @@ test('a local copy is compared on every write; a remote one after recheckMs; a w
 
   // A design document written through the validation step is seen at once, even for a remote copy.
   const info2 = await copy.getDocInfo('_design/v');
-  const [outcome] = await updateDocs(db, [{ ...vdu('green'), baseRev: info2!.winner.rev }], { timeoutMs: 5000, validate: { functions: remote, user: admin } });
+  const [outcome] = await updateDocs(db, [{ ...vdu('green'), baseRev: info2!.winner.rev }], { timeoutMs: 5000, validate: { functions: remote, user: admin, dbAdmin: true } });
   assert.equal(outcome!.kind, 'ok');
   assert.equal(await check(remote, 'blue'), 'say green');
 });
 
-test('design documents need an admin; VDUs do not run on them', async () => {
+test('design documents need a db admin (403 for a user, 401 for anonymous); VDUs do not run on them', async () => {
   const copy = await ShardCopy.open(store, { copyId: nextCopyId++, node: 'n1', revsLimit: 1000, limits });
   const db = handle(copy);
   const functions = new DesignFunctions(pool, 'n1', 1000);
   await copy.updateDocs([vdu('red')]);
   const edits = [{ id: '_design/other', deleted: false, body: {}, attachments: null }];
-  const [asUser] = await validateEdits(db, edits, { functions, user: { name: 'bob', roles: [] } }, 5000);
-  assert.equal(asUser?.token, 'unauthorized');
-  const [asAdmin] = await validateEdits(db, edits, { functions, user: admin }, 5000);
+  const [asUser] = await validateEdits(db, edits, { functions, user: { name: 'bob', roles: [] }, dbAdmin: false }, 5000);
+  assert.equal(asUser?.token, 'forbidden');
+  const [asAnonymous] = await validateEdits(db, edits, { functions, user: { name: null, roles: [] }, dbAdmin: false }, 5000);
+  assert.equal(asAnonymous?.token, 'unauthorized');
+  const [asAdmin] = await validateEdits(db, edits, { functions, user: admin, dbAdmin: true }, 5000);
   assert.equal(asAdmin, undefined);
 });

@@ -13,7 +13,28 @@ const DB_NAME = /^[a-z][a-z0-9_$()+/-]*$/;
 export const dbNameBytesMax = 238;
 
 /** System databases CouchDB clients may look for; creating them is allowed. */
-const SYSTEM_DBS = new Set(['_users', '_replicator', '_global_changes']);
+export const SYSTEM_DBS: ReadonlySet<string> = new Set(['_users', '_replicator', '_global_changes']);
+
+/** Ranges of a system database made on demand: its documents are few and small. */
+const SYSTEM_DB_Q = 1;
+
+/**
+ * A system database (`_users`) exists from the start as clients see it: the first
+ * request (or node start) that finds it missing creates it, with this node's default n.
+ * Two nodes doing so at once is the catalog's ordinary creation race (one instance
+ * wins, the other's documents are adopted into it).
+ */
+export async function openSystemDb(directory: DbDirectory, name: string, n: number): Promise<DbHandle> {
+  const existing = await directory.open(name);
+  if (existing) return existing;
+  try {
+    return await directory.create(name, { q: SYSTEM_DB_Q, n });
+  } catch (err) {
+    const raced = await directory.open(name);
+    if (raced) return raced;
+    throw err;
+  }
+}
 
 export function validateDbName(name: string): void {
   if (SYSTEM_DBS.has(name)) return;

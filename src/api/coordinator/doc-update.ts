@@ -44,6 +44,7 @@ export async function updateDocs(db: DbHandle, edits: DocEdit[], options: Update
   const outcomes = edits.map((edit, i): DocOutcome => (refused[i] ? { kind: 'error', id: edit.id, error: refused[i]! } : written[at++]!));
   // This node's cache of validators sees a design document written through it at once.
   if (outcomes.some((o, i) => o.kind !== 'error' && edits[i]!.id.startsWith('_design/'))) options.validate.functions.forget(db.uuid);
+  options.validate.hooks?.get(db.name)?.written(outcomes.filter((o) => o.kind !== 'error').map((o) => o.id));
   return outcomes;
 }
 

@@ -38,6 +38,7 @@ import { readDocInfos } from './doc-infos';
 import { rangeFor, revisionsOf } from './doc-open';
 import { firstLiveState } from './range-read';
 import type { DbHandle } from './shard-client';
+import type { UpdateHooks } from './update-hooks';
 
 /** Who is writing, as CouchDB's `userCtx` shows it (without `db`, added per database). */
 export interface UserCtx {
@@ -49,6 +50,10 @@ export interface UserCtx {
 export interface Validation {
   functions: DesignFunctions;
   user: UserCtx;
+  /** The writer is an admin of the database (security.ts): design documents need it. */
+  dbAdmin: boolean;
+  /** Built-in rules of system databases (`_users`), by database name. */
+  hooks?: UpdateHooks;
 }
 
 interface Validator {
@@ -228,7 +233,10 @@ export async function validateEdits(db: DbHandle, edits: readonly DocEdit[], val
       continue;
     }
     try {
-      if (!validation.user.roles.includes('_admin')) throw new UnauthorizedError('You are not a db or server admin.');
+      if (!validation.dbAdmin) {
+        const reason = 'You are not a db or server admin.';
+        throw validation.user.name === null ? new UnauthorizedError(reason) : new ForbiddenError(reason);
+      }
       if (!edit.deleted) await checkDesignDoc(validation.functions.js, edit);
     } catch (err) {
       if (!(err instanceof DivanError)) throw err;
@@ -236,8 +244,9 @@ export async function validateEdits(db: DbHandle, edits: readonly DocEdit[], val
     }
   }
   if (docPositions.length === 0) return refused;
+  const hook = validation.hooks?.get(db.name);
   const validators = await validation.functions.validators(db, timeoutMs);
-  if (validators.length === 0) return refused;
+  if (validators.length === 0 && !hook) return refused;
 
   const docEdits = docPositions.map((i) => edits[i]!);
   // An interactive edit without a base revision creates the document (or recreates a
@@ -268,6 +277,31 @@ export async function validateEdits(db: DbHandle, edits: readonly DocEdit[], val
   const userCtx = { db: db.name, name: validation.user.name, roles: validation.user.roles };
   // Positions (into docEdits) still passing, validator after validator.
   let passing = docEdits.map((_, j) => j);
+  if (hook) {
+    passing = passing.filter((j) => {
+      const error = hook.check(pairs[j]![0], pairs[j]![1], userCtx, db.security);
+      if (!error) return true;
+      refused[docPositions[j]!] = error;
+      return false;
+    });
+    // The built-in rewrite (a password hashed) comes before the database's own validators, which see its result.
+    const prepared = await Promise.all(
+      passing.map((j) =>
+        hook.prepare(docEdits[j]!).then(
+          () => undefined,
+          (err: unknown) => {
+            if (!(err instanceof DivanError)) throw err;
+            return err;
+          },
+        ),
+      ),
+    );
+    passing = passing.filter((j, k) => {
+      if (prepared[k]) refused[docPositions[j]!] = prepared[k];
+      else pairs[j]![0] = newDocOf(docEdits[j]!);
+      return !prepared[k];
+    });
+  }
   for (const validator of validators) {
     const next: number[] = [];
     for (const chunk of chunks(passing, pairs)) {

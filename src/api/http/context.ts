@@ -37,6 +37,10 @@ export interface NodeIdentity {
   name: string;
   uuid: string;
   version: string;
+  /** Server admins may change `_users/_security` (CouchDB's users_db_security_editable). */
+  usersDbSecurityEditable: boolean;
+  /** PBKDF2 iterations of new password hashes (admins and users). */
+  pbkdf2Iterations: number;
   /** Defaults for new databases. */
   q: number;
   n: number;
@@ -71,6 +75,14 @@ export interface ClusterInfo {
   indexTasks(): Record<string, unknown>[];
 }
 
+/** Server admin accounts as `/_node/…/_config/admins` reads and writes them (hashes, never passwords). */
+export interface AdminAccounts {
+  get(name: string): string | undefined;
+  all(): Map<string, string>;
+  set(name: string, hash: string): Promise<void>;
+  remove(name: string): Promise<void>;
+}
+
 /** Everything a route may use; built once at start-up by src/node. */
 export interface Services {
   directory: DbDirectory;
@@ -82,6 +94,8 @@ export interface Services {
   /** A `_find` was answered: the kind of index it read and the documents it examined. */
   onFind?(index: 'json' | '_all_docs', docsExamined: number): void;
   sessions: import('./auth').Auth;
+  /** Server admins: configured, and those set at runtime on every node (`/_node/…/_config/admins`). */
+  admins: AdminAccounts;
   /** Request-body bytes of all requests in flight (`requestBytesInFlightMax`). */
   requestBytes: import('./budget').ByteBudget;
   cluster: ClusterInfo;
@@ -89,6 +103,8 @@ export interface Services {
   js: import('../../shard/js/sandbox').SandboxPool;
   /** This node's cache of compiled validate_doc_update functions, per database. */
   designDocs: import('../coordinator/validate').DesignFunctions;
+  /** Built-in write rules of system databases (`_users`). */
+  updateHooks: import('../coordinator/update-hooks').UpdateHooks;
 }
 
 export const serverHeader = 'Divan/0.1.0 (Node.js)';
@@ -102,6 +118,10 @@ export class Ctx {
   readonly reqId: string;
   readonly services: Services;
   user: UserCtx = { name: null, roles: [] };
+  /** How the caller authenticated (`GET /_session`'s `info.authenticated`), when they did. */
+  authenticatedBy: string | undefined;
+  /** Set by the authorization step: the caller is an admin of the request's database. */
+  dbAdmin = false;
   private abort: AbortController | undefined;
   private bodyRead = false;
   private bodyBytesTaken = 0;
@@ -134,7 +154,7 @@ export class Ctx {
 
   /** What a client write hands to `updateDocs`: validate_doc_update and design document checks. */
   get validation(): Validation {
-    return { functions: this.services.designDocs, user: this.user };
+    return { functions: this.services.designDocs, user: this.user, dbAdmin: this.dbAdmin, hooks: this.services.updateHooks };
   }
 
   get limits(): HttpLimits {

@@ -6,6 +6,7 @@
  */
 import { BadRequestError, NotFoundError } from '../../errors';
 import type { Ctx } from './context';
+import { SYSTEM_DBS } from './auth/policy';
 import { allDocs, allDocsQueries } from './routes/all-docs';
 import { attachment } from './routes/attachment';
 import { bulkDocs, bulkGet, revsDiffRoute } from './routes/bulk';
@@ -48,11 +49,6 @@ const dbNotBuiltNames = new Map<string, string>([
 
 const designNotBuilt = new Set(['_show', '_list', '_update', '_rewrite', '_search', '_search_info', '_nouveau']);
 
-/** Endpoints anyone may call; everything else needs an admin until per-db security lands. */
-export function isPublic(segments: string[]): boolean {
-  return segments.length === 0 || (segments.length === 1 && (segments[0] === '_up' || segments[0] === '_session'));
-}
-
 export function splitPath(rawPath: string): string[] {
   const parts = rawPath.split('/');
   const out: string[] = [];
@@ -72,7 +68,7 @@ export async function route(ctx: Ctx): Promise<void> {
   const s = ctx.segments;
   if (s.length === 0) return welcome(ctx);
   const first = s[0]!;
-  if (first.startsWith('_') && !['_users', '_replicator', '_global_changes'].includes(first)) {
+  if (first.startsWith('_') && !SYSTEM_DBS.has(first)) {
     const handler = serverRoutes.get(first);
     if (handler) return handler(ctx);
     if (serverNotBuilt.has(first)) return notBuilt(ctx);

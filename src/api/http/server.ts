@@ -1,7 +1,7 @@
 /**
  * The HTTP front door: one `node:http` server, one pipeline per request — split the
- * path, authenticate, authorize, route, and turn any error into CouchDB's error body
- * exactly once. Streaming handlers stop when the client goes away (`ctx.signal`).
+ * path, authenticate (auth/authenticate.ts), authorize by the policy table
+ * (auth/policy.ts), route, and turn any error into CouchDB's error body exactly once. Streaming handlers stop when the client goes away (`ctx.signal`).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -11,7 +11,11 @@ import { Ctx, Services, standardHeaders } from './context';
 import { ConnectionGuard } from './connections';
 import { Cors, CorsOptions } from './cors';
 import { mapError } from './error-map';
-import { isPublic, route, splitPath } from './router';
+import { route, splitPath } from './router';
+import { authorize } from './auth/policy';
+import { readSecurity, type SecurityObject } from '../coordinator/security';
+import { openSystemDb } from '../coordinator/db-admin';
+import { USERS_DB } from '../coordinator/users-db';
 
 export interface HttpServerOptions {
   cors: CorsOptions;
@@ -23,6 +27,10 @@ export interface HttpServerOptions {
   headersTimeoutMs: number;
   bodyIdleTimeoutMs: number;
   bodyBytesPerSecMin: number;
+  /** Anonymous callers get 401 everywhere (CouchDB's require_valid_user); `except-up` spares `/_up`. */
+  requireValidUser: 'off' | 'on' | 'except-up';
+  /** `WWW-Authenticate` value sent with 401 answers; empty: none unless valid users are required (CouchDB's rule). */
+  wwwAuthenticate: string;
   /** Called once per finished request (metrics). */
   onRequest?: (method: string, status: number, seconds: number) => void;
 }
@@ -35,6 +43,7 @@ export class HttpServer {
   private readonly guard: ConnectionGuard;
   private readonly reqPrefix = randomBytes(3).toString('hex');
   private reqCounter = 0;
+  private readonly parsedSecurity = new WeakMap<object, SecurityObject>();
 
   constructor(services: Services, options: HttpServerOptions) {
     this.services = services;
@@ -99,17 +108,52 @@ export class HttpServer {
       const session = await this.services.sessions.authenticate({
         authorization: req.headers.authorization,
         cookie: req.headers.cookie,
+        header: (name) => {
+          const value = req.headers[name];
+          return Array.isArray(value) ? value[0] : value;
+        },
         peer: req.socket.remoteAddress ?? '',
       });
       ctx.user = session.user;
+      ctx.authenticatedBy = session.method;
       if (session.renewCookie) res.setHeader('Set-Cookie', session.renewCookie);
-      if (!isPublic(segments) && !ctx.user.roles.includes('_admin')) {
-        throw new UnauthorizedError(ctx.user.name ? 'You are not a server admin.' : 'Authentication required.');
-      }
+      if (ctx.user.name === null && this.mustAuthenticate(ctx.method, segments)) throw new UnauthorizedError('Authentication required.');
+      const decision = await authorize(ctx.method, segments, ctx.user, (db) => this.securityOf(db));
+      ctx.dbAdmin = decision.dbAdmin;
       await route(ctx);
     } catch (err) {
       this.fail(req, res, reqId, err);
     }
+  }
+
+  /** `require_valid_user`: every anonymous request is refused, but a login (`POST /_session`) and, if so configured, `/_up`. */
+  private mustAuthenticate(method: string, segments: readonly string[]): boolean {
+    const mode = this.options.requireValidUser;
+    if (mode === 'off') return false;
+    const only = segments.length === 1 ? segments[0] : undefined;
+    if (only === '_session' && method === 'POST') return false;
+    return !(mode === 'except-up' && only === '_up');
+  }
+
+  /** CouchDB's rules: a client's `X-CouchDB-WWW-Authenticate`, else the configured value, else a Basic realm when valid users are required. */
+  private wwwAuthenticate(req: http.IncomingMessage): string | undefined {
+    const asked = req.headers['x-couchdb-www-authenticate'];
+    if (typeof asked === 'string' && asked !== '') return asked;
+    if (this.options.wwwAuthenticate) return this.options.wwwAuthenticate;
+    return this.options.requireValidUser === 'off' ? undefined : 'Basic realm="server"';
+  }
+
+  /** The parsed security object of a database, read once per catalog version of it. */
+  private async securityOf(db: string): Promise<SecurityObject | undefined> {
+    // `_users` exists as clients see it from the start: made here, so its security object applies to the first request too.
+    const handle = db === USERS_DB ? await openSystemDb(this.services.directory, db, this.services.node.n) : await this.services.directory.open(db);
+    if (!handle) return undefined;
+    let parsed = this.parsedSecurity.get(handle.security);
+    if (!parsed) {
+      parsed = readSecurity(handle.security);
+      this.parsedSecurity.set(handle.security, parsed);
+    }
+    return parsed;
   }
 
   private fail(req: http.IncomingMessage, res: http.ServerResponse, reqId: string, err: unknown): void {
@@ -129,11 +173,13 @@ export class HttpServer {
       return;
     }
     const payload = Buffer.from(JSON.stringify(mapped.body) + '\n', 'utf8');
+    const challenge = mapped.status === 401 ? this.wwwAuthenticate(req) : undefined;
     res.writeHead(mapped.status, {
       ...standardHeaders(reqId),
       'Content-Type': 'application/json',
       'Content-Length': payload.length,
       ...mapped.headers,
+      ...(challenge ? { 'WWW-Authenticate': challenge } : {}),
     });
     res.end(req.method === 'HEAD' ? undefined : payload);
     // An unread request body would otherwise stall the keep-alive connection.

@@ -31,7 +31,7 @@ export class HashPool {
     return { running: this.running, waiting: this.waiting.length };
   }
 
-  async derive(password: string, salt: string, iterations: number, keyBytes: number): Promise<Buffer> {
+  async derive(password: string, salt: string, iterations: number, keyBytes: number, digest = 'sha256'): Promise<Buffer> {
     if (this.running < this.concurrencyMax) {
       this.running++;
     } else {
@@ -42,7 +42,7 @@ export class HashPool {
       await new Promise<void>((resolve) => this.waiting.push(resolve));
     }
     try {
-      return await pbkdf2Async(password, salt, iterations, keyBytes);
+      return await pbkdf2Async(password, salt, iterations, keyBytes, digest);
     } finally {
       const next = this.waiting.shift();
       if (next) next();

@@ -4,7 +4,7 @@
  * cache, the lockout and cookie sessions.
  */
 export { Auth } from './authenticate';
-export type { AuthOptions, Credentials, Session } from './authenticate';
+export type { AuthOptions, Credentials, HandlerName, Session } from './authenticate';
 export { hashPassword, verifyPasswordSync } from './password';
 export { LOCKED_REASON } from './lockout';
 export type { LockoutMode } from './lockout';

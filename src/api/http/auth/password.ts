@@ -23,10 +23,12 @@ export function parseHash(stored: string): StoredHash | undefined {
 }
 
 /** A new stored hash (start-up only: it blocks for one PBKDF2). */
-export function hashPassword(password: string, iterations: number): string {
-  const salt = randomBytes(16).toString('hex');
-  const key = pbkdf2Sync(password, salt, iterations, KEY_BYTES, 'sha256').toString('hex');
-  return `-pbkdf2:sha256-${key},${salt},${iterations}`;
+export function hashPassword(password: string, iterations: number, salt = randomBytes(16).toString('hex')): string {
+  return formatHash(pbkdf2Sync(password, salt, iterations, KEY_BYTES, 'sha256'), salt, iterations);
+}
+
+export function formatHash(key: Buffer, salt: string, iterations: number): string {
+  return `-pbkdf2:sha256-${key.toString('hex')},${salt},${iterations}`;
 }
 
 /** Start-up only (it blocks for one PBKDF2); requests use `Auth.login`. */
@@ -37,9 +39,9 @@ export function verifyPasswordSync(password: string, stored: string): boolean {
   return timingSafeEqual(parsed.key, actual);
 }
 
-/** PBKDF2-SHA256 on libuv's thread pool. */
-export function pbkdf2Async(password: string, salt: string, iterations: number, keyBytes: number): Promise<Buffer> {
+/** PBKDF2 (SHA-256 unless told) on libuv's thread pool. */
+export function pbkdf2Async(password: string, salt: string, iterations: number, keyBytes: number, digest = 'sha256'): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    pbkdf2(password, salt, iterations, keyBytes, 'sha256', (err, key) => (err ? reject(err) : resolve(key)));
+    pbkdf2(password, salt, iterations, keyBytes, digest, (err, key) => (err ? reject(err) : resolve(key)));
   });
 }

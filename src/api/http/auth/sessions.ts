@@ -1,7 +1,13 @@
 /**
- * Cookie sessions (`AuthSession`), as CouchDB: the cookie holds the name and the
- * time it was made, signed with HMAC-SHA256; valid `timeoutSec`, renewed once half
- * of it has passed.
+ * Cookie sessions (`AuthSession`), as CouchDB 3 makes them: the cookie holds the
+ * name and the time it was made (hex seconds), signed with HMAC-SHA256 under the
+ * server secret joined with the user's password salt. So a password change ends
+ * every session of that user on every node, and no node needs to remember sessions.
+ *
+ * Valid `timeoutSec` after it was made; like CouchDB, a fresh cookie is sent once a
+ * tenth of that has passed (a client in use never sees its session end). With
+ * persistent cookies (CouchDB's `allow_persistent_cookies`, on by default) the cookie
+ * carries `Expires`/`Max-Age`; without, it ends with the browser session.
  *
  * Every node of a cluster must sign with the same secret, or a cookie made by one
  * node is refused by the others (CouchDB asks for the same `[chttpd_auth] secret` on
@@ -15,49 +21,61 @@ export function sessionSecretFromCluster(clusterSecret: string): Buffer {
   return createHmac('sha256', clusterSecret).update('divan session cookie v1').digest();
 }
 
-export interface VerifiedCookie {
+/** A cookie's claims, before its signature is checked against the user's salt. */
+export interface CookieClaims {
   name: string;
-  /** Past half its life: send a fresh one. */
-  renew: boolean;
+  timeHex: string;
+  mac: Buffer;
+}
+
+export interface CookieOptions {
+  timeoutSec: number;
+  persistent: boolean;
 }
 
 export class CookieSessions {
   constructor(
     private readonly secret: Buffer,
-    private readonly timeoutSec: number,
+    private readonly options: CookieOptions,
   ) {}
 
-  cookieFor(name: string): string {
+  cookieFor(name: string, salt: string): string {
     const timeHex = Math.floor(Date.now() / 1000).toString(16).toUpperCase();
     const payload = `${name}:${timeHex}`;
-    const value = Buffer.from(`${payload}:${this.mac(payload)}`, 'utf8').toString('base64url');
+    const value = Buffer.from(`${payload}:${this.mac(payload, salt)}`, 'utf8').toString('base64url');
+    const { timeoutSec, persistent } = this.options;
     // Expires as well as Max-Age: CouchDB sends both, and some clients (nano) read only Expires.
-    const expires = new Date(Date.now() + this.timeoutSec * 1000).toUTCString();
-    return `AuthSession=${value}; Version=1; Expires=${expires}; Max-Age=${this.timeoutSec}; Path=/; HttpOnly; SameSite=Lax`;
+    const lifetime = persistent ? `; Expires=${new Date(Date.now() + timeoutSec * 1000).toUTCString()}; Max-Age=${timeoutSec}` : '';
+    return `AuthSession=${value}; Version=1${lifetime}; Path=/; HttpOnly; SameSite=Lax`;
   }
 
   clearCookie(): string {
     return 'AuthSession=; Version=1; Path=/; HttpOnly; SameSite=Lax; Max-Age=0';
   }
 
-  /** The name in a well-signed, unexpired cookie value; undefined otherwise. */
-  verify(token: string): VerifiedCookie | undefined {
+  /** The claims of a cookie value, or undefined when it is not one of ours in shape. */
+  parse(token: string): CookieClaims | undefined {
     const decoded = Buffer.from(token, 'base64url').toString('utf8');
     const last = decoded.lastIndexOf(':');
     const middle = decoded.lastIndexOf(':', last - 1);
     if (last < 0 || middle < 0) return undefined;
-    const name = decoded.slice(0, middle);
     const timeHex = decoded.slice(middle + 1, last);
-    const mac = Buffer.from(decoded.slice(last + 1), 'utf8');
-    const expected = Buffer.from(this.mac(`${name}:${timeHex}`), 'utf8');
-    if (mac.length !== expected.length || !timingSafeEqual(mac, expected)) return undefined;
-    const ageSec = Math.floor(Date.now() / 1000) - parseInt(timeHex, 16);
-    if (!(ageSec >= 0 && ageSec < this.timeoutSec)) return undefined;
-    return { name, renew: ageSec > this.timeoutSec / 2 };
+    if (!/^[0-9A-Fa-f]{1,12}$/.test(timeHex)) return undefined;
+    return { name: decoded.slice(0, middle), timeHex, mac: Buffer.from(decoded.slice(last + 1), 'utf8') };
   }
 
-  private mac(payload: string): string {
-    return createHmac('sha256', this.secret).update(payload).digest('base64url');
+  /** Whether the claims are signed for this salt and unexpired; `renew` once a tenth of the lifetime has passed. */
+  check(claims: CookieClaims, salt: string): { renew: boolean } | undefined {
+    const expected = Buffer.from(this.mac(`${claims.name}:${claims.timeHex}`, salt), 'utf8');
+    if (claims.mac.length !== expected.length || !timingSafeEqual(claims.mac, expected)) return undefined;
+    const ageSec = Math.floor(Date.now() / 1000) - parseInt(claims.timeHex, 16);
+    const { timeoutSec } = this.options;
+    if (!(ageSec >= 0 && ageSec < timeoutSec)) return undefined;
+    return { renew: ageSec >= timeoutSec / 10 };
+  }
+
+  private mac(payload: string, salt: string): string {
+    return createHmac('sha256', this.secret).update(salt).update('\0').update(payload).digest('base64url');
   }
 }
 

@@ -2,9 +2,11 @@
  * Databases: `PUT/GET/HEAD/DELETE/POST /db`, `_revs_limit`, `_security`,
  * `_ensure_full_commit`, and honest 501s for what is not built yet.
  */
-import { BadRequestError, NotImplementedError } from '../../../errors';
+import { BadRequestError, ForbiddenError, NotImplementedError } from '../../../errors';
+import { checkSecurityBody } from '../../coordinator/security';
+import { USERS_DB } from '../../coordinator/users-db';
 import { createDb, dbInfo, validateDbName } from '../../coordinator/db-admin';
-import { isPlainObject, type Ctx } from '../context';
+import type { Ctx } from '../context';
 import { allow, openDb } from './common';
 import { postDoc } from './doc';
 
@@ -52,18 +54,12 @@ export async function security(ctx: Ctx, name: string): Promise<void> {
   allow(ctx, ['GET', 'PUT']);
   const db = await openDb(ctx, name);
   if (ctx.method === 'GET') return ctx.send(200, db.security);
-  const value = await ctx.readJsonObject();
-  for (const section of ['admins', 'members']) {
-    const part = value[section];
-    if (part === undefined) continue;
-    if (!isPlainObject(part)) throw new BadRequestError(`${section} must be an object`);
-    for (const field of ['names', 'roles']) {
-      const list = part[field];
-      if (list !== undefined && (!Array.isArray(list) || list.some((x) => typeof x !== 'string'))) {
-        throw new BadRequestError(`${section}.${field} must be an array of strings`);
-      }
-    }
+  // Who may set it is the policy table's; whether `_users`' may be set at all is this resource's rule (even for admins).
+  if (name === USERS_DB && !ctx.services.node.usersDbSecurityEditable) {
+    throw new ForbiddenError("You can't edit the security object of the user database.");
   }
+  const value = await ctx.readJsonObject();
+  checkSecurityBody(value);
   await ctx.services.directory.setSecurity(name, value);
   ctx.send(200, { ok: true });
 }

@@ -10,6 +10,7 @@ import type { Ctx } from '../context';
 import { readJsonObjectCapped } from '../json-scan';
 import { allow } from './common';
 import { forwardToNode, localCopyDoc } from './cluster';
+import { formatHash, KEY_BYTES, parseHash } from '../auth/password';
 
 export async function welcome(ctx: Ctx): Promise<void> {
   allow(ctx, ['GET', 'HEAD']);
@@ -128,11 +129,12 @@ export async function node(ctx: Ctx): Promise<void> {
 }
 
 async function config(ctx: Ctx, path: string[]): Promise<void> {
-  if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
-    throw new NotImplementedError('Runtime configuration changes are not supported; restart the node with new settings');
-  }
-  const all = ctx.services.node.publicConfig;
   const [section, key] = path;
+  if (section === 'admins') return adminsConfig(ctx, key, path.length);
+  if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
+    throw new NotImplementedError('Runtime configuration changes are not supported (except admins); restart the node with new settings');
+  }
+  const all: Record<string, Record<string, string>> = { ...ctx.services.node.publicConfig, admins: Object.fromEntries(ctx.services.admins.all()) };
   if (section === undefined) return ctx.send(200, all);
   // Own members only: `/_config/constructor` must not find Object.prototype's.
   const values = Object.hasOwn(all, section) ? all[section] : undefined;
@@ -140,6 +142,49 @@ async function config(ctx: Ctx, path: string[]): Promise<void> {
   if (key === undefined) return ctx.send(200, values);
   if (!Object.hasOwn(values, key)) throw new NotFoundError('unknown_config_value');
   ctx.send(200, JSON.stringify(values[key]));
+}
+
+/**
+ * `/_node/{node}/_config/admins[/{name}]`: server admins, shared by every node of the
+ * cluster (a change made through one node is pushed to the others and kept by
+ * catalog anti-entropy). A PUT body is the password as a JSON string, stored hashed
+ * (a value already in the stored notation is kept as given); PUT and DELETE answer
+ * the previous stored value, `""` when there was none, as CouchDB does.
+ */
+async function adminsConfig(ctx: Ctx, name: string | undefined, depth: number): Promise<void> {
+  const admins = ctx.services.admins;
+  if (name === undefined || depth > 2) {
+    allow(ctx, ['GET', 'HEAD']);
+    if (depth > 2) throw new NotFoundError('unknown_config_value');
+    return ctx.send(200, Object.fromEntries(admins.all()));
+  }
+  allow(ctx, ['GET', 'HEAD', 'PUT', 'DELETE']);
+  const current = admins.get(name);
+  if (ctx.method === 'GET' || ctx.method === 'HEAD') {
+    if (current === undefined) throw new NotFoundError('unknown_config_value');
+    return ctx.send(200, JSON.stringify(current));
+  }
+  if (ctx.method === 'DELETE') {
+    if (current === undefined) throw new NotFoundError('unknown_config_value');
+    if (admins.all().size <= 1) throw new BadRequestError('Refusing to remove the last server admin', 'bad_request');
+    await admins.remove(name);
+    ctx.services.sessions.changed(name);
+    return ctx.send(200, JSON.stringify(current));
+  }
+  if (name === '' || name.startsWith('_')) throw new BadRequestError('Admin names may not be empty or start with an underscore');
+  const value = await ctx.readJson(64 * 1024);
+  if (typeof value !== 'string' || value === '') throw new BadRequestError('The value must be a non-empty JSON string (the password)');
+  const hash = parseHash(value) ? value : await hashAdminPassword(ctx, value);
+  await admins.set(name, hash);
+  ctx.services.sessions.changed(name);
+  ctx.send(200, JSON.stringify(current ?? ''));
+}
+
+async function hashAdminPassword(ctx: Ctx, password: string): Promise<string> {
+  const salt = randomBytes(16).toString('hex');
+  const iterations = ctx.services.node.pbkdf2Iterations;
+  const key = await ctx.services.sessions.derive(password, salt, iterations, KEY_BYTES);
+  return formatHash(key, salt, iterations);
 }
 
 export async function activeTasks(ctx: Ctx): Promise<void> {

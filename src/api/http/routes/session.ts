@@ -2,7 +2,7 @@
  * `/_session`: who am I (GET), log in with a form or JSON body (POST), log out
  * (DELETE). A successful login sets the `AuthSession` cookie.
  */
-import { BadContentTypeError, BadRequestError } from '../../../errors';
+import { BadContentTypeError, BadRequestError, UnauthorizedError } from '../../../errors';
 import type { Ctx } from '../context';
 import { allow } from './common';
 
@@ -15,19 +15,28 @@ export async function session(ctx: Ctx): Promise<void> {
     const next = ctx.qString('next');
     if (next !== undefined) checkNext(next);
     const { name, password } = await readCredentials(ctx);
-    const user = await auth.login(name, password, ctx.req.socket.remoteAddress ?? '');
-    const headers: Record<string, string> = { 'Set-Cookie': auth.cookieFor(name) };
+    const principal = await auth.login(name, password, ctx.req.socket.remoteAddress ?? '').catch((err: unknown) => {
+      // A failed login also clears any cookie the client holds, as CouchDB does.
+      if (err instanceof UnauthorizedError) ctx.res.setHeader('Set-Cookie', auth.clearCookie());
+      throw err;
+    });
+    const headers: Record<string, string> = { 'Set-Cookie': auth.cookieFor(principal) };
+    const body = { ok: true, name, roles: principal.roles };
     if (next !== undefined) {
       headers.Location = next;
-      return ctx.send(302, { ok: true, name, roles: user.roles }, headers);
+      return ctx.send(302, body, headers);
     }
-    return ctx.send(200, { ok: true, name, roles: user.roles }, headers);
+    return ctx.send(200, body, headers);
   }
-  const methods = ctx.header('authorization') ? 'default' : ctx.user.name ? 'cookie' : undefined;
+  if (ctx.user.name === null && ctx.qBool('basic', false)) throw new UnauthorizedError('Please login.');
   ctx.send(200, {
     ok: true,
     userCtx: ctx.user,
-    info: { authentication_handlers: ['cookie', 'default'], ...(methods ? { authenticated: methods } : {}) },
+    info: {
+      authentication_handlers: auth.handlers,
+      ...(ctx.authenticatedBy ? { authenticated: ctx.authenticatedBy } : {}),
+      authentication_db: '_users',
+    },
   });
 }
 
@@ -37,17 +46,24 @@ async function readCredentials(ctx: Ctx): Promise<{ name: string; password: stri
   let password: unknown;
   if (type.startsWith('application/x-www-form-urlencoded')) {
     const form = new URLSearchParams((await ctx.readBody(64 * 1024)).toString('utf8'));
-    name = form.get('name') ?? form.get('username');
+    name = oneName(form.get('name') ?? undefined, form.get('username') ?? undefined);
     password = form.get('password');
   } else if (type.startsWith('application/json')) {
     const body = await ctx.readJsonObject(64 * 1024);
-    name = body.name ?? body.username;
+    name = oneName(body.name, body.username);
     password = body.password;
   } else {
-    throw new BadContentTypeError('Content-Type must be application/x-www-form-urlencoded or application/json');
+    throw new BadContentTypeError("Content-Type must be 'application/x-www-form-urlencoded' or 'application/json'");
   }
-  if (typeof name !== 'string' || typeof password !== 'string') throw new BadRequestError('Request body must contain name and password');
+  if (typeof name !== 'string' || name === '') throw new BadRequestError('request body must contain a username');
+  if (typeof password !== 'string') throw new BadRequestError('request body must contain a password');
   return { name, password };
+}
+
+/** `name` or `username`; both, differing, is refused as CouchDB refuses it. */
+function oneName(name: unknown, username: unknown): unknown {
+  if (name !== undefined && username !== undefined && name !== username) throw new BadRequestError('request body contains different usernames');
+  return name ?? username;
 }
 
 /**
