@@ -15,7 +15,7 @@
  * own Mango index (in its own design doc) whose build it times apart from its queries.
  */
 import { randomBytes } from 'node:crypto';
-import type { HttpClient } from './client';
+import { HttpClient } from './client';
 import {
   findDateFirstMs,
   findDateSpanSeconds,
@@ -198,6 +198,38 @@ export const scenarios: readonly Scenario[] = [
       });
       await deleteDb(client, db, ctx);
       return requestOutcome(result, 'requestsPerSecond', { docsInDb: ids.length });
+    },
+  },
+  {
+    key: 'read_member',
+    title: '2b. read by id as a _users member (Basic, member by role)',
+    metrics: [higher('requestsPerSecond', 'req/s'), lower('p50Ms', 'p50 ms'), lower('p99Ms', 'p99 ms')],
+    async run(server, _state, ctx) {
+      const { client } = server;
+      const db = await createDb(client, 'member');
+      const { ids } = await loadDocs(client, db, Math.min(readDocsCount, ctx.scanDocsCount), ctx);
+      // A user who reaches the database through a role in its _security, as an end user's PouchDB does.
+      const name = `reader-${Date.now().toString(36)}`;
+      const password = 'loadtest-reader';
+      await expectStatus(client, 'PUT', `/_users/${encodeURIComponent('org.couchdb.user:' + name)}`, { name, password, roles: ['reader'], type: 'user' }, [201, 202]);
+      await expectStatus(client, 'PUT', `/${db}/_security`, { admins: { names: [], roles: [] }, members: { names: [], roles: ['reader'] } }, [200]);
+      const member = new HttpClient({ ...client.options, auth: { username: name, password } });
+      try {
+        const result = await drive({
+          ...timedBounds(ctx),
+          op: async () => {
+            const id = ids[Math.floor(Math.random() * ids.length)];
+            const reply = await expectStatus(member, 'GET', docPath(db, id), undefined, [200]);
+            if ((reply as { _id?: unknown })._id !== id) throw new Error(`GET ${id}: wrong document`);
+            return 1;
+          },
+        });
+        return requestOutcome(result, 'requestsPerSecond', { docsInDb: ids.length });
+      } finally {
+        member.agent.destroy();
+        await expectStatus(client, 'DELETE', `/_users/${encodeURIComponent('org.couchdb.user:' + name)}?rev=${await userRev(client, name)}`, undefined, [200, 202]).catch(() => undefined);
+        await deleteDb(client, db, ctx);
+      }
     },
   },
   {
@@ -1061,4 +1093,9 @@ function docPath(db: string, id: string): string {
 
 function truncate(text: string, charsMax: number): string {
   return text.length <= charsMax ? text : `${text.slice(0, charsMax)}…`;
+}
+
+async function userRev(client: HttpClient, name: string): Promise<string> {
+  const reply = await expectStatus(client, 'GET', `/_users/${encodeURIComponent('org.couchdb.user:' + name)}`, undefined, [200]);
+  return String((reply as { _rev?: unknown })._rev);
 }
