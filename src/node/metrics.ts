@@ -12,6 +12,8 @@ export class Metrics {
   readonly viewDocsIndexed: Counter;
   readonly findQueries: Counter<'index'>;
   readonly findDocsExamined: Counter<'index'>;
+  readonly authentications: Counter<'handler' | 'result'>;
+  readonly refusals: Counter<'need'>;
   /** Set once the cluster is open: changes not yet in this node's view indexes. */
   indexLag: () => Promise<number> = async () => 0;
   /** Set once the cluster is open: view index builds running now. */
@@ -55,6 +57,18 @@ export class Metrics {
       name: 'divan_find_docs_examined_total',
       help: 'Documents _find read to match its selector (against results, a high rate means a missing index)',
       labelNames: ['index'],
+      registers: [this.registry],
+    });
+    this.authentications = new Counter({
+      name: 'divan_auth_requests_total',
+      help: 'Requests by how they authenticated (handler cookie, default, jwt, proxy, or none) and the result (ok, failed: 401, locked: lockout 403)',
+      labelNames: ['handler', 'result'],
+      registers: [this.registry],
+    });
+    this.refusals = new Counter({
+      name: 'divan_authz_refused_total',
+      help: 'Requests refused by the policy table, by the access they needed (db_member, db_admin, server_admin, ...)',
+      labelNames: ['need'],
       registers: [this.registry],
     });
     const metrics = this;

@@ -159,6 +159,8 @@ export class DivanNode {
       // As CouchDB: except_for_up alone already requires valid users everywhere else.
       requireValidUser: config.requireValidUserExceptForUp === 1 ? 'except-up' : config.requireValidUser === 1 ? 'on' : 'off',
       wwwAuthenticate: config.wwwAuthenticate,
+      onAuth: (handler, result) => metrics.authentications.inc({ handler, result }),
+      onRefused: (need) => metrics.refusals.inc({ need }),
       onRequest: (method, status, seconds) => metrics.observeRequest(method, status, seconds),
     });
     const address = await http.listen();

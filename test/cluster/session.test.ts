@@ -45,6 +45,23 @@ test('a user made through node A logs in on B; her cookie reads her database on 
   const read = await request(c!, 'GET', '/ward/chart', { auth: false, headers: { cookie } });
   assert.equal(read.status, 200, read.text);
   assert.equal((await request(c!, 'GET', '/_all_dbs', { auth: false, headers: { cookie } })).status, 401, 'a user is no server admin');
+  // A user who is not a member reads nothing of the database, by any path, through any node.
+  assert.equal((await request(a!, 'PUT', '/_users/org.couchdb.user:dave', { body: { name: 'dave', password: 'd', roles: [], type: 'user' } })).status, 201);
+  const paths: [string, string, unknown?][] = [
+    ['GET', '/ward/chart'],
+    ['GET', '/ward/chart?open_revs=all'],
+    ['GET', '/ward/_all_docs?include_docs=true'],
+    ['GET', '/ward/_changes?include_docs=true'],
+    ['POST', '/ward/_bulk_get', { docs: [{ id: 'chart' }] }],
+    ['POST', '/ward/_find', { selector: { bed: 4 } }],
+    ['POST', '/ward/_all_docs', { keys: ['chart'] }],
+  ];
+  for (const node of [a, b, c]) {
+    for (const [method, path, body] of paths) {
+      const r = await request(node!, method, path, { auth: false, headers: basic('dave', 'd'), ...(body ? { body } : {}) });
+      assert.equal(r.status, 403, `${method} ${path}: ${r.text}`);
+    }
+  }
 
   // She changes her password through A: at once there, on C within usersCacheTtlMs (5 s by default).
   const doc = (await request(a!, 'GET', '/_users/org.couchdb.user:alice')).body;

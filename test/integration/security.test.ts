@@ -210,6 +210,10 @@ describe('the matrix: every caller against every endpoint family', () => {
     const wrong = await as(basic('alice', 'wrong'), 'GET', '/');
     assert.deepEqual(wrong.body, { error: 'unauthorized', reason: 'Name or password is incorrect.' });
     assert.equal(wrong.headers.get('www-authenticate'), null, 'no WWW-Authenticate unless configured');
+    const metrics = (await request(node, 'GET', '/_node/_local/_prometheus')).text;
+    assert.match(metrics, /divan_auth_requests_total\{handler="jwt",result="ok"[^}]*\} [1-9]/);
+    assert.match(metrics, /divan_auth_requests_total\{handler="default",result="failed"[^}]*\} [1-9]/);
+    assert.match(metrics, /divan_authz_refused_total\{need="db_member"[^}]*\} [1-9]/);
   });
 
   test('a member cannot slip a design document into _bulk_docs; a missing database is 404 for anyone', async () => {

@@ -6,13 +6,14 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { ClientGoneError, UnauthorizedError } from '../../errors';
+import { ClientGoneError, ForbiddenError, UnauthorizedError } from '../../errors';
 import { Ctx, Services, standardHeaders } from './context';
 import { ConnectionGuard } from './connections';
 import { Cors, CorsOptions } from './cors';
 import { mapError } from './error-map';
 import { route, splitPath } from './router';
-import { authorize } from './auth/policy';
+import { authorize, needFor } from './auth/policy';
+import type { Session } from './auth';
 import { readSecurity, type SecurityObject } from '../coordinator/security';
 import { openSystemDb } from '../coordinator/db-admin';
 import { USERS_DB } from '../coordinator/users-db';
@@ -31,6 +32,10 @@ export interface HttpServerOptions {
   requireValidUser: 'off' | 'on' | 'except-up';
   /** `WWW-Authenticate` value sent with 401 answers; empty: none unless valid users are required (CouchDB's rule). */
   wwwAuthenticate: string;
+  /** How a request authenticated (`handler` none: anonymous) and with what result (metrics). */
+  onAuth?: (handler: string, result: 'ok' | 'failed' | 'locked') => void;
+  /** A request the policy table refused, by the access it needed (metrics). */
+  onRefused?: (need: string) => void;
   /** Called once per finished request (metrics). */
   onRequest?: (method: string, status: number, seconds: number) => void;
 }
@@ -105,6 +110,24 @@ export class HttpServer {
       const segments = splitPath(q < 0 ? url : url.slice(0, q));
       const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
       ctx = new Ctx({ req, res, segments, query, reqId, services: this.services });
+      const session = await this.authenticate(req);
+      ctx.user = session.user;
+      ctx.authenticatedBy = session.method;
+      if (session.renewCookie) res.setHeader('Set-Cookie', session.renewCookie);
+      if (ctx.user.name === null && this.mustAuthenticate(ctx.method, segments)) throw new UnauthorizedError('Authentication required.');
+      const decision = await authorize(ctx.method, segments, ctx.user, (db) => this.securityOf(db)).catch((err: unknown) => {
+        this.options.onRefused?.(needFor(ctx!.method, segments));
+        throw err;
+      });
+      ctx.dbAdmin = decision.dbAdmin;
+      await route(ctx);
+    } catch (err) {
+      this.fail(req, res, reqId, err);
+    }
+  }
+
+  private async authenticate(req: http.IncomingMessage): Promise<Session> {
+    try {
       const session = await this.services.sessions.authenticate({
         authorization: req.headers.authorization,
         cookie: req.headers.cookie,
@@ -114,15 +137,14 @@ export class HttpServer {
         },
         peer: req.socket.remoteAddress ?? '',
       });
-      ctx.user = session.user;
-      ctx.authenticatedBy = session.method;
-      if (session.renewCookie) res.setHeader('Set-Cookie', session.renewCookie);
-      if (ctx.user.name === null && this.mustAuthenticate(ctx.method, segments)) throw new UnauthorizedError('Authentication required.');
-      const decision = await authorize(ctx.method, segments, ctx.user, (db) => this.securityOf(db));
-      ctx.dbAdmin = decision.dbAdmin;
-      await route(ctx);
+      this.options.onAuth?.(session.method ?? 'none', 'ok');
+      return session;
     } catch (err) {
-      this.fail(req, res, reqId, err);
+      if (err instanceof UnauthorizedError || err instanceof ForbiddenError) {
+        const handler = /^bearer /i.test(req.headers.authorization ?? '') ? 'jwt' : 'default';
+        this.options.onAuth?.(handler, err instanceof ForbiddenError ? 'locked' : 'failed');
+      }
+      throw err;
     }
   }
 
