@@ -9,6 +9,7 @@ import { DivanError } from '../../src/errors';
 import { authorize, needFor } from '../../src/api/http/auth/policy';
 import { adminOnlySecurity, isMember, readSecurity } from '../../src/api/coordinator/security';
 import { checkUserDoc } from '../../src/api/coordinator/users-db';
+import { userPrincipal } from '../../src/api/http/auth/principals';
 
 const publicDb = readSecurity({});
 const adminOnly = readSecurity(adminOnlySecurity());
@@ -103,4 +104,13 @@ test("_users rules: CouchDB's _design/_auth, as native code", () => {
   assert.equal(reason({ ...bob, name: 'a:b', _id: 'org.couchdb.user:a:b' }, null, ctx(null)), 'Character `:` is not allowed in usernames.');
   const dbAdminSec = { admins: { names: ['carol'] } };
   assert.equal(checkUserDoc({ ...bob, roles: ['nurse'] }, bob, ctx('carol'), dbAdminSec), undefined, 'a _users admin may set roles');
+});
+
+test('a user document grants its roles, but no system role other than _metrics; only a usable pbkdf2 hash can log in', () => {
+  const p = userPrincipal('eve', { roles: ['nurse', '_admin', '_metrics', 7], password_scheme: 'pbkdf2', salt: 'ab', derived_key: 'cd', iterations: 10 });
+  assert.deepEqual(p.roles, ['nurse', '_metrics']);
+  assert.equal(p.password?.digest, 'sha1', 'no pbkdf2_prf: the SHA-1 PRF of CouchDB 2');
+  assert.equal(userPrincipal('eve', { roles: [], password_scheme: 'pbkdf2', salt: 'ab', derived_key: 'cd', iterations: 1e12 }).password, undefined, 'iterations bounded');
+  assert.equal(userPrincipal('eve', { roles: [], password_scheme: 'pbkdf2', pbkdf2_prf: 'md5', salt: 'ab', derived_key: 'cd', iterations: 10 }).password, undefined);
+  assert.equal(userPrincipal('eve', { roles: [], password: 'clear' }).password, undefined, 'a clear password is no credential');
 });

@@ -5,13 +5,15 @@
  *
  * A user document is `org.couchdb.user:NAME` with `type: "user"`, `name: NAME` and
  * `roles` (strings). Rules, in order, with CouchDB's messages (all 403 forbidden):
+ * - a named user who is no `_users` admin writing someone else's document is told it
+ *   does not exist (404, CouchDB's before_doc_update); anonymous writers go on (sign-up);
  * - a deletion is allowed to admins and to the user themself, nothing else checked;
  * - `type` must be "user", `name` present, `roles` an array of strings;
  * - the id must be `org.couchdb.user:` + name, and a name never changes;
  * - for callers who are neither server nor `_users` admins: only their own document
  *   may be updated, roles cannot change, and a new document has no roles (anyone may
  *   sign up, if `_users`' security lets them write);
- * - no role may start with `_`, no name may start with `_` or contain `:`.
+ * - no role may start with `_` but `_metrics`, no name may start with `_` or contain `:`.
  *
  * A `password` in a written document is never stored: `prepare` replaces it with a
  * PBKDF2-SHA256 hash (`password_scheme: "pbkdf2"`, `pbkdf2_prf: "sha256"`,

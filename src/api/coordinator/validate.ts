@@ -4,7 +4,7 @@
  * where CouchDB's `validate_doc_update` functions run and design documents are checked.
  * Internal writes (shard sync, adoption, read repair) do not come through here.
  *
- * - `_design/` documents: the writer must be an admin; a non-deleted design document
+ * - `_design/` documents: the writer must be a database admin (401 anonymous, 403 otherwise); a non-deleted design document
  *   must have CouchDB's structure (400 `invalid_design_doc`) and its functions must
  *   compile in the sandbox (400 `compilation_error`); `language: "query"` (Mango)
  *   documents are checked but not compiled. VDUs do not run on design documents.
@@ -21,6 +21,10 @@
  *   given: the edit creates the document, or it conflicts anyway); for replicated edits the newest ancestor of the new revision that the
  *   document holds; null when there is none, it is deleted or its body is not
  *   stored), `userCtx` (`{db, name, roles}`) and `secObj` (the database's security object).
+ *
+ * - system databases (`_users`): their built-in rules (update-hooks.ts) run first, then
+ *   rewrite what they accept (a password becomes its hash) before the database's own
+ *   validators see it.
  *
  * The compiled validators of each database are cached (`DesignFunctions`), keyed by
  * the database's uuid and checked against the design seqs of its ranges' first live

@@ -46,7 +46,8 @@ export const USER_ITERATIONS_MAX = 10_000_000;
 
 /** A `_users` document as a principal (CouchDB's pbkdf2 scheme; the PRF defaults to sha1, as CouchDB 2 wrote it). */
 export function userPrincipal(name: string, doc: Record<string, unknown>): Principal {
-  const roles = Array.isArray(doc.roles) ? doc.roles.filter((r): r is string => typeof r === 'string' && !r.startsWith('_')) : [];
+  // A system role in a user document (one replicated in, say) grants nothing, but `_metrics`.
+  const roles = Array.isArray(doc.roles) ? doc.roles.filter((r): r is string => typeof r === 'string' && (!r.startsWith('_') || r === '_metrics')) : [];
   return { name, roles, password: passwordOf(doc) };
 }
 
