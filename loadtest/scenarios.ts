@@ -187,15 +187,7 @@ export const scenarios: readonly Scenario[] = [
       const { client } = server;
       const db = await createDb(client, 'read');
       const { ids } = await loadDocs(client, db, Math.min(readDocsCount, ctx.scanDocsCount), ctx);
-      const result = await drive({
-        ...timedBounds(ctx),
-        op: async () => {
-          const id = ids[Math.floor(Math.random() * ids.length)];
-          const reply = await expectStatus(client, 'GET', docPath(db, id), undefined, [200]);
-          if ((reply as { _id?: unknown })._id !== id) throw new Error(`GET ${id}: wrong document`);
-          return 1;
-        },
-      });
+      const result = await readAtRandom(client, db, ids, ctx);
       await deleteDb(client, db, ctx);
       return requestOutcome(result, 'requestsPerSecond', { docsInDb: ids.length });
     },
@@ -215,15 +207,7 @@ export const scenarios: readonly Scenario[] = [
       await expectStatus(client, 'PUT', `/${db}/_security`, { admins: { names: [], roles: [] }, members: { names: [], roles: ['reader'] } }, [200]);
       const member = new HttpClient({ ...client.options, auth: { username: name, password } });
       try {
-        const result = await drive({
-          ...timedBounds(ctx),
-          op: async () => {
-            const id = ids[Math.floor(Math.random() * ids.length)];
-            const reply = await expectStatus(member, 'GET', docPath(db, id), undefined, [200]);
-            if ((reply as { _id?: unknown })._id !== id) throw new Error(`GET ${id}: wrong document`);
-            return 1;
-          },
-        });
+        const result = await readAtRandom(member, db, ids, ctx);
         return requestOutcome(result, 'requestsPerSecond', { docsInDb: ids.length });
       } finally {
         member.agent.destroy();
@@ -1098,4 +1082,17 @@ function truncate(text: string, charsMax: number): string {
 async function userRev(client: HttpClient, name: string): Promise<string> {
   const reply = await expectStatus(client, 'GET', `/_users/${encodeURIComponent('org.couchdb.user:' + name)}`, undefined, [200]);
   return String((reply as { _rev?: unknown })._rev);
+}
+
+/** The read scenarios' timed loop: GET a random one of `ids`, checking it is that document. */
+function readAtRandom(client: HttpClient, db: string, ids: readonly string[], ctx: RunContext): Promise<DriveResult> {
+  return drive({
+    ...timedBounds(ctx),
+    op: async () => {
+      const id = ids[Math.floor(Math.random() * ids.length)]!;
+      const reply = await expectStatus(client, 'GET', docPath(db, id), undefined, [200]);
+      if ((reply as { _id?: unknown })._id !== id) throw new Error(`GET ${id}: wrong document`);
+      return 1;
+    },
+  });
 }

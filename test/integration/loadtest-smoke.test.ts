@@ -180,3 +180,20 @@ test(
     runFindScenarios('peer', ['--peer-dir', peerDir], false);
   },
 );
+
+test('loadtest: the read scenarios (as the admin, and as a _users member by role) run on Divan, every reply the right document', () => {
+  const jsonOut = path.join(os.tmpdir(), `divan-smoke-read-${process.pid}.json`);
+  try {
+    run('run.js', ['--only', 'divan', '--scenarios', 'read,read_member', '--docs', '200', '--seconds', '0.3', '--json-out', jsonOut]);
+    const report = JSON.parse(readFileSync(jsonOut, 'utf8')) as RunJson;
+    assert.deepEqual(report.scenarios.map((s) => s.key), ['read', 'read_member']);
+    for (const scenario of report.scenarios) {
+      const outcome = scenario.outcomes.divan!;
+      assert.equal(outcome.kind, 'done', `${scenario.key}: ${outcome.error ?? ''}`);
+      assert.equal(outcome.errors, 0, `${scenario.key}: ${outcome.errorSamples.join('; ')}`);
+      assert.ok((outcome.metrics.requestsPerSecond ?? 0) > 0, scenario.key);
+    }
+  } finally {
+    rmSync(jsonOut, { force: true });
+  }
+});
