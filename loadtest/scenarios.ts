@@ -29,7 +29,7 @@ import {
   viewTypesCount,
   type LoadDoc,
 } from './docs';
-import { drive, type DriveResult } from './driver';
+import { drive, summarizeLatencies, type DriveResult } from './driver';
 import { sampleRss, type ServerHandle } from './servers';
 
 export interface RunContext {
@@ -299,6 +299,71 @@ export const scenarios: readonly Scenario[] = [
       const outcome = await pullReplicate(server, db, ctx);
       await deleteDb(client, db, ctx);
       return outcome;
+    },
+  },
+  {
+    key: 'replicate_server',
+    title: '7b. server-side one-shot _replicate (local source → the same server by URL)',
+    metrics: [higher('docsPerSecond', 'docs/s'), lower('seconds', 'seconds')],
+    async run(server, _state, ctx) {
+      const { client } = server;
+      const source = await createDb(client, 'repl_src');
+      const target = `lt_repl_dst_${randomBytes(4).toString('hex')}`;
+      await loadDocs(client, source, ctx.replicateDocsCount, ctx);
+      try {
+        const startNs = process.hrtime.bigint();
+        const reply = await client.request('POST', '/_replicate', { source, target: targetUrl(server, target), create_target: true }, { timeoutMs: ctx.replicateTimeoutMs });
+        const elapsedMs = Number(process.hrtime.bigint() - startNs) / 1e6;
+        const body = reply.body as { ok?: boolean; history?: { docs_written?: number }[] };
+        const written = body.history?.[0]?.docs_written ?? 0;
+        const complete = reply.status === 200 && body.ok === true && written === ctx.replicateDocsCount;
+        return {
+          metrics: { docsPerSecond: complete ? (written * 1000) / elapsedMs : null, seconds: complete ? elapsedMs / 1000 : null },
+          errors: complete ? 0 : 1,
+          errorSamples: complete ? [] : [`_replicate answered ${reply.status}: ${truncate(JSON.stringify(reply.body), 300)}`],
+          details: { elapsedMs, docsWritten: written },
+        };
+      } finally {
+        await deleteDb(client, source, ctx);
+        await deleteDb(client, target, ctx);
+      }
+    },
+  },
+  {
+    key: 'replicate_live',
+    title: '7c. continuous _replicate latency (write on source → readable on target, 200 writes)',
+    metrics: [lower('p50Ms', 'p50 ms'), lower('p99Ms', 'p99 ms')],
+    async run(server, _state, ctx) {
+      const { client } = server;
+      const source = await createDb(client, 'live_src');
+      const target = `lt_live_dst_${randomBytes(4).toString('hex')}`;
+      const body = { source, target: targetUrl(server, target), create_target: true, continuous: true };
+      await expectStatus(client, 'POST', '/_replicate', body, [200, 202]);
+      const latencies = new Float64Array(liveWrites);
+      let errors = 0;
+      const errorSamples: string[] = [];
+      try {
+        // The replication is running once a first document arrives.
+        await expectStatus(client, 'PUT', docPath(source, 'warmup'), { w: 1 }, [201, 202]);
+        await waitUntilReadable(client, target, 'warmup', liveDeadlineMs * 10);
+        for (let i = 0; i < liveWrites && !ctx.signal.aborted; i++) {
+          const id = `live-${i}`;
+          const startNs = process.hrtime.bigint();
+          await expectStatus(client, 'PUT', docPath(source, id), { i }, [201, 202]);
+          if (await waitUntilReadable(client, target, id, liveDeadlineMs)) latencies[i] = Number(process.hrtime.bigint() - startNs) / 1e6;
+          else {
+            errors++;
+            latencies[i] = liveDeadlineMs;
+            if (errorSamples.length < 3) errorSamples.push(`${id} not on the target within ${liveDeadlineMs} ms`);
+          }
+        }
+      } finally {
+        await client.request('POST', '/_replicate', { ...body, cancel: true }).catch(() => undefined);
+        await deleteDb(client, source, ctx);
+        await deleteDb(client, target, ctx);
+      }
+      const summary = summarizeLatencies(latencies);
+      return { metrics: { p50Ms: summary.p50Ms, p99Ms: summary.p99Ms }, errors, errorSamples, details: { writes: liveWrites, meanMs: summary.meanMs, maxMs: summary.maxMs } };
     },
   },
   {
@@ -1095,4 +1160,26 @@ function readAtRandom(client: HttpClient, db: string, ids: readonly string[], ct
       return 1;
     },
   });
+}
+
+/** Writes the live replication scenario times, one after another. */
+const liveWrites = 200;
+/** A write not on the target within this long counts as an error (and at this latency). */
+const liveDeadlineMs = 10_000;
+
+/** The target database as a URL on the same server, with the run's credentials (both servers replicate over HTTP). */
+function targetUrl(server: ServerHandle, db: string): string {
+  const { username, password } = server.auth;
+  return `http://${encodeURIComponent(username)}:${encodeURIComponent(password)}@127.0.0.1:${server.client.options.port}/${db}`;
+}
+
+/** Poll the target for a document, without sleeping (loopback GETs take well under a millisecond); false at the deadline. */
+async function waitUntilReadable(client: HttpClient, db: string, id: string, deadlineMs: number): Promise<boolean> {
+  const until = Date.now() + deadlineMs;
+  while (Date.now() < until) {
+    const reply = await client.request('GET', docPath(db, id));
+    if (reply.status === 200) return true;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return false;
 }

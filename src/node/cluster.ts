@@ -184,6 +184,23 @@ export class Cluster {
   }
 
 
+  private readonly memberListeners = new Set<() => void>();
+
+  /** Called whenever a member changes state (joins, is suspected, dies, leaves). */
+  onMembersChange(listener: () => void): () => void {
+    this.memberListeners.add(listener);
+    return () => this.memberListeners.delete(listener);
+  }
+
+  /** Names of the members that are alive or suspect (owners of background jobs are chosen among them). */
+  liveMemberNames(): string[] {
+    if (!this.membershipOrUndefined) return [this.self];
+    return this.membership
+      .members()
+      .filter((m) => m.state === 'alive' || m.state === 'suspect')
+      .map((m) => m.name);
+  }
+
   /** Start membership and join the seeds; catalog and shard sync follow. Resolves when ready. */
   async join(httpAddress: string): Promise<void> {
     this.membershipOrUndefined = new Membership({
@@ -194,6 +211,7 @@ export class Cluster {
     });
     this.membership.on('change', (member: Member, previous: string | undefined) => {
       this.catalog.refresh();
+      for (const listener of this.memberListeners) listener();
       if (member.name !== this.self && member.state === 'alive' && previous !== 'alive') {
         // A channel to a node that was down may sit in reconnect backoff: start afresh.
         if (previous === 'dead' || previous === 'left') this.peers.reset(member.address);

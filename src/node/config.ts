@@ -245,6 +245,24 @@ export interface Config {
    * through another node takes effect here within this time (through this node: at once).
    */
   usersCacheTtlMs: number;
+  /** Replications running at once on this node; more wait their turn (CouchDB's `[replicator] max_jobs`). */
+  replicationJobsMax: number;
+  /** How often a replication records its position on both sides, ms (CouchDB's checkpoint_interval). */
+  replicationCheckpointIntervalMs: number;
+  /** Changes per replication batch (CouchDB's worker_batch_size); memory per job is about this many documents. */
+  replicationBatchSize: number;
+  /** How long a continuous replication's `_changes` call waits for news before asking again, ms. */
+  replicationLongpollMs: number;
+  /** Longest wait between retries of a failing replication, ms (backoff doubles from 250 ms). */
+  replicationRetryBackoffMaxMs: number;
+  /** Consecutive retryable failures a one-shot `_replicate` survives before it answers the error. */
+  replicationOneShotRetriesMax: number;
+  /** Deadline of one request to a remote endpoint, ms (CouchDB's connection_timeout). */
+  replicationConnectionTimeoutMs: number;
+  /** Retries of one request to a remote endpoint (CouchDB's retries_per_request). */
+  replicationRetriesPerRequest: number;
+  /** Sockets per remote endpoint (CouchDB's http_connections). */
+  replicationHttpConnections: number;
   /** RocksDB block cache, bytes. */
   cacheBytes: number;
   /**
@@ -377,6 +395,15 @@ export const defaults: Readonly<Config> = Object.freeze({
   proxySecret: '',
   proxyUseSecret: 1,
   usersDbSecurityEditable: 0,
+  replicationJobsMax: 500,
+  replicationCheckpointIntervalMs: 30_000,
+  replicationBatchSize: 500,
+  replicationLongpollMs: 10_000,
+  replicationRetryBackoffMaxMs: 60_000,
+  replicationOneShotRetriesMax: 5,
+  replicationConnectionTimeoutMs: 30_000,
+  replicationRetriesPerRequest: 5,
+  replicationHttpConnections: 20,
   usersCacheEntriesMax: 10_000,
   usersCacheTtlMs: 5_000,
   cacheBytes: 64 * 1024 * 1024,
@@ -591,6 +618,10 @@ function checkRelations(c: Config): void {
   if (handlers.includes('jwt') && c.jwtKeys === '') fail('authHandlers includes jwt but jwtKeys is empty');
   if (handlers.includes('proxy') && c.proxyUseSecret === 1 && c.proxySecret === '') fail('authHandlers includes proxy with proxyUseSecret=1 but proxySecret is empty');
   if (c.usersCacheEntriesMax < 1) fail('usersCacheEntriesMax must be at least 1');
+  if (c.replicationJobsMax < 1) fail('replicationJobsMax must be at least 1');
+  if (c.replicationBatchSize < 1) fail('replicationBatchSize must be at least 1');
+  if (c.replicationHttpConnections < 1) fail('replicationHttpConnections must be at least 1');
+  if (c.replicationLongpollMs < 1 || c.replicationLongpollMs > c.changesTimeoutMsMax) fail('replicationLongpollMs must be in 1..changesTimeoutMsMax');
   if (c.jsTimeoutMs < 10 || c.jsTimeoutMs > 2 ** 31 - 1) fail('jsTimeoutMs must be in 10..2147483647');
   if (c.jsMemoryBytesMax < 1024 * 1024 || c.jsMemoryBytesMax > 1024 * 1024 * 1024) fail('jsMemoryBytesMax must be in 1 MiB..1 GiB');
   if (c.jsWorkers < 1 || c.jsWorkers > 64) fail('jsWorkers must be in 1..64');

@@ -17,6 +17,9 @@ import { Store } from '../storage/store';
 import { Cluster } from './cluster';
 import type { Config } from './config';
 import { ADMIN_SETTING_PREFIX, AdminDirectory, loadIdentity } from './admins';
+import { JobRegistry } from './jobs';
+import { REPLICATOR_DB, ReplicatorDocs } from '../api/replicator/doc-processor';
+import { replicatorDbHook } from '../api/replicator/replicator-db';
 import { USERS_DB, readUserDoc, usersDbHook } from '../api/coordinator/users-db';
 import { openSystemDb } from '../api/coordinator/db-admin';
 import { UsersCache } from '../api/http/auth/principals';
@@ -36,6 +39,8 @@ export class DivanNode {
     private readonly log: ReturnType<typeof createLogger>,
     private readonly metricsServer: import('node:http').Server | undefined,
     private readonly js: SandboxPool,
+    private readonly jobs: JobRegistry,
+    private readonly replicatorDocs: ReplicatorDocs,
   ) {}
 
   static async start(config: Readonly<Config>): Promise<DivanNode> {
@@ -69,6 +74,7 @@ export class DivanNode {
     metrics.indexLag = () => cluster.indexLag();
     metrics.indexBuilds = () => cluster.indexTasks().length;
     const admins = new AdminDirectory(identity.admins, catalog);
+    const jobs = new JobRegistry(config.replicationJobsMax);
     const auth = new Auth({
       admins,
       users: new UsersCache((name) => readUserDoc(catalog, name, config.writeQuorumTimeoutMs), config.usersCacheEntriesMax, config.usersCacheTtlMs),
@@ -137,7 +143,21 @@ export class DivanNode {
       requestBytes: new ByteBudget(config.requestBytesInFlightMax),
       sessions: auth,
       admins,
-      updateHooks: new Map([[USERS_DB, usersDbHook({ iterations: config.pbkdf2Iterations, derive: (p, salt, it, bytes) => auth.derive(p, salt, it, bytes), onWritten: (names) => names.forEach((n) => auth.changed(n)) })]]),
+      jobs,
+      replication: {
+        checkpointIntervalMs: config.replicationCheckpointIntervalMs,
+        batchSize: config.replicationBatchSize,
+        longpollMs: config.replicationLongpollMs,
+        retryBackoffMaxMs: config.replicationRetryBackoffMaxMs,
+        oneShotRetriesMax: config.replicationOneShotRetriesMax,
+        connectionTimeoutMs: config.replicationConnectionTimeoutMs,
+        retriesPerRequest: config.replicationRetriesPerRequest,
+        httpConnections: config.replicationHttpConnections,
+      },
+      updateHooks: new Map([
+        [USERS_DB, usersDbHook({ iterations: config.pbkdf2Iterations, derive: (p, salt, it, bytes) => auth.derive(p, salt, it, bytes), onWritten: (names) => names.forEach((n) => auth.changed(n)) })],
+        [REPLICATOR_DB, replicatorDbHook(config.keysMax)],
+      ]),
       cluster,
       js,
       designDocs: new DesignFunctions(js, cluster.self, config.designDocsRecheckMs, (entry) => log.info(entry, 'validate_doc_update log')),
@@ -163,22 +183,44 @@ export class DivanNode {
       onRefused: (need) => metrics.refusals.inc({ need }),
       onRequest: (method, status, seconds) => metrics.observeRequest(method, status, seconds),
     });
+    // `_replicator` documents: every node follows them and runs those it owns.
+    const replicatorDocs = new ReplicatorDocs({
+      directory: catalog,
+      self: cluster.self,
+      liveMembers: () => cluster.liveMemberNames(),
+      jobs,
+      env: {
+        directory: catalog,
+        validation: { functions: services.designDocs, user: { name: null, roles: ['_admin'] }, dbAdmin: true, hooks: services.updateHooks },
+        limits: services.limits,
+        settings: services.replication,
+        nodeName: cluster.self,
+      },
+      pollMs: config.replicationLongpollMs,
+      log: (fields, msg) => log.info({ component: 'replicator', ...fields }, msg),
+    });
+    services.replicatorDocs = replicatorDocs;
     const address = await http.listen();
     const metricsServer = config.metricsPort > 0 ? await serveMetrics(config, () => metrics.registry.metrics(), log) : undefined;
     log.info({ component: 'http', address: address.address, port: address.port, dataDir: config.dataDir, node: cluster.self }, 'listening');
     const httpHost = config.bindAddress === '0.0.0.0' || config.bindAddress === '::' ? '127.0.0.1' : config.bindAddress;
     await cluster.join(config.httpAdvertiseAddress || `${httpHost}:${address.port}`);
     log.info({ component: 'cluster', node: cluster.self, members: cluster.members().length }, 'joined');
+    cluster.onMembersChange(() => replicatorDocs.membersChanged());
+    replicatorDocs.start();
     // A node that starts a cluster (no seeds) makes `_users` now, so `_all_dbs` shows it as CouchDB's does;
     // in a cluster joined through seeds, the first request that needs it does.
     if (config.seeds.trim() === '') {
       await openSystemDb(catalog, USERS_DB, config.n).catch((err: unknown) => log.warn({ component: 'node', err: String(err) }, 'could not create _users'));
     }
-    return new DivanNode(config, address, store, cluster, http, log, metricsServer, js);
+    return new DivanNode(config, address, store, cluster, http, log, metricsServer, js, jobs, replicatorDocs);
   }
 
   async stop(): Promise<void> {
     this.log.info({ component: 'node' }, 'stopping');
+    // Replications first: they write through the cluster being stopped.
+    await this.replicatorDocs.stop();
+    await this.jobs.close();
     await this.cluster.stop(true);
     this.metricsServer?.close();
     await this.http.close();

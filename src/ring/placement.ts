@@ -178,3 +178,21 @@ export function fmix32(value: number): number {
   h ^= h >>> 16;
   return h >>> 0;
 }
+
+/**
+ * The one member that owns `key` (a `_replicator` document, a background job): the
+ * best rendezvous score over `members`, ties to the smaller name. Every node given the
+ * same members picks the same owner; a member leaving moves only the keys it owned.
+ */
+export function ownerOf(key: string, members: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestScore = -1;
+  for (const name of members) {
+    const score = murmur3(Buffer.from(JSON.stringify(['owner', key, name]), 'utf8'), 0);
+    if (score > bestScore || (score === bestScore && best !== undefined && name < best)) {
+      best = name;
+      bestScore = score;
+    }
+  }
+  return best;
+}

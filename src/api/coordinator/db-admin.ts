@@ -15,6 +15,9 @@ export const dbNameBytesMax = 238;
 /** System databases CouchDB clients may look for; creating them is allowed. */
 export const SYSTEM_DBS: ReadonlySet<string> = new Set(['_users', '_replicator', '_global_changes']);
 
+/** System databases that exist as clients see them from the start (made on first use). */
+export const AUTO_SYSTEM_DBS: ReadonlySet<string> = new Set(['_users', '_replicator']);
+
 /** Ranges of a system database made on demand: its documents are few and small. */
 const SYSTEM_DB_Q = 1;
 

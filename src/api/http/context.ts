@@ -83,6 +83,14 @@ export interface AdminAccounts {
   remove(name: string): Promise<void>;
 }
 
+/** The node's registry of background jobs (src/node/jobs.ts), as routes use it. */
+export interface BackgroundJobs {
+  start<T>(spec: { id: string; kind: string; task(): Record<string, unknown>; run(signal: AbortSignal): Promise<T> }): { started: boolean; done: Promise<T> };
+  cancel(id: string): boolean;
+  has(id: string): boolean;
+  list(kind?: string): { id: string; kind: string; state: string; startedOn: number; updatedOn: number; error?: string; task: Record<string, unknown> }[];
+}
+
 /** Everything a route may use; built once at start-up by src/node. */
 export interface Services {
   directory: DbDirectory;
@@ -103,6 +111,11 @@ export interface Services {
   js: import('../../shard/js/sandbox').SandboxPool;
   /** This node's cache of compiled validate_doc_update functions, per database. */
   designDocs: import('../coordinator/validate').DesignFunctions;
+  /** `_replicator` documents as this node follows them (`_scheduler/docs`); set once the node is wired. */
+  replicatorDocs?: { states(): import('../replicator/doc-processor').ReplicatorDocState[] };
+  /** Background jobs of this node (replications). */
+  jobs: BackgroundJobs;
+  replication: import('../replicator/request').ReplicationSettings;
   /** Built-in write rules of system databases (`_users`). */
   updateHooks: import('../coordinator/update-hooks').UpdateHooks;
 }

@@ -19,6 +19,7 @@ import { findRoute, indexRoute } from './routes/find';
 import { localAttachment, localDoc } from './routes/local';
 import { activeTasks, allDbs, dbsInfo, node, notBuilt, up, uuids, welcome } from './routes/server';
 import { session } from './routes/session';
+import { replicate, scheduler } from './routes/replicate';
 import { membership, rebalance, shards, syncShards } from './routes/cluster';
 
 type Handler = (ctx: Ctx) => Promise<void>;
@@ -34,10 +35,12 @@ const serverRoutes = new Map<string, Handler>([
   ['_node', node],
   ['_active_tasks', activeTasks],
   ['_membership', membership],
+  ['_replicate', replicate],
+  ['_scheduler', scheduler],
 ]);
 
 /** Server endpoints of CouchDB that later issues build. */
-const serverNotBuilt = new Set(['_replicate', '_scheduler', '_cluster_setup', '_reshard', '_db_updates', '_utils', '_search_analyze']);
+const serverNotBuilt = new Set(['_cluster_setup', '_reshard', '_db_updates', '_utils', '_search_analyze']);
 
 /** Database endpoints of CouchDB that later issues build. */
 const dbNotBuiltNames = new Map<string, string>([

@@ -15,8 +15,7 @@ import { route, splitPath } from './router';
 import { authorize, needFor } from './auth/policy';
 import type { Session } from './auth';
 import { readSecurity, type SecurityObject } from '../coordinator/security';
-import { openSystemDb } from '../coordinator/db-admin';
-import { USERS_DB } from '../coordinator/users-db';
+import { AUTO_SYSTEM_DBS, openSystemDb } from '../coordinator/db-admin';
 
 export interface HttpServerOptions {
   cors: CorsOptions;
@@ -167,8 +166,8 @@ export class HttpServer {
 
   /** The parsed security object of a database, read once per catalog version of it. */
   private async securityOf(db: string): Promise<SecurityObject | undefined> {
-    // `_users` exists as clients see it from the start: made here, so its security object applies to the first request too.
-    const handle = db === USERS_DB ? await openSystemDb(this.services.directory, db, this.services.node.n) : await this.services.directory.open(db);
+    // `_users` and `_replicator` exist as clients see them from the start: made here, so their security object applies to the first request too.
+    const handle = AUTO_SYSTEM_DBS.has(db) ? await openSystemDb(this.services.directory, db, this.services.node.n) : await this.services.directory.open(db);
     if (!handle) return undefined;
     let parsed = this.parsedSecurity.get(handle.security);
     if (!parsed) {

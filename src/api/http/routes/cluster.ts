@@ -94,6 +94,39 @@ export async function forwardToNode(ctx: Ctx, name: string, rest: string[]): Pro
   });
 }
 
+/**
+ * GET `/_node/_local/{rest}` on another member with the caller's credentials, and its
+ * JSON answer (cluster-wide lists gathered node by node).
+ */
+export async function askNode(ctx: Ctx, name: string, rest: string[]): Promise<unknown> {
+  const target = ctx.services.cluster.httpAddressOfMember(name);
+  if (!target) throw new NotFoundError(`Node ${name} is unknown or down`, 'nodedown');
+  const [host, port] = splitHostPort(target);
+  const headers: Record<string, string> = { accept: 'application/json', host: target };
+  for (const h of ['authorization', 'cookie']) {
+    const value = ctx.req.headers[h];
+    if (typeof value === 'string') headers[h] = value;
+  }
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host, port, method: 'GET', path: '/_node/_local/' + rest.map(encodeURIComponent).join('/'), headers, timeout: ctx.limits.requestTimeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        if (res.statusCode !== 200) return reject(new UnavailableError(`Node ${name} answered ${res.statusCode}`, 'nodedown'));
+        try {
+          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        } catch (err) {
+          reject(err);
+        }
+      });
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new UnavailableError(`Node ${name} did not answer`, 'nodedown')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 function splitHostPort(address: string): [string, number] {
   const colon = address.lastIndexOf(':');
   return [address.slice(0, colon).replace(/^\[|\]$/g, ''), Number(address.slice(colon + 1))];

@@ -6,8 +6,7 @@ import { BadRequestError, MethodNotAllowedError, NotFoundError } from '../../../
 import type { DbHandle } from '../../coordinator/shard-client';
 import type { DocOutcome } from '../../coordinator/doc-update';
 import type { Ctx } from '../context';
-import { openSystemDb } from '../../coordinator/db-admin';
-import { USERS_DB } from '../../coordinator/users-db';
+import { AUTO_SYSTEM_DBS, openSystemDb } from '../../coordinator/db-admin';
 
 /** Refuse any method not in `methods` with 405 and an Allow header. */
 export function allow(ctx: Ctx, methods: readonly string[]): void {
@@ -17,8 +16,8 @@ export function allow(ctx: Ctx, methods: readonly string[]): void {
 export async function openDb(ctx: Ctx, name: string): Promise<DbHandle> {
   const db = await ctx.services.directory.open(name);
   if (db) return db;
-  // `_users` always exists as clients see it (made on first use).
-  if (name === USERS_DB) return openSystemDb(ctx.services.directory, name, ctx.services.node.n);
+  // `_users` and `_replicator` always exist as clients see them (made on first use).
+  if (AUTO_SYSTEM_DBS.has(name)) return openSystemDb(ctx.services.directory, name, ctx.services.node.n);
   throw new NotFoundError('Database does not exist.');
 }
 

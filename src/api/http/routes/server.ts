@@ -11,6 +11,7 @@ import { readJsonObjectCapped } from '../json-scan';
 import { allow } from './common';
 import { forwardToNode, localCopyDoc } from './cluster';
 import { formatHash, KEY_BYTES, parseHash } from '../auth/password';
+import { nodeScheduler, replicationTasks } from './replicate';
 
 export async function welcome(ctx: Ctx): Promise<void> {
   allow(ctx, ['GET', 'HEAD']);
@@ -115,6 +116,7 @@ export async function node(ctx: Ctx): Promise<void> {
     return ctx.sendBytes(200, Buffer.from(text, 'utf8'), { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
   }
   if (section === '_config') return config(ctx, rest);
+  if (section === '_scheduler') return nodeScheduler(ctx, rest[0]);
   if (section === '_copy') return localCopyDoc(ctx, rest[0], rest.length > 1 ? rest.slice(1).join('/') : undefined);
   if (section === '_stats' || section === '_system') {
     allow(ctx, ['GET', 'HEAD']);
@@ -189,7 +191,7 @@ async function hashAdminPassword(ctx: Ctx, password: string): Promise<string> {
 
 export async function activeTasks(ctx: Ctx): Promise<void> {
   allow(ctx, ['GET', 'HEAD']);
-  ctx.send(200, ctx.services.cluster.indexTasks());
+  ctx.send(200, [...ctx.services.cluster.indexTasks(), ...replicationTasks(ctx)]);
 }
 
 export async function notBuilt(ctx: Ctx): Promise<void> {
