@@ -197,3 +197,21 @@ test('loadtest: the read scenarios (as the admin, and as a _users member by role
     rmSync(jsonOut, { force: true });
   }
 });
+
+test('loadtest: the server-side replication scenarios run on Divan, every doc replicated', () => {
+  const jsonOut = path.join(os.tmpdir(), `divan-smoke-repl-${process.pid}.json`);
+  try {
+    run('run.js', ['--only', 'divan', '--scenarios', 'replicate_server,replicate_live', '--replicate-docs', '300', '--json-out', jsonOut]);
+    const report = JSON.parse(readFileSync(jsonOut, 'utf8')) as RunJson;
+    assert.deepEqual(report.scenarios.map((s) => s.key), ['replicate_server', 'replicate_live']);
+    for (const scenario of report.scenarios) {
+      const outcome = scenario.outcomes.divan!;
+      assert.equal(outcome.kind, 'done', `${scenario.key}: ${outcome.error ?? ''}`);
+      assert.equal(outcome.errors, 0, `${scenario.key}: ${outcome.errorSamples.join('; ')}`);
+    }
+    assert.ok((report.scenarios[0]!.outcomes.divan!.metrics.docsPerSecond ?? 0) > 0);
+    assert.ok((report.scenarios[1]!.outcomes.divan!.metrics.p99Ms ?? 0) > 0);
+  } finally {
+    rmSync(jsonOut, { force: true });
+  }
+});
