@@ -147,7 +147,7 @@ export class DivanNode {
       replication: {
         checkpointIntervalMs: config.replicationCheckpointIntervalMs,
         batchSize: config.replicationBatchSize,
-        longpollMs: config.replicationLongpollMs,
+        longpollMs: Math.min(config.replicationLongpollMs, config.changesTimeoutMsMax),
         retryBackoffMaxMs: config.replicationRetryBackoffMaxMs,
         oneShotRetriesMax: config.replicationOneShotRetriesMax,
         connectionTimeoutMs: config.replicationConnectionTimeoutMs,

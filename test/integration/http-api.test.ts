@@ -465,7 +465,10 @@ describe('bad input never crashes the node', () => {
       { method: 'POST', path: `/${db}/_revs_diff`, body: { x: 'notalist' }, status: 400 },
       { method: 'GET', path: '/_nope', status: 400 },
       { method: 'POST', path: `/${db}/_find`, body: {}, status: 400, error: 'missing_required_key' },
-      { method: 'POST', path: '/_replicate', body: {}, status: 501 },
+      { method: 'POST', path: '/_replicate', body: {}, status: 400, error: 'bad_request' },
+      { method: 'POST', path: '/_replicate', body: { source: 'http://[bad', target: 'x' }, status: 400 },
+      { method: 'POST', path: '/_replicate', body: { source: 'Bad Name', target: 'x' }, status: 400 },
+      { method: 'POST', path: '/_replicate', body: { source: 'a', target: 'b', doc_ids: 'x' }, status: 400 },
     ];
     for (const c of cases) {
       const res = await request(node, c.method, c.path, { ...(c.raw !== undefined ? { raw: c.raw } : {}), ...(c.body !== undefined ? { body: c.body } : {}), ...(c.headers ? { headers: c.headers } : {}) });

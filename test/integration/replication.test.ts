@@ -114,6 +114,19 @@ describe('one-shot', () => {
     const local = await request(a, 'POST', '/_replicate', { body: { source: 'by-selector', target: 'by-selector-2', create_target: true, selector: { n: 1 } } });
     assert.equal(local.status, 200, local.text);
     assert.deepEqual((await request(a, 'GET', '/by-selector-2/_all_docs')).body.rows.map((r: { id: string }) => r.id), ['doc-0001']);
+    // The same filter run by a local source, and a _view filter.
+    await seed(a, 'filtered-here', 20);
+    const here = await request(a, 'POST', '/_replicate', { body: { source: 'filtered-here', target: 'by-filter-here', create_target: true, filter: 'f/odd', query_params: { kind: 'odd' } } });
+    assert.equal(here.status, 200, here.text);
+    const hereRows = (await request(a, 'GET', '/by-filter-here/_all_docs')).body.rows as { id: string }[];
+    assert.equal(hereRows.length, 10);
+    assert.ok(hereRows.every((r) => Number(r.id.slice(4)) % 2 === 1));
+    await request(a, 'PUT', '/filtered-here/_design/v', { body: { views: { small: { map: 'function (doc) { if (doc.n < 2) emit(doc.n); }' } } } });
+    const byView = await request(a, 'POST', '/_replicate', { body: { source: 'filtered-here', target: 'by-view', create_target: true, filter: '_view', query_params: { view: 'v/small' } } });
+    assert.equal(byView.status, 200, byView.text);
+    assert.deepEqual((await request(a, 'GET', '/by-view/_all_docs')).body.rows.map((r: { id: string }) => r.id), ['doc-0000', 'doc-0001']);
+    const missingFilter = await request(a, 'POST', '/_replicate', { body: { source: 'filtered-here', target: 'nowhere', create_target: true, filter: 'nope/x' } });
+    assert.equal(missingFilter.status, 400, missingFilter.text);
     const fn = await request(a, 'POST', '/_replicate', { body: { source: urlOf(b, 'filtered'), target: 'by-filter', create_target: true, filter: 'f/odd', query_params: { kind: 'even' } } });
     assert.equal(fn.status, 200, fn.text);
     const rows = (await request(a, 'GET', '/by-filter/_all_docs')).body.rows as { id: string }[];

@@ -8,15 +8,16 @@
  * The database is looked up again on each call, so a replication follows a handle
  * the catalog replaced (copies moved) and notices a deletion (`db_not_found`).
  *
- * Filters: none, `_doc_ids`, `_selector` and `_design`. Design-document filter
- * functions and `_view` on a local source are not built yet: the job fails with a
- * clear reason (a remote source runs its own filters).
+ * Filters: every kind `_changes` takes (changes-filter.ts): `_doc_ids`,
+ * `_selector`, `_design`, `_view` (`query_params.view`) and design-document filter
+ * functions, called with CouchDB's request object (`query` = `query_params`). A
+ * JavaScript filter is compiled once, on the first page, and released by `close()`.
  */
 import { DivanError } from '../../errors';
 import { parseJsonText, stringifyJson } from '../../json';
-import { compileSelector } from '../../shard/query/mango';
 import type { ChangesFilter, DocEdit } from '../../shard/types';
-import { decodeSince, encodeSeq, pendingAfter, readChanges, watchUpdates } from '../coordinator/changes';
+import { decodeSince, encodeSeq, pendingAfter, readChanges, watchUpdates, type JsChangesFilter } from '../coordinator/changes';
+import { compileChangesFilter } from '../coordinator/changes-filter';
 import { createDb, dbInfo } from '../coordinator/db-admin';
 import { readDocInfos } from '../coordinator/doc-infos';
 import { openRevsMany } from '../coordinator/doc-open';
@@ -68,15 +69,39 @@ export class LocalEndpoint implements Endpoint {
     });
   }
 
+  private compiled: Promise<ChangesFilter | { js: JsChangesFilter }> | undefined;
+
+  /** The source's filter, compiled on first use (its 404s and 400s fail the replication). */
+  private filterFor(db: DbHandle, options: ChangesOptions): Promise<ChangesFilter | { js: JsChangesFilter }> {
+    this.compiled ??= (async () =>
+      compileChangesFilter(db, {
+        filter: options.filter,
+        docIds: options.docIds,
+        selector: options.selector,
+        view: typeof options.queryParams?.view === 'string' ? options.queryParams.view : undefined,
+        isPost: true,
+        keysMax: Number.MAX_SAFE_INTEGER,
+        timeoutMs: this.options.timeoutMs,
+        js: this.options.validation.functions.js,
+        request: () => filterRequest(db, options, this.options.validation),
+      }))().catch((err: unknown) => {
+      if (!(err instanceof DivanError)) throw err;
+      throw new ReplicationError('bad_request', `filter ${options.filter ?? ''}: ${err.reason}`, false);
+    });
+    return this.compiled;
+  }
+
   async changes(options: ChangesOptions): Promise<ChangesPage> {
     let db = await this.db();
-    const filter = changesFilter(options);
+    const compiled = await this.filterFor(db, options);
+    const filter: ChangesFilter = 'js' in compiled ? { kind: 'none' } : compiled;
+    const js = 'js' in compiled ? compiled.js : undefined;
     const since = await call(() => decodeSince(db, options.since === '0' ? 0 : options.since));
     const read = async (from: typeof since) => {
       const rows: ChangesPage['rows'] = [];
       const pass = await readChanges(
         db,
-        { since: from, descending: false, limit: options.limit, allLeaves: true, includeDocs: false, conflicts: false, filter, seqInterval: 1 },
+        { since: from, descending: false, limit: options.limit, allLeaves: true, includeDocs: false, conflicts: false, filter, seqInterval: 1, ...(js ? { js } : {}) },
         options.limit,
         ({ row, seq }) => {
           rows.push({ id: row.id, seq: seq!, revs: row.changes, deleted: row.deleted });
@@ -169,23 +194,36 @@ export class LocalEndpoint implements Endpoint {
     return call(() => putLocal(db, '_local/' + id, stringifyJson(body), typeof rev === 'string' ? rev : undefined));
   }
 
-  close(): void {}
+  close(): void {
+    const compiled = this.compiled;
+    this.compiled = undefined;
+    void compiled?.then((c) => {
+      if ('js' in c) c.js.pool.release(c.js.ddoc);
+    }, () => undefined);
+  }
 }
 
-function changesFilter(options: ChangesOptions): ChangesFilter {
-  const name = options.filter;
-  if (name === undefined || name === '') return options.docIds ? { kind: 'doc_ids', docIds: options.docIds } : { kind: 'none' };
-  if (name === '_doc_ids') return { kind: 'doc_ids', docIds: options.docIds ?? [] };
-  if (name === '_design') return { kind: 'design' };
-  if (name === '_selector') {
-    try {
-      compileSelector(options.selector as Record<string, unknown>);
-    } catch (err) {
-      throw new ReplicationError('bad_request', `Invalid selector: ${err instanceof Error ? err.message : String(err)}`, false);
-    }
-    return { kind: 'selector', selector: options.selector as Record<string, unknown> };
-  }
-  throw new ReplicationError('bad_request', `Filter ${name} on a local source is not built yet; replicate from the source's URL to use it`, false);
+/** CouchDB's request object for a filter function run by the replicator: the query is the replication's `query_params`. */
+function filterRequest(db: DbHandle, options: ChangesOptions, validation: Validation): unknown {
+  const query: Record<string, string> = Object.create(null);
+  for (const [key, value] of Object.entries(options.queryParams ?? {})) query[key] = typeof value === 'string' ? value : JSON.stringify(value);
+  return {
+    info: { db_name: db.name },
+    id: null,
+    uuid: null,
+    method: 'GET',
+    path: [db.name, '_changes'],
+    requested_path: [db.name, '_changes'],
+    raw_path: `/${encodeURIComponent(db.name)}/_changes`,
+    query,
+    headers: {},
+    body: 'undefined',
+    peer: null,
+    form: {},
+    cookie: {},
+    userCtx: { db: db.name, name: validation.user.name, roles: validation.user.roles },
+    secObj: db.security,
+  };
 }
 
 function idOf(text: string): string {

@@ -18,11 +18,10 @@ import {
 import type { DbHandle } from '../../coordinator/shard-client';
 import { renderRowDoc } from '../../coordinator/doc-open';
 import type { ChangesFilter } from '../../../shard/types';
-import { compileSelector } from '../../../shard/query/mango';
-import { isPlainObject, type Ctx } from '../context';
+import { compileChangesFilter } from '../../coordinator/changes-filter';
+import type { Ctx } from '../context';
 import { readJsonObjectCapped } from '../json-scan';
 import { allow, openDb } from './common';
-import { nestedMember, openDesignDoc } from './design';
 
 type Feed = 'normal' | 'longpoll' | 'continuous' | 'eventsource';
 
@@ -137,59 +136,19 @@ async function parseRequest(ctx: Ctx, db: DbHandle, body: Record<string, unknown
   return request;
 }
 
-/**
- * The `filter` parameter, checked as CouchDB checks it before the feed starts: a
- * design document or member that does not exist gets CouchDB's 404 (`missing`,
- * `deleted`, `missing json key: …`), a function that does not compile 400
- * `compilation_error`. Design document filters and `_view` come back compiled (only
- * the function asked for, with the CommonJS modules it may require).
- */
-async function parseFilter(ctx: Ctx, db: DbHandle, body: Record<string, unknown>): Promise<ChangesFilter | { js: JsChangesFilter }> {
-  const name = ctx.qString('filter');
-  if (name === undefined || name === '') {
-    const docIds = ctx.qJson('doc_ids') ?? body.doc_ids;
-    if (docIds !== undefined) return docIdsFilter(ctx, docIds);
-    return { kind: 'none' };
-  }
-  if (name === '_doc_ids') return docIdsFilter(ctx, ctx.qJson('doc_ids') ?? body.doc_ids);
-  if (name === '_design') return { kind: 'design' };
-  if (name === '_selector') {
-    if (ctx.method !== 'POST') throw new BadRequestError('Selector must be specified in POST payload', 'bad_request');
-    const selector = body.selector;
-    if (!isPlainObject(selector)) throw new BadRequestError('Selector error: expected a JSON object', 'bad_request');
-    compileSelector(selector); // reject an invalid selector before the response starts
-    return { kind: 'selector', selector };
-  }
-  if (name === '_view') {
-    const view = ctx.qString('view') ?? '';
-    if (view === '') throw new BadRequestError('`view` filter parameter is not provided.', 'bad_request');
-    const parts = view.split('/').filter((part) => part !== '');
-    if (parts.length !== 2) throw new BadRequestError('`view` must be of the form `designname/viewname`', 'bad_request');
-    const ddoc = await openDesignDoc(ctx, db, '_design/' + parts[0]);
-    const viewDef = nestedMember(ddoc, ['views', parts[1]!]);
-    if ((ddoc.language ?? 'javascript') !== 'javascript' || !isPlainObject(viewDef) || parts[1] === 'lib') {
-      throw new BadRequestError('filter=_view needs a JavaScript view with a map function', 'bad_request');
-    }
-    const views = ddoc.views as Record<string, unknown>;
-    const only = { _id: ddoc._id, views: { [parts[1]!]: { map: viewDef.map }, ...(Object.hasOwn(views, 'lib') ? { lib: views.lib } : {}) } };
-    const compiled = await ctx.services.js.compile(only);
-    return { js: { pool: ctx.services.js, ddoc: compiled, kind: 'view', name: parts[1]!, req: null } };
-  }
-  if (name.startsWith('_')) throw new BadRequestError('unknown builtin filter name', 'bad_request');
-  const parts = name.split('/').filter((part) => part !== '');
-  if (parts.length === 0) return { kind: 'none' };
-  if (parts.length !== 2) throw new BadRequestError('`filter` must be of the form `designname/filtername`', 'bad_request');
-  const ddoc = await openDesignDoc(ctx, db, '_design/' + parts[0]);
-  const source = nestedMember(ddoc, ['filters', parts[1]!]);
-  // The filter alone, with the rest of the document and the module trees beside the
-  // filters for require() (views and other filters are not compiled: a broken one
-  // stored by an older version must not stop this feed).
-  const { views: _views, filters: _filters, ...rest } = ddoc;
-  void _views;
-  void _filters;
-  const modules = Object.entries(ddoc.filters as Record<string, unknown>).filter(([, value]) => isPlainObject(value));
-  const compiled = await ctx.services.js.compile({ ...rest, filters: { ...Object.fromEntries(modules), [parts[1]!]: source } });
-  return { js: { pool: ctx.services.js, ddoc: compiled, kind: 'filter', name: parts[1]!, req: filterRequest(ctx, db, body) } };
+/** The `filter` parameter and its companions, compiled by the coordinator (changes-filter.ts). */
+function parseFilter(ctx: Ctx, db: DbHandle, body: Record<string, unknown>): Promise<ChangesFilter | { js: JsChangesFilter }> {
+  return compileChangesFilter(db, {
+    filter: ctx.qString('filter'),
+    docIds: ctx.qJson('doc_ids') ?? body.doc_ids,
+    selector: body.selector,
+    view: ctx.qString('view'),
+    isPost: ctx.method === 'POST',
+    keysMax: ctx.limits.keysMax,
+    timeoutMs: ctx.limits.quorumTimeoutMs,
+    js: ctx.services.js,
+    request: () => filterRequest(ctx, db, body),
+  });
 }
 
 /**
@@ -224,14 +183,6 @@ function filterRequest(ctx: Ctx, db: DbHandle, body: Record<string, unknown>): u
     userCtx: { db: db.name, name: ctx.user.name, roles: ctx.user.roles },
     secObj: db.security,
   };
-}
-
-function docIdsFilter(ctx: Ctx, value: unknown): ChangesFilter {
-  if (!Array.isArray(value) || value.some((id) => typeof id !== 'string')) {
-    throw new BadRequestError('`doc_ids` filter parameter is not a list of doc ids.', 'bad_request');
-  }
-  if (value.length > ctx.limits.keysMax) throw new BadRequestError(`At most ${ctx.limits.keysMax} doc_ids`);
-  return { kind: 'doc_ids', docIds: value as string[] };
 }
 
 function rowDocOptions(ctx: Ctx): { attachments: boolean; attEncodingInfo: boolean } {

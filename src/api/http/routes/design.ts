@@ -4,11 +4,11 @@
  * as CouchDB checks it: a design document that does not exist, or that has no such
  * view or filter, answers 404 `not_found`, so a client learns what is really wrong.
  */
-import { NotFoundError, NotImplementedError } from '../../../errors';
-import { readBody, readDocInfo } from '../../coordinator/doc-open';
+import { NotImplementedError } from '../../../errors';
+import { nestedMember, readDesignDoc } from '../../coordinator/design-docs';
 import type { DbHandle } from '../../coordinator/shard-client';
 import type { DesignDocRef } from '../../../shard/index/types';
-import { isPlainObject, type Ctx } from '../context';
+import type { Ctx } from '../context';
 import { openDb } from './common';
 
 /** The winning body of design document `id`, parsed; 404 `missing` or `deleted` as CouchDB. */
@@ -17,30 +17,11 @@ export async function openDesignDoc(ctx: Ctx, db: DbHandle, id: string): Promise
 }
 
 /** The winning revision of design document `id` with its id and rev (what the view engine takes). */
-export async function openDesignDocRef(ctx: Ctx, db: DbHandle, id: string): Promise<DesignDocRef> {
-  const info = await readDocInfo(db, id, { timeoutMs: ctx.limits.quorumTimeoutMs });
-  if (!info) throw new NotFoundError('missing');
-  if (info.winner.deleted) throw new NotFoundError('deleted');
-  const body = await readBody(db, id, info.winner.rev);
-  if (body === undefined) throw new NotFoundError('missing');
-  const parsed: unknown = JSON.parse(body);
-  return { id, rev: info.winner.rev, body: isPlainObject(parsed) ? parsed : {} };
+export function openDesignDocRef(ctx: Ctx, db: DbHandle, id: string): Promise<DesignDocRef> {
+  return readDesignDoc(db, id, ctx.limits.quorumTimeoutMs);
 }
 
-/**
- * The member at `path` (CouchDB's get_nested_json_value): 404 `missing json key: K`
- * for the first key that is absent, `json_mismatch` where a non-object is in the way.
- * Own members only, so `filters.constructor` is missing, as it should be.
- */
-export function nestedMember(value: unknown, path: readonly string[]): unknown {
-  let current = value;
-  for (const key of path) {
-    if (!isPlainObject(current)) throw new NotFoundError('json_mismatch');
-    if (!Object.hasOwn(current, key)) throw new NotFoundError(`missing json key: ${key}`);
-    current = current[key];
-  }
-  return current;
-}
+export { nestedMember };
 
 /**
  * `/db/_design/name/_show`, `_list`, `_update`, `_rewrite`...: 404 when the design
