@@ -243,3 +243,24 @@ test('a network cut (connections reset) during a continuous replication heals wi
     await proxy.close();
   }
 });
+
+test('a user replicates what they may read into what they may write; nothing else', async () => {
+  const user = { authorization: 'Basic ' + Buffer.from('nurse1:pw-1').toString('base64') };
+  assert.equal((await request(a, 'PUT', '/_users/org.couchdb.user:nurse1', { body: { name: 'nurse1', password: 'pw-1', roles: ['ward'], type: 'user' } })).status, 201);
+  await seed(a, 'ward-notes', 4);
+  for (const db of ['ward-notes', 'ward-copy']) {
+    if (db === 'ward-copy') assert.equal((await request(a, 'PUT', '/ward-copy')).status, 201);
+    assert.equal((await request(a, 'PUT', `/${db}/_security`, { body: { members: { roles: ['ward'] }, admins: {} } })).status, 200);
+  }
+  const ok = await request(a, 'POST', '/_replicate', { auth: false, headers: user, body: { source: 'ward-notes', target: 'ward-copy' } });
+  assert.equal(ok.status, 200, ok.text);
+  // The design document is not hers to write: it fails on the target, the rest arrives.
+  assert.equal(ok.body.history[0].doc_write_failures, 1);
+  assert.equal((await request(a, 'GET', '/ward-copy/doc-0003')).status, 200);
+  const closed = await request(a, 'POST', '/_replicate', { auth: false, headers: user, body: { source: 'clinic-a', target: 'ward-copy' } });
+  assert.equal(closed.status, 403, closed.text);
+  const create = await request(a, 'POST', '/_replicate', { auth: false, headers: user, body: { source: 'ward-notes', target: 'brand-new', create_target: true } });
+  assert.equal(create.status, 401, create.text);
+  assert.equal((await request(a, 'POST', '/_replicate', { auth: false, body: { source: 'ward-notes', target: 'ward-copy' } })).status, 401);
+  assert.equal((await request(a, 'GET', '/_scheduler/jobs', { auth: false, headers: user })).status, 401, '_scheduler is for server admins');
+});

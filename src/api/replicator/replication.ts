@@ -112,8 +112,11 @@ export function replicationId(parts: {
   selector?: unknown;
   queryParams?: Record<string, unknown> | undefined;
   winningRevsOnly: boolean;
+  /** Whose it is, for replications of callers who are not server admins (two users' jobs never merge). */
+  owner?: string | undefined;
 }): string {
   const canonical = JSON.stringify([
+    ...(parts.owner !== undefined ? [parts.owner] : []),
     'divan-replication-1',
     parts.source,
     parts.target,

@@ -55,7 +55,8 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-export function parseReplication(body: Record<string, unknown>, keysMax: number): ReplicationRequest {
+/** `owner`: the caller's name when they are not a server admin (it is part of the replication id). */
+export function parseReplication(body: Record<string, unknown>, keysMax: number, owner?: string): ReplicationRequest {
   const source = spec(body.source, 'source');
   const target = spec(body.target, 'target');
   const continuous = body.continuous === true;
@@ -76,6 +77,7 @@ export function parseReplication(body: Record<string, unknown>, keysMax: number)
     selector: body.selector,
     queryParams: body.query_params as Record<string, unknown> | undefined,
     winningRevsOnly: body.winning_revs_only === true,
+    owner,
   });
   return { source, target, id: continuous ? base + '+continuous' : base, continuous, cancel: body.cancel === true, body };
 }

@@ -7,6 +7,8 @@
  *
  * The levels, weakest first:
  * - `anyone`: no check (the welcome, `/_up`, `/_session`, `/_uuids`).
+ * - `authenticated`: any caller with a name (`POST /_replicate`: the route then checks
+ *   the caller's access to each local database it names, as CouchDB 3.4+ does).
  * - `db_member`: a member of the database (security.ts): documents, queries,
  *   feeds, attachments, `_local`, reading `_security`.
  * - `db_admin`: a database admin: design documents, `_security` and `_revs_limit`
@@ -39,7 +41,7 @@ import type { UserCtx } from '../context';
 import { SYSTEM_DBS } from '../../coordinator/db-admin';
 import { isDbAdmin, isMember, isServerAdmin, readSecurity, SecurityObject } from '../../coordinator/security';
 
-export type Need = 'anyone' | 'db_member' | 'db_admin' | 'compact' | 'metrics' | 'server_admin' | 'user_doc';
+export type Need = 'anyone' | 'authenticated' | 'db_member' | 'db_admin' | 'compact' | 'metrics' | 'server_admin' | 'user_doc';
 
 /** A path pattern token: a literal segment, or one of these. */
 const DB = Symbol('database name');
@@ -69,6 +71,7 @@ export const RULES: readonly Rule[] = [
   { path: ['_session'], need: 'anyone' },
   { path: ['_uuids'], need: 'anyone' },
   { methods: ['GET', 'HEAD'], path: ['_utils', REST], need: 'anyone' },
+  { methods: ['POST'], path: ['_replicate'], need: 'authenticated' },
   { methods: ['GET', 'HEAD'], path: ['_node', ANY, '_stats', REST], need: 'metrics' },
   { methods: ['GET', 'HEAD'], path: ['_node', ANY, '_system'], need: 'metrics' },
   { methods: ['GET', 'HEAD'], path: ['_node', ANY, '_prometheus'], need: 'metrics' },
@@ -153,6 +156,9 @@ export async function authorize(
   if (isServerAdmin(user)) return { need, dbAdmin: true };
   switch (need) {
     case 'anyone':
+      return { need, dbAdmin: false };
+    case 'authenticated':
+      if (user.name === null) throw new UnauthorizedError('Authentication required.');
       return { need, dbAdmin: false };
     case 'metrics':
       if (user.roles.includes('_metrics')) return { need, dbAdmin: false };

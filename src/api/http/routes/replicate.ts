@@ -16,7 +16,9 @@
  */
 import { BadRequestError, DivanError, ForbiddenError, NotFoundError, UnauthorizedError, UnavailableError } from '../../../errors';
 import { ReplicationError } from '../../replicator/endpoint';
-import { parseReplication, replicationJob, type ReplicatorEnv } from '../../replicator/request';
+import { parseReplication, replicationJob, type ReplicationRequest, type ReplicatorEnv } from '../../replicator/request';
+import { readSecurity } from '../../coordinator/security';
+import { authorize } from '../auth/policy';
 import type { Ctx } from '../context';
 import { REPLICATOR_DB } from '../../replicator/doc-processor';
 import { askNode } from './cluster';
@@ -26,8 +28,10 @@ export async function replicate(ctx: Ctx): Promise<void> {
   allow(ctx, ['POST']);
   const body = await ctx.readJsonObject(1024 * 1024);
   if (body.cancel === true && typeof body.replication_id === 'string') return cancel(ctx, body.replication_id);
-  const request = parseReplication(body, ctx.limits.keysMax);
+  const owner = ctx.user.roles.includes('_admin') ? undefined : (ctx.user.name ?? undefined);
+  const request = parseReplication(body, ctx.limits.keysMax, owner);
   if (request.cancel) return cancel(ctx, request.id);
+  await checkAccess(ctx, request);
   const started = ctx.services.jobs.start(replicationJob(envOf(ctx), request));
   if (request.continuous) return ctx.send(202, { ok: true, _local_id: request.id });
   try {
@@ -42,8 +46,36 @@ function envOf(ctx: Ctx): ReplicatorEnv {
   return { directory: ctx.services.directory, validation: ctx.validation, limits: ctx.limits, settings: ctx.services.replication, nodeName: ctx.services.node.name };
 }
 
+/**
+ * A caller who is not a server admin replicates only what they could read and write
+ * themselves: a local source needs membership (as `_changes` does), a local target
+ * membership too (its writes are the caller's, through its validate_doc_update), and
+ * creating a local target needs a server admin, as creating any database does.
+ * Remote endpoints check the credentials given for them.
+ */
+async function checkAccess(ctx: Ctx, request: ReplicationRequest): Promise<void> {
+  if (ctx.user.roles.includes('_admin')) return;
+  const security = async (db: string) => {
+    const handle = await ctx.services.directory.open(db);
+    return handle ? readSecurity(handle.security) : undefined;
+  };
+  if (!isRemoteSpec(request.source)) await authorize('GET', [request.source.url, '_changes'], ctx.user, security);
+  if (!isRemoteSpec(request.target)) {
+    if (request.body.create_target === true && !(await ctx.services.directory.open(request.target.url))) throw new UnauthorizedError('You are not a server admin.');
+    await authorize('POST', [request.target.url, '_bulk_docs'], ctx.user, security);
+  }
+}
+
+function isRemoteSpec(spec: { url: string }): boolean {
+  return /^https?:\/\//i.test(spec.url);
+}
+
+/** Cancel a job of this node; a caller who is not a server admin cancels only their own. */
 function cancel(ctx: Ctx, id: string): void {
-  if (!ctx.services.jobs.cancel(id)) throw new NotFoundError(`Replication ${id} is not running on this node`, 'not_found');
+  const job = ctx.services.jobs.list('replication').find((j) => j.id === id);
+  if (!job) throw new NotFoundError(`Replication ${id} is not running on this node`, 'not_found');
+  if (!ctx.user.roles.includes('_admin') && job.task.user !== ctx.user.name) throw new ForbiddenError('Only the user who started a replication, or a server admin, may cancel it.');
+  ctx.services.jobs.cancel(id);
   ctx.send(200, { ok: true, _local_id: id });
 }
 
