@@ -31,6 +31,8 @@ test('rows: the first match decides, unknown endpoints are strict', () => {
     ['GET', '', 'anyone'],
     ['GET', '_all_dbs', 'server_admin'],
     ['GET', '_something_new', 'server_admin'],
+    ['POST', '_replicate', 'authenticated'],
+    ['GET', '_scheduler/jobs', 'server_admin'],
     ['GET', '_node/_local/_prometheus', 'metrics'],
     ['PUT', '_node/_local/_config/admins/x', 'server_admin'],
     ['PUT', 'db', 'server_admin'],
