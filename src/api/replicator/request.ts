@@ -7,7 +7,9 @@
  * `{url, headers, auth: {basic}}`), `continuous`, `create_target`,
  * `create_target_params`, `doc_ids` | `selector` | `filter` (+ `query_params`),
  * `since_seq`, `use_checkpoints`, `checkpoint_interval`, `worker_batch_size`,
- * `winning_revs_only`, `cancel`.
+ * `winning_revs_only`, `connection_timeout`, `retries_per_request`,
+ * `http_connections` (at most the node's), `cancel`. Others (`worker_processes`) are
+ * accepted and ignored: one pipeline per job does the work.
  */
 import { BadRequestError } from '../../errors';
 import { validateDbName } from '../coordinator/db-admin';
@@ -67,8 +69,8 @@ export function parseReplication(body: Record<string, unknown>, keysMax: number,
   if (body.selector !== undefined && !isPlainObject(body.selector)) throw new BadRequestError('`selector` must be a JSON object');
   if (filter !== undefined && (docIds !== undefined || body.selector !== undefined)) throw new BadRequestError('`filter`, `doc_ids` and `selector` are mutually exclusive');
   if (body.query_params !== undefined && !isPlainObject(body.query_params)) throw new BadRequestError('`query_params` must be a JSON object');
-  positiveInt(body.checkpoint_interval, 'checkpoint_interval');
-  positiveInt(body.worker_batch_size, 'worker_batch_size');
+  for (const key of ['checkpoint_interval', 'worker_batch_size', 'connection_timeout', 'http_connections']) positiveInt(body[key], key);
+  if (body.retries_per_request !== undefined && body.retries_per_request !== 0) positiveInt(body.retries_per_request, 'retries_per_request');
   const base = replicationId({
     source: labelOf(source),
     target: labelOf(target),
@@ -90,8 +92,8 @@ export function replicationJob(env: ReplicatorEnv, request: ReplicationRequest, 
     kind: 'replication',
     task: () => task(env, request, holder.stats, docId),
     run: (signal: AbortSignal): Promise<ReplicationResult> => {
-      const source = endpoint(env, request.source, signal);
-      const target = endpoint(env, request.target, signal);
+      const source = endpoint(env, request, request.source, signal);
+      const target = endpoint(env, request, request.target, signal);
       const replication = new Replication(options(env, request, source, target, signal));
       holder.stats = replication.stats;
       return replication.run().finally(() => {
@@ -150,13 +152,15 @@ function options(env: ReplicatorEnv, request: ReplicationRequest, source: Endpoi
   };
 }
 
-function endpoint(env: ReplicatorEnv, s: EndpointSpec, signal: AbortSignal): Endpoint {
+/** An endpoint; a remote one takes the request's `connection_timeout`, `retries_per_request` and `http_connections` (bounded by the node's settings). */
+function endpoint(env: ReplicatorEnv, request: ReplicationRequest, s: EndpointSpec, signal: AbortSignal): Endpoint {
   const settings = env.settings;
+  const b = request.body;
   if (isRemote(s.url)) {
     return new RemoteEndpoint(s, {
-      timeoutMs: settings.connectionTimeoutMs,
-      retries: settings.retriesPerRequest,
-      httpConnections: settings.httpConnections,
+      timeoutMs: Math.min(positiveInt(b.connection_timeout, 'connection_timeout') ?? settings.connectionTimeoutMs, 10 * settings.connectionTimeoutMs),
+      retries: b.retries_per_request === 0 ? 0 : Math.min(positiveInt(b.retries_per_request, 'retries_per_request') ?? settings.retriesPerRequest, 20),
+      httpConnections: Math.min(positiveInt(b.http_connections, 'http_connections') ?? settings.httpConnections, settings.httpConnections),
       replyBytesMax: env.limits.requestBytesMax,
       signal,
     });
