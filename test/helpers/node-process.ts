@@ -43,6 +43,16 @@ export interface StartNodeOptions {
   onStdoutLine?: (line: string) => void;
 }
 
+/**
+ * Every node process a test file started and has not seen exit. A test process that
+ * ends early (a failed `before`, a timeout, Ctrl-C) must not leave nodes running: they
+ * hold ports and data directories and skew the next measurement.
+ */
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 export async function startNode(options: StartNodeOptions = {}): Promise<TestNode> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'divan-test-'));
   const cliArgs = ['--port', String(options.port ?? 0), '--bind', '127.0.0.1', '--data-dir', dataDir, '--grpc-port', '0', ...(options.args ?? [])];
@@ -50,6 +60,8 @@ export async function startNode(options: StartNodeOptions = {}): Promise<TestNod
     env: { ...process.env, COUCHDB_USER: ADMIN.user, COUCHDB_PASSWORD: ADMIN.password, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  running.add(proc);
+  proc.once('exit', () => running.delete(proc));
   const stderr: string[] = [];
   proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => stderr.push(chunk));
   const port = await new Promise<number>((resolve, reject) => {

@@ -312,6 +312,24 @@ describe('_users', () => {
   });
 });
 
+test('a user document in conflict cannot log in until the conflict is resolved, as CouchDB refuses it', async () => {
+  await putUser('hank', 'hank-pw', ['nurse']);
+  assert.equal((await as(basic('hank', 'hank-pw'), 'GET', '/clinic')).status, 200);
+  const doc = (await request(node, 'GET', '/_users/org.couchdb.user:hank')).body;
+  const [pos, hash] = (doc._rev as string).split('-');
+  const { _rev: _r, ...fields } = doc;
+  void _r;
+  const sibling = { ...fields, _rev: `${Number(pos) + 1}-${'f'.repeat(32)}`, _revisions: { start: Number(pos) + 1, ids: ['f'.repeat(32), hash] } };
+  const child = { ...fields, _rev: `${Number(pos) + 1}-${'e'.repeat(32)}`, _revisions: { start: Number(pos) + 1, ids: ['e'.repeat(32), hash] } };
+  assert.equal((await request(node, 'POST', '/_users/_bulk_docs', { body: { new_edits: false, docs: [sibling, child] } })).status, 201);
+  const refused = await as(basic('hank', 'hank-pw'), 'GET', '/clinic');
+  assert.deepEqual(refused.body, { error: 'unauthorized', reason: 'User document conflicts must be resolved before the document is used for authentication purposes.' });
+  assert.deepEqual((await as(basic('hank', 'wrong'), 'GET', '/clinic')).body.reason, 'Name or password is incorrect.', 'a wrong password learns nothing more');
+  // The admin deletes one branch: hank logs in again.
+  assert.equal((await request(node, 'DELETE', `/_users/org.couchdb.user:hank?rev=${sibling._rev}`)).status, 200);
+  assert.equal((await as(basic('hank', 'hank-pw'), 'GET', '/clinic')).status, 200);
+});
+
 test('validate_doc_update sees the real userCtx and secObj', async () => {
   await request(node, 'PUT', '/vdu');
   await request(node, 'PUT', '/vdu/_security', { body: { members: { names: ['alice'], roles: ['nurse'] }, admins: { names: [], roles: [] } } });

@@ -23,6 +23,7 @@
 import { randomBytes } from 'node:crypto';
 import { DivanError, ForbiddenError, NotFoundError } from '../../errors';
 import type { DocEdit } from '../../shard/types';
+import { leaves } from '../../shard/rev-tree';
 import { readBody, readDocInfo } from './doc-open';
 import { isDbAdmin, readSecurity } from './security';
 import type { DbDirectory } from './shard-client';
@@ -127,13 +128,20 @@ export function checkUserDoc(
   return undefined;
 }
 
-/** The current winning revision of a user's document, or undefined (no `_users`, no such user, deleted). */
-export async function readUserDoc(directory: DbDirectory, name: string, timeoutMs: number): Promise<Record<string, unknown> | undefined> {
+/**
+ * The current winning revision of a user's document, or undefined (no `_users`, no
+ * such user, deleted). `conflicted`: the document has more than one live leaf, and
+ * CouchDB refuses such a user until the conflict is resolved (two sites may have
+ * changed the password differently).
+ */
+export async function readUserDoc(directory: DbDirectory, name: string, timeoutMs: number): Promise<{ doc: Record<string, unknown>; conflicted: boolean } | undefined> {
   const db = await directory.open(USERS_DB);
   if (!db) return undefined;
   const id = USER_PREFIX + name;
   const info = await readDocInfo(db, id, { timeoutMs });
   if (!info || info.winner.deleted) return undefined;
   const body = await readBody(db, id, info.winner.rev);
-  return body === undefined ? undefined : (JSON.parse(body) as Record<string, unknown>);
+  if (body === undefined) return undefined;
+  const conflicted = leaves(info.tree).filter((leaf) => !leaf.deleted).length > 1;
+  return { doc: JSON.parse(body) as Record<string, unknown>, conflicted };
 }

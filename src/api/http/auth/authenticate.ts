@@ -31,7 +31,7 @@ import { HashPool } from './hash-pool';
 import { type JwtOptions, verifyJwt } from './jwt';
 import { Lockout, LockoutOptions } from './lockout';
 import { KEY_BYTES } from './password';
-import { adminPrincipal, type Principal, type UsersCache } from './principals';
+import { adminPrincipal, CONFLICTED_USER_REASON, type Principal, type UsersCache } from './principals';
 import { type CookieClaims, CookieSessions, readCookie } from './sessions';
 
 export type HandlerName = 'cookie' | 'default' | 'jwt' | 'proxy';
@@ -157,7 +157,7 @@ export class Auth {
 
   private async checkCookie(claims: CookieClaims): Promise<Session | undefined> {
     const principal = await this.principal(claims.name);
-    if (!principal?.password) return undefined;
+    if (!principal?.password || principal.conflicted) return undefined;
     const checked = this.sessions.check(claims, principal.password.salt);
     if (!checked) return undefined;
     const session: Session = { user: userCtxOf(principal), method: 'cookie' };
@@ -250,6 +250,7 @@ export class Auth {
       throw new UnauthorizedError('Name or password is incorrect.');
     }
     this.lockout.succeeded(name, peer);
+    if (principal!.conflicted) throw new UnauthorizedError(CONFLICTED_USER_REASON);
     this.cache.set(this.cache.keyOf(name, password), name, stored.fingerprint);
     return principal!;
   }
@@ -257,7 +258,7 @@ export class Auth {
   private async cached(name: string, password: string): Promise<Principal | undefined> {
     const principal = await this.principal(name);
     const stored = principal?.password;
-    if (!stored) return undefined;
+    if (!stored || principal!.conflicted) return undefined;
     return this.cache.get(this.cache.keyOf(name, password), stored.fingerprint) === name ? principal : undefined;
   }
 

@@ -29,7 +29,11 @@ export interface Principal {
   roles: string[];
   /** Undefined: the principal has no usable password (it cannot log in). */
   password: PasswordCheck | undefined;
+  /** A user document with conflicting live revisions: refused until resolved, as CouchDB does. */
+  conflicted?: boolean;
 }
+
+export const CONFLICTED_USER_REASON = 'User document conflicts must be resolved before the document is used for authentication purposes.';
 
 export function adminPrincipal(name: string, stored: string): Principal {
   const parsed = parseHash(stored);
@@ -75,7 +79,7 @@ export class UsersCache {
 
   constructor(
     /** Reads a user's document (undefined: no such user). */
-    private readonly read: (name: string) => Promise<Record<string, unknown> | undefined>,
+    private readonly read: (name: string) => Promise<{ doc: Record<string, unknown>; conflicted: boolean } | undefined>,
     private readonly entriesMax: number,
     private readonly ttlMs: number,
   ) {}
@@ -91,7 +95,7 @@ export class UsersCache {
     if (!pending) {
       const generation = this.generation;
       pending = this.read(name)
-        .then((doc) => (doc ? userPrincipal(name, doc) : undefined))
+        .then((found) => (found ? { ...userPrincipal(name, found.doc), ...(found.conflicted ? { conflicted: true } : {}) } : undefined))
         .then(
           (principal) => {
             this.reading.delete(name);
