@@ -247,6 +247,10 @@ export interface Config {
   usersCacheTtlMs: number;
   /** Replications running at once on this node; more wait their turn (CouchDB's `[replicator] max_jobs`). */
   replicationJobsMax: number;
+  /** Past replicationJobsMax, a continuous replication yields its turn to a waiting one after running this long, ms (CouchDB's `[replicator] interval`). */
+  replicationRotateIntervalMs: number;
+  /** Replications rotated out per interval at most (CouchDB's `max_churn`). */
+  replicationChurnMax: number;
   /** How often a replication records its position on both sides, ms (CouchDB's checkpoint_interval). */
   replicationCheckpointIntervalMs: number;
   /** Changes per replication batch (CouchDB's worker_batch_size); memory per job is about this many documents. */
@@ -396,6 +400,8 @@ export const defaults: Readonly<Config> = Object.freeze({
   proxyUseSecret: 1,
   usersDbSecurityEditable: 0,
   replicationJobsMax: 500,
+  replicationRotateIntervalMs: 60_000,
+  replicationChurnMax: 20,
   replicationCheckpointIntervalMs: 30_000,
   replicationBatchSize: 500,
   replicationLongpollMs: 10_000,
@@ -619,6 +625,8 @@ function checkRelations(c: Config): void {
   if (handlers.includes('proxy') && c.proxyUseSecret === 1 && c.proxySecret === '') fail('authHandlers includes proxy with proxyUseSecret=1 but proxySecret is empty');
   if (c.usersCacheEntriesMax < 1) fail('usersCacheEntriesMax must be at least 1');
   if (c.replicationJobsMax < 1) fail('replicationJobsMax must be at least 1');
+  if (c.replicationRotateIntervalMs < 100) fail('replicationRotateIntervalMs must be at least 100');
+  if (c.replicationChurnMax < 1) fail('replicationChurnMax must be at least 1');
   if (c.replicationBatchSize < 1) fail('replicationBatchSize must be at least 1');
   if (c.replicationHttpConnections < 1) fail('replicationHttpConnections must be at least 1');
   if (c.replicationLongpollMs < 1) fail('replicationLongpollMs must be at least 1');

@@ -74,7 +74,7 @@ export class DivanNode {
     metrics.indexLag = () => cluster.indexLag();
     metrics.indexBuilds = () => cluster.indexTasks().length;
     const admins = new AdminDirectory(identity.admins, catalog);
-    const jobs = new JobRegistry(config.replicationJobsMax);
+    const jobs = new JobRegistry({ runningMax: config.replicationJobsMax, rotateIntervalMs: config.replicationRotateIntervalMs, churnMax: config.replicationChurnMax });
     const auth = new Auth({
       admins,
       users: new UsersCache((name) => readUserDoc(catalog, name, config.writeQuorumTimeoutMs), config.usersCacheEntriesMax, config.usersCacheTtlMs),

@@ -90,6 +90,8 @@ export function replicationJob(env: ReplicatorEnv, request: ReplicationRequest, 
   return {
     id: request.id,
     kind: 'replication',
+    // A continuous replication takes turns with waiting ones: it resumes from its checkpoint.
+    rotatable: request.continuous,
     task: () => task(env, request, holder.stats, docId),
     run: (signal: AbortSignal): Promise<ReplicationResult> => {
       const source = endpoint(env, request, request.source, signal);
