@@ -1,7 +1,8 @@
 /**
  * The HTTP front door: one `node:http` server, one pipeline per request — split the
  * path, authenticate (auth/authenticate.ts), authorize by the policy table
- * (auth/policy.ts), route, and turn any error into CouchDB's error body exactly once. Streaming handlers stop when the client goes away (`ctx.signal`).
+ * (auth/policy.ts), route, and turn any error into CouchDB's error body exactly once.
+ * Streaming handlers stop when the client goes away (`ctx.signal`).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -159,7 +160,8 @@ export class HttpServer {
   /** CouchDB's rules: a client's `X-CouchDB-WWW-Authenticate`, else the configured value, else a Basic realm when valid users are required. */
   private wwwAuthenticate(req: http.IncomingMessage): string | undefined {
     const asked = req.headers['x-couchdb-www-authenticate'];
-    if (typeof asked === 'string' && asked !== '') return asked;
+    // Printable ASCII only: anything else could not be sent back as a header value.
+    if (typeof asked === 'string' && /^[\x20-\x7e]+$/.test(asked)) return asked;
     if (this.options.wwwAuthenticate) return this.options.wwwAuthenticate;
     return this.options.requireValidUser === 'off' ? undefined : 'Basic realm="server"';
   }
