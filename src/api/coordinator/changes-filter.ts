@@ -13,6 +13,7 @@
  * `compilation_error`. JavaScript filters come back compiled (only the function asked
  * for, with the CommonJS modules it may require); the caller releases them.
  */
+import { isPlainObject } from '../../json';
 import { BadRequestError } from '../../errors';
 import type { SandboxPool } from '../../shard/js/sandbox';
 import { compileSelector } from '../../shard/query/mango';
@@ -35,10 +36,6 @@ export interface FilterParams {
   js: SandboxPool;
   /** CouchDB's request object, as design-document filter functions receive it. */
   request: () => unknown;
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 export async function compileChangesFilter(db: DbHandle, p: FilterParams): Promise<ChangesFilter | { js: JsChangesFilter }> {

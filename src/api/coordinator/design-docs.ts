@@ -3,14 +3,11 @@
  * replicator's filters): the winning revision, parsed, with CouchDB's 404s, and the
  * member lookup CouchDB's filters and views use.
  */
+import { isPlainObject } from '../../json';
 import { NotFoundError } from '../../errors';
 import type { DesignDocRef } from '../../shard/index/types';
 import { readBody, readDocInfo } from './doc-open';
 import type { DbHandle } from './shard-client';
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 /** The winning revision of design document `id` with its id and rev; 404 `missing` or `deleted` as CouchDB. */
 export async function readDesignDoc(db: DbHandle, id: string, timeoutMs: number): Promise<DesignDocRef> {

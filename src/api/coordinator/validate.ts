@@ -33,6 +33,7 @@
  * the entry at once. A database without validators costs one cache lookup per write
  * (plus, for ranges whose first copy is local, an in-memory state read).
  */
+import { isPlainObject } from '../../json';
 import { BadRequestError, DivanError, ForbiddenError, OsProcessError, UnauthorizedError } from '../../errors';
 import type { CompiledDdoc, SandboxPool, ValidateDocResult } from '../../shard/js/sandbox';
 import type { DocEdit, DocInfo, RevNode } from '../../shard/types';
@@ -210,7 +211,7 @@ export class DesignFunctions {
       // broken view must not stop writes), `views.lib` stays for require().
       const { views, filters: _filters, ...rest } = doc;
       void _filters;
-      const lib = isObject(views) && Object.hasOwn(views, 'lib') ? { views: { lib: views.lib } } : {};
+      const lib = isPlainObject(views) && Object.hasOwn(views, 'lib') ? { views: { lib: views.lib } } : {};
       try {
         out.push({ id, rev, compiled: await this.js.compile({ ...rest, ...lib }) });
       } catch (err) {
@@ -363,7 +364,7 @@ function* chunks(positions: number[], pairs: readonly [Record<string, unknown>, 
 
 /** A cheap size estimate: the number of top-level members, strings by length. */
 function approxBytes(doc: unknown): number {
-  if (!isObject(doc)) return 16;
+  if (!isPlainObject(doc)) return 16;
   let bytes = 2;
   for (const key in doc) {
     const value = doc[key];
@@ -444,10 +445,6 @@ async function readBodiesMany(db: DbHandle, refs: readonly ({ id: string; rev: s
 
 // ---- design documents ------------------------------------------------------------
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function invalid(reason: string): BadRequestError {
   return new BadRequestError(reason, 'invalid_design_doc');
 }
@@ -466,35 +463,35 @@ async function checkDesignDoc(js: SandboxPool, edit: DocEdit): Promise<void> {
   const language = doc.language ?? 'javascript';
   if (typeof language !== 'string') throw invalid('`language` must be a string');
   if (language !== 'javascript' && language !== 'query') throw invalid(`language ${JSON.stringify(language)} is not supported (javascript or query)`);
-  if (doc.options !== undefined && !isObject(doc.options)) throw invalid('`options` is not an object');
+  if (doc.options !== undefined && !isPlainObject(doc.options)) throw invalid('`options` is not an object');
   if (doc.autoupdate !== undefined && typeof doc.autoupdate !== 'boolean') throw invalid('`autoupdate` must be a boolean');
   if (doc.rewrites !== undefined && typeof doc.rewrites !== 'string' && !Array.isArray(doc.rewrites)) throw invalid('`rewrites` is not a string or an array');
   if (doc.validate_doc_update !== undefined && typeof doc.validate_doc_update !== 'string') throw invalid('`validate_doc_update` is not a string');
   for (const field of FUNCTION_MAPS) {
     const value = doc[field];
     if (value === undefined) continue;
-    if (!isObject(value)) throw invalid(`\`${field}\` is not an object`);
+    if (!isPlainObject(value)) throw invalid(`\`${field}\` is not an object`);
     for (const [name, fn] of Object.entries(value)) {
       // Objects (CommonJS module trees for require) are allowed beside functions, as in CouchDB.
-      if (typeof fn !== 'string' && !isObject(fn)) throw invalid(`\`${field}.${name}\` is not a string or an object`);
+      if (typeof fn !== 'string' && !isPlainObject(fn)) throw invalid(`\`${field}.${name}\` is not a string or an object`);
     }
   }
   const views = doc.views;
   if (views !== undefined) {
-    if (!isObject(views)) throw invalid('`views` is not an object');
+    if (!isPlainObject(views)) throw invalid('`views` is not an object');
     for (const [name, view] of Object.entries(views)) {
       if (name === 'lib') {
-        if (!isObject(view)) throw invalid('`views.lib` is not an object');
+        if (!isPlainObject(view)) throw invalid('`views.lib` is not an object');
         continue;
       }
-      if (!isObject(view)) throw invalid(`\`views.${name}\` is not an object`);
+      if (!isPlainObject(view)) throw invalid(`\`views.${name}\` is not an object`);
       if (language === 'query') {
-        if (!isObject(view.map)) throw invalid(`\`views.${name}.map\` is not an object`);
+        if (!isPlainObject(view.map)) throw invalid(`\`views.${name}.map\` is not an object`);
       } else if (typeof view.map !== 'string') throw invalid(`View ${name} must have a map function (a string)`);
       if (view.reduce !== undefined && typeof view.reduce !== 'string') throw invalid(`\`views.${name}.reduce\` is not a string`);
       const reduce = typeof view.reduce === 'string' ? view.reduce.trim() : '';
       if (reduce.startsWith('_') && !BUILTIN_REDUCES.has(reduce)) throw invalid(`Unknown built-in reduce function \`${reduce}\` in view ${name}`);
-      if (view.options !== undefined && !isObject(view.options)) throw invalid(`\`views.${name}.options\` is not an object`);
+      if (view.options !== undefined && !isPlainObject(view.options)) throw invalid(`\`views.${name}.options\` is not an object`);
     }
   }
   if (language === 'query') return;

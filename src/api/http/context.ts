@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BadContentTypeError, BadRequestError, ClientGoneError, TooLargeError, UnavailableError } from '../../errors';
 import type { DbDirectory } from '../coordinator/shard-client';
-import { parseJsonBytes, parseJsonText } from '../../json';
+import { isPlainObject, parseJsonBytes, parseJsonText } from '../../json';
 
 export interface HttpLimits {
   requestBytesMax: number;
@@ -441,9 +441,7 @@ export function rawQueryValueIsUtf8(url: string, name: string): boolean {
   return true;
 }
 
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
+export { isPlainObject };
 
 /**
  * Parse a JSON body: UTF-8 checked, nesting depth checked before any recursive code,

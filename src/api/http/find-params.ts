@@ -4,6 +4,7 @@
  * refused. The selector is compiled here once, so an invalid one answers 400 before
  * any copy is asked.
  */
+import { isPlainObject } from '../../json';
 import { BadRequestError, NotImplementedError } from '../../errors';
 import { compileSelector, parseField } from '../../shard/query/mango';
 import type { IndexSpec } from '../coordinator/find/indexes';
@@ -55,7 +56,7 @@ export function parseFindParams(body: Record<string, unknown>, limits: FindLimit
   }
   if (!Object.hasOwn(body, 'selector')) throw new BadRequestError('Missing required key: selector', 'missing_required_key');
   const selector = body.selector;
-  if (!isObject(selector)) throw new BadRequestError(`Selector must be a JSON object, not: ${show(selector)}`, 'invalid_selector_json');
+  if (!isPlainObject(selector)) throw new BadRequestError(`Selector must be a JSON object, not: ${show(selector)}`, 'invalid_selector_json');
   compileSelector(selector);
   if (body.partition !== undefined && body.partition !== '') throw new NotImplementedError('Partitioned databases are not available in Divan: `partition` cannot be used');
   const bookmark = body.bookmark;
@@ -111,7 +112,7 @@ export function parseSort(value: unknown): SortField[] {
   if (!Array.isArray(value)) throw new BadRequestError(`Sort must be an array of sort specs, not: ${show(value)}`, 'invalid_sort_json');
   const out: SortField[] = value.map((item) => {
     if (typeof item === 'string' && item !== '') return { field: checkField(item, item), dir: 'asc' };
-    if (isObject(item)) {
+    if (isPlainObject(item)) {
       const keys = Object.keys(item);
       const dir = item[keys[0]!];
       if (keys.length === 1 && keys[0] !== '' && (dir === 'asc' || dir === 'desc')) return { field: checkField(keys[0]!, item), dir };
@@ -148,7 +149,7 @@ export function parseIndexSpec(body: Record<string, unknown>): IndexSpec & { w: 
   if (body.partitioned === true) throw new NotImplementedError('Partitioned databases are not available in Divan: `partitioned` indexes cannot be made');
   if (body.partitioned !== undefined && typeof body.partitioned !== 'boolean') throw new BadRequestError(`Invalid value for partitioned: ${show(body.partitioned)}`, 'invalid_partitioned_value');
   const index = body.index;
-  if (!isObject(index)) throw new BadRequestError(`JSON indexes must be an object, not: ${show(index)}`, 'invalid_index');
+  if (!isPlainObject(index)) throw new BadRequestError(`JSON indexes must be an object, not: ${show(index)}`, 'invalid_index');
   for (const key of Object.keys(index)) {
     if (key !== 'fields' && key !== 'partial_filter_selector') throw new BadRequestError(`Invalid key ${key} for this request.`, 'invalid_key');
   }
@@ -157,7 +158,7 @@ export function parseIndexSpec(body: Record<string, unknown>): IndexSpec & { w: 
   if (fields.length === 0) throw new BadRequestError('An index needs at least one field', 'invalid_index');
   if (new Set(fields.map((f) => f.field)).size !== fields.length) throw new BadRequestError('An index cannot name a field twice', 'invalid_index');
   const partial = index.partial_filter_selector;
-  if (partial !== undefined && !isObject(partial)) throw new BadRequestError(`Selector must be a JSON object, not: ${show(partial)}`, 'invalid_selector_json');
+  if (partial !== undefined && !isPlainObject(partial)) throw new BadRequestError(`Selector must be a JSON object, not: ${show(partial)}`, 'invalid_selector_json');
   if (partial !== undefined) compileSelector(partial);
   const name = body.name as string | undefined;
   const ddoc = body.ddoc as string | undefined;
@@ -196,6 +197,3 @@ function show(value: unknown): string {
   return text.length > 100 ? `${text.slice(0, 100)}…` : text;
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}

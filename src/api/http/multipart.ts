@@ -28,7 +28,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { BadContentTypeError, BadRequestError } from '../../errors';
-import { parseJsonText, stringifyJson } from '../../json';
+import { parseJsonText, stringifyJson, isPlainObject } from '../../json';
 
 /** RFC 2046 §5.1.1: a boundary is 1 to 70 characters. */
 export const BOUNDARY_CHARS_MAX = 70;
@@ -426,10 +426,6 @@ function parseJsonObject(text: string): Record<string, unknown> {
     throw new BadRequestError('Document must be a JSON object', 'bad_request');
   }
   return value as Record<string, unknown>;
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /**

@@ -28,7 +28,7 @@ import { updateDocs } from '../coordinator/doc-update';
 import type { DbDirectory } from '../coordinator/shard-client';
 import { parseDoc } from '../http/doc-input';
 import { ReplicationError } from './endpoint';
-import { parseReplication, replicationJob, type ReplicatorEnv } from './request';
+import { parseReplication, replicationFields, replicationJob, type ReplicatorEnv } from './request';
 import { sleep, type ReplicationResult } from './replication';
 
 export const REPLICATOR_DB = '_replicator';
@@ -213,11 +213,4 @@ export class ReplicatorDocs {
       if (!(err instanceof DivanError)) this.options.log({ docId, err: String(err) }, 'could not record the replication state');
     }
   }
-}
-
-/** The replication fields of a document: everything but the document's own members and the states written back. */
-function replicationFields(body: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(body)) if (!key.startsWith('_')) out[key] = value;
-  return out;
 }

@@ -33,7 +33,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import https from 'node:https';
 import { DivanError } from '../../errors';
-import { ExactInteger, parseJsonBytes, stringifyJson } from '../../json';
+import { ExactInteger, parseJsonBytes, stringifyJson, isPlainObject } from '../../json';
 import {
   ReplicationError,
   type ChangeRow,
@@ -209,7 +209,7 @@ export class RemoteEndpoint implements Endpoint {
     const body = this.okObject(reply, [200], '_revs_diff');
     for (const id of Object.keys(body)) {
       const entry = body[id];
-      if (!isObject(entry)) throw this.protocol(`_revs_diff entry for ${JSON.stringify(id)} is not an object`);
+      if (!isPlainObject(entry)) throw this.protocol(`_revs_diff entry for ${JSON.stringify(id)} is not an object`);
       out.set(id, { missing: strings(entry.missing), possibleAncestors: strings(entry.possible_ancestors) });
     }
     return out;
@@ -244,7 +244,7 @@ export class RemoteEndpoint implements Endpoint {
     const items = this.parse(reply, '_bulk_docs');
     if (!Array.isArray(items)) throw this.protocol('_bulk_docs reply is not a list');
     return items.map((item): WriteResult => {
-      if (!isObject(item) || typeof item.id !== 'string') throw this.protocol('_bulk_docs reply row has no id');
+      if (!isPlainObject(item) || typeof item.id !== 'string') throw this.protocol('_bulk_docs reply row has no id');
       if (item.error === undefined) return { id: item.id };
       return { id: item.id, error: String(item.error), ...(item.reason !== undefined ? { reason: String(item.reason) } : {}) };
     });
@@ -290,12 +290,12 @@ export class RemoteEndpoint implements Endpoint {
     if (!Array.isArray(body.results)) throw this.protocol('_bulk_get reply has no results');
     const out: FetchedRev[] = [];
     for (const result of body.results) {
-      if (!isObject(result) || !Array.isArray(result.docs)) throw this.protocol('_bulk_get result has no docs');
+      if (!isPlainObject(result) || !Array.isArray(result.docs)) throw this.protocol('_bulk_get result has no docs');
       const resultId = typeof result.id === 'string' ? result.id : '';
       for (const item of result.docs) {
-        if (!isObject(item)) throw this.protocol('_bulk_get answer is not an object');
-        if (isObject(item.ok)) out.push(fetchedOk(item.ok, resultId));
-        else if (isObject(item.error)) {
+        if (!isPlainObject(item)) throw this.protocol('_bulk_get answer is not an object');
+        if (isPlainObject(item.ok)) out.push(fetchedOk(item.ok, resultId));
+        else if (isPlainObject(item.error)) {
           const error = item.error;
           out.push({ kind: 'missing', id: typeof error.id === 'string' ? error.id : resultId, rev: typeof error.rev === 'string' ? error.rev : '' });
         } else throw this.protocol('_bulk_get answer is neither ok nor error');
@@ -321,16 +321,16 @@ export class RemoteEndpoint implements Endpoint {
     const items = this.parse(reply, 'open_revs');
     if (!Array.isArray(items)) throw this.protocol('open_revs reply is not a list');
     return items.map((item): FetchedRev => {
-      if (isObject(item) && isObject(item.ok)) return fetchedOk(item.ok, r.id);
-      if (isObject(item) && typeof item.missing === 'string') return { kind: 'missing', id: r.id, rev: item.missing };
+      if (isPlainObject(item) && isPlainObject(item.ok)) return fetchedOk(item.ok, r.id);
+      if (isPlainObject(item) && typeof item.missing === 'string') return { kind: 'missing', id: r.id, rev: item.missing };
       throw this.protocol('open_revs answer is neither ok nor missing');
     });
   }
 
   private changeRow(row: unknown): ChangeRow {
-    if (!isObject(row) || typeof row.id !== 'string' || row.seq === undefined) throw this.protocol('_changes row without id or seq');
+    if (!isPlainObject(row) || typeof row.id !== 'string' || row.seq === undefined) throw this.protocol('_changes row without id or seq');
     const revs: string[] = [];
-    if (Array.isArray(row.changes)) for (const change of row.changes) if (isObject(change) && typeof change.rev === 'string') revs.push(change.rev);
+    if (Array.isArray(row.changes)) for (const change of row.changes) if (isPlainObject(change) && typeof change.rev === 'string') revs.push(change.rev);
     return { id: row.id, seq: opaqueSeq(row.seq), revs, deleted: row.deleted === true };
   }
 
@@ -446,7 +446,7 @@ export class RemoteEndpoint implements Endpoint {
   private okObject(reply: Reply, ok: number[], what: string): Record<string, unknown> {
     if (!ok.includes(reply.status)) throw this.failure(reply, what);
     const body = this.parse(reply, what);
-    if (!isObject(body)) throw this.protocol(`${what} reply from ${this.label} is not a JSON object`);
+    if (!isPlainObject(body)) throw this.protocol(`${what} reply from ${this.label} is not a JSON object`);
     return body;
   }
 
@@ -476,10 +476,6 @@ export class RemoteEndpoint implements Endpoint {
 }
 
 // --- Helpers (no I/O) -----------------------------------------------------------
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 function strings(value: unknown): string[] {
   return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
@@ -558,7 +554,7 @@ function errorText(reply: Reply): string {
   let reason: unknown;
   try {
     const body = JSON.parse(reply.body.toString('utf8')) as unknown;
-    if (isObject(body)) ({ error, reason } = body);
+    if (isPlainObject(body)) ({ error, reason } = body);
   } catch {
     // not JSON: show the start of the text
   }

@@ -7,7 +7,7 @@
  */
 import { DivanError, ForbiddenError } from '../../errors';
 import type { UpdateHook } from '../coordinator/update-hooks';
-import { parseReplication } from './request';
+import { parseReplication, replicationFields } from './request';
 
 export function replicatorDbHook(keysMax: number): UpdateHook {
   return {
@@ -15,10 +15,8 @@ export function replicatorDbHook(keysMax: number): UpdateHook {
       if (!userCtx.roles.includes('_admin')) return new ForbiddenError('Only server admins may write replication documents.');
       const id = newDoc._id as string;
       if (newDoc._deleted === true || id.startsWith('_design/')) return undefined;
-      const fields: Record<string, unknown> = {};
-      for (const [key, value] of Object.entries(newDoc)) if (!key.startsWith('_')) fields[key] = value;
       try {
-        parseReplication(fields, keysMax);
+        parseReplication(replicationFields(newDoc), keysMax);
       } catch (err) {
         if (err instanceof DivanError) return new ForbiddenError(err.reason);
         throw err;

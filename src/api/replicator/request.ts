@@ -11,6 +11,7 @@
  * `http_connections` (at most the node's), `cancel`. Others (`worker_processes`) are
  * accepted and ignored: one pipeline per job does the work.
  */
+import { isPlainObject } from '../../json';
 import { BadRequestError } from '../../errors';
 import { validateDbName } from '../coordinator/db-admin';
 import type { DbDirectory } from '../coordinator/shard-client';
@@ -51,10 +52,6 @@ export interface ReplicationRequest {
   continuous: boolean;
   cancel: boolean;
   body: Record<string, unknown>;
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** `owner`: the caller's name when they are not a server admin (it is part of the replication id). */
@@ -199,8 +196,16 @@ function checkUrl(url: string, what: string, base: Partial<EndpointSpec>): Endpo
   return { ...base, url };
 }
 
-function isRemote(url: string): boolean {
+/** An http(s) URL (a remote endpoint), as opposed to a database name of this cluster. */
+export function isRemote(url: string): boolean {
   return /^https?:\/\//i.test(url);
+}
+
+/** A `_replicator` document's replication fields: all but its own `_` members (`_id`, `_rev`, the states written back). */
+export function replicationFields(doc: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(doc)) if (!key.startsWith('_')) out[key] = value;
+  return out;
 }
 
 /** The endpoint without its password (for ids, logs and `_active_tasks`). */

@@ -23,6 +23,7 @@
  *   holds them all).
  * Pure; the selector must already have compiled (mango.ts validated it).
  */
+import { isPlainObject } from '../../json';
 import { collate } from './collate';
 import { parseField } from './mango';
 
@@ -337,6 +338,3 @@ function reaches(a: Interval, b: Interval, cmp: Compare): boolean {
   return c < 0 || (c === 0 && (a.highIncl || b.lowIncl));
 }
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}

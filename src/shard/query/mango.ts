@@ -57,6 +57,7 @@
  * with an explicit stack. Pure; no I/O. For `_find` (and `_changes?filter=_selector`).
  */
 
+import { isPlainObject } from '../../json';
 import assert from 'node:assert/strict';
 
 import { RE2JS } from 're2js';
@@ -433,10 +434,6 @@ function jsonTypeOf(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'array';
   return typeof value;
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** null, booleans, numbers, strings: values that collate equal only when identical. */

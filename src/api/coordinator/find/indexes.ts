@@ -6,6 +6,7 @@
  * language is left. The index rows themselves are built by each copy's index engine
  * on first query, like any view.
  */
+import { isPlainObject } from '../../../json';
 import { createHash } from 'node:crypto';
 import { BadRequestError, DivanError, NotFoundError } from '../../../errors';
 import { normalize, toJson } from '../../../shard/query/mango-normal';
@@ -58,7 +59,7 @@ export async function createIndex(db: DbHandle, spec: IndexSpec, write: UpdateOp
       throw new BadRequestError(`Existing design doc has an invalid language: ${JSON.stringify(current.body.language ?? null)}`, 'invalid_ddoc_lang');
     }
     const body: Record<string, unknown> = current ? structuredClone(current.body) : { language: 'query' };
-    const views = isObject(body.views) ? body.views : {};
+    const views = isPlainObject(body.views) ? body.views : {};
     const before = JSON.stringify(views[name]);
     if (before !== undefined && before === JSON.stringify(view)) return { result: 'exists', id, name };
     body.views = { ...views, [name]: view };
@@ -74,7 +75,7 @@ export async function createIndex(db: DbHandle, spec: IndexSpec, write: UpdateOp
 export async function deleteIndex(db: DbHandle, ddocId: string, name: string | undefined, write: UpdateOptions): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     const current = await readDesign(db, ddocId, write.timeoutMs);
-    const views = current && current.body.language === 'query' && isObject(current.body.views) ? current.body.views : undefined;
+    const views = current && current.body.language === 'query' && isPlainObject(current.body.views) ? current.body.views : undefined;
     const names = views ? Object.keys(views).filter((n) => name === undefined || n === name) : [];
     if (!current || !views || names.length === 0) throw new NotFoundError('missing');
     const body = structuredClone(current.body);
@@ -98,9 +99,6 @@ async function readDesign(db: DbHandle, id: string, timeoutMs: number): Promise<
   const text = await readBody(db, id, info.winner.rev);
   if (text === undefined) return undefined;
   const body: unknown = JSON.parse(text);
-  return { rev: info.winner.rev, body: isObject(body) ? body : {} };
+  return { rev: info.winner.rev, body: isPlainObject(body) ? body : {} };
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}

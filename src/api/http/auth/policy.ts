@@ -39,6 +39,7 @@
 import { ForbiddenError, NotFoundError, UnauthorizedError } from '../../../errors';
 import type { UserCtx } from '../context';
 import { SYSTEM_DBS } from '../../coordinator/db-admin';
+import { USER_PREFIX } from '../../coordinator/users-db';
 import { isDbAdmin, isMember, isServerAdmin, readSecurity, SecurityObject } from '../../coordinator/security';
 
 export type Need = 'anyone' | 'authenticated' | 'db_member' | 'db_admin' | 'compact' | 'metrics' | 'server_admin' | 'user_doc';
@@ -61,7 +62,6 @@ const WRITE = ['PUT', 'POST', 'DELETE', 'COPY'] as const;
 
 export { SYSTEM_DBS };
 
-export const USER_DOC_PREFIX = 'org.couchdb.user:';
 
 /** The table. Read top to bottom; the first match decides. */
 export const RULES: readonly Rule[] = [
@@ -129,7 +129,7 @@ function matches(pattern: readonly Token[], segments: readonly string[]): boolea
     } else if (token === SERVER) {
       if (!segment.startsWith('_') || SYSTEM_DBS.has(segment)) return false;
     } else if (token === USER_DOC) {
-      if (!segment.startsWith(USER_DOC_PREFIX)) return false;
+      if (!segment.startsWith(USER_PREFIX)) return false;
     } else if (token !== ANY && token !== segment) return false;
   }
   return segments.length === pattern.length;
@@ -177,7 +177,7 @@ export async function authorize(
       if (!isMember(user, sec)) throw memberRefusal(user);
       throw new UnauthorizedError('You are not a server or db admin.');
     case 'user_doc': {
-      const own = user.name !== null && segments[1] === USER_DOC_PREFIX + user.name;
+      const own = user.name !== null && segments[1] === USER_PREFIX + user.name;
       if (own) return { need, dbAdmin };
       if (!isMember(user, sec)) throw memberRefusal(user);
       // Someone else's document: never shown; a write goes on to the _users rules (a sign-up).

@@ -16,7 +16,7 @@
  */
 import { BadRequestError, DivanError, ForbiddenError, NotFoundError, UnauthorizedError, UnavailableError } from '../../../errors';
 import { ReplicationError } from '../../replicator/endpoint';
-import { parseReplication, replicationJob, type ReplicationRequest, type ReplicatorEnv } from '../../replicator/request';
+import { isRemote, parseReplication, replicationJob, type ReplicationRequest, type ReplicatorEnv } from '../../replicator/request';
 import { readSecurity } from '../../coordinator/security';
 import { authorize } from '../auth/policy';
 import type { Ctx } from '../context';
@@ -59,15 +59,11 @@ async function checkAccess(ctx: Ctx, request: ReplicationRequest): Promise<void>
     const handle = await ctx.services.directory.open(db);
     return handle ? readSecurity(handle.security) : undefined;
   };
-  if (!isRemoteSpec(request.source)) await authorize('GET', [request.source.url, '_changes'], ctx.user, security);
-  if (!isRemoteSpec(request.target)) {
+  if (!isRemote(request.source.url)) await authorize('GET', [request.source.url, '_changes'], ctx.user, security);
+  if (!isRemote(request.target.url)) {
     if (request.body.create_target === true && !(await ctx.services.directory.open(request.target.url))) throw new UnauthorizedError('You are not a server admin.');
     await authorize('POST', [request.target.url, '_bulk_docs'], ctx.user, security);
   }
-}
-
-function isRemoteSpec(spec: { url: string }): boolean {
-  return /^https?:\/\//i.test(spec.url);
 }
 
 /** Cancel a job of this node; a caller who is not a server admin cancels only their own. */
