@@ -25,7 +25,7 @@ import { randomBytes } from 'node:crypto';
 import { FileExistsError, NotFoundError } from '../errors';
 import { placeDatabase, RingMember } from '../ring/placement';
 import { rangeName, ranges } from '../ring/ranges';
-import { CorruptRecordReporter, IndexingOptions, ShardCopy, ShardCopyLimits } from '../shard/shard-copy';
+import { CopyMaintenance, CorruptRecordReporter, IndexingOptions, ShardCopy, ShardCopyLimits } from '../shard/shard-copy';
 import { copyRange, nodeMetaKey } from '../storage/keys';
 import { adminOnlySecurity } from '../api/coordinator/security';
 import type { Store, WriteOp } from '../storage/store';
@@ -40,6 +40,8 @@ export interface CatalogEntry {
   placement: string[][];
   createdAt: number;
   revsLimit: number;
+  /** Purge requests each copy remembers (`_purged_infos_limit`); absent: the node's default. */
+  purgedInfosLimit?: number;
   security: Record<string, unknown>;
   /** 2 once the security object was written by a version that knows `admin_only` (see security-object.ts). */
   securityVersion?: number;
@@ -119,6 +121,8 @@ export interface CatalogOptions {
   onCorrupt?: CorruptRecordReporter;
   /** How local copies build their view indexes. */
   indexing?: IndexingOptions;
+  /** Who runs local copies' compactions. */
+  maintenance?: CopyMaintenance;
 }
 
 export class Catalog implements DbDirectory {
@@ -128,6 +132,7 @@ export class Catalog implements DbDirectory {
   private readonly cluster: ClusterView;
   private readonly onCorrupt: CorruptRecordReporter | undefined;
   private readonly indexing: IndexingOptions | undefined;
+  private readonly maintenance: CopyMaintenance | undefined;
   private readonly entries = new Map<string, CatalogEntry>();
   private readonly settingEntries = new Map<string, SettingEntry>();
   private readonly settingListeners = new Set<(setting: SettingEntry) => void>();
@@ -145,6 +150,7 @@ export class Catalog implements DbDirectory {
     this.store = store;
     this.onCorrupt = options.onCorrupt;
     this.indexing = options.indexing;
+    this.maintenance = options.maintenance;
     this.limits = options.limits;
     this.defaultRevsLimit = options.defaultRevsLimit;
     this.cluster = options.cluster;
@@ -171,6 +177,7 @@ export class Catalog implements DbDirectory {
         limits: catalog.limits,
         ...(catalog.onCorrupt ? { onCorrupt: catalog.onCorrupt } : {}),
         ...(catalog.indexing ? { indexing: catalog.indexing } : {}),
+        ...(catalog.maintenance ? { maintenance: catalog.maintenance } : {}),
       });
       catalog.orphanCopies.set(`${uuid}/${range}`, { copyId, name, uuid, range, copy });
     }
@@ -244,6 +251,12 @@ export class Catalog implements DbDirectory {
   setRevsLimit(name: string, revsLimit: number): Promise<void> {
     return this.update(name, (entry) => {
       entry.revsLimit = revsLimit;
+    });
+  }
+
+  setPurgedInfosLimit(name: string, limit: number): Promise<void> {
+    return this.update(name, (entry) => {
+      entry.purgedInfosLimit = limit;
     });
   }
 
@@ -445,8 +458,7 @@ export class Catalog implements DbDirectory {
     }
     for (const { key, copy } of drop) {
       this.localCopies.delete(key);
-      copy.closeIndexes();
-      await copy.idle();
+      await copy.retire();
       await this.store.clear(copyRange(copy.copyId));
     }
     if (entry.deleted) this.handles.delete(entry.name);
@@ -485,8 +497,7 @@ export class Catalog implements DbDirectory {
       const key = `${orphan.uuid}/${orphan.range}`;
       if (this.orphanCopies.get(key) !== orphan) return;
       this.orphanCopies.delete(key);
-      orphan.copy.closeIndexes();
-      await orphan.copy.idle();
+      await orphan.copy.retire();
       // If this node holds the range again later, its new copy's sequence starts above this one's.
       const floor = Number((await this.store.get(nodeMetaKey(SEQ_FLOOR_PREFIX + key)))?.toString('utf8') ?? '0');
       await this.store.write([
@@ -526,6 +537,7 @@ export class Catalog implements DbDirectory {
         seqFloor: floor ? Number(floor.toString('utf8')) : 0,
         ...(this.onCorrupt ? { onCorrupt: this.onCorrupt } : {}),
         ...(this.indexing ? { indexing: this.indexing } : {}),
+        ...(this.maintenance ? { maintenance: this.maintenance } : {}),
       });
       this.localCopies.set(key, { entry, range, copy });
     }
@@ -553,6 +565,7 @@ export class Catalog implements DbDirectory {
       n: entry.n,
       createdAt: entry.createdAt,
       revsLimit: entry.revsLimit,
+      ...(entry.purgedInfosLimit !== undefined ? { purgedInfosLimit: entry.purgedInfosLimit } : {}),
       security: entry.securityVersion === undefined && Object.keys(entry.security).length === 0 ? adminOnlySecurity() : entry.security,
       ranges: ranges(entry.q).map((bounds, index) => {
         const nodes = holders(entry, index);

@@ -9,6 +9,7 @@
  *
  * Timers are owned here and all stopped by `stop()`.
  */
+import { CompactionScheduler } from './compaction';
 import { rangeName, ranges } from '../ring/ranges';
 import type { SandboxPool } from '../shard/js/sandbox';
 import { randomBytes } from 'node:crypto';
@@ -46,6 +47,7 @@ export class Cluster {
   readonly self: string;
   readonly address: string;
   readonly catalog: Catalog;
+  private readonly compaction: CompactionScheduler;
   /** Made by `join()`, once this node's HTTP address is known. */
   private membershipOrUndefined: Membership | undefined;
   private readonly rpc: RpcServer;
@@ -65,7 +67,9 @@ export class Cluster {
     peers: PeerClients;
     config: Readonly<Config>;
     log: Logger;
+    compaction: CompactionScheduler;
   }) {
+    this.compaction = init.compaction;
     this.self = init.self;
     this.address = init.address;
     this.catalog = init.catalog;
@@ -161,7 +165,9 @@ export class Cluster {
         );
       },
     };
+    const compaction = new CompactionScheduler(config, log);
     const catalog = await Catalog.load(store, {
+      maintenance: compaction,
       limits: { updateBatchDocsMax: config.updateBatchDocsMax, updateQueueDocsMax: config.updateQueueDocsMax },
       defaultRevsLimit: config.revsLimit,
       cluster: view,
@@ -179,7 +185,8 @@ export class Cluster {
       onCorrupt: ({ copyId, docId, error }) =>
         log.error({ component: 'shard', copyId, docId, err: error instanceof Error ? error.stack : String(error) }, 'stored record is corrupt'),
     });
-    cluster = new Cluster({ self, address, catalog, rpc, peers, config, log });
+    cluster = new Cluster({ self, address, catalog, rpc, peers, config, log, compaction });
+    compaction.start(catalog);
     return cluster;
   }
 
@@ -258,6 +265,11 @@ export class Cluster {
   httpAddressOfMember(name: string): string | undefined {
     const member = this.membershipOrUndefined?.member(name);
     return member && member.state !== 'dead' && member.state !== 'left' ? member.httpAddress : undefined;
+  }
+
+  /** Compactions of this node's copies, as `_active_tasks` shows them. */
+  compactionTasks(): Record<string, unknown>[] {
+    return this.compaction.tasks(this.self);
   }
 
   /** View index builds running on this node's copies, as `_active_tasks` shows them. */
@@ -358,7 +370,7 @@ export class Cluster {
       if (sources.length === 0) throw new UnavailableError(`No live copy of range ${db.ranges[range]!.name} to copy from`, 'insufficient_nodes');
       for (const source of sources) {
         for (const node of added) {
-          await pushToSibling(copies.get(source)!, copies.get(node)!, { batchDocsMax: this.config.syncBatchDocsMax, isCancelled: () => this.stopped });
+          await pushToSibling(copies.get(source)!, copies.get(node)!, { batchDocsMax: this.config.syncBatchDocsMax, isCancelled: () => this.stopped, purges: {} });
         }
       }
       // Replication checkpoints (_local docs) are not in the changes feed: copy them too.
@@ -379,6 +391,7 @@ export class Cluster {
     this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
     for (const timer of this.syncTimers.values()) clearTimeout(timer);
+    await this.compaction.close();
     if (graceful) await this.membershipOrUndefined?.leave(1000).catch(() => undefined);
     this.membershipOrUndefined?.stop();
     await this.rpc.close();
@@ -534,6 +547,7 @@ export class Cluster {
           checkpoint: copyCheckpoint(copy, `sync/${sibling}/${entry.uuid}`),
           batchDocsMax: this.config.syncBatchDocsMax,
           isCancelled: () => this.stopped,
+          purges: { pull: copyCheckpoint(copy, `purge-pull/${sibling}/${entry.uuid}`), push: copyCheckpoint(copy, `purge-push/${sibling}/${entry.uuid}`) },
         });
         if (result.revisionsSent > 0) {
           this.log.info(

@@ -267,6 +267,26 @@ export interface Config {
   replicationRetriesPerRequest: number;
   /** Sockets per remote endpoint (CouchDB's http_connections). */
   replicationHttpConnections: number;
+  /** 1: compact copies on their own when they pass the thresholds below (CouchDB's smoosh); 0: only on `POST /{db}/_compact`. */
+  compactionAuto: number;
+  /** How often the automatic policy looks at this node's copies, ms. */
+  compactionCheckIntervalMs: number;
+  /** A copy is compacted once its file size is this percentage of its live data or more (smoosh's ratio channel, min_priority 2.0 = 200). */
+  compactionRatioPercentMin: number;
+  /** ...and it is at least this big, bytes (smaller copies are never compacted automatically). */
+  compactionSizeBytesMin: number;
+  /** A copy with this much reclaimable space is compacted whatever its ratio, bytes (smoosh's slack channel). */
+  compactionSlackBytesMin: number;
+  /** Copy compactions running at once on this node; others wait their turn. */
+  compactionJobsMax: number;
+  /** Documents one compaction step rewrites at most: an edit waits for one step at most. */
+  compactionBatchDocs: number;
+  /** `_purged_infos_limit` of new databases: purge requests each copy remembers (CouchDB's purged_infos_limit). */
+  purgedInfosLimit: number;
+  /** Document ids in one `_purge` request at most (CouchDB's max_document_id_number). */
+  purgeDocsMax: number;
+  /** Revisions in one `_purge` request at most (CouchDB's max_revisions_number). */
+  purgeRevsMax: number;
   /** RocksDB block cache, bytes. */
   cacheBytes: number;
   /**
@@ -410,6 +430,16 @@ export const defaults: Readonly<Config> = Object.freeze({
   replicationConnectionTimeoutMs: 30_000,
   replicationRetriesPerRequest: 5,
   replicationHttpConnections: 20,
+  compactionAuto: 1,
+  compactionCheckIntervalMs: 60_000,
+  compactionRatioPercentMin: 200,
+  compactionSizeBytesMin: 1024 * 1024,
+  compactionSlackBytesMin: 512 * 1024 * 1024,
+  compactionJobsMax: 1,
+  compactionBatchDocs: 500,
+  purgedInfosLimit: 1000,
+  purgeDocsMax: 100,
+  purgeRevsMax: 1000,
   usersCacheEntriesMax: 10_000,
   usersCacheTtlMs: 5_000,
   cacheBytes: 64 * 1024 * 1024,
@@ -629,6 +659,13 @@ function checkRelations(c: Config): void {
   if (c.replicationChurnMax < 1) fail('replicationChurnMax must be at least 1');
   if (c.replicationBatchSize < 1) fail('replicationBatchSize must be at least 1');
   if (c.replicationHttpConnections < 1) fail('replicationHttpConnections must be at least 1');
+  if (c.compactionAuto > 1) fail('compactionAuto must be 0 or 1');
+  if (c.compactionCheckIntervalMs < 100) fail('compactionCheckIntervalMs must be at least 100');
+  if (c.compactionRatioPercentMin < 100) fail('compactionRatioPercentMin must be at least 100');
+  if (c.compactionJobsMax < 1) fail('compactionJobsMax must be at least 1');
+  if (c.compactionBatchDocs < 1) fail('compactionBatchDocs must be at least 1');
+  if (c.purgedInfosLimit < 1) fail('purgedInfosLimit must be at least 1');
+  if (c.purgeDocsMax < 1 || c.purgeRevsMax < 1) fail('purgeDocsMax and purgeRevsMax must be at least 1');
   if (c.replicationLongpollMs < 1) fail('replicationLongpollMs must be at least 1');
   if (c.jsTimeoutMs < 10 || c.jsTimeoutMs > 2 ** 31 - 1) fail('jsTimeoutMs must be in 10..2147483647');
   if (c.jsMemoryBytesMax < 1024 * 1024 || c.jsMemoryBytesMax > 1024 * 1024 * 1024) fail('jsMemoryBytesMax must be in 1 MiB..1 GiB');

@@ -130,6 +130,7 @@ export class DivanNode {
         version,
         pbkdf2Iterations: config.pbkdf2Iterations,
         usersDbSecurityEditable: config.usersDbSecurityEditable === 1,
+        purge: { docsMax: config.purgeDocsMax, revsMax: config.purgeRevsMax, infosLimit: config.purgedInfosLimit },
         q: config.q,
         n: config.n,
         publicConfig: publicConfig(config),

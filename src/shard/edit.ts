@@ -34,8 +34,10 @@ export type EditOutcome =
       winner: RevNode;
       body: string;
       newAttachments: { digest: string; data: Buffer }[];
-      /** Bodies no longer needed: revisions that stopped being leaves, or were stemmed. */
+      /** Bodies no longer needed: revisions stemmed out of the tree. */
       dropBodies: RevId[];
+      /** Digests of every attachment the new revision refers to. */
+      digests: string[];
     };
 
 export async function applyEdit(info: DocInfo | undefined, edit: DocEdit, ctx: EditContext): Promise<EditOutcome> {
@@ -65,7 +67,7 @@ async function applyInteractive(info: DocInfo | undefined, edit: DocEdit, ctx: E
   const rev = `${pos}-${revHash({ deleted: edit.deleted, parent, body })}`;
   if (tree.has(rev)) return { kind: 'error', error: new ConflictError() };
   const merged = mergePath(tree, { revs: parent === null ? [rev] : [rev, parent], deleted: edit.deleted, hasBody: true }, ctx.revsLimit);
-  return finish(tree, merged.tree, rev, body, newAttachments);
+  return finish(tree, merged.tree, rev, body, stubs, newAttachments);
 }
 
 async function applyReplicated(
@@ -85,7 +87,7 @@ async function applyReplicated(
   const body = serializeBody(edit, stubs);
   const merged = mergePath(tree, { revs, deleted: edit.deleted, hasBody: true }, ctx.revsLimit);
   if (!merged.added) return { kind: 'noop', rev };
-  return finish(tree, merged.tree, rev, body, newAttachments);
+  return finish(tree, merged.tree, rev, body, stubs, newAttachments);
 }
 
 function finish(
@@ -93,27 +95,25 @@ function finish(
   after: RevTree,
   rev: RevId,
   body: string,
+  stubs: Record<string, AttachmentStub> | null,
   newAttachments: { digest: string; data: Buffer }[],
 ): EditOutcome {
-  // Only leaves keep bodies: an edit's parent body is dropped at once (CouchDB keeps
-  // it until compaction; no replicator ever reads a non-leaf body).
+  // Every revision keeps its body until compaction, as in CouchDB (`?rev=` of an older
+  // one answers it); only revisions stemmed out of the tree lose theirs now.
   const dropBodies: RevId[] = [];
-  for (const node of before.values()) {
-    if (!node.hasBody) continue;
-    const now = after.get(node.rev);
-    if (!now || !isLeaf(after, node.rev)) dropBodies.push(node.rev);
+  for (const node of before.values()) if (node.hasBody && !after.has(node.rev)) dropBodies.push(node.rev);
+  const bodyBytes = Buffer.byteLength(body, 'utf8');
+  let external = bodyBytes;
+  let active = bodyBytes;
+  const digests: string[] = [];
+  for (const stub of stubs === null ? [] : Object.values(stubs)) {
+    external += stub.length;
+    active += stub.encoded_length ?? stub.length;
+    digests.push(stub.digest);
   }
-  const tree = dropBodies.length === 0 ? after : withoutBodies(after, dropBodies);
-  return { kind: 'write', rev, tree, winner: winner(tree)!, body, newAttachments, dropBodies };
-}
-
-function withoutBodies(tree: RevTree, revs: RevId[]): RevTree {
-  const out = new Map(tree);
-  for (const rev of revs) {
-    const node = out.get(rev);
-    if (node) out.set(rev, { ...node, hasBody: false });
-  }
-  return out;
+  const tree = new Map(after);
+  tree.set(rev, { ...tree.get(rev)!, size: { external, active } });
+  return { kind: 'write', rev, tree, winner: winner(tree)!, body, newAttachments, dropBodies, digests };
 }
 
 function serializeBody(edit: DocEdit, stubs: Record<string, AttachmentStub> | null): string {

@@ -32,6 +32,18 @@ export interface RevNode {
   readonly parent: RevId | null;
   readonly deleted: boolean;
   readonly hasBody: boolean;
+  /**
+   * What the revision's body takes, set when it is written (absent on revisions known
+   * only by id and on bodies stored before sizes were kept): `external` is the body's
+   * JSON plus its attachments' identity lengths, `active` the body plus the stored
+   * (encoded) attachment bytes. Deterministic from the edit, so every copy agrees.
+   */
+  readonly size?: NodeSize;
+}
+
+export interface NodeSize {
+  readonly external: number;
+  readonly active: number;
 }
 
 export type RevTree = ReadonlyMap<RevId, RevNode>;
@@ -180,8 +192,9 @@ export function mergeTrees(tree: RevTree, other: RevTree, revsLimit: number): Re
     const parent = existing.parent ?? node.parent;
     const hasBody = existing.hasBody || node.hasBody;
     const deleted = existing.hasBody ? existing.deleted : node.hasBody ? node.deleted : existing.deleted || node.deleted;
-    if (parent !== existing.parent || hasBody !== existing.hasBody || deleted !== existing.deleted) {
-      next.set(node.rev, { ...existing, parent, hasBody, deleted });
+    const size = existing.hasBody ? existing.size : node.size;
+    if (parent !== existing.parent || hasBody !== existing.hasBody || deleted !== existing.deleted || size !== existing.size) {
+      next.set(node.rev, { ...existing, parent, hasBody, deleted, ...(size ? { size } : {}) });
     }
   }
   return stem(next, revsLimit);
@@ -218,19 +231,20 @@ export function stem(tree: Map<RevId, RevNode>, revsLimit: number): RevTree {
 
 /**
  * Stored form: `[rev, parentIndex, flags]` sorted by (pos, rev), so that two copies
- * holding the same tree store the same bytes. flags: 1 deleted, 2 has body.
+ * holding the same tree store the same bytes. flags: 1 deleted, 2 has body. A body
+ * with a known size appends `external, active` (see RevNode.size).
  */
-export type EncodedTree = [RevId, number, number][];
+export type EncodedTree = ([RevId, number, number] | [RevId, number, number, number, number])[];
 
 export function encodeTree(tree: RevTree): EncodedTree {
   const nodes = [...tree.values()].sort((a, b) => a.pos - b.pos || (a.rev < b.rev ? -1 : a.rev > b.rev ? 1 : 0));
   const index = new Map<RevId, number>();
   nodes.forEach((node, i) => index.set(node.rev, i));
-  return nodes.map((node) => [
-    node.rev,
-    node.parent === null ? -1 : index.get(node.parent)!,
-    (node.deleted ? 1 : 0) | (node.hasBody ? 2 : 0),
-  ]);
+  return nodes.map((node) => {
+    const parent = node.parent === null ? -1 : index.get(node.parent)!;
+    const flags = (node.deleted ? 1 : 0) | (node.hasBody ? 2 : 0);
+    return node.hasBody && node.size ? [node.rev, parent, flags, node.size.external, node.size.active] : [node.rev, parent, flags];
+  });
 }
 
 /**
@@ -249,8 +263,8 @@ export function decodeTree(encoded: EncodedTree): RevTree {
   // Messages are built only on failure: this loop runs on every read.
   for (let i = 0; i < encoded.length; i++) {
     const entry = encoded[i];
-    if (!Array.isArray(entry) || entry.length !== 3) corrupt(`entry ${i} is not [rev, parent, flags]`);
-    const [rev, parentIndex, flags] = entry;
+    if (!Array.isArray(entry) || (entry.length !== 3 && entry.length !== 5)) corrupt(`entry ${i} is not [rev, parent, flags, sizes?]`);
+    const [rev, parentIndex, flags, external, active] = entry;
     if (typeof rev !== 'string' || rev.length > revIdBytesMax || !REV_PATTERN.test(rev)) corrupt(`entry ${i} has a malformed rev`);
     const pos = revPos(rev);
     if (!(pos > prevPos || (pos === prevPos && rev > prevRev))) corrupt(`${rev} is out of order or repeated`);
@@ -258,7 +272,11 @@ export function decodeTree(encoded: EncodedTree): RevTree {
     if (flags !== (flags & 3)) corrupt(`${rev} has unknown flags`);
     const parent = parentIndex === -1 ? null : encoded[parentIndex]![0];
     if (parent !== null && revPos(parent) !== pos - 1) corrupt(`${rev} has a parent at the wrong depth`);
-    tree.set(rev, { rev, pos, parent, deleted: (flags & 1) !== 0, hasBody: (flags & 2) !== 0 });
+    const node: RevNode = { rev, pos, parent, deleted: (flags & 1) !== 0, hasBody: (flags & 2) !== 0 };
+    if (external !== undefined) {
+      if (!Number.isSafeInteger(external) || !Number.isSafeInteger(active) || external! < 0 || active! < 0 || !node.hasBody) corrupt(`${rev} has bad sizes`);
+      tree.set(rev, { ...node, size: { external, active: active! } });
+    } else tree.set(rev, node);
     prevPos = pos;
     prevRev = rev;
   }

@@ -22,10 +22,12 @@ import type { IndexInfo, DesignDocRef, FindStreamItem, ReducedRow, ShardFindRequ
 import { compileSelector } from './query/mango';
 import { conflictRevs, renderDoc } from './render';
 import { decodeDocInfo, decodeSummary, DocSummary, encodeDocInfo } from './doc-info';
-import { sortedLeaves, type RevId } from './rev-tree';
+import { leaves, sortedLeaves, stem, winner, type NodeSize, type RevId, type RevNode } from './rev-tree';
+import { purgeTree, type PurgeInfo, type PurgeRequest } from './purge';
 import type {
   AllDocsOptions,
   AllDocsRow,
+  AttachmentStub,
   ChangeRow,
   ChangesOptions,
   CopyState,
@@ -45,16 +47,47 @@ export interface ShardCopyLimits {
   updateQueueDocsMax: number;
 }
 
+/** Who runs a copy's compaction (the node's scheduler); a bare copy has none. */
+export interface CopyMaintenance {
+  /** Start this copy's compaction, or keep the one running. */
+  requestCompaction(copy: ShardCopy): void;
+  compactionRunning(copy: ShardCopy): boolean;
+  /** Stop this copy's compaction (the copy is being dropped); resolves once it stopped. */
+  stopCompaction(copy: ShardCopy): Promise<void>;
+}
+
 /** Told about every stored record that fails the read check (see doc-info.ts), before the read fails. */
 export type CorruptRecordReporter = (event: { copyId: number; docId: string; error: unknown }) => void;
 
+/**
+ * What the updater applies, one kind of operation each (all go through one queue, so
+ * they never race each other): client and replicated edits (batched together), a
+ * compaction step over some documents, purges, and the attachment sweep of a compaction.
+ */
+export type UpdaterOp =
+  | { kind: 'edits'; edits: DocEdit[] }
+  | { kind: 'compact'; ids: string[]; checkpoint: string; revsLimit: number }
+  | { kind: 'purge'; requests: PurgeRequest[] }
+  | { kind: 'sweep'; digests: string[] }
+  | { kind: 'trim-purges'; keepAfterSeq: number };
+
 interface Waiting {
-  edits: DocEdit[];
-  resolve(results: EditResult[]): void;
+  op: UpdaterOp;
+  resolve(results: unknown): void;
   reject(err: unknown): void;
 }
 
+/** What one compaction step did. */
+export interface CompactStep {
+  /** Documents whose stored form changed. */
+  docsChanged: number;
+  /** Revision bodies deleted. */
+  bodiesDropped: number;
+}
+
 const STATE_KEY = 'state';
+/** Where an unfinished compaction records how far it got. */
+const COMPACTION_KEY = 'compaction';
 
 export class ShardCopy {
   readonly copyId: number;
@@ -71,6 +104,7 @@ export class ShardCopy {
   /** Wakes `_changes` feeds waiting for the next update. */
   private readonly listeners = new Set<(seq: number) => void>();
   private readonly indexes: CopyIndexes | undefined;
+  private readonly maintenance: CopyMaintenance | undefined;
 
   private constructor(
     store: Store,
@@ -81,7 +115,9 @@ export class ShardCopy {
     limits: ShardCopyLimits,
     onCorrupt: CorruptRecordReporter | undefined,
     indexing: IndexingOptions | undefined,
+    maintenance: CopyMaintenance | undefined,
   ) {
+    this.maintenance = maintenance;
     this.onCorrupt = onCorrupt;
     this.store = store;
     this.copyId = copyId;
@@ -98,6 +134,7 @@ export class ShardCopy {
             winners: (ids, conflicts) => this.winners(ids, conflicts),
             allDocs: (options) => this.allDocs(options),
             onUpdate: (listener) => this.onUpdate(listener),
+            purgedBetween: (since, upTo) => this.purgedBetween(since, upTo),
           },
           { ...indexing, copyId, store },
         )
@@ -111,11 +148,20 @@ export class ShardCopy {
    */
   static async open(
     store: Store,
-    options: { copyId: number; node: string; revsLimit: number; limits: ShardCopyLimits; seqFloor?: number; onCorrupt?: CorruptRecordReporter; indexing?: IndexingOptions },
+    options: {
+      copyId: number;
+      node: string;
+      revsLimit: number;
+      limits: ShardCopyLimits;
+      seqFloor?: number;
+      onCorrupt?: CorruptRecordReporter;
+      indexing?: IndexingOptions;
+      maintenance?: CopyMaintenance;
+    },
   ): Promise<ShardCopy> {
     const raw = await store.get(keys.metaKey(options.copyId, STATE_KEY));
     const state: CopyState = raw ? JSON.parse(raw.toString('utf8')) : { updateSeq: options.seqFloor ?? 0, docCount: 0, docDelCount: 0 };
-    return new ShardCopy(store, options.copyId, options.node, state, options.revsLimit, options.limits, options.onCorrupt, options.indexing);
+    return new ShardCopy(store, options.copyId, options.node, state, options.revsLimit, options.limits, options.onCorrupt, options.indexing, options.maintenance);
   }
 
   getState(): CopyState {
@@ -123,7 +169,13 @@ export class ShardCopy {
   }
 
   async readState(): Promise<CopyState> {
-    return { ...this.state };
+    return { ...this.state, compactRunning: this.maintenance?.compactionRunning(this) ?? false };
+  }
+
+  /** `POST /{db}/_compact` on this copy: start its compaction in the background. */
+  async compact(): Promise<void> {
+    if (!this.maintenance) throw new UnavailableError('this copy has no compaction scheduler', 'not_implemented');
+    this.maintenance.requestCompaction(this);
   }
 
   /** A value this copy keeps for itself (shard sync checkpoints), or undefined. */
@@ -152,9 +204,14 @@ export class ShardCopy {
     if (this.queuedEdits + edits.length > this.limits.updateQueueDocsMax) {
       return Promise.reject(new UnavailableError('Too many pending updates for this shard; retry later', 'service_unavailable'));
     }
+    this.queuedEdits += edits.length;
+    return this.enqueue({ kind: 'edits', edits }) as Promise<EditResult[]>;
+  }
+
+  /** Queue an operation for the updater; resolves with its answer once durable. */
+  private enqueue(op: UpdaterOp): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ edits, resolve, reject });
-      this.queuedEdits += edits.length;
+      this.queue.push({ op, resolve, reject });
       if (!this.updating) void this.drain();
     });
   }
@@ -163,22 +220,31 @@ export class ShardCopy {
     this.updating = true;
     try {
       while (this.queue.length > 0) {
+        const head = this.queue[0]!;
+        if (head.op.kind !== 'edits') {
+          // Maintenance runs alone, between edit batches, each step bounded by its caller.
+          this.queue.shift();
+          await this.applyMaintenance(head.op).then(head.resolve, head.reject);
+          continue;
+        }
         const batch: Waiting[] = [];
-        let editCount = 0;
+        const edits: DocEdit[] = [];
         while (this.queue.length > 0) {
           const next = this.queue[0]!;
-          if (batch.length > 0 && editCount + next.edits.length > this.limits.updateBatchDocsMax) break;
+          if (next.op.kind !== 'edits') break;
+          if (batch.length > 0 && edits.length + next.op.edits.length > this.limits.updateBatchDocsMax) break;
           batch.push(next);
-          editCount += next.edits.length;
+          edits.push(...next.op.edits);
           this.queue.shift();
         }
-        this.queuedEdits -= editCount;
+        this.queuedEdits -= edits.length;
         try {
-          const results = await this.applyBatch(batch.flatMap((w) => w.edits));
+          const results = await this.applyBatch(edits);
           let at = 0;
           for (const waiting of batch) {
-            waiting.resolve(results.slice(at, at + waiting.edits.length));
-            at += waiting.edits.length;
+            const count = (waiting.op as { edits: DocEdit[] }).edits.length;
+            waiting.resolve(results.slice(at, at + count));
+            at += count;
           }
         } catch (err) {
           for (const waiting of batch) waiting.reject(err);
@@ -186,6 +252,19 @@ export class ShardCopy {
       }
     } finally {
       this.updating = false;
+    }
+  }
+
+  private applyMaintenance(op: Exclude<UpdaterOp, { kind: 'edits' }>): Promise<unknown> {
+    switch (op.kind) {
+      case 'compact':
+        return this.applyCompact(op.ids, op.checkpoint, op.revsLimit);
+      case 'purge':
+        return this.applyPurge(op.requests);
+      case 'sweep':
+        return this.applySweep(op.digests);
+      case 'trim-purges':
+        return this.applyTrimPurges(op.keepAfterSeq);
     }
   }
 
@@ -199,16 +278,20 @@ export class ShardCopy {
     const infos = new Map<string, DocInfo | undefined>();
     // A corrupt record fails the edits of its own document only, not the whole batch.
     const corrupt = new Map<string, DivanError>();
+    const encodedLengths = new Map<string, number>();
     ids.forEach((id, i) => {
       try {
         infos.set(id, stored[i] ? this.decodeInfo(id, stored[i]!) : undefined);
+        if (stored[i]) encodedLengths.set(id, stored[i]!.length);
       } catch (err) {
         corrupt.set(id, new DivanError('internal', 'unknown_error', err instanceof Error ? err.message : String(err)));
       }
     });
 
+    const purgedRevs = await this.purgedAmong(edits);
     const state = { ...this.state };
     const writtenBodies = new Map<string, string>();
+    const referenced: string[] = [];
     const ops: WriteOp[] = [];
     const ctx: EditContext = {
       revsLimit: this.revsLimit,
@@ -221,6 +304,11 @@ export class ShardCopy {
       const unreadable = corrupt.get(edit.id);
       if (unreadable) {
         results.push({ kind: 'error', id: edit.id, error: unreadable });
+        continue;
+      }
+      if (purgedRevs?.has(edit.id + '\u0000' + edit.revs![0])) {
+        // Purged here: internal mechanisms never bring it back (shard/purge.ts).
+        results.push({ kind: 'ok', id: edit.id, rev: edit.revs![0]! });
         continue;
       }
       const before = infos.get(edit.id);
@@ -239,6 +327,9 @@ export class ShardCopy {
       countTransition(state, before, after);
       infos.set(edit.id, after);
       const encoded = encodeDocInfo(after);
+      accountSizes(state, before, encodedLengths.get(edit.id) ?? 0, after, Buffer.byteLength(encoded, 'utf8'));
+      encodedLengths.set(edit.id, Buffer.byteLength(encoded, 'utf8'));
+      referenced.push(...outcome.digests);
       ops.push({ type: 'put', key: keys.docInfoKey(this.copyId, edit.id), value: encoded });
       ops.push({ type: 'put', key: keys.seqKey(this.copyId, after.seq), value: encoded });
       // One by-seq entry per doc. A doc edited twice in one batch deletes the entry its
@@ -256,9 +347,267 @@ export class ShardCopy {
       ops.push({ type: 'put', key: keys.metaKey(this.copyId, STATE_KEY), value: JSON.stringify(state) });
       await this.store.write(ops);
       this.state = state;
+      // After the write: a sweep that began before it saw these bodies or sees the guard.
+      for (const digest of referenced) this.sweepGuard?.add(digest);
       for (const listener of this.listeners) listener(state.updateSeq);
     }
     return results;
+  }
+
+  /** Which replicated internal edits offer a revision this copy purged (undefined: none can). */
+  private async purgedAmong(edits: DocEdit[]): Promise<Set<string> | undefined> {
+    if (!this.state.purgeSeq) return undefined;
+    const offered = edits.filter((e) => e.internal && e.revs !== undefined);
+    if (offered.length === 0) return undefined;
+    const found = await this.store.getMany(offered.map((e) => keys.purgedRevKey(this.copyId, e.id, e.revs![0]!)));
+    const out = new Set<string>();
+    found.forEach((value, i) => value !== undefined && out.add(offered[i]!.id + '\u0000' + offered[i]!.revs![0]));
+    return out;
+  }
+
+  // ---- compaction and purge (the updater's other operations) ------------------------
+
+  /**
+   * Set while a compaction sweeps attachments: digests referenced by edits written
+   * since its mark phase began, which the sweep must keep (see Compaction).
+   */
+  private sweepGuard: Set<string> | undefined;
+
+  /** Start recording referenced digests (before the mark phase reads any body). */
+  beginSweepGuard(): void {
+    this.sweepGuard = new Set();
+  }
+
+  endSweepGuard(): void {
+    this.sweepGuard = undefined;
+  }
+
+  /** One compaction step over `ids`: drop bodies of revisions that are not leaves, stem to `revsLimit`. */
+  compactDocs(ids: string[], checkpoint: string, revsLimit: number): Promise<CompactStep> {
+    return this.enqueue({ kind: 'compact', ids, checkpoint, revsLimit }) as Promise<CompactStep>;
+  }
+
+  /** Delete the attachments among `digests` that no edit referenced since the guard began; answers how many went. */
+  sweepAttachments(digests: string[]): Promise<number> {
+    return this.enqueue({ kind: 'sweep', digests }) as Promise<number>;
+  }
+
+  /** Apply purge requests (each at most once, by uuid); answers what each purged. */
+  purge(requests: PurgeRequest[]): Promise<PurgeInfo[]> {
+    if (requests.length === 0) return Promise.resolve([]);
+    return this.enqueue({ kind: 'purge', requests }) as Promise<PurgeInfo[]>;
+  }
+
+  /** Forget purge history up to `keepAfterSeq` (compaction, `_purged_infos_limit`). */
+  trimPurges(keepAfterSeq: number): Promise<number> {
+    return this.enqueue({ kind: 'trim-purges', keepAfterSeq }) as Promise<number>;
+  }
+
+  private async applyCompact(ids: string[], checkpoint: string, revsLimit: number): Promise<CompactStep> {
+    const stored = await this.store.getMany(ids.map((id) => keys.docInfoKey(this.copyId, id)));
+    const state = { ...this.state };
+    const ops: WriteOp[] = [];
+    const step: CompactStep = { docsChanged: 0, bodiesDropped: 0 };
+    for (let i = 0; i < ids.length; i++) {
+      const raw = stored[i];
+      if (!raw) continue;
+      const id = ids[i]!;
+      const before = this.decodeInfo(id, raw);
+      const stemmed = stem(new Map(before.tree), revsLimit);
+      const leafRevs = new Set(leaves(stemmed).map((leaf) => leaf.rev));
+      const tree = new Map<RevId, RevNode>();
+      let changed = stemmed !== before.tree;
+      for (const node of stemmed.values()) {
+        if (node.hasBody && !leafRevs.has(node.rev)) {
+          tree.set(node.rev, { rev: node.rev, pos: node.pos, parent: node.parent, deleted: node.deleted, hasBody: false });
+          changed = true;
+          continue;
+        }
+        if (node.hasBody && !node.size) {
+          // Stored before sizes were kept: measure it now, so the counters become true.
+          const body = await this.readBody(id, node.rev);
+          tree.set(node.rev, body === undefined ? node : { ...node, size: bodySize(body) });
+          changed ||= body !== undefined;
+          continue;
+        }
+        tree.set(node.rev, node);
+      }
+      for (const node of before.tree.values()) {
+        if (node.hasBody && !tree.get(node.rev)?.hasBody) {
+          ops.push({ type: 'del', key: keys.revBodyKey(this.copyId, id, node.rev) });
+          step.bodiesDropped++;
+        }
+      }
+      if (!changed) continue;
+      const after: DocInfo = { id, seq: before.seq, tree, winner: winner(tree)! };
+      const encoded = encodeDocInfo(after);
+      accountSizes(state, before, raw.length, after, Buffer.byteLength(encoded, 'utf8'));
+      // The same seq: compaction changes no document as a reader sees it.
+      ops.push({ type: 'put', key: keys.docInfoKey(this.copyId, id), value: encoded });
+      ops.push({ type: 'put', key: keys.seqKey(this.copyId, before.seq), value: encoded });
+      step.docsChanged++;
+    }
+    ops.push({ type: 'put', key: keys.metaKey(this.copyId, COMPACTION_KEY), value: checkpoint });
+    ops.push({ type: 'put', key: keys.metaKey(this.copyId, STATE_KEY), value: JSON.stringify(state) });
+    await this.store.write(ops);
+    this.state = state;
+    return step;
+  }
+
+  private async applySweep(digests: string[]): Promise<number> {
+    const keep = this.sweepGuard ?? new Set<string>();
+    const gone = digests.filter((digest) => !keep.has(digest));
+    if (gone.length > 0) await this.store.write(gone.map((digest) => ({ type: 'del' as const, key: keys.attachmentKey(this.copyId, digest) })));
+    return gone.length;
+  }
+
+  private async applyPurge(requests: PurgeRequest[]): Promise<PurgeInfo[]> {
+    const state = { ...this.state, purgeSeq: this.state.purgeSeq ?? 0 };
+    const ops: WriteOp[] = [];
+    const out: PurgeInfo[] = [];
+    // Documents purged earlier in this batch, as they are now (undefined: gone).
+    const current = new Map<string, { info: DocInfo | undefined; bytes: number }>();
+    const seen = new Map<string, PurgeInfo>();
+    for (const request of requests) {
+      const known = seen.get(request.uuid) ?? (await this.purgeInfoByUuid(request.uuid));
+      if (known) {
+        out.push(known);
+        continue;
+      }
+      if (!current.has(request.id)) {
+        const raw = await this.store.get(keys.docInfoKey(this.copyId, request.id));
+        current.set(request.id, { info: raw ? this.decodeInfo(request.id, raw) : undefined, bytes: raw?.length ?? 0 });
+      }
+      const { info: before, bytes } = current.get(request.id)!;
+      const outcome = before ? purgeTree(before.tree, request.revs) : { tree: new Map(), purged: [], dropped: [] };
+      let atSeq = 0;
+      let removed = false;
+      if (before && outcome.purged.length > 0) {
+        state.updateSeq += 1;
+        atSeq = state.updateSeq;
+        for (const rev of outcome.dropped) if (before.tree.get(rev)?.hasBody) ops.push({ type: 'del', key: keys.revBodyKey(this.copyId, request.id, rev) });
+        ops.push({ type: 'del', key: keys.seqKey(this.copyId, before.seq) });
+        if (outcome.tree.size === 0) {
+          removed = true;
+          if (before.winner.deleted) state.docDelCount -= 1;
+          else state.docCount -= 1;
+          accountSizes(state, before, bytes, undefined, 0);
+          ops.push({ type: 'del', key: keys.docInfoKey(this.copyId, request.id) });
+          current.set(request.id, { info: undefined, bytes: 0 });
+        } else {
+          const after: DocInfo = { id: request.id, seq: atSeq, tree: outcome.tree, winner: winner(outcome.tree)! };
+          countTransition(state, before, after);
+          const encoded = encodeDocInfo(after);
+          const length = Buffer.byteLength(encoded, 'utf8');
+          accountSizes(state, before, bytes, after, length);
+          ops.push({ type: 'put', key: keys.docInfoKey(this.copyId, request.id), value: encoded });
+          ops.push({ type: 'put', key: keys.seqKey(this.copyId, atSeq), value: encoded });
+          current.set(request.id, { info: after, bytes: length });
+        }
+      }
+      state.purgeSeq += 1;
+      const recorded: PurgeInfo = { ...request, purgeSeq: state.purgeSeq, purged: outcome.purged, atSeq, removed };
+      ops.push({ type: 'put', key: keys.purgeSeqKey(this.copyId, state.purgeSeq), value: JSON.stringify(recorded) });
+      ops.push({ type: 'put', key: keys.purgeUuidKey(this.copyId, request.uuid), value: String(state.purgeSeq) });
+      for (const rev of outcome.purged) ops.push({ type: 'put', key: keys.purgedRevKey(this.copyId, request.id, rev), value: String(state.purgeSeq) });
+      seen.set(request.uuid, recorded);
+      out.push(recorded);
+    }
+    if (ops.length > 0) {
+      ops.push({ type: 'put', key: keys.metaKey(this.copyId, STATE_KEY), value: JSON.stringify(state) });
+      await this.store.write(ops);
+      const moved = state.updateSeq !== this.state.updateSeq;
+      this.state = state;
+      if (moved) for (const listener of this.listeners) listener(state.updateSeq);
+    }
+    return out;
+  }
+
+  private async applyTrimPurges(keepAfterSeq: number): Promise<number> {
+    const ops: WriteOp[] = [];
+    const cursor = this.store.cursor({ ...keys.purgeSeqRange(this.copyId, 0), valuesAsText: true }, 256);
+    try {
+      for (let batch = await cursor.next(); batch; batch = await cursor.next()) {
+        for (const [key, value] of batch) {
+          if (keys.decodePurgeSeqKey(key) > keepAfterSeq) return await this.writeTrim(ops);
+          const info = JSON.parse(String(value)) as PurgeInfo;
+          ops.push({ type: 'del', key });
+          ops.push({ type: 'del', key: keys.purgeUuidKey(this.copyId, info.uuid) });
+          for (const rev of info.purged) ops.push({ type: 'del', key: keys.purgedRevKey(this.copyId, info.id, rev) });
+        }
+      }
+    } finally {
+      await cursor.close();
+    }
+    return this.writeTrim(ops);
+  }
+
+  private async writeTrim(ops: WriteOp[]): Promise<number> {
+    if (ops.length > 0) await this.store.write(ops);
+    return ops.filter((op) => op.key[6] === keys.PurgePart.BySeq).length;
+  }
+
+  private async purgeInfoByUuid(uuid: string): Promise<PurgeInfo | undefined> {
+    const seq = await this.store.get(keys.purgeUuidKey(this.copyId, uuid));
+    if (!seq) return undefined;
+    const raw = await this.store.get(keys.purgeSeqKey(this.copyId, Number(seq.toString('latin1'))));
+    return raw ? (JSON.parse(raw.toString('utf8')) as PurgeInfo) : undefined;
+  }
+
+  /** Purge requests recorded after `since` (purge seq), oldest first, at most `limit`. */
+  async purgeInfos(since: number, limit: number): Promise<PurgeInfo[]> {
+    const cursor = this.store.cursor({ ...keys.purgeSeqRange(this.copyId, since), limit, valuesAsText: true }, Math.min(256, limit));
+    const out: PurgeInfo[] = [];
+    try {
+      for (let batch = await cursor.next(); batch; batch = await cursor.next()) for (const [, value] of batch) out.push(JSON.parse(String(value)) as PurgeInfo);
+    } finally {
+      await cursor.close();
+    }
+    return out;
+  }
+
+  /**
+   * Documents a purge removed whole with the copy seq it happened at in (since, upTo]:
+   * index consumers drop their rows (a removed document has no by-seq row to follow).
+   */
+  async purgedBetween(since: number, upTo: number): Promise<{ id: string; seq: number }[]> {
+    if (!this.state.purgeSeq) return [];
+    const out: { id: string; seq: number }[] = [];
+    for (const info of await this.purgeInfos(0, Number.MAX_SAFE_INTEGER)) {
+      if (info.removed && info.atSeq > since && info.atSeq <= upTo) out.push({ id: info.id, seq: info.atSeq });
+    }
+    return out;
+  }
+
+  /** The checkpoint of an unfinished compaction (kill -9 mid-way), or undefined. */
+  async compactionCheckpoint(): Promise<string | undefined> {
+    return (await this.store.get(keys.metaKey(this.copyId, COMPACTION_KEY)))?.toString('utf8');
+  }
+
+  async clearCompactionCheckpoint(): Promise<void> {
+    await this.store.write([{ type: 'del', key: keys.metaKey(this.copyId, COMPACTION_KEY) }]);
+  }
+
+  /** Ask RocksDB to rewrite this copy's key range (frees what deletes left behind). */
+  compactStorage(): Promise<void> {
+    return this.store.compact(keys.copyRange(this.copyId));
+  }
+
+  /** Stored revision bodies in key order, from after `after` (a key), in batches. */
+  bodyKeys(after: Buffer | undefined): Cursor<[Buffer, Buffer]> {
+    const space = keys.spaceRange(this.copyId, keys.Space.RevBody);
+    return this.store.cursor(after ? { gt: after, lt: space.lt } : space, 256);
+  }
+
+  /** Stored attachments' keys, in batches. */
+  attachmentKeys(): Cursor<[Buffer, Buffer]> {
+    return this.store.cursor({ ...keys.spaceRange(this.copyId, keys.Space.Attachment), keysOnly: true }, 256);
+  }
+
+  /** Doc infos in id order after `afterId`, in batches (compaction's walk). */
+  docInfoScan(afterId: string | undefined): Cursor<[Buffer, Buffer]> {
+    const space = keys.spaceRange(this.copyId, keys.Space.DocInfo);
+    return this.store.cursor(afterId === undefined ? space : { gt: keys.docInfoKey(this.copyId, afterId), lt: space.lt }, 256);
   }
 
   // ---- reads ---------------------------------------------------------------------
@@ -460,6 +809,11 @@ export class ShardCopy {
     return this.indexes?.runningTasks() ?? [];
   }
 
+  /** The lowest copy seq every index has absorbed (see CopyIndexes.indexedSeq). */
+  indexedSeq(): Promise<number> {
+    return this.indexes?.indexedSeq() ?? Promise.resolve(this.state.updateSeq);
+  }
+
   indexLag(): Promise<number> {
     return this.indexes?.lag() ?? Promise.resolve(0);
   }
@@ -544,6 +898,25 @@ export class ShardCopy {
     return this.store.approximateSize(keys.copyRange(this.copyId));
   }
 
+  /**
+   * `sizes` of `GET /{db}`: `active` and `external` are counted exactly by the updater
+   * (CopyState); `file` is RocksDB's estimate of the copy's key range, or, while most of
+   * the copy still sits in the memtable (RocksDB's estimate counts only its files), the
+   * bytes the copy holds: active plus the bodies compaction would free.
+   */
+  async sizes(): Promise<{ file: number; active: number; external: number }> {
+    const active = this.state.activeBytes ?? 0;
+    const onDisk = await this.sizeBytes();
+    return { file: Math.max(onDisk, active + (this.state.staleBytes ?? 0)), active, external: this.state.externalBytes ?? 0 };
+  }
+
+  /** Before the copy's keys are cleared: stop its background work, let queued updates finish. */
+  async retire(): Promise<void> {
+    this.closeIndexes();
+    await this.maintenance?.stopCompaction(this);
+    await this.idle();
+  }
+
   /** Wait for queued updates to finish (for shutdown). */
   async idle(): Promise<void> {
     while (this.updating) await new Promise((r) => setTimeout(r, 2));
@@ -558,6 +931,46 @@ function countTransition(state: CopyState, before: DocInfo | undefined, after: D
   if (after.winner.deleted) state.docDelCount += 1;
   else state.docCount += 1;
   assert.ok(state.docCount >= 0 && state.docDelCount >= 0, 'document counts went negative');
+}
+
+/** What a copy's stored form of one document takes: see CopyState's byte counters. */
+function storedSizes(info: DocInfo | undefined, encodedBytes: number): { active: number; external: number; stale: number } {
+  const out = { active: 2 * encodedBytes, external: 0, stale: 0 };
+  if (!info) return { active: 0, external: 0, stale: 0 };
+  const parents = new Set<RevId>();
+  for (const node of info.tree.values()) if (node.parent !== null) parents.add(node.parent);
+  for (const node of info.tree.values()) {
+    if (!node.hasBody || !node.size) continue;
+    if (parents.has(node.rev)) out.stale += node.size.active;
+    else {
+      out.active += node.size.active;
+      out.external += node.size.external;
+    }
+  }
+  return out;
+}
+
+function accountSizes(state: CopyState, before: DocInfo | undefined, beforeBytes: number, after: DocInfo | undefined, afterBytes: number): void {
+  const was = storedSizes(before, beforeBytes);
+  const now = storedSizes(after, afterBytes);
+  state.activeBytes = Math.max(0, (state.activeBytes ?? 0) + now.active - was.active);
+  state.externalBytes = Math.max(0, (state.externalBytes ?? 0) + now.external - was.external);
+  state.staleBytes = Math.max(0, (state.staleBytes ?? 0) + now.stale - was.stale);
+}
+
+/** The size of a stored body measured from its text (bodies stored before sizes were kept). */
+function bodySize(body: string): NodeSize {
+  const bytes = Buffer.byteLength(body, 'utf8');
+  let external = bytes;
+  let active = bytes;
+  if (body.includes('"_attachments"')) {
+    const stubs = (JSON.parse(body) as { _attachments?: Record<string, AttachmentStub> })._attachments ?? {};
+    for (const stub of Object.values(stubs)) {
+      external += stub.length;
+      active += stub.encoded_length ?? stub.length;
+    }
+  }
+  return { external, active };
 }
 
 function renderWinner(id: string, summary: DocSummary, body: string, conflicts: boolean): string {

@@ -10,6 +10,11 @@
  * checkpoint advances only after the sibling acknowledged the batch, so a failed
  * push repeats (replicated edits are idempotent) and never skips.
  *
+ * Purges first: before any document, the two copies exchange the purge requests each
+ * recorded since the last exchange (both ways), so a copy that missed a purge (it was
+ * down) applies it before it could push the purged revisions back; and the target
+ * refuses purged revisions offered by sync anyway (DocEdit.internal).
+ *
  * Source and target are interfaces: the shard layer does not know where either lives
  * (a rebalance pushes from another node's copy through this one).
  */
@@ -17,6 +22,7 @@ import { UnavailableError } from '../errors';
 import { parseStoredJson } from '../json';
 import { ancestry, leaves } from './rev-tree';
 import type { ShardCopy } from './shard-copy';
+import type { PurgeInfo, PurgeRequest } from './purge';
 import type { AttachmentInput, AttachmentStub, DocEdit, DocInfo, EditResult } from './types';
 
 export interface SyncTarget {
@@ -45,6 +51,12 @@ export interface SyncSource extends RevisionSource {
   getDocInfos(ids: string[]): Promise<(DocInfo | undefined)[]>;
 }
 
+/** A copy's purge history, as sync exchanges it. */
+export interface PurgeHistory {
+  purgeInfos(since: number, limit: number): Promise<PurgeInfo[]>;
+  purge(requests: PurgeRequest[]): Promise<PurgeInfo[]>;
+}
+
 /** Where a push records how far it got; without one a push starts from 0 each time. */
 export interface SyncCheckpoint {
   load(): Promise<number>;
@@ -62,8 +74,18 @@ export function copyCheckpoint(copy: ShardCopy, name: string): SyncCheckpoint {
 export async function pushToSibling(
   source: SyncSource,
   target: SyncTarget,
-  options: { checkpoint?: SyncCheckpoint; batchDocsMax: number; isCancelled?: () => boolean },
+  options: {
+    checkpoint?: SyncCheckpoint;
+    batchDocsMax: number;
+    isCancelled?: () => boolean;
+    /** Exchange purge history first (both must be PurgeHistory); checkpoints of each direction. */
+    purges?: { pull?: SyncCheckpoint; push?: SyncCheckpoint };
+  },
 ): Promise<SyncResult> {
+  if (options.purges && isPurgeHistory(source) && isPurgeHistory(target)) {
+    await copyPurges(target, source, options.purges.pull, options.batchDocsMax);
+    await copyPurges(source, target, options.purges.push, options.batchDocsMax);
+  }
   let checkpoint = options.checkpoint ? await options.checkpoint.load() : 0;
   const result: SyncResult = { docsChecked: 0, revisionsSent: 0, checkpoint };
   for (;;) {
@@ -89,6 +111,25 @@ export async function pushToSibling(
     result.docsChecked += rows.length;
     result.revisionsSent += edits.length;
     result.checkpoint = checkpoint;
+  }
+}
+
+function isPurgeHistory(value: unknown): value is PurgeHistory {
+  const v = value as Partial<PurgeHistory>;
+  return typeof v.purgeInfos === 'function' && typeof v.purge === 'function';
+}
+
+/** Apply on `to` the purge requests `from` recorded after the checkpoint (its purge seq). */
+export async function copyPurges(from: PurgeHistory, to: PurgeHistory, checkpoint: SyncCheckpoint | undefined, batch: number): Promise<number> {
+  let since = checkpoint ? await checkpoint.load() : 0;
+  let applied = 0;
+  for (;;) {
+    const infos = await from.purgeInfos(since, batch);
+    if (infos.length === 0) return applied;
+    await to.purge(infos.map(({ uuid, id, revs }) => ({ uuid, id, revs })));
+    applied += infos.length;
+    since = infos[infos.length - 1]!.purgeSeq;
+    await checkpoint?.save(since);
   }
 }
 
@@ -138,7 +179,7 @@ export async function missingEdits(source: RevisionSource, mine: DocInfo, theirs
         attachments.push(att);
       }
     }
-    edits.push({ id: mine.id, deleted: leaf.deleted, body: parsed, attachments, revs: ancestry(mine.tree, leaf.rev) });
+    edits.push({ id: mine.id, deleted: leaf.deleted, body: parsed, attachments, revs: ancestry(mine.tree, leaf.rev), internal: true });
   }
   return edits;
 }

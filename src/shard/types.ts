@@ -68,6 +68,11 @@ export interface DocEdit {
   attachments: AttachmentInput[] | null;
   baseRev?: RevId;
   revs?: RevId[];
+  /**
+   * Offered by shard sync, read repair or a rebalance rather than a client: a
+   * revision this copy purged is then not taken back (see shard/purge.ts).
+   */
+  internal?: boolean;
 }
 
 export type EditResult =
@@ -91,6 +96,19 @@ export interface CopyState {
    * compare it to know they are current.
    */
   designSeq?: number;
+  /**
+   * Bytes the copy's live data takes (doc infos, leaf bodies, their attachments),
+   * the same with attachments at identity length (CouchDB's `sizes.external`), and
+   * bodies of revisions that are no longer leaves (what compaction frees). Absent in
+   * a state persisted before they were kept: counted from 0 and corrected by compaction.
+   */
+  activeBytes?: number;
+  externalBytes?: number;
+  staleBytes?: number;
+  /** Purge requests this copy recorded (its purge seq). */
+  purgeSeq?: number;
+  /** A compaction of the copy is running (never stored: readState sets it). */
+  compactRunning?: boolean;
 }
 
 export interface AllDocsOptions {

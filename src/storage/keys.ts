@@ -14,12 +14,18 @@
  *   Local     docId (UTF-8)                                      → local doc
  *   Meta      name (ASCII)                                       → copy metadata
  *   Index     sig:16  part:u8  rest                              → a view index (below)
+ *   Purge     part:u8  rest                                      → purge history (below)
  *
  * An index (all views of one design document, by its 16-byte signature) has parts:
  *   IndexPart.Meta                                    → its checkpoint and description
  *   IndexPart.Back   docId (UTF-8)                    → the rows a document emitted
  *   IndexPart.Main   view:u16 exactCode escaped(docId) dup:u16  → one view row
  *   IndexPart.Side   view:u16 escaped(sideCode) escaped(keyJson) escaped(docId) dup:u16  → one view row
+ * The purge history of a copy has parts:
+ *   PurgePart.BySeq   purgeSeq:u64be                   → one purge request {uuid, id, revs}
+ *   PurgePart.ByUuid  uuid (ASCII)                      → its purge seq (a request applied twice counts once)
+ *   PurgePart.ByRev   escaped(docId) rev (ASCII)        → its purge seq (internal sync never brings it back)
+ *
  * Main rows have keys whose collation code is exact (byte order is collation order);
  * side rows hold a string the codec cannot encode exactly: their code only groups them,
  * and readers sort each group (see storage/collation-key.ts).
@@ -40,6 +46,13 @@ export const enum Space {
   Local = 5,
   Meta = 6,
   Index = 7,
+  Purge = 8,
+}
+
+export const enum PurgePart {
+  BySeq = 0,
+  ByUuid = 1,
+  ByRev = 2,
 }
 
 export const enum IndexPart {
@@ -193,6 +206,39 @@ export function prefixEnd(prefix: Buffer): Buffer {
     }
   }
   assert.fail('prefix of 0xff bytes has no end');
+}
+
+// ---- purge history -----------------------------------------------------------------------
+
+function purgePrefix(copy: number, part: PurgePart, extraBytes: number): Buffer {
+  const key = spacePrefix(copy, Space.Purge, 1 + extraBytes);
+  key[COPY_PREFIX_BYTES] = part;
+  return key;
+}
+
+export function purgeSeqKey(copy: number, seq: number): Buffer {
+  assert.ok(Number.isSafeInteger(seq) && seq >= 0, 'purge seq must be a non-negative safe integer');
+  const key = purgePrefix(copy, PurgePart.BySeq, 8);
+  key.writeUInt32BE(Math.floor(seq / 0x100000000), COPY_PREFIX_BYTES + 1);
+  key.writeUInt32BE(seq >>> 0, COPY_PREFIX_BYTES + 5);
+  return key;
+}
+
+export function decodePurgeSeqKey(key: Buffer): number {
+  return key.readUInt32BE(COPY_PREFIX_BYTES + 1) * 0x100000000 + key.readUInt32BE(COPY_PREFIX_BYTES + 5);
+}
+
+/** Purge requests after `since`, in purge seq order. */
+export function purgeSeqRange(copy: number, since: number): KeyRange {
+  return { gt: purgeSeqKey(copy, Math.min(since, seqMax)), lt: purgePrefix(copy, PurgePart.ByUuid, 0) };
+}
+
+export function purgeUuidKey(copy: number, uuid: string): Buffer {
+  return Buffer.concat([purgePrefix(copy, PurgePart.ByUuid, 0), Buffer.from(uuid, 'latin1')]);
+}
+
+export function purgedRevKey(copy: number, docId: string, rev: string): Buffer {
+  return Buffer.concat([purgePrefix(copy, PurgePart.ByRev, 0), escapeText(docId), Buffer.from(rev, 'latin1')]);
 }
 
 // ---- view indexes ------------------------------------------------------------------------

@@ -59,26 +59,30 @@ export async function createDb(directory: DbDirectory, name: string, options: { 
 export async function dbInfo(db: DbHandle): Promise<Record<string, unknown>> {
   let docCount = 0;
   let docDelCount = 0;
-  let fileBytes = 0;
-  const states = await Promise.all(
-    db.ranges.map((range) => firstLiveState(range.copies, async (copy) => ({ state: await copy.readState(), size: await copy.sizeBytes() }))),
-  );
-  for (const { state, size } of states) {
+  const sizes = { file: 0, external: 0, active: 0 };
+  const [states, compacting] = await Promise.all([
+    Promise.all(db.ranges.map((range) => firstLiveState(range.copies, async (copy) => ({ state: await copy.readState(), sizes: await copy.sizes() })))),
+    // CouchDB says a compaction runs while any shard copy's does.
+    Promise.all(db.ranges.flatMap((range) => range.copies.map((copy) => copy.readState().then((s) => s.compactRunning === true, () => false)))),
+  ]);
+  for (const { state, sizes: copySizes } of states) {
     docCount += state.docCount;
     docDelCount += state.docDelCount;
-    fileBytes += size;
+    sizes.file += copySizes.file;
+    sizes.external += copySizes.external;
+    sizes.active += copySizes.active;
   }
   const seq = await currentSeq(db);
   return {
     db_name: db.name,
-    purge_seq: encodeSeq(db, seq.map((p) => ({ ...p, seq: 0 }))),
+    purge_seq: encodeSeq(db, seq.map((p, i) => ({ ...p, seq: states[i]?.state.purgeSeq ?? 0 }))),
     update_seq: encodeSeq(db, seq),
-    sizes: { file: fileBytes, external: fileBytes, active: fileBytes },
+    sizes,
     props: {},
     doc_del_count: docDelCount,
     doc_count: docCount,
     disk_format_version: 8,
-    compact_running: false,
+    compact_running: compacting.some(Boolean),
     cluster: { q: db.q, n: db.n, w: majority(db.n), r: majority(db.n) },
     instance_start_time: '0',
   };

@@ -16,6 +16,7 @@ import type {
   LocalDoc,
   RevId,
 } from '../../shard/types';
+import type { PurgeInfo, PurgeRequest } from '../../shard/purge';
 import type { DesignDocRef, FindStreamItem, IndexInfo, ShardFindRequest, ReducedRow, ShardReduceRequest, ShardViewRequest, ViewRow, ViewStreamItem } from '../../shard/index/types';
 
 export interface ShardClient {
@@ -45,6 +46,14 @@ export interface ShardClient {
   /** Drop this copy's indexes whose signatures are not in `keep`; answers how many went. */
   cleanupIndexes(keep: string[]): Promise<number>;
   readState(): Promise<CopyState>;
+  /** Start the copy's compaction in the background (`POST /{db}/_compact`). */
+  compact(): Promise<void>;
+  /** Apply purge requests; answers what each removed on this copy. */
+  purge(requests: PurgeRequest[]): Promise<PurgeInfo[]>;
+  /** Purge requests this copy recorded after `since` (its purge seq), oldest first. */
+  purgeInfos(since: number, limit: number): Promise<PurgeInfo[]>;
+  /** What the copy takes: `sizes` of `GET /{db}`. */
+  sizes(): Promise<{ file: number; active: number; external: number }>;
   sizeBytes(): Promise<number>;
   /**
    * Call `listener(updateSeq)` after each update of the copy; returns the unsubscribe.
@@ -82,6 +91,8 @@ export interface DbHandle {
   /** Microseconds since the epoch at creation, as a string (CouchDB's instance_start_time is "0"). */
   readonly createdAt: number;
   readonly revsLimit: number;
+  /** `_purged_infos_limit` when set (absent: the node's default). */
+  readonly purgedInfosLimit?: number;
   readonly security: Record<string, unknown>;
 }
 
@@ -92,6 +103,7 @@ export interface DbDirectory {
   delete(name: string): Promise<void>;
   list(): Promise<string[]>;
   setRevsLimit(name: string, revsLimit: number): Promise<void>;
+  setPurgedInfosLimit(name: string, limit: number): Promise<void>;
   setSecurity(name: string, security: Record<string, unknown>): Promise<void>;
 }
 

@@ -39,6 +39,8 @@ export interface NodeIdentity {
   version: string;
   /** Server admins may change `_users/_security` (CouchDB's users_db_security_editable). */
   usersDbSecurityEditable: boolean;
+  /** `_purge` bounds per request and the default `_purged_infos_limit`. */
+  purge: { docsMax: number; revsMax: number; infosLimit: number };
   /** PBKDF2 iterations of new password hashes (admins and users). */
   pbkdf2Iterations: number;
   /** Defaults for new databases. */
@@ -73,6 +75,8 @@ export interface ClusterInfo {
   rebalance(db: string): Promise<{ moved: { range: string; added: string[]; removed: string[] }[] }>;
   /** View index builds running on this node (`_active_tasks` entries). */
   indexTasks(): Record<string, unknown>[];
+  /** Compactions running on this node (`_active_tasks` entries). */
+  compactionTasks(): Record<string, unknown>[];
 }
 
 /** Server admin accounts as `/_node/…/_config/admins` reads and writes them (hashes, never passwords). */

@@ -14,6 +14,7 @@ import { changes } from './routes/changes';
 import { database, dbNotBuilt, ensureFullCommit, revsLimit, security } from './routes/db';
 import { designResourceNotBuilt } from './routes/design';
 import { compactDesign, designInfo, view, viewCleanupRoute } from './routes/view';
+import { compactDb, purge, purgedInfosLimit } from './routes/maintenance';
 import { doc } from './routes/doc';
 import { findRoute, indexRoute } from './routes/find';
 import { localAttachment, localDoc } from './routes/local';
@@ -44,9 +45,6 @@ const serverNotBuilt = new Set(['_cluster_setup', '_reshard', '_db_updates', '_u
 
 /** Database endpoints of CouchDB that later issues build. */
 const dbNotBuiltNames = new Map<string, string>([
-  ['_compact', 'Compaction'],
-  ['_purge', 'Purge'],
-  ['_purged_infos_limit', 'Purge'],
   ['_partition', 'Partitioned databases'],
 ]);
 
@@ -124,7 +122,14 @@ async function dbRoute(ctx: Ctx, db: string, rest: string[]): Promise<void> {
     case '_view_cleanup':
       return viewCleanupRoute(ctx, db);
     case '_compact':
+      if (rest.length === 1) return compactDb(ctx, db);
       if (rest.length === 2) return compactDesign(ctx, db, rest[1]!);
+      break;
+    case '_purge':
+      if (rest.length === 1) return purge(ctx, db);
+      break;
+    case '_purged_infos_limit':
+      if (rest.length === 1) return purgedInfosLimit(ctx, db);
       break;
     case '_local':
       if (rest.length < 2) throw new BadRequestError('Missing local document id', 'illegal_docid');

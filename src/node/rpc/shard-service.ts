@@ -9,6 +9,7 @@ import { BadRequestError, DivanError, ErrorKind, NodeDownError } from '../../err
 import { stringifyJson } from '../../json';
 import { decodeDocInfo, encodeDocInfo } from '../../shard/doc-info';
 import type { ShardCopy } from '../../shard/shard-copy';
+import type { PurgeInfo, PurgeRequest } from '../../shard/purge';
 import type {
   AllDocsOptions,
   AllDocsRow,
@@ -44,6 +45,7 @@ export function encodeEdit(edit: DocEdit): Message {
     baseRev: edit.baseRev ?? '',
     revs: edit.revs ?? [],
     hasAttachments: edit.attachments !== null,
+    internal: edit.internal === true,
     attachments: (edit.attachments ?? []).map((att) =>
       att.kind === 'data'
         ? {
@@ -79,6 +81,7 @@ export function decodeEdit(m: Message): DocEdit {
     deleted: m.deleted,
     body: JSON.parse(bodyJson) as Record<string, unknown>,
     bodyJson,
+    ...(m.internal ? { internal: true } : {}),
     attachments: m.hasAttachments
       ? (m.attachments as Message[]).map((a) =>
           a.stub
@@ -159,14 +162,16 @@ export function shardHandlers(resolve: (copy: Message) => ShardCopy): Record<str
     IndexCall: async (req: Message) => {
       const copy = resolve(req.copy);
       const args = parse<unknown>(req.json);
-      const answer =
-        req.op === 'info'
-          ? await copy.indexInfo(args as DesignDocRef)
-          : req.op === 'cleanup'
-            ? await copy.cleanupIndexes(args as string[])
-            : req.op === 'compact'
-              ? await copy.compactIndex(args as DesignDocRef).then(() => true)
-              : undefined;
+      const calls: Record<string, () => Promise<unknown>> = {
+        info: () => copy.indexInfo(args as DesignDocRef),
+        cleanup: () => copy.cleanupIndexes(args as string[]),
+        compact: () => copy.compactIndex(args as DesignDocRef).then(() => true),
+        'compact-copy': () => copy.compact().then(() => true),
+        purge: () => copy.purge(args as PurgeRequest[]),
+        'purge-infos': () => copy.purgeInfos((args as { since: number }).since, (args as { limit: number }).limit),
+        sizes: () => copy.sizes(),
+      };
+      const answer = Object.hasOwn(calls, String(req.op)) ? await calls[String(req.op)]!() : undefined;
       if (answer === undefined) throw new BadRequestError(`unknown index call ${String(req.op)}`);
       return { json: json(answer) };
     },
@@ -200,7 +205,18 @@ export function shardHandlers(resolve: (copy: Message) => ShardCopy): Record<str
     CopyState: async (req: Message) => {
       const copy = resolve(req);
       const state = await copy.readState();
-      return { updateSeq: state.updateSeq, docCount: state.docCount, docDelCount: state.docDelCount, designSeq: state.designSeq ?? 0, sizeBytes: await copy.sizeBytes() };
+      return {
+        updateSeq: state.updateSeq,
+        docCount: state.docCount,
+        docDelCount: state.docDelCount,
+        designSeq: state.designSeq ?? 0,
+        sizeBytes: await copy.sizeBytes(),
+        purgeSeq: state.purgeSeq ?? 0,
+        compactRunning: state.compactRunning === true,
+        activeBytes: state.activeBytes ?? 0,
+        externalBytes: state.externalBytes ?? 0,
+        staleBytes: state.staleBytes ?? 0,
+      };
     },
   };
   const codecs = new Map(Object.keys(unary).map((method) => [method, methodCodec('Shard', method)]));
@@ -514,7 +530,33 @@ export class RemoteShardClient implements ShardClient {
 
   async readState(): Promise<CopyState> {
     const reply = await this.stateCall();
-    return { updateSeq: reply.updateSeq, docCount: reply.docCount, docDelCount: reply.docDelCount, designSeq: reply.designSeq };
+    return {
+      updateSeq: reply.updateSeq,
+      docCount: reply.docCount,
+      docDelCount: reply.docDelCount,
+      designSeq: reply.designSeq,
+      purgeSeq: reply.purgeSeq,
+      compactRunning: reply.compactRunning === true,
+      activeBytes: reply.activeBytes,
+      externalBytes: reply.externalBytes,
+      staleBytes: reply.staleBytes,
+    };
+  }
+
+  async compact(): Promise<void> {
+    await this.call('IndexCall', { op: 'compact-copy', json: json(null) });
+  }
+
+  async purge(requests: PurgeRequest[]): Promise<PurgeInfo[]> {
+    return parse<PurgeInfo[]>((await this.call('IndexCall', { op: 'purge', json: json(requests) })).json as Buffer);
+  }
+
+  async purgeInfos(since: number, limit: number): Promise<PurgeInfo[]> {
+    return parse<PurgeInfo[]>((await this.call('IndexCall', { op: 'purge-infos', json: json({ since, limit }) })).json as Buffer);
+  }
+
+  async sizes(): Promise<{ file: number; active: number; external: number }> {
+    return parse<{ file: number; active: number; external: number }>((await this.call('IndexCall', { op: 'sizes', json: json(null) })).json as Buffer);
   }
 
   async sizeBytes(): Promise<number> {

@@ -308,6 +308,21 @@ export class CopyIndexes {
   }
 
   /** Changes not yet absorbed, summed over the indexes opened on this copy. */
+  /**
+   * The lowest copy seq every index of this copy has absorbed: purge history after it is
+   * still needed (0 while an index registered on disk has not been opened since start).
+   */
+  async indexedSeq(): Promise<number> {
+    let low = this.copy.currentSeq();
+    for (const sigHex of Object.keys(await this.registry())) {
+      const opening = this.indexes.get(sigHex);
+      const index = opening ? await opening.catch(() => undefined) : undefined;
+      if (!index) return 0;
+      low = Math.min(low, index.checkpoint());
+    }
+    return low;
+  }
+
   async lag(): Promise<number> {
     let lag = 0;
     for (const opening of this.indexes.values()) {

@@ -1,6 +1,6 @@
 /**
  * The per-copy change pipeline: how anything derived from a copy's documents (view
- * indexes today; Mango indexes and purge next) follows the copy.
+ * and Mango indexes) follows the copy, purges included.
  *
  * A consumer has a checkpoint (the copy sequence it has absorbed). `catchUp` reads the
  * copy's changes after it in batches (the winning revision of each changed document,
@@ -63,6 +63,8 @@ export interface PipelineSource {
   changes(options: ChangesOptions): Cursor<ChangeRow>;
   currentSeq(): number;
   write(ops: WriteOp[]): Promise<void>;
+  /** Documents a purge removed whole at a copy seq in (since, upTo] (they have no by-seq row). */
+  purgedBetween?(since: number, upTo: number): Promise<{ id: string; seq: number }[]>;
 }
 
 export interface Progress {
@@ -166,8 +168,23 @@ export class Pipeline {
     // A short batch read all there was up to `head`: sequences without a by-seq row
     // (a document edited again keeps only its last) are absorbed too.
     const toSeq = full ? docs[docs.length - 1]!.seq : Math.max(head, docs.length > 0 ? docs[docs.length - 1]!.seq : since);
+    await this.addPurged(docs, since, toSeq);
     const prepared = consumer.prepare(docs);
     prepared.catch(() => undefined);
     return { since, docs, toSeq, full, prepared };
+  }
+
+  /**
+   * A document purged whole reaches consumers as a deletion at the seq of its purge, so
+   * its rows go; one changed again after the purge is already in `docs` at a later seq.
+   */
+  private async addPurged(docs: ChangedDoc[], since: number, toSeq: number): Promise<void> {
+    const purged = (await this.source.purgedBetween?.(since, toSeq)) ?? [];
+    if (purged.length === 0) return;
+    const present = new Set(docs.map((doc) => doc.id));
+    for (const { id, seq } of purged) {
+      if (!present.has(id)) docs.push({ id, seq, deleted: true, json: JSON.stringify({ _id: id, _deleted: true }) });
+    }
+    docs.sort((a, b) => a.seq - b.seq);
   }
 }

@@ -191,7 +191,7 @@ async function hashAdminPassword(ctx: Ctx, password: string): Promise<string> {
 
 export async function activeTasks(ctx: Ctx): Promise<void> {
   allow(ctx, ['GET', 'HEAD']);
-  ctx.send(200, [...ctx.services.cluster.indexTasks(), ...replicationTasks(ctx)]);
+  ctx.send(200, [...ctx.services.cluster.indexTasks(), ...ctx.services.cluster.compactionTasks(), ...replicationTasks(ctx)]);
 }
 
 export async function notBuilt(ctx: Ctx): Promise<void> {
