@@ -21,7 +21,7 @@ import {
 } from '../../coordinator/doc-open';
 import { updateDocs } from '../../coordinator/doc-update';
 import type { Ctx } from '../context';
-import { checkRev, parseDoc, validateDocId } from '../doc-input';
+import { checkRev, compressAttachments, parseDoc, validateDocId } from '../doc-input';
 import { encodeOpenRevs, encodeRelatedDocument, OpenRevsEntry, parseContentType, parseRelatedDocument, RelatedAttachment } from '../multipart';
 import { allow, openDb, sendWrite } from './common';
 
@@ -201,6 +201,7 @@ async function putDoc(ctx: Ctx, db: DbHandle, docId: string): Promise<void> {
   }
   const newEdits = ctx.qBool('new_edits', true);
   const parsed = parseDoc(json, { id: docId, newEdits, limits: ctx.limits, ...(followed ? { followed } : {}) });
+  await compressAttachments(parsed, { compression: ctx.services.attachmentCompression, attachmentBytesMax: ctx.limits.attachmentBytesMax });
   const rev = requestRev(ctx, parsed.rev);
   if (newEdits) {
     if (rev !== undefined) parsed.edit.baseRev = rev;
@@ -271,6 +272,7 @@ export async function postDoc(ctx: Ctx, db: DbHandle): Promise<void> {
   ctx.requireJsonType();
   const json = await ctx.readJson(undefined, { exact: true });
   const parsed = parseDoc(json, { newEdits: true, limits: ctx.limits, generateId: () => randomBytes(16).toString('hex') });
+  await compressAttachments(parsed, { compression: ctx.services.attachmentCompression, attachmentBytesMax: ctx.limits.attachmentBytesMax });
   if (parsed.rev !== undefined) parsed.edit.baseRev = parsed.rev;
   const [outcome] = await updateDocs(db, [parsed.edit], { timeoutMs: ctx.limits.quorumTimeoutMs, validate: ctx.validation });
   if (ctx.qString('batch') === 'ok' && outcome!.kind !== 'error') return ctx.send(202, { ok: true, id: parsed.edit.id });
