@@ -18,6 +18,7 @@ import {
   readAttachment,
   renderRevision,
   RenderOptions,
+  storedEncoding,
 } from '../../coordinator/doc-open';
 import { updateDocs } from '../../coordinator/doc-update';
 import type { Ctx } from '../context';
@@ -166,10 +167,12 @@ async function relatedEntry(
       if (stub.revpos <= knownPos) continue;
       const data = await readAttachment(db, info.id, stub.digest);
       if (!data) throw new NotFoundError(`attachment ${name} is missing its data`);
-      const { stub: _omit, ...rest } = stub as typeof stub & { stub?: boolean };
+      const { stub: _omit, encoding: _encoding, encoded_length: _encodedLength, ...rest } = stub as typeof stub & { stub?: boolean };
       void _omit;
-      (stubs as Record<string, unknown>)[name] = { ...rest, follows: true };
-      attachments.push({ name, contentType: stub.content_type, data, ...(stub.encoding !== undefined ? { encoding: stub.encoding } : {}) });
+      // The part goes as stored, and the stub says how it is stored (see storedEncoding).
+      const encoding = storedEncoding(stub, data);
+      (stubs as Record<string, unknown>)[name] = { ...rest, ...(encoding !== undefined ? { encoding, encoded_length: data.length } : {}), follows: true };
+      attachments.push({ name, contentType: stub.content_type, data, ...(encoding !== undefined ? { encoding } : {}) });
     }
   }
   return { kind: 'ok', doc, attachments };
@@ -253,8 +256,9 @@ async function copyDoc(ctx: Ctx, db: DbHandle, docId: string): Promise<void> {
     const data = await readAttachment(db, docId, stub.digest);
     if (!data) throw new NotFoundError(`attachment ${name} is missing its data`);
     // An encoded attachment is copied in its stored form, with its identity length.
-    const encoded = stub.encoding !== undefined ? { encoding: stub.encoding, length: stub.length } : {};
-    attachments.push({ kind: 'data' as const, name, contentType: stub.content_type, data, ...encoded });
+    const encoding = storedEncoding(stub, data);
+    const encoded = encoding !== undefined ? { encoding, length: stub.length } : {};
+    attachments.push({ kind: 'data' as const, name, contentType: stub.content_type, data, ...encoded, digest: stub.digest });
   }
   const edit = { id: targetId, deleted: false, body, attachments: stubs ? attachments : null, ...(targetRev ? { baseRev: checkRev(targetRev) } : {}) };
   const [outcome] = await updateDocs(db, [edit], { timeoutMs, validate: ctx.validation });
