@@ -98,6 +98,19 @@ export interface Config {
   requestBytesMax: number;
   /** Largest single attachment, bytes. */
   attachmentBytesMax: number;
+  /**
+   * Content types of attachments stored gzip-compressed, comma-separated, `type/*`
+   * wildcards, case-insensitive, parameters ignored (CouchDB's `[attachments]
+   * compressible_types`). Identity uploads of these types are compressed on write and
+   * served decoded to clients that do not accept gzip; the digest stays the md5 of
+   * the identity bytes.
+   */
+  attachmentCompressibleTypes: string;
+  /**
+   * zlib level of that compression, 1 (fastest) to 9 (smallest); 0 turns it off
+   * (CouchDB's `compression_level`, default 8). Higher costs write CPU on the thread pool.
+   */
+  attachmentCompressionLevel: number;
   /** Deepest JSON nesting accepted in a request body. */
   jsonDepthMax: number;
   /**
@@ -376,6 +389,8 @@ export const defaults: Readonly<Config> = Object.freeze({
   docBytesMax: 8_000_000,
   requestBytesMax: 64 * 1024 * 1024,
   attachmentBytesMax: 64 * 1024 * 1024,
+  attachmentCompressibleTypes: 'text/*, application/javascript, application/json, application/xml',
+  attachmentCompressionLevel: 8,
   jsonDepthMax: 64,
   docIdBytesMax: 8192,
   bulkDocsMax: 10_000,
@@ -487,6 +502,8 @@ export const envNames: Readonly<Record<string, keyof Config>> = Object.freeze({
   DIVAN_GRPC_MESSAGE_BYTES_MAX: 'grpcMessageBytesMax',
   DIVAN_MEMBERSHIP_PROFILE: 'membershipProfile',
   DIVAN_LOG_LEVEL: 'logLevel',
+  DIVAN_ATTACHMENT_COMPRESSIBLE_TYPES: 'attachmentCompressibleTypes',
+  DIVAN_ATTACHMENT_COMPRESSION_LEVEL: 'attachmentCompressionLevel',
   DIVAN_Q: 'q',
   DIVAN_N: 'n',
   DIVAN_METRICS_PORT: 'metricsPort',
@@ -559,6 +576,7 @@ const stringKeys = new Set<keyof Config>([
   'jwtRolesClaimPath',
   'jwtRolesClaimName',
   'proxySecret',
+  'attachmentCompressibleTypes',
 ]);
 
 export function validate(raw: Raw): Readonly<Config> {
@@ -592,6 +610,7 @@ function checkRelations(c: Config): void {
   if (c.revsLimit < 1) fail('revsLimit must be at least 1');
   if (c.docBytesMax > c.requestBytesMax) fail('docBytesMax must not exceed requestBytesMax');
   if (c.attachmentBytesMax > c.requestBytesMax) fail('attachmentBytesMax must not exceed requestBytesMax');
+  if (c.attachmentCompressionLevel > 9) fail('attachmentCompressionLevel must be in 0..9');
   if (c.jsonDepthMax < 2) fail('jsonDepthMax must be at least 2');
   if (c.changesTimeoutMsMax < 1 || c.changesTimeoutMsMax > 2 ** 31 - 1) fail('changesTimeoutMsMax must be in 1..2147483647');
   if (c.changesTimeoutMs > c.changesTimeoutMsMax) fail('changesTimeoutMs must not exceed changesTimeoutMsMax');

@@ -8,6 +8,7 @@ import { createServer } from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { Auth, HandlerName, LockoutMode, sessionSecretFromCluster } from '../api/http/auth';
+import { attachmentCompression } from '../api/http/att-compress';
 import { ByteBudget } from '../api/http/budget';
 import { HttpServer } from '../api/http/server';
 import type { Services } from '../api/http/context';
@@ -124,6 +125,7 @@ export class DivanNode {
         changesTimeoutMsMax: config.changesTimeoutMsMax,
         rowsMax: config.rowsMax,
       },
+      attachmentCompression: attachmentCompression({ types: config.attachmentCompressibleTypes, level: config.attachmentCompressionLevel }),
       node: {
         name: cluster.self,
         uuid: identity.uuid,
@@ -284,6 +286,7 @@ function publicConfig(c: Readonly<Config>): Record<string, Record<string, string
       max_objects: String(c.authLockoutEntriesMax),
     },
     httpd: { enable_cors: String(c.corsOrigins.length > 0) },
+    attachments: { compressible_types: c.attachmentCompressibleTypes, compression_level: String(c.attachmentCompressionLevel) },
     cors: { origins: c.corsOrigins, credentials: String(c.corsCredentials === 1) },
     divan: {
       node_name: c.nodeName,

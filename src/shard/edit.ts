@@ -135,7 +135,7 @@ async function resolveAttachments(
   for (const att of edit.attachments) {
     if (att.kind === 'data') {
       // The digest is of the stored bytes (gzip ones when encoded), as CouchDB's.
-      const digest = attachmentDigest(att.data);
+      const digest = att.digest ?? attachmentDigest(att.data);
       const stub: AttachmentStub = {
         content_type: att.contentType,
         digest,

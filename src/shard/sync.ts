@@ -171,7 +171,8 @@ export async function missingEdits(source: RevisionSource, mine: DocInfo, theirs
       for (const [name, stub] of Object.entries(stubs)) {
         const data = await source.readAttachment(stub.digest);
         if (!data) throw new UnavailableError(`attachment ${stub.digest} of ${mine.id} is missing locally`, 'sync_failed');
-        const att: AttachmentInput = { kind: 'data', name, contentType: stub.content_type, data, revpos: stub.revpos };
+        // The stub's digest travels: one the server compressed is not the md5 of `data`.
+        const att: AttachmentInput = { kind: 'data', name, contentType: stub.content_type, data, revpos: stub.revpos, digest: stub.digest };
         if (stub.encoding !== undefined) {
           att.encoding = stub.encoding;
           att.length = stub.length;

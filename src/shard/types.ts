@@ -39,7 +39,20 @@ export type AttachmentInput =
    * New bytes. With `encoding`, `data` is the encoded (stored) form and `length` the
    * identity length; without it `data` is the identity bytes and `length` is unused.
    */
-  | { kind: 'data'; name: string; contentType: string; data: Buffer; revpos?: number; encoding?: string; length?: number }
+  | {
+      kind: 'data';
+      name: string;
+      contentType: string;
+      data: Buffer;
+      revpos?: number;
+      encoding?: string;
+      length?: number;
+      /**
+       * The digest to record instead of the md5 of `data`: set when the server gzipped
+       * identity bytes itself, so the attachment keeps the digest of those bytes.
+       */
+      digest?: string;
+    }
   /** Keep the attachment as it is in an earlier revision; `digest` may identify it. */
   | {
       kind: 'stub';

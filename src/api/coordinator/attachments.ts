@@ -40,8 +40,11 @@ export async function changeAttachment(
     id: string;
     name: string;
     rev?: RevId;
-    /** With `encoding`, `bytes` are the stored (encoded) form and `length` the identity length. */
-    data?: { contentType: string; bytes: Buffer; encoding?: string; length?: number };
+    /**
+     * With `encoding`, `bytes` are the stored (encoded) form and `length` the identity
+     * length; `digest`, when the server compressed them, is that of the identity bytes.
+     */
+    data?: { contentType: string; bytes: Buffer; encoding?: string; length?: number; digest?: string };
     timeoutMs: number;
     w?: number;
     validate?: Validation;
@@ -75,6 +78,7 @@ export async function changeAttachment(
       att.encoding = request.data.encoding;
       att.length = request.data.length ?? request.data.bytes.length;
     }
+    if (request.data.digest !== undefined) att.digest = request.data.digest;
     attachments.push(att);
   }
   const edit: DocEdit = { id: request.id, deleted: false, body, attachments };

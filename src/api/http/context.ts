@@ -99,6 +99,8 @@ export interface BackgroundJobs {
 export interface Services {
   directory: DbDirectory;
   limits: HttpLimits;
+  /** Which identity attachment uploads are stored gzip (node config: attachmentCompressibleTypes, attachmentCompressionLevel). */
+  attachmentCompression: import('./att-compress').AttachmentCompression;
   node: NodeIdentity;
   log: Logger;
   /** Prometheus exposition text of this node's registry. */

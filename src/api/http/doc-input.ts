@@ -2,11 +2,17 @@
  * Turning a client's JSON document into a `DocEdit`: CouchDB's rules for ids,
  * special (`_`-prefixed) members, inline attachments, `_revisions`, and size limits.
  * Every violation is a typed error with CouchDB's token; nothing here trusts input.
+ *
+ * Parsing is synchronous; `compressAttachments` is its asynchronous second step for
+ * writes: it gzips identity attachments of compressible types (att-compress.ts) and
+ * checks the digests clients give for gzip parts, both on the thread pool.
  */
 import { BadRequestError, TooLargeError } from '../../errors';
 import { stringifyJson } from '../../json';
+import { attachmentDigest } from '../../shard/render';
 import { checkPath, parseRev } from '../../shard/rev-tree';
 import type { AttachmentInput, DocEdit } from '../../shard/types';
+import { type AttachmentCompression, compressAttachment, decompressAttachment, shouldCompress } from './att-compress';
 import { isPlainObject } from './context';
 
 export interface DocInputLimits {
@@ -66,6 +72,11 @@ export interface ParsedDoc {
   edit: DocEdit;
   /** The `_rev` the client sent, if any. */
   rev: string | undefined;
+  /**
+   * The digests the client gave for gzip parts (`"encoding":"gzip"`, `follows`), by
+   * attachment name: unchecked claims, used only once `compressAttachments` verified one.
+   */
+  encodedDigests?: Map<string, string>;
 }
 
 /**
@@ -92,7 +103,8 @@ export function parseDoc(
 
   const rev = json._rev === undefined || json._rev === null ? undefined : (parseRev(json._rev), json._rev as string);
   const deleted = json._deleted === true;
-  const attachments = json._attachments === undefined ? null : parseAttachments(json._attachments, options.limits, options.followed);
+  const encodedDigests = new Map<string, string>();
+  const attachments = json._attachments === undefined ? null : parseAttachments(json._attachments, options.limits, options.followed, encodedDigests);
 
   const bodyJson = stringifyJson(body);
   if (bodyJson.length > options.limits.docBytesMax || Buffer.byteLength(bodyJson, 'utf8') > options.limits.docBytesMax) {
@@ -105,7 +117,40 @@ export function parseDoc(
   } else {
     edit.revs = replicatedPath(json, rev);
   }
-  return { edit, rev };
+  return encodedDigests.size > 0 ? { edit, rev, encodedDigests } : { edit, rev };
+}
+
+/**
+ * The write-side second step of `parseDoc`, off the event loop:
+ * - an identity attachment of a compressible type becomes its gzip form (encoding
+ *   `gzip`, `length` the identity length), keeping the digest of its identity bytes;
+ * - a gzip part whose claimed digest is the md5 of its identity bytes (as this server
+ *   hands on the attachments it compressed) keeps that digest once checked; any other
+ *   gzip part keeps the digest of its stored bytes, as CouchDB's replicator expects.
+ * Replaces attachments in `parsed.edit.attachments`; a document without any costs nothing.
+ */
+export async function compressAttachments(
+  parsed: ParsedDoc,
+  settings: { compression: AttachmentCompression; attachmentBytesMax: number },
+): Promise<void> {
+  const attachments = parsed.edit.attachments;
+  if (attachments === null) return;
+  for (let i = 0; i < attachments.length; i++) {
+    const att = attachments[i]!;
+    if (att.kind !== 'data') continue;
+    if (att.encoding === undefined) {
+      if (!shouldCompress(settings.compression, att.contentType)) continue;
+      const digest = attachmentDigest(att.data);
+      const gz = await compressAttachment(att.data, settings.compression.level, settings.attachmentBytesMax);
+      if (gz === undefined) continue; // would outgrow the attachment limit: kept identity
+      attachments[i] = { ...att, data: gz, encoding: 'gzip', length: att.data.length, digest };
+      continue;
+    }
+    const claimed = parsed.encodedDigests?.get(att.name);
+    if (claimed === undefined || att.encoding !== 'gzip' || claimed === attachmentDigest(att.data)) continue;
+    const plain = await decompressAttachment(att.data, settings.attachmentBytesMax);
+    if (plain !== undefined && plain.length === att.length && attachmentDigest(plain) === claimed) attachments[i] = { ...att, digest: claimed };
+  }
 }
 
 /**
@@ -138,7 +183,12 @@ function replicatedPath(json: Record<string, unknown>, rev: string | undefined):
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
-function parseAttachments(value: unknown, limits: DocInputLimits, followed: Map<string, Buffer> | undefined): AttachmentInput[] {
+function parseAttachments(
+  value: unknown,
+  limits: DocInputLimits,
+  followed: Map<string, Buffer> | undefined,
+  encodedDigests: Map<string, string>,
+): AttachmentInput[] {
   if (!isPlainObject(value)) throw new BadRequestError('_attachments must be an object', 'bad_request');
   const out: AttachmentInput[] = [];
   for (const [name, spec] of Object.entries(value)) {
@@ -171,7 +221,10 @@ function parseAttachments(value: unknown, limits: DocInputLimits, followed: Map<
       // As CouchDB: only a following part may be sent in its stored (encoded) form;
       // inline `data` is always the identity bytes.
       const encoding = attachmentEncoding(spec.encoding, name);
-      if (encoding !== undefined) encoded = { encoding, length: identityLength(data, spec.length, name, limits) };
+      if (encoding !== undefined) {
+        encoded = { encoding, length: identityLength(data, spec.length, name, limits) };
+        if (typeof spec.digest === 'string') encodedDigests.set(name, spec.digest);
+      }
     } else if (typeof spec.data === 'string') {
       const compact = spec.data.replace(/\s+/g, '');
       if (!BASE64.test(compact) || compact.length % 4 === 1) throw new BadRequestError(`Invalid attachment data for ${name}`, 'bad_request');

@@ -1,12 +1,20 @@
 /**
  * Standalone attachments: `GET/HEAD/PUT/DELETE /db/doc/att` (names may contain `/`),
  * with content type, `md5-` digest ETag, Content-MD5, and single byte ranges.
+ *
+ * An identity upload of a compressible type is stored gzip (att-compress.ts) with the
+ * digest of its identity bytes. An attachment stored gzip is served as stored to a
+ * client that accepts gzip and decoded to any other, always whole (`Accept-Ranges:
+ * none`, as CouchDB); its ETag is its digest either way, and Content-MD5, sent only
+ * with the stored bytes (as CouchDB), is the md5 of the bytes sent.
  */
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
 import { BadContentTypeError, BadRequestError, ConflictError, RangeNotSatisfiableError } from '../../../errors';
 import { changeAttachment, getAttachment } from '../../coordinator/attachments';
-import { identityBytes } from '../../coordinator/doc-open';
+import { identityBytes, storedEncoding } from '../../coordinator/doc-open';
+import { attachmentDigest } from '../../../shard/render';
+import { compressAttachment, shouldCompress } from '../att-compress';
 import type { Ctx } from '../context';
 import { checkContentType, checkRev, validateDocId } from '../doc-input';
 import { allow, openDb, sendWrite } from './common';
@@ -26,13 +34,15 @@ export async function attachment(ctx: Ctx, dbName: string, docId: string, name: 
       ctx.res.writeHead(304, { ETag: etag });
       return ctx.end();
     }
-    if (read.stub.encoding !== undefined) {
+    const encoding = storedEncoding(read.stub, read.data);
+    if (encoding !== undefined) {
       // Stored encoded (as CouchDB keeps compressible types): the stored bytes to a
       // client that accepts the encoding, decoded ones to any other; no ranges.
       const headers: Record<string, string> = { 'Content-Type': read.stub.content_type, ETag: etag, 'Accept-Ranges': 'none' };
-      if (acceptsEncoding(ctx.header('accept-encoding'), read.stub.encoding)) {
-        headers['Content-Encoding'] = read.stub.encoding;
-        headers['Content-MD5'] = read.stub.digest.slice(4);
+      if (acceptsEncoding(ctx.header('accept-encoding'), encoding)) {
+        headers['Content-Encoding'] = encoding;
+        // Of the bytes sent, not the digest: one the server compressed is of the identity bytes.
+        headers['Content-MD5'] = attachmentDigest(read.data).slice(4);
         return ctx.sendBytes(200, read.data, headers);
       }
       return ctx.sendBytes(200, await identityBytes(read.stub, read.data, ctx.limits.attachmentBytesMax), headers);
@@ -66,11 +76,15 @@ export async function attachment(ctx: Ctx, dbName: string, docId: string, name: 
     throw new BadContentTypeError('Only gzip and identity content-encodings are supported');
   }
   const bytes = await ctx.readBody(ctx.limits.attachmentBytesMax);
-  const data: { contentType: string; bytes: Buffer; encoding?: string; length?: number } = { contentType, bytes };
+  let data: { contentType: string; bytes: Buffer; encoding?: string; length?: number; digest?: string } = { contentType, bytes };
   if (contentEncoding === 'gzip') {
     // Kept as sent, like CouchDB; the identity length is measured off the event loop.
     data.encoding = 'gzip';
     data.length = (await decodeStored(bytes, ctx.limits.attachmentBytesMax)).length;
+  } else if (shouldCompress(ctx.services.attachmentCompression, contentType)) {
+    const gz = await compressAttachment(bytes, ctx.services.attachmentCompression.level, ctx.limits.attachmentBytesMax);
+    // Kept identity only when its gzip form would outgrow the attachment limit.
+    if (gz !== undefined) data = { contentType, bytes: gz, encoding: 'gzip', length: bytes.length, digest: attachmentDigest(bytes) };
   }
   const outcome = await changeAttachment(db, { id: docId, name, timeoutMs, data, validate: ctx.validation, ...(rev ? { rev } : {}) });
   sendWrite(ctx, outcome, { Location: docLocation(ctx, dbName, docId) + '/' + encodeURIComponent(name) });

@@ -11,7 +11,7 @@ import { revsDiff } from '../../coordinator/revs-diff';
 import type { DbHandle } from '../../coordinator/shard-client';
 import { isPlainObject, parseJsonBody, type Ctx } from '../context';
 import { arrayElementSpans, objectMemberSpans, readJsonObjectCapped, startsWithObject } from '../json-scan';
-import { checkRev, parseDoc, ParsedDoc, parseLocalDoc, ParsedLocalDoc, validateDocId } from '../doc-input';
+import { checkRev, compressAttachments, parseDoc, ParsedDoc, parseLocalDoc, ParsedLocalDoc, validateDocId } from '../doc-input';
 import { allow, openDb } from './common';
 import { renderOptions } from './doc';
 
@@ -40,6 +40,8 @@ export async function bulkDocs(ctx: Ctx, dbName: string): Promise<void> {
       locals.set(i, { id: json._id as string, doc: parseLocalDoc(json, ctx.limits) });
     } else parsed.push(parseDoc(doc, { newEdits, limits: ctx.limits, generateId: () => randomBytes(16).toString('hex') }));
   }
+  const compression = { compression: ctx.services.attachmentCompression, attachmentBytesMax: ctx.limits.attachmentBytesMax };
+  for (const p of parsed) await compressAttachments(p, compression);
   const w = ctx.qInt('w', 0) || undefined;
   const outcomes = await updateDocs(
     db,

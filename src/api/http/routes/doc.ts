@@ -18,10 +18,11 @@ import {
   readAttachment,
   renderRevision,
   RenderOptions,
+  storedEncoding,
 } from '../../coordinator/doc-open';
 import { updateDocs } from '../../coordinator/doc-update';
 import type { Ctx } from '../context';
-import { checkRev, parseDoc, validateDocId } from '../doc-input';
+import { checkRev, compressAttachments, parseDoc, validateDocId } from '../doc-input';
 import { encodeOpenRevs, encodeRelatedDocument, OpenRevsEntry, parseContentType, parseRelatedDocument, RelatedAttachment } from '../multipart';
 import { allow, openDb, sendWrite } from './common';
 
@@ -166,10 +167,12 @@ async function relatedEntry(
       if (stub.revpos <= knownPos) continue;
       const data = await readAttachment(db, info.id, stub.digest);
       if (!data) throw new NotFoundError(`attachment ${name} is missing its data`);
-      const { stub: _omit, ...rest } = stub as typeof stub & { stub?: boolean };
+      const { stub: _omit, encoding: _encoding, encoded_length: _encodedLength, ...rest } = stub as typeof stub & { stub?: boolean };
       void _omit;
-      (stubs as Record<string, unknown>)[name] = { ...rest, follows: true };
-      attachments.push({ name, contentType: stub.content_type, data, ...(stub.encoding !== undefined ? { encoding: stub.encoding } : {}) });
+      // The part goes as stored, and the stub says how it is stored (see storedEncoding).
+      const encoding = storedEncoding(stub, data);
+      (stubs as Record<string, unknown>)[name] = { ...rest, ...(encoding !== undefined ? { encoding, encoded_length: data.length } : {}), follows: true };
+      attachments.push({ name, contentType: stub.content_type, data, ...(encoding !== undefined ? { encoding } : {}) });
     }
   }
   return { kind: 'ok', doc, attachments };
@@ -201,6 +204,7 @@ async function putDoc(ctx: Ctx, db: DbHandle, docId: string): Promise<void> {
   }
   const newEdits = ctx.qBool('new_edits', true);
   const parsed = parseDoc(json, { id: docId, newEdits, limits: ctx.limits, ...(followed ? { followed } : {}) });
+  await compressAttachments(parsed, { compression: ctx.services.attachmentCompression, attachmentBytesMax: ctx.limits.attachmentBytesMax });
   const rev = requestRev(ctx, parsed.rev);
   if (newEdits) {
     if (rev !== undefined) parsed.edit.baseRev = rev;
@@ -252,8 +256,9 @@ async function copyDoc(ctx: Ctx, db: DbHandle, docId: string): Promise<void> {
     const data = await readAttachment(db, docId, stub.digest);
     if (!data) throw new NotFoundError(`attachment ${name} is missing its data`);
     // An encoded attachment is copied in its stored form, with its identity length.
-    const encoded = stub.encoding !== undefined ? { encoding: stub.encoding, length: stub.length } : {};
-    attachments.push({ kind: 'data' as const, name, contentType: stub.content_type, data, ...encoded });
+    const encoding = storedEncoding(stub, data);
+    const encoded = encoding !== undefined ? { encoding, length: stub.length } : {};
+    attachments.push({ kind: 'data' as const, name, contentType: stub.content_type, data, ...encoded, digest: stub.digest });
   }
   const edit = { id: targetId, deleted: false, body, attachments: stubs ? attachments : null, ...(targetRev ? { baseRev: checkRev(targetRev) } : {}) };
   const [outcome] = await updateDocs(db, [edit], { timeoutMs, validate: ctx.validation });
@@ -271,6 +276,7 @@ export async function postDoc(ctx: Ctx, db: DbHandle): Promise<void> {
   ctx.requireJsonType();
   const json = await ctx.readJson(undefined, { exact: true });
   const parsed = parseDoc(json, { newEdits: true, limits: ctx.limits, generateId: () => randomBytes(16).toString('hex') });
+  await compressAttachments(parsed, { compression: ctx.services.attachmentCompression, attachmentBytesMax: ctx.limits.attachmentBytesMax });
   if (parsed.rev !== undefined) parsed.edit.baseRev = parsed.rev;
   const [outcome] = await updateDocs(db, [parsed.edit], { timeoutMs: ctx.limits.quorumTimeoutMs, validate: ctx.validation });
   if (ctx.qString('batch') === 'ok' && outcome!.kind !== 'error') return ctx.send(202, { ok: true, id: parsed.edit.id });
