@@ -11,7 +11,8 @@
  *    resumes from it.
  * 2. Attachments (mark and sweep): the copy starts a guard that records every digest
  *    an edit refers to from then on; the mark reads every stored body and collects the
- *    digests they refer to; attachments referenced by neither are deleted by a `sweep`
+ *    attachments (digest and stored form) they refer to; attachments referenced by
+ *    neither are deleted by a `sweep`
  *    step in the updater, which drops a candidate the guard has seen meanwhile. So an
  *    attachment some body refers to is never deleted: a body written before the mark
  *    began is in the mark's snapshot, one written after is in the guard, and the sweep
@@ -136,8 +137,14 @@ async function sweepAttachments(copy: ShardCopy, progress: CompactionProgress, s
         for (const [, value] of batch) {
           const text = value.toString('utf8');
           if (!text.includes('"_attachments"')) continue;
-          const stubs = (JSON.parse(text) as { _attachments?: Record<string, { digest?: unknown }> })._attachments;
-          for (const stub of Object.values(stubs ?? {})) if (typeof stub.digest === 'string') referenced.add(stub.digest);
+          const stubs = (JSON.parse(text) as { _attachments?: Record<string, { digest?: unknown; encoding?: unknown }> })._attachments;
+          for (const stub of Object.values(stubs ?? {})) {
+            if (typeof stub.digest !== 'string') continue;
+            const encoding = typeof stub.encoding === 'string' ? stub.encoding : undefined;
+            referenced.add(keys.attachmentName(stub.digest, encoding));
+            // Encoded bytes stored before forms were kept apart sit under the bare digest.
+            if (encoding !== undefined) referenced.add(stub.digest);
+          }
         }
         await new Promise((resolve) => setImmediate(resolve));
       }
@@ -150,8 +157,8 @@ async function sweepAttachments(copy: ShardCopy, progress: CompactionProgress, s
       for (let batch = await stored.next(); batch; batch = await stored.next()) {
         if (signal.aborted) return false;
         for (const [key] of batch) {
-          const digest = keys.decodeTextKey(key);
-          if (!referenced.has(digest)) candidates.push(digest);
+          const name = keys.decodeTextKey(key);
+          if (!referenced.has(name)) candidates.push(name);
         }
         if (candidates.length >= 256) {
           progress.attachmentsDropped += await copy.sweepAttachments(candidates);

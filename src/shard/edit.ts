@@ -12,6 +12,7 @@
 import { ConflictError, DivanError, PreconditionFailedError } from '../errors';
 import { stringifyJson } from '../json';
 import { attachmentDigest, revHash } from './render';
+import { attachmentName } from '../storage/keys';
 import { checkPath, isLeaf, mergePath, RevTree, emptyTree, winner, RevId, RevNode } from './rev-tree';
 import type { AttachmentInput, AttachmentStub, DocEdit, DocInfo } from './types';
 
@@ -19,8 +20,8 @@ export interface EditContext {
   revsLimit: number;
   /** A stored revision body (JSON text), or undefined. */
   readBody(id: string, rev: RevId): Promise<string | undefined>;
-  /** Whether an attachment with this digest is stored on this copy. */
-  hasAttachment(digest: string): Promise<boolean>;
+  /** Whether an attachment with this digest is stored on this copy, in this form (undefined: identity). */
+  hasAttachment(digest: string, encoding: string | undefined): Promise<boolean>;
 }
 
 export type EditOutcome =
@@ -33,12 +34,19 @@ export type EditOutcome =
       tree: RevTree;
       winner: RevNode;
       body: string;
-      newAttachments: { digest: string; data: Buffer }[];
+      newAttachments: NewAttachment[];
       /** Bodies no longer needed: revisions stemmed out of the tree. */
       dropBodies: RevId[];
-      /** Digests of every attachment the new revision refers to. */
+      /** Stored names (keys.attachmentName) of every attachment the new revision refers to. */
       digests: string[];
     };
+
+/** Bytes an edit brings, stored under their digest and form. */
+export interface NewAttachment {
+  digest: string;
+  data: Buffer;
+  encoding?: string;
+}
 
 export async function applyEdit(info: DocInfo | undefined, edit: DocEdit, ctx: EditContext): Promise<EditOutcome> {
   try {
@@ -96,7 +104,7 @@ function finish(
   rev: RevId,
   body: string,
   stubs: Record<string, AttachmentStub> | null,
-  newAttachments: { digest: string; data: Buffer }[],
+  newAttachments: NewAttachment[],
 ): EditOutcome {
   // Every revision keeps its body until compaction, as in CouchDB (`?rev=` of an older
   // one answers it); only revisions stemmed out of the tree lose theirs now.
@@ -109,7 +117,9 @@ function finish(
   for (const stub of stubs === null ? [] : Object.values(stubs)) {
     external += stub.length;
     active += stub.encoded_length ?? stub.length;
-    digests.push(stub.digest);
+    digests.push(attachmentName(stub.digest, stub.encoding));
+    // Encoded bytes stored before forms were kept apart sit under the bare digest.
+    if (stub.encoding !== undefined) digests.push(stub.digest);
   }
   const tree = new Map(after);
   tree.set(rev, { ...tree.get(rev)!, size: { external, active } });
@@ -127,10 +137,10 @@ async function resolveAttachments(
   pos: number,
   parentBody: () => Promise<string | undefined>,
   ctx: EditContext,
-): Promise<{ stubs: Record<string, AttachmentStub> | null; newAttachments: { digest: string; data: Buffer }[] }> {
+): Promise<{ stubs: Record<string, AttachmentStub> | null; newAttachments: NewAttachment[] }> {
   if (edit.attachments === null) return { stubs: null, newAttachments: [] };
   const stubs: Record<string, AttachmentStub> = {};
-  const newAttachments: { digest: string; data: Buffer }[] = [];
+  const newAttachments: NewAttachment[] = [];
   let previous: Record<string, AttachmentStub> | undefined;
   for (const att of edit.attachments) {
     if (att.kind === 'data') {
@@ -150,7 +160,7 @@ async function resolveAttachments(
         stub.encoded_length = att.data.length;
       }
       stubs[att.name] = stub;
-      newAttachments.push({ digest, data: att.data });
+      newAttachments.push({ digest, data: att.data, ...(att.encoding !== undefined ? { encoding: att.encoding } : {}) });
       continue;
     }
     previous ??= await previousAttachments(parentBody);
@@ -173,7 +183,7 @@ async function resolveStub(
 ): Promise<AttachmentStub> {
   const known = Object.hasOwn(previous, att.name) ? previous[att.name] : undefined; // own members only: names are user input
   if (known && (att.digest === undefined || att.digest === known.digest)) return known;
-  if (att.digest !== undefined && att.contentType !== undefined && att.length !== undefined && (await ctx.hasAttachment(att.digest))) {
+  if (att.digest !== undefined && att.contentType !== undefined && att.length !== undefined && (await ctx.hasAttachment(att.digest, att.encoding))) {
     const stub: AttachmentStub = { content_type: att.contentType, digest: att.digest, length: att.length, revpos: att.revpos ?? 1, stub: true };
     if (att.encoding !== undefined && att.encodedLength !== undefined) {
       stub.encoding = att.encoding;

@@ -68,7 +68,7 @@ export type UpdaterOp =
   | { kind: 'edits'; edits: DocEdit[] }
   | { kind: 'compact'; ids: string[]; checkpoint: string; revsLimit: number }
   | { kind: 'purge'; requests: PurgeRequest[] }
-  | { kind: 'sweep'; digests: string[] }
+  | { kind: 'sweep'; names: string[] }
   | { kind: 'trim-purges'; keepAfterSeq: number };
 
 interface Waiting {
@@ -262,7 +262,7 @@ export class ShardCopy {
       case 'purge':
         return this.applyPurge(op.requests);
       case 'sweep':
-        return this.applySweep(op.digests);
+        return this.applySweep(op.names);
       case 'trim-purges':
         return this.applyTrimPurges(op.keepAfterSeq);
     }
@@ -296,7 +296,7 @@ export class ShardCopy {
     const ctx: EditContext = {
       revsLimit: this.revsLimit,
       readBody: async (id, rev) => writtenBodies.get(id + '\u0000' + rev) ?? this.readBody(id, rev),
-      hasAttachment: async (digest) => (await this.store.get(keys.attachmentKey(this.copyId, digest))) !== undefined,
+      hasAttachment: async (digest, encoding) => (await this.readAttachment(digest, encoding)) !== undefined,
     };
 
     const results: EditResult[] = [];
@@ -339,7 +339,7 @@ export class ShardCopy {
       writtenBodies.set(edit.id + '\u0000' + outcome.rev, outcome.body);
       for (const rev of outcome.dropBodies) ops.push({ type: 'del', key: keys.revBodyKey(this.copyId, edit.id, rev) });
       for (const att of outcome.newAttachments) {
-        ops.push({ type: 'put', key: keys.attachmentKey(this.copyId, att.digest), value: att.data });
+        ops.push({ type: 'put', key: keys.attachmentKey(this.copyId, att.digest, att.encoding), value: att.data });
       }
       results.push({ kind: 'ok', id: edit.id, rev: outcome.rev });
     }
@@ -368,8 +368,9 @@ export class ShardCopy {
   // ---- compaction and purge (the updater's other operations) ------------------------
 
   /**
-   * Set while a compaction sweeps attachments: digests referenced by edits written
-   * since its mark phase began, which the sweep must keep (see Compaction).
+   * Set while a compaction sweeps attachments: stored names (keys.attachmentName) of
+   * attachments edits written since its mark phase began refer to, which the sweep
+   * must keep (see shard/compaction.ts).
    */
   private sweepGuard: Set<string> | undefined;
 
@@ -387,9 +388,9 @@ export class ShardCopy {
     return this.enqueue({ kind: 'compact', ids, checkpoint, revsLimit }) as Promise<CompactStep>;
   }
 
-  /** Delete the attachments among `digests` that no edit referenced since the guard began; answers how many went. */
-  sweepAttachments(digests: string[]): Promise<number> {
-    return this.enqueue({ kind: 'sweep', digests }) as Promise<number>;
+  /** Delete the stored attachments among `names` (keys.attachmentName) no edit referenced since the guard began; answers how many went. */
+  sweepAttachments(names: string[]): Promise<number> {
+    return this.enqueue({ kind: 'sweep', names }) as Promise<number>;
   }
 
   /** Apply purge requests (each at most once, by uuid); answers what each purged. */
@@ -454,10 +455,10 @@ export class ShardCopy {
     return step;
   }
 
-  private async applySweep(digests: string[]): Promise<number> {
+  private async applySweep(names: string[]): Promise<number> {
     const keep = this.sweepGuard ?? new Set<string>();
-    const gone = digests.filter((digest) => !keep.has(digest));
-    if (gone.length > 0) await this.store.write(gone.map((digest) => ({ type: 'del' as const, key: keys.attachmentKey(this.copyId, digest) })));
+    const gone = names.filter((name) => !keep.has(name));
+    if (gone.length > 0) await this.store.write(gone.map((name) => ({ type: 'del' as const, key: keys.attachmentKeyOfName(this.copyId, name) })));
     return gone.length;
   }
 
@@ -642,8 +643,12 @@ export class ShardCopy {
     return raw.map((value) => value?.toString('utf8'));
   }
 
-  async readAttachment(digest: string): Promise<Buffer | undefined> {
-    return this.store.get(keys.attachmentKey(this.copyId, digest));
+  /** An attachment's stored bytes, in the form `encoding` names (undefined: identity). */
+  async readAttachment(digest: string, encoding?: string): Promise<Buffer | undefined> {
+    const found = await this.store.get(keys.attachmentKey(this.copyId, digest, encoding));
+    // Encoded bytes written before forms were kept apart sit under the bare digest
+    // (their digest was the md5 of those encoded bytes, so nothing else shares it).
+    return found ?? (encoding !== undefined ? this.store.get(keys.attachmentKey(this.copyId, digest)) : undefined);
   }
 
   allDocs(options: AllDocsOptions): Cursor<AllDocsRow> {

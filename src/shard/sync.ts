@@ -33,7 +33,8 @@ export interface SyncTarget {
 /** Where missing revisions are read from: a local copy or any ShardClient. */
 export interface RevisionSource {
   readBody(id: string, rev: string): Promise<string | undefined>;
-  readAttachment(digest: string): Promise<Buffer | undefined>;
+  /** Stored bytes by digest and form (undefined: identity). */
+  readAttachment(digest: string, encoding?: string): Promise<Buffer | undefined>;
 }
 
 export interface SyncResult {
@@ -169,7 +170,7 @@ export async function missingEdits(source: RevisionSource, mine: DocInfo, theirs
     if (stubs) {
       attachments = [];
       for (const [name, stub] of Object.entries(stubs)) {
-        const data = await source.readAttachment(stub.digest);
+        const data = await source.readAttachment(stub.digest, stub.encoding);
         if (!data) throw new UnavailableError(`attachment ${stub.digest} of ${mine.id} is missing locally`, 'sync_failed');
         // The stub's digest travels: one the server compressed is not the md5 of `data`.
         const att: AttachmentInput = { kind: 'data', name, contentType: stub.content_type, data, revpos: stub.revpos, digest: stub.digest };

@@ -10,7 +10,7 @@
  *   DocInfo   docId (UTF-8, unescaped: it is the last component)  → doc info
  *   BySeq     seq:u64be                                          → doc info at that seq
  *   RevBody   escaped(docId) 0x00 0x01  rev (ASCII)              → revision body
- *   Attachment digest (ASCII)                                    → attachment bytes
+ *   Attachment digest (ASCII) [' ' encoding]                     → attachment bytes (see attachmentKey)
  *   Local     docId (UTF-8)                                      → local doc
  *   Meta      name (ASCII)                                       → copy metadata
  *   Index     sig:16  part:u8  rest                              → a view index (below)
@@ -124,8 +124,22 @@ export function metaKey(copy: number, name: string): Buffer {
   return withText(copy, Space.Meta, name);
 }
 
-export function attachmentKey(copy: number, digest: string): Buffer {
-  return withText(copy, Space.Attachment, digest);
+/**
+ * An attachment's bytes, by digest and stored form: encoded bytes are kept apart from
+ * identity ones, since an attachment the server gzipped keeps the digest of its
+ * identity bytes (the same digest the identity form of those bytes has).
+ */
+export function attachmentKey(copy: number, digest: string, encoding?: string): Buffer {
+  return withText(copy, Space.Attachment, attachmentName(digest, encoding));
+}
+
+export function attachmentKeyOfName(copy: number, name: string): Buffer {
+  return withText(copy, Space.Attachment, name);
+}
+
+/** The name an attachment's bytes are stored under (the rest of its key). */
+export function attachmentName(digest: string, encoding: string | undefined): string {
+  return encoding === undefined ? digest : digest + ' ' + encoding;
 }
 
 /** The doc id of a DocInfo or Local key. */

@@ -2,7 +2,7 @@
  * The compressible-types matcher (CouchDB's `compressible_types` rules as a table),
  * the per-attachment decision, gzip on the thread pool with its size bound, the
  * `compressAttachments` step of doc-input (digests of identity bytes, checked claims
- * for gzip parts), and `storedEncoding` telling stored forms apart.
+ * for gzip parts).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,9 +16,8 @@ import {
   shouldCompress,
 } from '../../src/api/http/att-compress';
 import { compressAttachments, parseDoc } from '../../src/api/http/doc-input';
-import { storedEncoding } from '../../src/api/coordinator/doc-open';
 import { defaults, loadConfig } from '../../src/node/config';
-import type { AttachmentInput, AttachmentStub } from '../../src/shard/types';
+import type { AttachmentInput } from '../../src/shard/types';
 
 const COMPRESSIBLE_TYPES_DEFAULT = defaults.attachmentCompressibleTypes;
 const md5 = (data: Buffer) => 'md5-' + createHash('md5').update(data).digest('base64');
@@ -141,19 +140,6 @@ test('compressAttachments: a gzip part keeps a claimed identity digest only when
   assert.equal((await run(doc(md5(Buffer.from('other'))))).digest, undefined, 'a false claim is ignored');
   assert.equal((await run(doc(md5(plain), plain.length + 1))).digest, undefined, 'a wrong identity length voids the claim');
   assert.deepEqual((await run(doc(md5(plain)))).data, gz, 'stored as sent, never compressed twice');
-});
-
-test('storedEncoding tells the stored form apart from what the stub says', () => {
-  const plain = Buffer.from('plain text bytes of some length');
-  const gz = gzipSync(plain);
-  const gzipStub: AttachmentStub = { content_type: 'text/plain', digest: md5(plain), length: plain.length, revpos: 1, stub: true, encoding: 'gzip', encoded_length: gz.length };
-  const identityStub: AttachmentStub = { content_type: 'application/octet-stream', digest: md5(plain), length: plain.length, revpos: 1, stub: true };
-  assert.equal(storedEncoding(gzipStub, gz), 'gzip');
-  assert.equal(storedEncoding(gzipStub, plain), undefined, 'identity bytes under a gzip stub');
-  assert.equal(storedEncoding(identityStub, plain), undefined);
-  assert.equal(storedEncoding(identityStub, gz), 'gzip', 'gzip bytes under an identity stub');
-  const gzFile = gzipSync(Buffer.from('a .gz file stored as it is'));
-  assert.equal(storedEncoding({ ...identityStub, digest: md5(gzFile), length: gzFile.length }, gzFile), undefined, 'a gzip file stored identity');
 });
 
 test('config: both settings from the environment, the level checked', () => {

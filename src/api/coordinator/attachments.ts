@@ -28,7 +28,7 @@ export async function getAttachment(
   // Own members only: an attachment named `constructor` must not find Object.prototype's.
   const stub = stubs && Object.hasOwn(stubs, request.name) ? stubs[request.name] : undefined;
   if (!stub) throw new NotFoundError('Document is missing attachment');
-  const data = await readAttachment(db, request.id, stub.digest);
+  const data = await readAttachment(db, request.id, stub);
   if (!data) throw new NotFoundError('Document is missing attachment');
   return { stub, data, rev: node.rev };
 }

@@ -63,9 +63,10 @@ export async function readBody(db: DbHandle, id: string, rev: RevId): Promise<st
   return undefined;
 }
 
-export async function readAttachment(db: DbHandle, id: string, digest: string): Promise<Buffer | undefined> {
+/** The stored bytes of an attachment, in the form its stub says (`stub.encoding`). */
+export async function readAttachment(db: DbHandle, id: string, stub: Pick<AttachmentStub, 'digest' | 'encoding'>): Promise<Buffer | undefined> {
   for (const copy of rangeFor(db, id).copies) {
-    const data = await copy.readAttachment(digest).catch(() => undefined);
+    const data = await copy.readAttachment(stub.digest, stub.encoding).catch(() => undefined);
     if (data !== undefined) return data;
   }
   return undefined;
@@ -149,25 +150,8 @@ const gunzipAsync = promisify(gunzip) as (data: Buffer, options: { maxOutputLeng
  * gzip, bounded by `bytesMax` (a corrupt stored length cannot make it unbounded).
  */
 export async function identityBytes(stub: AttachmentStub, data: Buffer, bytesMax: number): Promise<Buffer> {
-  if (storedEncoding(stub, data) === undefined) return data;
+  if (stub.encoding === undefined) return data;
   return gunzipAsync(data, { maxOutputLength: Math.max(1, bytesMax) });
-}
-
-/**
- * The encoding the stored bytes really have, which is not always the stub's. Bytes are
- * stored under their digest, and an attachment the server gzipped keeps the digest of
- * its identity bytes, so the same bytes stored identity (under a type that is not
- * compressed, or while compression was off) share its key, and the later write's form
- * is what both stubs find. The two forms are told apart without hashing: gzip starts
- * with RFC 1952's magic bytes, and a form that replaced the other has the other length.
- */
-export function storedEncoding(stub: AttachmentStub, data: Buffer): string | undefined {
-  const gzipMagic = data.length >= 2 && data[0] === 0x1f && data[1] === 0x8b;
-  if (stub.encoding !== undefined) {
-    if (!gzipMagic) return undefined;
-    return data.length === stub.length && data.length !== stub.encoded_length ? undefined : stub.encoding;
-  }
-  return gzipMagic && data.length !== stub.length ? 'gzip' : undefined;
 }
 
 /**
@@ -210,7 +194,7 @@ async function inlineAttachments(
       out[name] = shownStub(stub, showEncoding);
       continue;
     }
-    const stored = await readAttachment(db, id, stub.digest);
+    const stored = await readAttachment(db, id, stub);
     if (!stored) throw new NotFoundError(`attachment ${name} is missing its data`);
     const inline: Record<string, unknown> = { content_type: stub.content_type, revpos: stub.revpos, digest: stub.digest, length: stub.length };
     // Inline data is always the identity bytes (as CouchDB writes it, and reads it back).

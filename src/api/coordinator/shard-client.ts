@@ -27,7 +27,8 @@ export interface ShardClient {
   readBodies(refs: { id: string; rev: RevId }[]): Promise<(string | undefined)[]>;
   /** Winning revisions rendered (with `_conflicts` when asked); null when missing or deleted. */
   winners(ids: string[], conflicts: boolean): Promise<(string | null)[]>;
-  readAttachment(digest: string): Promise<Buffer | undefined>;
+  /** Stored bytes by digest and form (`encoding` of the stub; undefined: identity). */
+  readAttachment(digest: string, encoding?: string): Promise<Buffer | undefined>;
   allDocs(options: AllDocsOptions): Cursor<AllDocsRow>;
   changes(options: ChangesOptions): Cursor<ChangeRow>;
   getLocal(id: string): Promise<LocalDoc | undefined>;

@@ -191,7 +191,7 @@ export function shardHandlers(resolve: (copy: Message) => ShardCopy): Record<str
       ),
     }),
     ReadAttachment: async (req: Message) => {
-      const data = await resolve(req.copy).readAttachment(req.digest);
+      const data = await resolve(req.copy).readAttachment(req.digest, req.encoding || undefined);
       return data ? { present: true, value: data } : { present: false, value: Buffer.alloc(0) };
     },
     GetLocal: async (req: Message) => {
@@ -460,8 +460,8 @@ export class RemoteShardClient implements ShardClient {
     return (reply.docs as Message[]).map((d) => (d.present ? (d.value as Buffer).toString('utf8') : null));
   }
 
-  async readAttachment(digest: string): Promise<Buffer | undefined> {
-    const reply = await this.call('ReadAttachment', { digest });
+  async readAttachment(digest: string, encoding?: string): Promise<Buffer | undefined> {
+    const reply = await this.call('ReadAttachment', { digest, encoding: encoding ?? '' });
     return reply.present ? (reply.value as Buffer) : undefined;
   }
 

@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
 import { BadContentTypeError, BadRequestError, ConflictError, RangeNotSatisfiableError } from '../../../errors';
 import { changeAttachment, getAttachment } from '../../coordinator/attachments';
-import { identityBytes, storedEncoding } from '../../coordinator/doc-open';
+import { identityBytes } from '../../coordinator/doc-open';
 import { attachmentDigest } from '../../../shard/render';
 import { compressAttachment, shouldCompress } from '../att-compress';
 import type { Ctx } from '../context';
@@ -34,7 +34,7 @@ export async function attachment(ctx: Ctx, dbName: string, docId: string, name: 
       ctx.res.writeHead(304, { ETag: etag });
       return ctx.end();
     }
-    const encoding = storedEncoding(read.stub, read.data);
+    const encoding = read.stub.encoding;
     if (encoding !== undefined) {
       // Stored encoded (as CouchDB keeps compressible types): the stored bytes to a
       // client that accepts the encoding, decoded ones to any other; no ranges.

@@ -18,7 +18,6 @@ import {
   readAttachment,
   renderRevision,
   RenderOptions,
-  storedEncoding,
 } from '../../coordinator/doc-open';
 import { updateDocs } from '../../coordinator/doc-update';
 import type { Ctx } from '../context';
@@ -165,12 +164,12 @@ async function relatedEntry(
     const knownPos = attachmentsKnownPos(info, options.attsSince);
     for (const [name, stub] of Object.entries(stubs)) {
       if (stub.revpos <= knownPos) continue;
-      const data = await readAttachment(db, info.id, stub.digest);
+      const data = await readAttachment(db, info.id, stub);
       if (!data) throw new NotFoundError(`attachment ${name} is missing its data`);
       const { stub: _omit, encoding: _encoding, encoded_length: _encodedLength, ...rest } = stub as typeof stub & { stub?: boolean };
       void _omit;
-      // The part goes as stored, and the stub says how it is stored (see storedEncoding).
-      const encoding = storedEncoding(stub, data);
+      // The part goes as stored, and the stub says how it is stored.
+      const encoding = stub.encoding;
       (stubs as Record<string, unknown>)[name] = { ...rest, ...(encoding !== undefined ? { encoding, encoded_length: data.length } : {}), follows: true };
       attachments.push({ name, contentType: stub.content_type, data, ...(encoding !== undefined ? { encoding } : {}) });
     }
@@ -253,10 +252,10 @@ async function copyDoc(ctx: Ctx, db: DbHandle, docId: string): Promise<void> {
   delete body._attachments;
   const attachments: AttachmentInput[] = [];
   for (const [name, stub] of Object.entries(stubs ?? {})) {
-    const data = await readAttachment(db, docId, stub.digest);
+    const data = await readAttachment(db, docId, stub);
     if (!data) throw new NotFoundError(`attachment ${name} is missing its data`);
     // An encoded attachment is copied in its stored form, with its identity length.
-    const encoding = storedEncoding(stub, data);
+    const encoding = stub.encoding;
     const encoded = encoding !== undefined ? { encoding, length: stub.length } : {};
     attachments.push({ kind: 'data' as const, name, contentType: stub.content_type, data, ...encoded, digest: stub.digest });
   }
