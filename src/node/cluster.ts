@@ -10,6 +10,7 @@
  * Timers are owned here and all stopped by `stop()`.
  */
 import { CompactionScheduler } from './compaction';
+import type { CompactionProgress } from '../shard/compaction';
 import { rangeName, ranges } from '../ring/ranges';
 import type { SandboxPool } from '../shard/js/sandbox';
 import { randomBytes } from 'node:crypto';
@@ -88,7 +89,14 @@ export class Cluster {
    * Bind the gRPC server and load the catalog; membership starts with `join()`, once
    * the HTTP address is known.
    */
-  static async open(options: { config: Readonly<Config>; store: Store; log: Logger; js: SandboxPool; onIndexed?: (docs: number) => void }): Promise<Cluster> {
+  static async open(options: {
+    config: Readonly<Config>;
+    store: Store;
+    log: Logger;
+    js: SandboxPool;
+    onIndexed?: (docs: number) => void;
+    onCompacted?: (ok: boolean, progress: CompactionProgress) => void;
+  }): Promise<Cluster> {
     const { config, store, log } = options;
     const secret = config.clusterSecret || (await storedSecret(store));
     const transport = transportFor(
@@ -165,7 +173,7 @@ export class Cluster {
         );
       },
     };
-    const compaction = new CompactionScheduler(config, log);
+    const compaction = new CompactionScheduler(config, log, options.onCompacted);
     const catalog = await Catalog.load(store, {
       maintenance: compaction,
       limits: { updateBatchDocsMax: config.updateBatchDocsMax, updateQueueDocsMax: config.updateQueueDocsMax },
@@ -265,6 +273,11 @@ export class Cluster {
   httpAddressOfMember(name: string): string | undefined {
     const member = this.membershipOrUndefined?.member(name);
     return member && member.state !== 'dead' && member.state !== 'left' ? member.httpAddress : undefined;
+  }
+
+  /** Copy compactions running or waiting on this node. */
+  compactionCount(): number {
+    return this.compaction.count();
   }
 
   /** Compactions of this node's copies, as `_active_tasks` shows them. */

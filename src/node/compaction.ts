@@ -49,6 +49,8 @@ export class CompactionScheduler implements CopyMaintenance {
   constructor(
     private readonly settings: CompactionSettings,
     private readonly log: Logger,
+    /** Told when a compaction ends (for metrics). */
+    private readonly onEnded?: (ok: boolean, progress: CompactionProgress) => void,
   ) {
     // Compactions run to the end: no turns (the interval only paces the registry's check).
     this.jobs = new JobRegistry({ runningMax: settings.compactionJobsMax, rotateIntervalMs: 3_600_000, churnMax: 1 });
@@ -88,17 +90,24 @@ export class CompactionScheduler implements CopyMaintenance {
     if (!started) return;
     const ended = done.then(
       () => {
+        this.onEnded?.(true, progress);
         this.log.info(
           { component: 'compaction', copyId: copy.copyId, ms: Date.now() - startedMs, bodies: progress.bodiesDropped, attachments: progress.attachmentsDropped, purges: progress.purgesTrimmed },
           'copy compacted',
         );
       },
       (err: unknown) => {
+        this.onEnded?.(false, progress);
         this.log.warn({ component: 'compaction', copyId: copy.copyId, err: err instanceof Error ? err.message : String(err) }, 'copy compaction stopped');
       },
     );
     this.ended.set(copy, ended);
     void ended.then(() => this.ended.get(copy) === ended && this.ended.delete(copy));
+  }
+
+  /** Compactions running or waiting. */
+  count(): number {
+    return this.jobs.list('database_compaction').length;
   }
 
   compactionRunning(copy: ShardCopy): boolean {

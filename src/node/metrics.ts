@@ -19,6 +19,10 @@ export class Metrics {
   /** Set once the cluster is open: view index builds running now. */
   indexBuilds: () => number = () => 0;
 
+  readonly compactions: Counter<'result'>;
+  readonly compactionDropped: Counter<'kind'>;
+  readonly purgedRevisions: Counter;
+  compactionsRunning: () => number = () => 0;
   constructor(nodeName: string, countDatabases: () => number) {
     this.registry.setDefaultLabels({ node: nodeName });
     this.httpRequests = new Counter({
@@ -71,7 +75,32 @@ export class Metrics {
       labelNames: ['need'],
       registers: [this.registry],
     });
+    this.compactions = new Counter({
+      name: 'divan_compactions_total',
+      help: 'Copy compactions that ended on this node, by result (completed; stopped: failed, or cancelled by shutdown or the copy being dropped)',
+      labelNames: ['result'],
+      registers: [this.registry],
+    });
+    this.compactionDropped = new Counter({
+      name: 'divan_compaction_dropped_total',
+      help: 'What compactions freed: revision bodies (kind=body) and attachments (kind=attachment)',
+      labelNames: ['kind'],
+      registers: [this.registry],
+    });
+    this.purgedRevisions = new Counter({
+      name: 'divan_purged_revisions_total',
+      help: 'Revisions removed by _purge requests through this node',
+      registers: [this.registry],
+    });
     const metrics = this;
+    new Gauge({
+      name: 'divan_compactions_running',
+      help: 'Copy compactions running or waiting on this node',
+      registers: [this.registry],
+      collect() {
+        this.set(metrics.compactionsRunning());
+      },
+    });
     new Gauge({
       name: 'divan_view_index_lag_changes',
       help: 'Changes of local copies not yet absorbed by the view indexes opened on them',

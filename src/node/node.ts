@@ -68,7 +68,19 @@ export class DivanNode {
     });
     let dbCount = 0;
     const metrics = new Metrics(config.nodeName, () => dbCount);
-    const cluster = await Cluster.open({ config, store, log, js, onIndexed: (docs) => metrics.viewDocsIndexed.inc(docs) });
+    const cluster = await Cluster.open({
+      config,
+      store,
+      log,
+      js,
+      onIndexed: (docs) => metrics.viewDocsIndexed.inc(docs),
+      onCompacted: (ok, progress) => {
+        metrics.compactions.inc({ result: ok ? 'completed' : 'stopped' });
+        metrics.compactionDropped.inc({ kind: 'body' }, progress.bodiesDropped);
+        metrics.compactionDropped.inc({ kind: 'attachment' }, progress.attachmentsDropped);
+      },
+    });
+    metrics.compactionsRunning = () => cluster.compactionCount();
     if (!config.nodeName) log.setBindings({ node: cluster.self });
     const catalog = cluster.catalog;
     dbCount = (await catalog.list()).length;
@@ -139,6 +151,7 @@ export class DivanNode {
       },
       log,
       onFind: (index, docsExamined) => metrics.observeFind(index, docsExamined),
+      onPurged: (revisions) => metrics.purgedRevisions.inc(revisions),
       metricsText: async () => {
         dbCount = (await catalog.list()).length;
         return metrics.registry.metrics();

@@ -107,6 +107,8 @@ export interface Services {
   metricsText(): Promise<string>;
   /** A `_find` was answered: the kind of index it read and the documents it examined. */
   onFind?(index: 'json' | '_all_docs', docsExamined: number): void;
+  /** Told how many revisions a `_purge` removed. */
+  onPurged?(revisions: number): void;
   sessions: import('./auth').Auth;
   /** Server admins: configured, and those set at runtime on every node (`/_node/…/_config/admins`). */
   admins: AdminAccounts;

@@ -48,6 +48,7 @@ export async function purge(ctx: Ctx, dbName: string): Promise<void> {
   if (revCount > limits.revsMax) throw new BadRequestError('Exceeded maximum number of revisions.');
   const w = ctx.query.get('w');
   const answer = await purgeDocs(db, wanted, { timeoutMs: ctx.limits.quorumTimeoutMs, ...(w && /^[1-9][0-9]*$/.test(w) ? { w: Number(w) } : {}) });
+  ctx.services.onPurged?.(Object.values(answer.purged).reduce((sum, revs) => sum + revs.length, 0));
   ctx.send(answer.quorum ? 201 : 202, { purge_seq: null, purged: answer.purged });
 }
 
