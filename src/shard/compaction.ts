@@ -114,9 +114,10 @@ async function compactDocuments(copy: ShardCopy, options: CompactionOptions, pro
         } catch {
           continue; // a corrupt record is reported by reads; compaction leaves it alone
         }
-        if (needsCompaction(info, options.revsLimit)) pending.push(id);
+        if (!needsCompaction(info, options.revsLimit)) continue;
+        pending.push(id);
+        if (pending.length >= options.batchDocs) await flush(id);
       }
-      if (pending.length >= options.batchDocs) await flush(last);
       await new Promise((resolve) => setImmediate(resolve));
     }
     if (pending.length > 0 || last !== undefined) await flush(last);
