@@ -327,8 +327,9 @@ export class ShardCopy {
       countTransition(state, before, after);
       infos.set(edit.id, after);
       const encoded = encodeDocInfo(after);
-      accountSizes(state, before, encodedLengths.get(edit.id) ?? 0, after, Buffer.byteLength(encoded, 'utf8'));
-      encodedLengths.set(edit.id, Buffer.byteLength(encoded, 'utf8'));
+      const encodedBytes = Buffer.byteLength(encoded, 'utf8');
+      accountSizes(state, before, encodedLengths.get(edit.id) ?? 0, after, encodedBytes);
+      encodedLengths.set(edit.id, encodedBytes);
       referenced.push(...outcome.digests);
       ops.push({ type: 'put', key: keys.docInfoKey(this.copyId, edit.id), value: encoded });
       ops.push({ type: 'put', key: keys.seqKey(this.copyId, after.seq), value: encoded });
@@ -469,9 +470,12 @@ export class ShardCopy {
     // Documents purged earlier in this batch, as they are now (undefined: gone).
     const current = new Map<string, { info: DocInfo | undefined; bytes: number }>();
     const seen = new Map<string, PurgeInfo>();
+    /** Requests recorded before this batch (answered from the history, nothing new). */
+    const seenBefore = new Set<string>();
     for (const request of requests) {
       const known = seen.get(request.uuid) ?? (await this.purgeInfoByUuid(request.uuid));
       if (known) {
+        if (!seen.has(request.uuid)) seenBefore.add(request.uuid);
         out.push(known);
         continue;
       }
@@ -486,6 +490,8 @@ export class ShardCopy {
       if (before && outcome.purged.length > 0) {
         state.updateSeq += 1;
         atSeq = state.updateSeq;
+        // Caches of compiled design documents must see a purged one go.
+        if (request.id.startsWith('_design/')) state.designSeq = state.updateSeq;
         for (const rev of outcome.dropped) if (before.tree.get(rev)?.hasBody) ops.push({ type: 'del', key: keys.revBodyKey(this.copyId, request.id, rev) });
         ops.push({ type: 'del', key: keys.seqKey(this.copyId, before.seq) });
         if (outcome.tree.size === 0) {
@@ -519,6 +525,7 @@ export class ShardCopy {
       await this.store.write(ops);
       const moved = state.updateSeq !== this.state.updateSeq;
       this.state = state;
+      for (const info of out) if (info.removed && info.atSeq > 0 && !seenBefore.has(info.uuid)) this.removedByPurge?.push({ id: info.id, seq: info.atSeq });
       if (moved) for (const listener of this.listeners) listener(state.updateSeq);
     }
     return out;
@@ -545,6 +552,7 @@ export class ShardCopy {
 
   private async writeTrim(ops: WriteOp[]): Promise<number> {
     if (ops.length > 0) await this.store.write(ops);
+    this.removedByPurge = undefined;
     return ops.filter((op) => op.key[6] === keys.PurgePart.BySeq).length;
   }
 
@@ -573,12 +581,20 @@ export class ShardCopy {
    */
   async purgedBetween(since: number, upTo: number): Promise<{ id: string; seq: number }[]> {
     if (!this.state.purgeSeq) return [];
-    const out: { id: string; seq: number }[] = [];
-    for (const info of await this.purgeInfos(0, Number.MAX_SAFE_INTEGER)) {
-      if (info.removed && info.atSeq > since && info.atSeq <= upTo) out.push({ id: info.id, seq: info.atSeq });
+    if (!this.removedByPurge) {
+      const loaded: { id: string; seq: number }[] = [];
+      for (const info of await this.purgeInfos(0, Number.MAX_SAFE_INTEGER)) if (info.removed && info.atSeq > 0) loaded.push({ id: info.id, seq: info.atSeq });
+      this.removedByPurge ??= loaded;
     }
-    return out;
+    return this.removedByPurge.filter((r) => r.seq > since && r.seq <= upTo);
   }
+
+  /**
+   * Documents purges removed whole, with their copy seqs, in seq order: the purge
+   * history's part index consumers need, kept in memory once read (bounded by the
+   * history, `_purged_infos_limit`), extended by purges and dropped by trims.
+   */
+  private removedByPurge: { id: string; seq: number }[] | undefined;
 
   /** The checkpoint of an unfinished compaction (kill -9 mid-way), or undefined. */
   async compactionCheckpoint(): Promise<string | undefined> {

@@ -18,7 +18,7 @@
  * Source and target are interfaces: the shard layer does not know where either lives
  * (a rebalance pushes from another node's copy through this one).
  */
-import { UnavailableError } from '../errors';
+import { DivanError, UnavailableError } from '../errors';
 import { parseStoredJson } from '../json';
 import { ancestry, leaves } from './rev-tree';
 import type { ShardCopy } from './shard-copy';
@@ -84,8 +84,15 @@ export async function pushToSibling(
   },
 ): Promise<SyncResult> {
   if (options.purges && isPurgeHistory(source) && isPurgeHistory(target)) {
-    await copyPurges(target, source, options.purges.pull, options.batchDocsMax);
-    await copyPurges(source, target, options.purges.push, options.batchDocsMax);
+    try {
+      await copyPurges(target, source, options.purges.pull, options.batchDocsMax);
+      await copyPurges(source, target, options.purges.push, options.batchDocsMax);
+    } catch (err) {
+      // A sibling of an earlier version has no purge calls (400): documents still sync,
+      // and no purged revision can come back through them (it refuses nothing, but this
+      // copy refuses what it purged). Anything else is a failed sync.
+      if (!(err instanceof DivanError && err.kind === 'bad_request')) throw err;
+    }
   }
   let checkpoint = options.checkpoint ? await options.checkpoint.load() : 0;
   const result: SyncResult = { docsChecked: 0, revisionsSent: 0, checkpoint };

@@ -173,7 +173,9 @@ const endpoints: Endpoint[] = [
   { method: 'GET', path: () => '/_membership', level: 'server', ok: 200 },
   { method: 'GET', path: () => '/_node/_local/_config', level: 'server', ok: 200 },
   { method: 'GET', path: () => '/_users/_all_docs', level: 'server', ok: 200 },
-  { method: 'POST', path: () => '/clinic/_purge', body: () => ({}), level: 'server', ok: 501 },
+  { method: 'POST', path: () => '/clinic/_purge', body: () => ({}), level: 'server', ok: 201 },
+  { method: 'GET', path: () => '/clinic/_purged_infos_limit', level: 'server', ok: 200 },
+  { method: 'POST', path: () => '/clinic/_compact', body: () => ({}), level: 'compact', ok: 202 },
 ];
 
 describe('the matrix: every caller against every endpoint family', () => {
