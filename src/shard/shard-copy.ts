@@ -9,10 +9,14 @@
  * after its batch is on disk. The copy's counters (update seq, doc counts) are kept in
  * memory and written in the same batch, so they never disagree with the data.
  *
+ * The updater's queue also carries the copy's maintenance operations (UpdaterOp:
+ * compaction steps, purges, the attachment sweep, purge-history trims; see
+ * copy-maintenance.ts and compaction.ts). Each runs alone between edit batches, so
+ * none races an edit and an edit waits for one bounded step at most.
+ *
  * Reads (doc infos, bodies, attachments, _all_docs and _changes cursors) go straight
  * to the store: they see every acknowledged write.
  */
-import assert from 'node:assert/strict';
 import { DivanError, UnavailableError } from '../errors';
 import type { Cursor, Store, WriteOp } from '../storage/store';
 import * as keys from '../storage/keys';
@@ -22,12 +26,12 @@ import type { IndexInfo, DesignDocRef, FindStreamItem, ReducedRow, ShardFindRequ
 import { compileSelector } from './query/mango';
 import { conflictRevs, renderDoc } from './render';
 import { decodeDocInfo, decodeSummary, DocSummary, encodeDocInfo } from './doc-info';
-import { leaves, sortedLeaves, stem, winner, type NodeSize, type RevId, type RevNode } from './rev-tree';
-import { purgeTree, type PurgeInfo, type PurgeRequest } from './purge';
+import { sortedLeaves, type RevId } from './rev-tree';
+import type { PurgeInfo, PurgeRequest } from './purge';
+import { accountSizes, applyPurges, COMPACTION_KEY, compactDocs, countTransition, readPurgeInfos, trimPurges, type CompactStep, type MaintenanceContext } from './copy-maintenance';
 import type {
   AllDocsOptions,
   AllDocsRow,
-  AttachmentStub,
   ChangeRow,
   ChangesOptions,
   CopyState,
@@ -77,17 +81,8 @@ interface Waiting {
   reject(err: unknown): void;
 }
 
-/** What one compaction step did. */
-export interface CompactStep {
-  /** Documents whose stored form changed. */
-  docsChanged: number;
-  /** Revision bodies deleted. */
-  bodiesDropped: number;
-}
 
 const STATE_KEY = 'state';
-/** Where an unfinished compaction records how far it got. */
-const COMPACTION_KEY = 'compaction';
 
 export class ShardCopy {
   readonly copyId: number;
@@ -255,16 +250,46 @@ export class ShardCopy {
     }
   }
 
+  /** The updater's view of this copy for the maintenance operations (copy-maintenance.ts). */
+  private get maintenanceContext(): MaintenanceContext {
+    return (this.maintenanceContextOnce ??= this.makeMaintenanceContext());
+  }
+
+  private maintenanceContextOnce: MaintenanceContext | undefined;
+
+  private makeMaintenanceContext(): MaintenanceContext {
+    return {
+    copyId: this.copyId,
+    store: this.store,
+    state: () => this.state,
+    commit: async (state, ops) => {
+      ops.push({ type: 'put', key: keys.metaKey(this.copyId, STATE_KEY), value: JSON.stringify(state) });
+      await this.store.write(ops);
+      const moved = state.updateSeq !== this.state.updateSeq;
+      this.state = state;
+      if (moved) for (const listener of this.listeners) listener(state.updateSeq);
+    },
+    decodeInfo: (id, raw) => this.decodeInfo(id, raw),
+    readBody: (id, rev) => this.readBody(id, rev),
+    };
+  }
+
   private applyMaintenance(op: Exclude<UpdaterOp, { kind: 'edits' }>): Promise<unknown> {
     switch (op.kind) {
       case 'compact':
-        return this.applyCompact(op.ids, op.checkpoint, op.revsLimit);
+        return compactDocs(this.maintenanceContext, op.ids, op.checkpoint, op.revsLimit);
       case 'purge':
-        return this.applyPurge(op.requests);
+        return applyPurges(this.maintenanceContext, op.requests).then(({ infos, removedNow }) => {
+          this.removedByPurge?.push(...removedNow);
+          return infos;
+        });
       case 'sweep':
         return this.applySweep(op.names);
       case 'trim-purges':
-        return this.applyTrimPurges(op.keepAfterSeq);
+        return trimPurges(this.maintenanceContext, op.keepAfterSeq).then((trimmed) => {
+          this.removedByPurge = undefined;
+          return trimmed;
+        });
     }
   }
 
@@ -405,57 +430,6 @@ export class ShardCopy {
     return this.enqueue({ kind: 'trim-purges', keepAfterSeq }) as Promise<number>;
   }
 
-  private async applyCompact(ids: string[], checkpoint: string, revsLimit: number): Promise<CompactStep> {
-    const stored = await this.store.getMany(ids.map((id) => keys.docInfoKey(this.copyId, id)));
-    const state = { ...this.state };
-    const ops: WriteOp[] = [];
-    const step: CompactStep = { docsChanged: 0, bodiesDropped: 0 };
-    for (let i = 0; i < ids.length; i++) {
-      const raw = stored[i];
-      if (!raw) continue;
-      const id = ids[i]!;
-      const before = this.decodeInfo(id, raw);
-      const stemmed = stem(new Map(before.tree), revsLimit);
-      const leafRevs = new Set(leaves(stemmed).map((leaf) => leaf.rev));
-      const tree = new Map<RevId, RevNode>();
-      let changed = stemmed !== before.tree;
-      for (const node of stemmed.values()) {
-        if (node.hasBody && !leafRevs.has(node.rev)) {
-          tree.set(node.rev, { rev: node.rev, pos: node.pos, parent: node.parent, deleted: node.deleted, hasBody: false });
-          changed = true;
-          continue;
-        }
-        if (node.hasBody && !node.size) {
-          // Stored before sizes were kept: measure it now, so the counters become true.
-          const body = await this.readBody(id, node.rev);
-          tree.set(node.rev, body === undefined ? node : { ...node, size: bodySize(body) });
-          changed ||= body !== undefined;
-          continue;
-        }
-        tree.set(node.rev, node);
-      }
-      for (const node of before.tree.values()) {
-        if (node.hasBody && !tree.get(node.rev)?.hasBody) {
-          ops.push({ type: 'del', key: keys.revBodyKey(this.copyId, id, node.rev) });
-          step.bodiesDropped++;
-        }
-      }
-      if (!changed) continue;
-      const after: DocInfo = { id, seq: before.seq, tree, winner: winner(tree)! };
-      const encoded = encodeDocInfo(after);
-      accountSizes(state, before, raw.length, after, Buffer.byteLength(encoded, 'utf8'));
-      // The same seq: compaction changes no document as a reader sees it.
-      ops.push({ type: 'put', key: keys.docInfoKey(this.copyId, id), value: encoded });
-      ops.push({ type: 'put', key: keys.seqKey(this.copyId, before.seq), value: encoded });
-      step.docsChanged++;
-    }
-    ops.push({ type: 'put', key: keys.metaKey(this.copyId, COMPACTION_KEY), value: checkpoint });
-    ops.push({ type: 'put', key: keys.metaKey(this.copyId, STATE_KEY), value: JSON.stringify(state) });
-    await this.store.write(ops);
-    this.state = state;
-    return step;
-  }
-
   private async applySweep(names: string[]): Promise<number> {
     const keep = this.sweepGuard ?? new Set<string>();
     const gone = names.filter((name) => !keep.has(name));
@@ -463,116 +437,9 @@ export class ShardCopy {
     return gone.length;
   }
 
-  private async applyPurge(requests: PurgeRequest[]): Promise<PurgeInfo[]> {
-    const state = { ...this.state, purgeSeq: this.state.purgeSeq ?? 0 };
-    const ops: WriteOp[] = [];
-    const out: PurgeInfo[] = [];
-    // Documents purged earlier in this batch, as they are now (undefined: gone).
-    const current = new Map<string, { info: DocInfo | undefined; bytes: number }>();
-    const seen = new Map<string, PurgeInfo>();
-    /** Requests recorded before this batch (answered from the history, nothing new). */
-    const seenBefore = new Set<string>();
-    for (const request of requests) {
-      const known = seen.get(request.uuid) ?? (await this.purgeInfoByUuid(request.uuid));
-      if (known) {
-        if (!seen.has(request.uuid)) seenBefore.add(request.uuid);
-        out.push(known);
-        continue;
-      }
-      if (!current.has(request.id)) {
-        const raw = await this.store.get(keys.docInfoKey(this.copyId, request.id));
-        current.set(request.id, { info: raw ? this.decodeInfo(request.id, raw) : undefined, bytes: raw?.length ?? 0 });
-      }
-      const { info: before, bytes } = current.get(request.id)!;
-      const outcome = before ? purgeTree(before.tree, request.revs) : { tree: new Map(), purged: [], dropped: [] };
-      let atSeq = 0;
-      let removed = false;
-      if (before && outcome.purged.length > 0) {
-        state.updateSeq += 1;
-        atSeq = state.updateSeq;
-        // Caches of compiled design documents must see a purged one go.
-        if (request.id.startsWith('_design/')) state.designSeq = state.updateSeq;
-        for (const rev of outcome.dropped) if (before.tree.get(rev)?.hasBody) ops.push({ type: 'del', key: keys.revBodyKey(this.copyId, request.id, rev) });
-        ops.push({ type: 'del', key: keys.seqKey(this.copyId, before.seq) });
-        if (outcome.tree.size === 0) {
-          removed = true;
-          if (before.winner.deleted) state.docDelCount -= 1;
-          else state.docCount -= 1;
-          accountSizes(state, before, bytes, undefined, 0);
-          ops.push({ type: 'del', key: keys.docInfoKey(this.copyId, request.id) });
-          current.set(request.id, { info: undefined, bytes: 0 });
-        } else {
-          const after: DocInfo = { id: request.id, seq: atSeq, tree: outcome.tree, winner: winner(outcome.tree)! };
-          countTransition(state, before, after);
-          const encoded = encodeDocInfo(after);
-          const length = Buffer.byteLength(encoded, 'utf8');
-          accountSizes(state, before, bytes, after, length);
-          ops.push({ type: 'put', key: keys.docInfoKey(this.copyId, request.id), value: encoded });
-          ops.push({ type: 'put', key: keys.seqKey(this.copyId, atSeq), value: encoded });
-          current.set(request.id, { info: after, bytes: length });
-        }
-      }
-      state.purgeSeq += 1;
-      const recorded: PurgeInfo = { ...request, purgeSeq: state.purgeSeq, purged: outcome.purged, atSeq, removed };
-      ops.push({ type: 'put', key: keys.purgeSeqKey(this.copyId, state.purgeSeq), value: JSON.stringify(recorded) });
-      ops.push({ type: 'put', key: keys.purgeUuidKey(this.copyId, request.uuid), value: String(state.purgeSeq) });
-      for (const rev of outcome.purged) ops.push({ type: 'put', key: keys.purgedRevKey(this.copyId, request.id, rev), value: String(state.purgeSeq) });
-      seen.set(request.uuid, recorded);
-      out.push(recorded);
-    }
-    if (ops.length > 0) {
-      ops.push({ type: 'put', key: keys.metaKey(this.copyId, STATE_KEY), value: JSON.stringify(state) });
-      await this.store.write(ops);
-      const moved = state.updateSeq !== this.state.updateSeq;
-      this.state = state;
-      for (const info of out) if (info.removed && info.atSeq > 0 && !seenBefore.has(info.uuid)) this.removedByPurge?.push({ id: info.id, seq: info.atSeq });
-      if (moved) for (const listener of this.listeners) listener(state.updateSeq);
-    }
-    return out;
-  }
-
-  private async applyTrimPurges(keepAfterSeq: number): Promise<number> {
-    const ops: WriteOp[] = [];
-    const cursor = this.store.cursor({ ...keys.purgeSeqRange(this.copyId, 0), valuesAsText: true }, 256);
-    try {
-      for (let batch = await cursor.next(); batch; batch = await cursor.next()) {
-        for (const [key, value] of batch) {
-          if (keys.decodePurgeSeqKey(key) > keepAfterSeq) return await this.writeTrim(ops);
-          const info = JSON.parse(String(value)) as PurgeInfo;
-          ops.push({ type: 'del', key });
-          ops.push({ type: 'del', key: keys.purgeUuidKey(this.copyId, info.uuid) });
-          for (const rev of info.purged) ops.push({ type: 'del', key: keys.purgedRevKey(this.copyId, info.id, rev) });
-        }
-      }
-    } finally {
-      await cursor.close();
-    }
-    return this.writeTrim(ops);
-  }
-
-  private async writeTrim(ops: WriteOp[]): Promise<number> {
-    if (ops.length > 0) await this.store.write(ops);
-    this.removedByPurge = undefined;
-    return ops.filter((op) => op.key[6] === keys.PurgePart.BySeq).length;
-  }
-
-  private async purgeInfoByUuid(uuid: string): Promise<PurgeInfo | undefined> {
-    const seq = await this.store.get(keys.purgeUuidKey(this.copyId, uuid));
-    if (!seq) return undefined;
-    const raw = await this.store.get(keys.purgeSeqKey(this.copyId, Number(seq.toString('latin1'))));
-    return raw ? (JSON.parse(raw.toString('utf8')) as PurgeInfo) : undefined;
-  }
-
   /** Purge requests recorded after `since` (purge seq), oldest first, at most `limit`. */
-  async purgeInfos(since: number, limit: number): Promise<PurgeInfo[]> {
-    const cursor = this.store.cursor({ ...keys.purgeSeqRange(this.copyId, since), limit, valuesAsText: true }, Math.min(256, limit));
-    const out: PurgeInfo[] = [];
-    try {
-      for (let batch = await cursor.next(); batch; batch = await cursor.next()) for (const [, value] of batch) out.push(JSON.parse(String(value)) as PurgeInfo);
-    } finally {
-      await cursor.close();
-    }
-    return out;
+  purgeInfos(since: number, limit: number): Promise<PurgeInfo[]> {
+    return readPurgeInfos(this.store, this.copyId, since, limit);
   }
 
   /**
@@ -583,7 +450,7 @@ export class ShardCopy {
     if (!this.state.purgeSeq) return [];
     if (!this.removedByPurge) {
       const loaded: { id: string; seq: number }[] = [];
-      for (const info of await this.purgeInfos(0, Number.MAX_SAFE_INTEGER)) if (info.removed && info.atSeq > 0) loaded.push({ id: info.id, seq: info.atSeq });
+      for (const info of await readPurgeInfos(this.store, this.copyId, 0, Number.MAX_SAFE_INTEGER)) if (info.removed && info.atSeq > 0) loaded.push({ id: info.id, seq: info.atSeq });
       this.removedByPurge ??= loaded;
     }
     return this.removedByPurge.filter((r) => r.seq > since && r.seq <= upTo);
@@ -942,56 +809,6 @@ export class ShardCopy {
   async idle(): Promise<void> {
     while (this.updating) await new Promise((r) => setTimeout(r, 2));
   }
-}
-
-function countTransition(state: CopyState, before: DocInfo | undefined, after: DocInfo): void {
-  if (before) {
-    if (before.winner.deleted) state.docDelCount -= 1;
-    else state.docCount -= 1;
-  }
-  if (after.winner.deleted) state.docDelCount += 1;
-  else state.docCount += 1;
-  assert.ok(state.docCount >= 0 && state.docDelCount >= 0, 'document counts went negative');
-}
-
-/** What a copy's stored form of one document takes: see CopyState's byte counters. */
-function storedSizes(info: DocInfo | undefined, encodedBytes: number): { active: number; external: number; stale: number } {
-  const out = { active: 2 * encodedBytes, external: 0, stale: 0 };
-  if (!info) return { active: 0, external: 0, stale: 0 };
-  const parents = new Set<RevId>();
-  for (const node of info.tree.values()) if (node.parent !== null) parents.add(node.parent);
-  for (const node of info.tree.values()) {
-    if (!node.hasBody || !node.size) continue;
-    if (parents.has(node.rev)) out.stale += node.size.active;
-    else {
-      out.active += node.size.active;
-      out.external += node.size.external;
-    }
-  }
-  return out;
-}
-
-function accountSizes(state: CopyState, before: DocInfo | undefined, beforeBytes: number, after: DocInfo | undefined, afterBytes: number): void {
-  const was = storedSizes(before, beforeBytes);
-  const now = storedSizes(after, afterBytes);
-  state.activeBytes = Math.max(0, (state.activeBytes ?? 0) + now.active - was.active);
-  state.externalBytes = Math.max(0, (state.externalBytes ?? 0) + now.external - was.external);
-  state.staleBytes = Math.max(0, (state.staleBytes ?? 0) + now.stale - was.stale);
-}
-
-/** The size of a stored body measured from its text (bodies stored before sizes were kept). */
-function bodySize(body: string): NodeSize {
-  const bytes = Buffer.byteLength(body, 'utf8');
-  let external = bytes;
-  let active = bytes;
-  if (body.includes('"_attachments"')) {
-    const stubs = (JSON.parse(body) as { _attachments?: Record<string, AttachmentStub> })._attachments ?? {};
-    for (const stub of Object.values(stubs)) {
-      external += stub.length;
-      active += stub.encoded_length ?? stub.length;
-    }
-  }
-  return { external, active };
 }
 
 function renderWinner(id: string, summary: DocSummary, body: string, conflicts: boolean): string {
