@@ -297,6 +297,8 @@ describe('purge', () => {
 
     const second = await request(node, 'POST', `/${db}/_purge`, { body: { p: ['2-aa'] } });
     assert.deepEqual(second.body.purged, { p: ['2-aa'] });
+    const history = (await request(node, 'GET', `/${db}/_purged_infos`)).body;
+    assert.deepEqual(history, { purged_infos: [{ id: 'p', revs: ['2-bb', '1-root', '9-nothere'] }, { id: 'p', revs: ['2-aa'] }] });
     assert.deepEqual((await request(node, 'GET', `/${db}/p`)).body, { error: 'not_found', reason: 'missing' });
     const infoAfter = (await request(node, 'GET', `/${db}`)).body;
     assert.equal(infoAfter.doc_count, infoBefore.doc_count - 1);

@@ -14,7 +14,7 @@ import { changes } from './routes/changes';
 import { database, dbNotBuilt, ensureFullCommit, revsLimit, security } from './routes/db';
 import { designResourceNotBuilt } from './routes/design';
 import { compactDesign, designInfo, view, viewCleanupRoute } from './routes/view';
-import { compactDb, purge, purgedInfosLimit } from './routes/maintenance';
+import { compactDb, purge, purgedInfos, purgedInfosLimit } from './routes/maintenance';
 import { doc } from './routes/doc';
 import { findRoute, indexRoute } from './routes/find';
 import { localAttachment, localDoc } from './routes/local';
@@ -130,6 +130,9 @@ async function dbRoute(ctx: Ctx, db: string, rest: string[]): Promise<void> {
       break;
     case '_purged_infos_limit':
       if (rest.length === 1) return purgedInfosLimit(ctx, db);
+      break;
+    case '_purged_infos':
+      if (rest.length === 1) return purgedInfos(ctx, db);
       break;
     case '_local':
       if (rest.length < 2) throw new BadRequestError('Missing local document id', 'illegal_docid');

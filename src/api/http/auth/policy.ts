@@ -97,6 +97,7 @@ export const RULES: readonly Rule[] = [
   { methods: ['PUT'], path: [DB, '_revs_limit'], need: 'db_admin' },
   { path: [DB, '_purge'], need: 'server_admin' },
   { path: [DB, '_purged_infos_limit'], need: 'server_admin' },
+  { path: [DB, '_purged_infos'], need: 'server_admin' },
   { path: [DB, '_compact', REST], need: 'compact' },
   { path: [DB, '_view_cleanup'], need: 'compact' },
   { path: [DB, '_sync_shards'], need: 'server_admin' },

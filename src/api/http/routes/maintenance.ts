@@ -1,12 +1,13 @@
 /**
- * Storage lifecycle endpoints of a database: `POST /{db}/_compact`, `POST /{db}/_purge`
- * and `GET/PUT /{db}/_purged_infos_limit`, with CouchDB's statuses and bodies. Who may
+ * Storage lifecycle endpoints of a database: `POST /{db}/_compact`, `POST /{db}/_purge`,
+ * `GET /{db}/_purged_infos` and `GET/PUT /{db}/_purged_infos_limit`, with CouchDB's statuses and bodies. Who may
  * call them is the policy table's (auth/policy.ts); the work is the copies' (shard/
  * compaction.ts, shard/purge.ts) and the coordinator's (coordinator/purge.ts).
  */
 import { BadContentTypeError, BadRequestError } from '../../../errors';
 import { isPlainObject } from '../../../json';
 import { purgeDocs } from '../../coordinator/purge';
+import { firstLiveState } from '../../coordinator/range-read';
 import { parseRev } from '../../../shard/rev-tree';
 import type { Ctx } from '../context';
 import { allow, openDb } from './common';
@@ -50,6 +51,21 @@ export async function purge(ctx: Ctx, dbName: string): Promise<void> {
   const answer = await purgeDocs(db, wanted, { timeoutMs: ctx.limits.quorumTimeoutMs, ...(w && /^[1-9][0-9]*$/.test(w) ? { w: Number(w) } : {}) });
   ctx.services.onPurged?.(Object.values(answer.purged).reduce((sum, revs) => sum + revs.length, 0));
   ctx.send(answer.quorum ? 201 : 202, { purge_seq: null, purged: answer.purged });
+}
+
+/**
+ * `GET /{db}/_purged_infos` (CouchDB 3.4+): the purge requests the database still
+ * remembers, per document id the revisions asked for, from one live copy of each
+ * range (every copy holds the same requests once synced), at most `rowsMax`.
+ */
+export async function purgedInfos(ctx: Ctx, dbName: string): Promise<void> {
+  allow(ctx, ['GET']);
+  const db = await openDb(ctx, dbName);
+  const cap = ctx.limits.rowsMax;
+  const perRange = await Promise.all(db.ranges.map((range) => firstLiveState(range.copies, (copy) => copy.purgeInfos(0, cap))));
+  const out: { id: string; revs: string[] }[] = [];
+  for (const infos of perRange) for (const info of infos) if (out.length < cap) out.push({ id: info.id, revs: info.revs });
+  ctx.send(200, { purged_infos: out });
 }
 
 /** `GET/PUT /{db}/_purged_infos_limit`: purge requests each copy remembers. */
