@@ -8,7 +8,8 @@
  * - The policy, every `compactionCheckIntervalMs`: a copy whose file size is at least
  *   `compactionRatioPercentMin`% of its live data and at least `compactionSizeBytesMin`,
  *   or whose reclaimable bytes reach `compactionSlackBytesMin`, is compacted. A copy's
- *   file size is as `GET /{db}` reports it (ShardCopy.sizes).
+ *   file size is as `GET /{db}` reports it (ShardCopy.sizes: documents only, not its
+ *   indexes). A copy compacted less than ten checks ago is left alone.
  * - A compaction interrupted by kill -9 left its checkpoint in the copy: the first
  *   check after start resumes it, whatever the policy says.
  *
@@ -40,6 +41,8 @@ export interface LocalCopies {
 
 export class CompactionScheduler implements CopyMaintenance {
   private readonly jobs: JobRegistry;
+  /** When each copy's last compaction ended (ms): the policy leaves it alone for a while after. */
+  private readonly lastEndedMs = new WeakMap<ShardCopy, number>();
   /** Per copy with a compaction pending or running: settles when it ended. */
   private readonly ended = new Map<ShardCopy, Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
@@ -102,6 +105,7 @@ export class CompactionScheduler implements CopyMaintenance {
       },
     );
     this.ended.set(copy, ended);
+    void ended.then(() => this.lastEndedMs.set(copy, Date.now()));
     void ended.then(() => this.ended.get(copy) === ended && this.ended.delete(copy));
   }
 
@@ -153,8 +157,12 @@ export class CompactionScheduler implements CopyMaintenance {
       for (const { copy } of copies) if ((await copy.compactionCheckpoint()) !== undefined) this.requestCompaction(copy);
     }
     if (this.settings.compactionAuto !== 1) return;
+    // What one compaction could not free (RocksDB's estimate lags, attachments shared by
+    // revisions) must not start another at every check: wait ten checks after one ends.
+    const cooldownMs = 10 * this.settings.compactionCheckIntervalMs;
     for (const { copy } of copies) {
       if (this.compactionRunning(copy)) continue;
+      if (Date.now() - (this.lastEndedMs.get(copy) ?? 0) < cooldownMs) continue;
       if (this.wants(await copy.sizes())) this.requestCompaction(copy);
     }
   }

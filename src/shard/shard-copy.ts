@@ -794,7 +794,9 @@ export class ShardCopy {
    */
   async sizes(): Promise<{ file: number; active: number; external: number }> {
     const active = this.state.activeBytes ?? 0;
-    const onDisk = await this.sizeBytes();
+    // Documents only: view and Mango indexes report their own sizes (`_info`), as in CouchDB.
+    const [before, after] = keys.dataRanges(this.copyId);
+    const onDisk = (await this.store.approximateSize(before)) + (await this.store.approximateSize(after));
     return { file: Math.max(onDisk, active + (this.state.staleBytes ?? 0)), active, external: this.state.externalBytes ?? 0 };
   }
 

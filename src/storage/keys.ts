@@ -104,6 +104,16 @@ export function copyRange(copy: number): KeyRange {
   return { gte, lt };
 }
 
+/** A copy's keys without its indexes: every space before Space.Index, and every one after it. */
+export function dataRanges(copy: number): [KeyRange, KeyRange] {
+  const all = copyRange(copy);
+  const index = spaceRange(copy, Space.Index);
+  return [
+    { gte: all.gte!, lt: index.gte! },
+    { gte: index.lt!, lt: all.lt! },
+  ];
+}
+
 /** The whole of one space of a copy. */
 export function spaceRange(copy: number, space: Space): KeyRange {
   const gte = spacePrefix(copy, space, 0);
