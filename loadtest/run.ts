@@ -30,6 +30,9 @@ interface CliOptions {
   viewBuildTimeout: number;
   findDocs: number;
   findBuildTimeout: number;
+  compactDocs: number;
+  compactTimeout: number;
+  spaceDocs: number;
   scenarios: string;
   jsonOut: string;
   divanMain: string;
@@ -57,6 +60,9 @@ function main(): void {
     .option('--view-build-timeout <s>', "deadline of a view's first query (the index build), seconds", floatIn(1, 24 * 3600), 1800)
     .option('--find-docs <n>', 'documents in the database the _find scenarios index and query', intIn(1, 10_000_000), 100_000)
     .option('--find-build-timeout <s>', "deadline of a Mango index's build (POST _index and the first _find), seconds", floatIn(1, 24 * 3600), 1800)
+    .option('--compact-docs <n>', 'documents (each updated 5 times) in the database compacted under load', intIn(1, 10_000_000), 20_000)
+    .option('--compact-timeout <s>', 'cap on waiting for one compaction to finish, seconds', floatIn(1, 24 * 3600), 600)
+    .option('--space-docs <n>', 'documents (each updated 5 times) in the database whose sizes compaction should shrink', intIn(1, 10_000_000), 100_000)
     .option('--scenarios <keys>', `comma-separated subset of: ${scenarios.map((s) => s.key).join(', ')}`, scenarios.map((s) => s.key).join(','))
     .option('--json-out <file>', 'where to write the JSON results', path.join(root, 'loadtest', 'results', 'latest.json'))
     .option('--divan-main <file>', "Divan's compiled entry point", path.join(root, 'dist', 'src', 'node', 'main.js'))
@@ -105,6 +111,9 @@ async function run(options: CliOptions, selected: readonly Scenario[]): Promise<
     viewBuildTimeoutMs: options.viewBuildTimeout * 1000,
     findDocsCount: options.findDocs,
     findBuildTimeoutMs: options.findBuildTimeout * 1000,
+    compactDocsCount: options.compactDocs,
+    compactTimeoutMs: options.compactTimeout * 1000,
+    spaceDocsCount: options.spaceDocs,
     signal: abort.signal,
     log,
   };

@@ -13,6 +13,7 @@
  * index `view_build` builds (timed) and the query scenarios then read; so do the five
  * `_find` scenarios, with `findDocsCount` documents, each indexed scenario adding its
  * own Mango index (in its own design doc) whose build it times apart from its queries.
+ * The two compaction scenarios live in compaction.ts and use the helpers exported here.
  */
 import { randomBytes } from 'node:crypto';
 import { HttpClient } from './client';
@@ -29,6 +30,7 @@ import {
   viewTypesCount,
   type LoadDoc,
 } from './docs';
+import { compactionScenarios } from './compaction';
 import { drive, summarizeLatencies, type DriveResult } from './driver';
 import { sampleRss, type ServerHandle } from './servers';
 
@@ -48,6 +50,12 @@ export interface RunContext {
   findDocsCount: number;
   /** Deadline of a Mango index's build: `POST _index` plus the first `_find` that uses it. */
   findBuildTimeoutMs: number;
+  /** Documents of the compaction-under-load database (each updated 5 times before the timed load). */
+  compactDocsCount: number;
+  /** Cap on waiting for one compaction to finish (the load during it stops then too). */
+  compactTimeoutMs: number;
+  /** Documents of the compaction-space database. */
+  spaceDocsCount: number;
   signal: AbortSignal;
   log: (line: string) => void;
 }
@@ -529,9 +537,10 @@ export const scenarios: readonly Scenario[] = [
     deletesDb: true,
     makeQuery: (find) => inTagsQuery('tag2', find.tag2Counts),
   }),
+  ...compactionScenarios,
   {
     key: 'memory',
-    title: '17. server memory (RSS)',
+    title: '19. server memory (RSS)',
     metrics: [lower('idleRssMiB', 'idle RSS MiB'), lower('peakRssMiB', 'peak RSS MiB')],
     async run(server) {
       const now = sampleRss(server.pid);
@@ -1028,13 +1037,13 @@ async function pullReplicate(server: ServerHandle, db: string, ctx: RunContext):
   }
 }
 
-async function createDb(client: HttpClient, purpose: string): Promise<string> {
+export async function createDb(client: HttpClient, purpose: string): Promise<string> {
   const db = `lt_${purpose}_${randomBytes(4).toString('hex')}`;
   await expectStatus(client, 'PUT', `/${db}`, undefined, [201, 202]);
   return db;
 }
 
-async function deleteDb(client: HttpClient, db: string, ctx: RunContext): Promise<void> {
+export async function deleteDb(client: HttpClient, db: string, ctx: RunContext): Promise<void> {
   try {
     await expectStatus(client, 'DELETE', `/${db}`, undefined, [200, 202]);
   } catch (err) {
@@ -1108,7 +1117,7 @@ export async function loadDocsWith(options: {
  * POST `_bulk_docs`; returns the new rev of each written doc by id, and how many docs
  * failed. Matched by id, not position: PouchDB Server 4.2 answers out of request order.
  */
-async function bulkWrite(client: HttpClient, db: string, docs: LoadDoc[]): Promise<BulkWritten> {
+export async function bulkWrite(client: HttpClient, db: string, docs: LoadDoc[]): Promise<BulkWritten> {
   return readBulkReply(await expectStatus(client, 'POST', `/${db}/_bulk_docs`, { docs }, [201, 202]), docs);
 }
 
@@ -1128,7 +1137,7 @@ export function readBulkReply(reply: unknown, docs: LoadDoc[]): BulkWritten {
   return { revsById, failures, firstError: firstError || 'ids missing from the reply' };
 }
 
-async function expectStatus(client: HttpClient, method: string, path: string, body: unknown, statuses: number[]): Promise<unknown> {
+export async function expectStatus(client: HttpClient, method: string, path: string, body: unknown, statuses: number[]): Promise<unknown> {
   const reply = await client.request(method, path, body);
   if (!statuses.includes(reply.status)) {
     throw new Error(`${method} ${path}: ${reply.status} ${truncate(String(JSON.stringify(reply.body)), 200)}`);
@@ -1136,11 +1145,11 @@ async function expectStatus(client: HttpClient, method: string, path: string, bo
   return reply.body;
 }
 
-function docPath(db: string, id: string): string {
+export function docPath(db: string, id: string): string {
   return `/${db}/${encodeURIComponent(id)}`;
 }
 
-function truncate(text: string, charsMax: number): string {
+export function truncate(text: string, charsMax: number): string {
   return text.length <= charsMax ? text : `${text.slice(0, charsMax)}…`;
 }
 

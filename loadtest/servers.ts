@@ -41,6 +41,8 @@ export interface ServerHandle {
   client: HttpClient;
   /** Sampled right after the server answered its readiness probe. */
   idleRss: RssSample;
+  /** The temp dir the server keeps its data in (Divan's --data-dir, the peer's -d), for disk-use figures. */
+  dataDir: string;
   /** Exit code or signal once the process is gone; null while it runs. */
   exited(): string | null;
 }
@@ -184,6 +186,7 @@ function handleFor(kind: ServerKind, label: string, owned: OwnedChild, port: num
     auth,
     client,
     idleRss: sampleRss(pid),
+    dataDir: owned.tmpDir,
     exited: () => exitDescription(owned.child),
   };
 }
