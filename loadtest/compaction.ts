@@ -31,14 +31,7 @@ import type { HttpClient, JsonReply } from './client';
 import { makeDoc, type LoadDoc } from './docs';
 import { drive, summarizeLatencies, type LatencySummary, type StopReason } from './driver';
 import type { ServerHandle } from './servers';
-import type { MetricSpec, RunContext, Scenario, ScenarioOutcome } from './scenarios';
-
-type Shared = typeof import('./scenarios');
-/**
- * scenarios.ts's helpers, required on first use: scenarios.ts imports this module to
- * list its scenarios, so a static import back would make the modules' load order matter.
- */
-const shared = (): Shared => require('./scenarios') as Shared;
+import { bulkBatchDocs, bulkWrite, createDb, deleteDb, docPath, expectStatus, loadDocsWith, truncate, type MetricSpec, type RunContext, type Scenario, type ScenarioOutcome } from './scenarios';
 
 /** Updates of every doc before anything is measured: the garbage compaction drops. */
 const updateRounds = 5;
@@ -110,7 +103,6 @@ export const compactionScenarios: readonly Scenario[] = [
 ];
 
 async function runCompactLoad(server: ServerHandle, ctx: RunContext): Promise<ScenarioOutcome> {
-  const { createDb, deleteDb } = shared();
   const { client } = server;
   const db = await createDb(client, 'compact');
   try {
@@ -183,7 +175,6 @@ async function runCompactLoad(server: ServerHandle, ctx: RunContext): Promise<Sc
 }
 
 async function runCompactSpace(server: ServerHandle, ctx: RunContext): Promise<ScenarioOutcome> {
-  const { createDb, deleteDb } = shared();
   const { client } = server;
   const diskStartBytes = diskBytes(server.dataDir);
   const db = await createDb(client, 'space');
@@ -286,7 +277,6 @@ interface GarbageDocs {
 }
 
 async function loadGarbage(server: ServerHandle, db: string, count: number, ctx: RunContext): Promise<GarbageDocs> {
-  const { loadDocsWith, bulkWrite } = shared();
   const startMs = Date.now();
   const concurrency = Math.min(setupConcurrencyMax, ctx.concurrency);
   const { ids, revs } = await loadDocsWith({ db, count, concurrency, signal: ctx.signal, write: (_batch, docs) => bulkWrite(server.client, db, docs) });
@@ -298,7 +288,6 @@ async function loadGarbage(server: ServerHandle, db: string, count: number, ctx:
 
 /** One round: every doc rewritten (new filler) over its current rev, `bulkBatchDocs` per request. */
 async function updateEveryDoc(client: HttpClient, db: string, docs: GarbageDocs, ctx: RunContext): Promise<void> {
-  const { bulkBatchDocs, bulkWrite } = shared();
   const { ids, revs, bodies } = docs;
   const result = await drive({
     concurrency: Math.min(setupConcurrencyMax, ctx.concurrency),
@@ -326,7 +315,6 @@ async function updateEveryDoc(client: HttpClient, db: string, docs: GarbageDocs,
 
 /** A fresh database of the same winning bodies: same ids and contents, no `_rev`, so new revs. */
 async function loadBodies(client: HttpClient, db: string, bodies: LoadDoc[], ctx: RunContext): Promise<void> {
-  const { bulkBatchDocs, bulkWrite } = shared();
   const result = await drive({
     concurrency: Math.min(setupConcurrencyMax, ctx.concurrency),
     durationMs: setupRoundDeadlineMs,
@@ -375,7 +363,6 @@ async function mixedLoad(
   ctx: RunContext,
   bounds: { durationMs: number; signal: AbortSignal },
 ): Promise<MixedResult> {
-  const { expectStatus, docPath } = shared();
   const { ids, revs } = docs;
   const workers = ctx.concurrency;
   const docsPerWorker = Math.floor(ids.length / workers);
@@ -467,7 +454,6 @@ interface DbInfo {
 }
 
 async function readDbInfo(client: HttpClient, db: string): Promise<DbInfo> {
-  const { expectStatus } = shared();
   const body = (await expectStatus(client, 'GET', `/${db}`, undefined, [200])) as Record<string, unknown> | null;
   const sizes = body?.sizes;
   const numberOrNull = (value: unknown): number | null => (typeof value === 'number' && Number.isFinite(value) ? value : null);
@@ -549,7 +535,6 @@ async function startCompaction(client: HttpClient, db: string, capMs: number): P
 }
 
 function checkCompactReply(db: string, replied: StartedCompaction['replied']): void {
-  const { truncate } = shared();
   if (replied.error !== undefined) throw replied.error instanceof Error ? replied.error : new Error(String(replied.error));
   const reply = replied.reply;
   if (reply === undefined || ![200, 201, 202].includes(reply.status)) {
@@ -607,7 +592,6 @@ async function compactEmpty(client: HttpClient, db: string, ctx: RunContext): Pr
 
 /** One `GET /_active_tasks`, folded into `task`; a failure is recorded once, never thrown. */
 async function sampleTask(client: HttpClient, db: string, task: TaskSeen): Promise<void> {
-  const { truncate } = shared();
   let reply: JsonReply;
   try {
     reply = await client.request('GET', '/_active_tasks');

@@ -15,7 +15,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { floatIn, intIn, machineInfo, projectRoot } from './common';
 import { renderJson, renderMarkdown, type RunReport, type ScenarioReport, type ServerInfo, type ServerOutcome } from './report';
-import { newServerState, scenarios, type RunContext, type Scenario, type ServerState } from './scenarios';
+import { scenarios } from './all-scenarios';
+import { newServerState, type RunContext, type Scenario, type ServerState } from './scenarios';
 import { ChildSet, startDivan, startPeer, type ServerHandle, type ServerKind, type StartOptions } from './servers';
 
 interface CliOptions {
