@@ -31,6 +31,7 @@ export interface CompactionSettings {
   compactionSlackBytesMin: number;
   compactionJobsMax: number;
   compactionBatchDocs: number;
+  compactionDutyPercent: number;
   purgedInfosLimit: number;
 }
 
@@ -69,7 +70,7 @@ export class CompactionScheduler implements CopyMaintenance {
 
   requestCompaction(copy: ShardCopy): void {
     const id = `compaction/${copy.copyId}`;
-    const progress: CompactionProgress = { phase: 'documents', changesDone: 0, totalChanges: 0, bodiesDropped: 0, attachmentsDropped: 0, purgesTrimmed: 0 };
+    const progress: CompactionProgress = { phase: 'documents', changesDone: 0, totalChanges: 0, bodiesDropped: 0, attachmentsDropped: 0, purgesTrimmed: 0, phaseMs: {} };
     const startedMs = Date.now();
     const { started, done } = this.jobs.start({
       id,
@@ -81,6 +82,7 @@ export class CompactionScheduler implements CopyMaintenance {
           copy,
           {
             batchDocs: this.settings.compactionBatchDocs,
+            dutyPercent: this.settings.compactionDutyPercent,
             revsLimit: found?.entry.revsLimit ?? 1000,
             purgedInfosLimit: found?.entry.purgedInfosLimit ?? this.settings.purgedInfosLimit,
             indexedSeq: () => copy.indexedSeq(),
@@ -95,7 +97,7 @@ export class CompactionScheduler implements CopyMaintenance {
       () => {
         this.onEnded?.(true, progress);
         this.log.info(
-          { component: 'compaction', copyId: copy.copyId, ms: Date.now() - startedMs, bodies: progress.bodiesDropped, attachments: progress.attachmentsDropped, purges: progress.purgesTrimmed },
+          { component: 'compaction', copyId: copy.copyId, ms: Date.now() - startedMs, bodies: progress.bodiesDropped, attachments: progress.attachmentsDropped, purges: progress.purgesTrimmed, phaseMs: progress.phaseMs },
           'copy compacted',
         );
       },

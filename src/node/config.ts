@@ -294,6 +294,8 @@ export interface Config {
   compactionJobsMax: number;
   /** Documents one compaction step rewrites at most: an edit waits for one step at most. */
   compactionBatchDocs: number;
+  /** Share of wall time a compaction works, percent: it rests between steps for the rest (100: never rests). */
+  compactionDutyPercent: number;
   /** `_purged_infos_limit` of new databases: purge requests each copy remembers (CouchDB's purged_infos_limit). */
   purgedInfosLimit: number;
   /** Document ids in one `_purge` request at most (CouchDB's max_document_id_number). */
@@ -452,6 +454,7 @@ export const defaults: Readonly<Config> = Object.freeze({
   compactionSlackBytesMin: 512 * 1024 * 1024,
   compactionJobsMax: 1,
   compactionBatchDocs: 500,
+  compactionDutyPercent: 25,
   purgedInfosLimit: 1000,
   purgeDocsMax: 100,
   purgeRevsMax: 1000,
@@ -683,6 +686,7 @@ function checkRelations(c: Config): void {
   if (c.compactionRatioPercentMin < 100) fail('compactionRatioPercentMin must be at least 100');
   if (c.compactionJobsMax < 1) fail('compactionJobsMax must be at least 1');
   if (c.compactionBatchDocs < 1) fail('compactionBatchDocs must be at least 1');
+  if (c.compactionDutyPercent < 1 || c.compactionDutyPercent > 100) fail('compactionDutyPercent must be in 1..100');
   if (c.purgedInfosLimit < 1) fail('purgedInfosLimit must be at least 1');
   if (c.purgeDocsMax < 1 || c.purgeRevsMax < 1) fail('purgeDocsMax and purgeRevsMax must be at least 1');
   if (c.replicationLongpollMs < 1) fail('replicationLongpollMs must be at least 1');

@@ -19,11 +19,13 @@
  *    and edits are serialized by the updater.
  * 3. Purge history beyond `_purged_infos_limit` is forgotten, but never a request a
  *    view or Mango index of the copy has not absorbed yet.
- * 4. RocksDB is asked to compact the copy's key range, which frees what the deletes and
- *    overwrites left in its files.
+ * 4. RocksDB is asked to compact the copy's spaces one by one (not its indexes), which
+ *    frees what the deletes and overwrites left in its files.
  *
  * Each step yields to the event loop and to the updater's queue, so edits wait for one
- * step at most. A cancelled run (node shutdown) keeps its checkpoint and resumes.
+ * step at most, and then rests (`dutyPercent`): on a busy node a compaction takes longer
+ * instead of taking the requests' share of the CPU. A cancelled run (node shutdown)
+ * keeps its checkpoint and resumes.
  */
 import type { ShardCopy } from './shard-copy';
 import { decodeDocInfo } from './doc-info';
@@ -34,6 +36,11 @@ import * as keys from '../storage/keys';
 export interface CompactionOptions {
   /** Documents per updater step. */
   batchDocs: number;
+  /**
+   * Share of wall time the compaction works, percent: after each step it rests so that
+   * work is at most this share (100: no rest). Keeps requests' throughput while it runs.
+   */
+  dutyPercent: number;
   revsLimit: number;
   purgedInfosLimit: number;
   /** The lowest copy seq the copy's indexes have absorbed (purge history they still need). */
@@ -50,7 +57,33 @@ export interface CompactionProgress {
   bodiesDropped: number;
   attachmentsDropped: number;
   purgesTrimmed: number;
+  /** Milliseconds each finished phase took (for the log: where a compaction's time goes). */
+  phaseMs: Partial<Record<CompactionProgress['phase'], number>>;
 }
+
+/** Rests between steps so that work takes at most `dutyPercent` of wall time. */
+class Pacer {
+  private workStartMs = Date.now();
+
+  constructor(
+    private readonly dutyPercent: number,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  async rest(): Promise<void> {
+    const workedMs = Date.now() - this.workStartMs;
+    const restMs = this.dutyPercent >= 100 ? 0 : Math.min(1000, (workedMs * (100 - this.dutyPercent)) / this.dutyPercent);
+    await new Promise<void>((resolve) => {
+      if (restMs < 1 || this.signal.aborted) return setImmediate(resolve);
+      const timer = setTimeout(resolve, restMs);
+      this.signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+    });
+    this.workStartMs = Date.now();
+  }
+}
+
+/** The spaces RocksDB is asked to rewrite, one at a time (the index space is the indexes' own). */
+const SPACES_TO_REWRITE = [keys.Space.DocInfo, keys.Space.BySeq, keys.Space.RevBody, keys.Space.Attachment, keys.Space.Local, keys.Space.Meta, keys.Space.Purge];
 
 interface Checkpoint {
   phase: 'documents' | 'attachments';
@@ -62,24 +95,36 @@ interface Checkpoint {
 export async function compactCopy(copy: ShardCopy, options: CompactionOptions, progress: CompactionProgress, signal: AbortSignal): Promise<void> {
   const saved = await copy.compactionCheckpoint();
   const checkpoint: Checkpoint = saved ? (JSON.parse(saved) as Checkpoint) : { phase: 'documents', changesDone: 0 };
+  const pacer = new Pacer(options.dutyPercent, signal);
   const state = copy.getState();
   progress.totalChanges = state.docCount + state.docDelCount;
   progress.changesDone = checkpoint.changesDone;
+  let phaseStartMs = Date.now();
+  const enter = (phase: CompactionProgress['phase']) => {
+    const now = Date.now();
+    progress.phaseMs[progress.phase] = (progress.phaseMs[progress.phase] ?? 0) + now - phaseStartMs;
+    phaseStartMs = now;
+    progress.phase = phase;
+  };
   if (checkpoint.phase === 'documents') {
     progress.phase = 'documents';
-    if (!(await compactDocuments(copy, options, progress, checkpoint, signal))) return;
+    if (!(await compactDocuments(copy, options, progress, checkpoint, signal, pacer))) return;
     checkpoint.phase = 'attachments';
     delete checkpoint.after;
     await copy.compactDocs([], JSON.stringify(checkpoint), options.revsLimit);
   }
-  progress.phase = 'attachments';
-  if (!(await sweepAttachments(copy, progress, signal))) return;
-  progress.phase = 'purges';
+  enter('attachments');
+  if (!(await sweepAttachments(copy, progress, signal, pacer))) return;
+  enter('purges');
   progress.purgesTrimmed = await trimPurgeHistory(copy, options);
-  progress.phase = 'storage';
-  await copy.compactStorage();
+  enter('storage');
+  for (const space of SPACES_TO_REWRITE) {
+    if (signal.aborted) return;
+    await copy.compactSpace(space);
+    await pacer.rest();
+  }
   await copy.clearCompactionCheckpoint();
-  progress.phase = 'done';
+  enter('done');
   progress.changesDone = Math.max(progress.changesDone, progress.totalChanges);
 }
 
@@ -90,7 +135,7 @@ function needsCompaction(info: DocInfo, revsLimit: number): boolean {
   return false;
 }
 
-async function compactDocuments(copy: ShardCopy, options: CompactionOptions, progress: CompactionProgress, checkpoint: Checkpoint, signal: AbortSignal): Promise<boolean> {
+async function compactDocuments(copy: ShardCopy, options: CompactionOptions, progress: CompactionProgress, checkpoint: Checkpoint, signal: AbortSignal, pacer: Pacer): Promise<boolean> {
   const cursor = copy.docInfoScan(checkpoint.after);
   let pending: string[] = [];
   const flush = async (after: string | undefined) => {
@@ -116,9 +161,12 @@ async function compactDocuments(copy: ShardCopy, options: CompactionOptions, pro
         }
         if (!needsCompaction(info, options.revsLimit)) continue;
         pending.push(id);
-        if (pending.length >= options.batchDocs) await flush(id);
+        if (pending.length >= options.batchDocs) {
+          await flush(id);
+          await pacer.rest();
+        }
       }
-      await new Promise((resolve) => setImmediate(resolve));
+      await pacer.rest();
     }
     if (pending.length > 0 || last !== undefined) await flush(last);
     return true;
@@ -127,7 +175,7 @@ async function compactDocuments(copy: ShardCopy, options: CompactionOptions, pro
   }
 }
 
-async function sweepAttachments(copy: ShardCopy, progress: CompactionProgress, signal: AbortSignal): Promise<boolean> {
+async function sweepAttachments(copy: ShardCopy, progress: CompactionProgress, signal: AbortSignal, pacer: Pacer): Promise<boolean> {
   copy.beginSweepGuard();
   try {
     const referenced = new Set<string>();
@@ -147,7 +195,7 @@ async function sweepAttachments(copy: ShardCopy, progress: CompactionProgress, s
             if (encoding !== undefined) referenced.add(stub.digest);
           }
         }
-        await new Promise((resolve) => setImmediate(resolve));
+        await pacer.rest();
       }
     } finally {
       await bodies.close();
@@ -164,6 +212,7 @@ async function sweepAttachments(copy: ShardCopy, progress: CompactionProgress, s
         if (candidates.length >= 256) {
           progress.attachmentsDropped += await copy.sweepAttachments(candidates);
           candidates = [];
+          await pacer.rest();
         }
       }
     } finally {

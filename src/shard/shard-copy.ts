@@ -472,9 +472,9 @@ export class ShardCopy {
     await this.store.write([{ type: 'del', key: keys.metaKey(this.copyId, COMPACTION_KEY) }]);
   }
 
-  /** Ask RocksDB to rewrite this copy's key range (frees what deletes left behind). */
-  compactStorage(): Promise<void> {
-    return this.store.compact(keys.copyRange(this.copyId));
+  /** Ask RocksDB to rewrite one space of this copy's keys (compaction does them one at a time). */
+  compactSpace(space: keys.Space): Promise<void> {
+    return this.store.compact(keys.spaceRange(this.copyId, space));
   }
 
   /** Stored revision bodies in key order, from after `after` (a key), in batches. */

@@ -38,7 +38,7 @@ function replicated(id: string, revs: string[], body: Record<string, unknown> = 
 }
 
 function progress(): CompactionProgress {
-  return { phase: 'documents', changesDone: 0, totalChanges: 0, bodiesDropped: 0, attachmentsDropped: 0, purgesTrimmed: 0 };
+  return { phase: 'documents', changesDone: 0, totalChanges: 0, bodiesDropped: 0, attachmentsDropped: 0, purgesTrimmed: 0, phaseMs: {} };
 }
 
 test('purgeTree removes named leaves and the ancestors no other leaf keeps; non-leaves are ignored', () => {
@@ -118,7 +118,7 @@ test('sizes follow edits and compaction; compaction keeps every seq and frees ol
   const info = await copy.getDocInfo('doc');
   const oldRev = [...info!.tree.values()].find((n) => n.pos === 1)!.rev;
   assert.ok(await copy.readBody('doc', oldRev));
-  await compactCopy(copy, { batchDocs: 10, revsLimit: 1000, purgedInfosLimit: 1000, indexedSeq: async () => copy.getState().updateSeq }, progress(), new AbortController().signal);
+  await compactCopy(copy, { batchDocs: 10, dutyPercent: 100, revsLimit: 1000, purgedInfosLimit: 1000, indexedSeq: async () => copy.getState().updateSeq }, progress(), new AbortController().signal);
   assert.equal(await copy.readBody('doc', oldRev), undefined);
   assert.equal((await copy.getDocInfo('doc'))!.seq, seqBefore);
   assert.equal(copy.getState().staleBytes, 0);
@@ -137,7 +137,7 @@ test('compaction stems trees to a lowered revs_limit and trims purge history bey
     await copy.updateDocs([replicated(`g${i}`, ['1-a'])]);
     await copy.purge([{ uuid: `t${i}`, id: `g${i}`, revs: ['1-a'] }]);
   }
-  await compactCopy(copy, { batchDocs: 10, revsLimit: 2, purgedInfosLimit: 2, indexedSeq: async () => copy.getState().updateSeq }, progress(), new AbortController().signal);
+  await compactCopy(copy, { batchDocs: 10, dutyPercent: 100, revsLimit: 2, purgedInfosLimit: 2, indexedSeq: async () => copy.getState().updateSeq }, progress(), new AbortController().signal);
   assert.equal((await copy.getDocInfo('s'))!.tree.size, 2);
   assert.deepEqual((await copy.purgeInfos(0, 100)).map((i) => i.uuid), ['t3', 't4']);
   assert.equal(copy.getState().purgeSeq, 5);
@@ -147,6 +147,6 @@ test('compaction stems trees to a lowered revs_limit and trims purge history bey
     await held.updateDocs([replicated(`h${i}`, ['1-a'])]);
     await held.purge([{ uuid: `h${i}`, id: `h${i}`, revs: ['1-a'] }]);
   }
-  await compactCopy(held, { batchDocs: 10, revsLimit: 1000, purgedInfosLimit: 1, indexedSeq: async () => 0 }, progress(), new AbortController().signal);
+  await compactCopy(held, { batchDocs: 10, dutyPercent: 100, revsLimit: 1000, purgedInfosLimit: 1, indexedSeq: async () => 0 }, progress(), new AbortController().signal);
   assert.equal((await held.purgeInfos(0, 100)).length, 4);
 });
