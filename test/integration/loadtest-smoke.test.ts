@@ -209,3 +209,7 @@ test('loadtest: the read scenarios (as the admin, and as a _users member by role
 test('loadtest: the server-side replication scenarios run on Divan, every doc replicated', () => {
   runDivanScenarios({ replicate_server: 'docsPerSecond', replicate_live: 'p99Ms' }, ['--replicate-docs', '300']);
 });
+
+test('loadtest: the compaction scenarios run on Divan, no request failing and the space measured', () => {
+  runDivanScenarios({ compact_load: 'writesDuringPerSecond', compact_space: 'reclaimedMiB' }, ['--compact-docs', '300', '--space-docs', '500', '--seconds', '0.3']);
+});
