@@ -31,7 +31,7 @@ import type { HttpClient, JsonReply } from './client';
 import { makeDoc, type LoadDoc } from './docs';
 import { drive, summarizeLatencies, type LatencySummary, type StopReason } from './driver';
 import type { ServerHandle } from './servers';
-import { bulkBatchDocs, bulkWrite, createDb, deleteDb, docPath, expectStatus, loadDocsWith, truncate, type MetricSpec, type RunContext, type Scenario, type ScenarioOutcome } from './scenarios';
+import { bulkBatchDocs, bulkWrite, createDb, deleteDb, docPath, expectStatus, higher, loadDocsWith, lower, truncate, type RunContext, type Scenario, type ScenarioOutcome } from './scenarios';
 
 /** Updates of every doc before anything is measured: the garbage compaction drops. */
 const updateRounds = 5;
@@ -56,8 +56,6 @@ const loadRatioTarget = 0.7;
 const spaceRatioTarget = 1.5;
 const bytesPerMiB = 1024 * 1024;
 
-const higher = (key: string, label: string): MetricSpec => ({ key, label, better: 'higher' });
-const lower = (key: string, label: string): MetricSpec => ({ key, label, better: 'lower' });
 
 export const compactionScenarios: readonly Scenario[] = [
   {
@@ -289,47 +287,50 @@ async function loadGarbage(server: ServerHandle, db: string, count: number, ctx:
 /** One round: every doc rewritten (new filler) over its current rev, `bulkBatchDocs` per request. */
 async function updateEveryDoc(client: HttpClient, db: string, docs: GarbageDocs, ctx: RunContext): Promise<void> {
   const { ids, revs, bodies } = docs;
-  const result = await drive({
-    concurrency: Math.min(setupConcurrencyMax, ctx.concurrency),
-    durationMs: setupRoundDeadlineMs,
-    opsMax: Math.ceil(ids.length / bulkBatchDocs),
-    errorsMax: 1,
-    signal: ctx.signal,
-    op: async (_worker, batch) => {
-      const first = batch * bulkBatchDocs;
-      const updates: LoadDoc[] = [];
-      for (let i = first; i < Math.min(first + bulkBatchDocs, ids.length); i++) updates.push({ ...makeDoc(ids[i], i), _rev: revs[i] });
-      const written = await bulkWrite(client, db, updates);
-      if (written.failures > 0) throw new Error(`updating ${db}: ${written.failures} docs failed (${written.firstError})`);
-      updates.forEach((doc, offset) => {
-        revs[first + offset] = written.revsById.get(doc._id) ?? '';
-        bodies[first + offset] = doc;
-      });
-      return updates.length;
-    },
+  await writeInBatches(client, db, ids.length, ctx, 'updating', (first, end) => {
+    const updates: LoadDoc[] = [];
+    for (let i = first; i < end; i++) updates.push({ ...makeDoc(ids[i], i), _rev: revs[i] });
+    return updates;
+  }, (first, updates, written) => {
+    updates.forEach((doc, offset) => {
+      revs[first + offset] = written.revsById.get(doc._id) ?? '';
+      bodies[first + offset] = doc;
+    });
   });
-  if (result.errors > 0 || result.items !== ids.length) {
-    throw new Error(`updating ${ids.length} docs of ${db} stopped (${result.stoppedBy}) after ${result.items}: ${result.errorSamples.join('; ')}`);
-  }
 }
 
 /** A fresh database of the same winning bodies: same ids and contents, no `_rev`, so new revs. */
 async function loadBodies(client: HttpClient, db: string, bodies: LoadDoc[], ctx: RunContext): Promise<void> {
+  await writeInBatches(client, db, bodies.length, ctx, 'loading', (first, end) => bodies.slice(first, end).map((body) => ({ ...body, _rev: undefined })));
+}
+
+/** `count` docs written with `_bulk_docs`, `bulkBatchDocs` per request, a few requests at once; any failure stops it. */
+async function writeInBatches(
+  client: HttpClient,
+  db: string,
+  count: number,
+  ctx: RunContext,
+  verb: string,
+  batchOf: (first: number, end: number) => LoadDoc[],
+  onWritten?: (first: number, docs: LoadDoc[], written: Awaited<ReturnType<typeof bulkWrite>>) => void,
+): Promise<void> {
   const result = await drive({
     concurrency: Math.min(setupConcurrencyMax, ctx.concurrency),
     durationMs: setupRoundDeadlineMs,
-    opsMax: Math.ceil(bodies.length / bulkBatchDocs),
+    opsMax: Math.ceil(count / bulkBatchDocs),
     errorsMax: 1,
     signal: ctx.signal,
     op: async (_worker, batch) => {
-      const docs = bodies.slice(batch * bulkBatchDocs, (batch + 1) * bulkBatchDocs).map((body) => ({ ...body, _rev: undefined }));
+      const first = batch * bulkBatchDocs;
+      const docs = batchOf(first, Math.min(first + bulkBatchDocs, count));
       const written = await bulkWrite(client, db, docs);
-      if (written.failures > 0) throw new Error(`loading ${db}: ${written.failures} docs failed (${written.firstError})`);
+      if (written.failures > 0) throw new Error(`${verb} ${db}: ${written.failures} docs failed (${written.firstError})`);
+      onWritten?.(first, docs, written);
       return docs.length;
     },
   });
-  if (result.errors > 0 || result.items !== bodies.length) {
-    throw new Error(`loading ${bodies.length} docs into ${db} stopped (${result.stoppedBy}) after ${result.items}: ${result.errorSamples.join('; ')}`);
+  if (result.errors > 0 || result.items !== count) {
+    throw new Error(`${verb} ${count} docs of ${db} stopped (${result.stoppedBy}) after ${result.items}: ${result.errorSamples.join('; ')}`);
   }
 }
 

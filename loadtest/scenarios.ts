@@ -163,8 +163,8 @@ const findInTagsCount = 5;
  */
 const findQueryTimeoutMs = 10 * 60 * 1000;
 
-const higher = (key: string, label: string): MetricSpec => ({ key, label, better: 'higher' });
-const lower = (key: string, label: string): MetricSpec => ({ key, label, better: 'lower' });
+export const higher = (key: string, label: string): MetricSpec => ({ key, label, better: 'higher' });
+export const lower = (key: string, label: string): MetricSpec => ({ key, label, better: 'lower' });
 
 /** Every scenario but the last (memory): all-scenarios.ts puts the list together. */
 export const coreScenarios: readonly Scenario[] = [

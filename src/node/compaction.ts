@@ -21,19 +21,22 @@ import { rangeName, ranges } from '../ring/ranges';
 import { compactCopy, type CompactionProgress } from '../shard/compaction';
 import type { CopyMaintenance, ShardCopy } from '../shard/shard-copy';
 import type { CatalogEntry } from './catalog';
+import type { Config } from './config';
 import { JobRegistry } from './jobs';
 
-export interface CompactionSettings {
-  compactionAuto: number;
-  compactionCheckIntervalMs: number;
-  compactionRatioPercentMin: number;
-  compactionSizeBytesMin: number;
-  compactionSlackBytesMin: number;
-  compactionJobsMax: number;
-  compactionBatchDocs: number;
-  compactionDutyPercent: number;
-  purgedInfosLimit: number;
-}
+/** The settings the scheduler reads (src/node/config.ts documents each). */
+export type CompactionSettings = Pick<
+  Config,
+  | 'compactionAuto'
+  | 'compactionCheckIntervalMs'
+  | 'compactionRatioPercentMin'
+  | 'compactionSizeBytesMin'
+  | 'compactionSlackBytesMin'
+  | 'compactionJobsMax'
+  | 'compactionBatchDocs'
+  | 'compactionDutyPercent'
+  | 'purgedInfosLimit'
+>;
 
 /** What the scheduler needs of the catalog: this node's copies and their databases. */
 export interface LocalCopies {

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
+import http from 'node:http';
 
 const MAIN = path.join(__dirname, '..', '..', 'src', 'node', 'main.js');
 export const ADMIN = { user: 'admin', password: 'test-password' };
@@ -182,4 +183,27 @@ export async function createDb(node: TestNode, prefix = 'db', q?: number): Promi
   const res = await request(node, 'PUT', `/${name}${q ? `?q=${q}` : ''}`);
   assert.equal(res.status, 201, res.text);
   return name;
+}
+
+export interface RawReply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/** One HTTP exchange as admin with the bytes exactly as sent and received (no decoding of any kind: fetch would gunzip). */
+export function rawRequest(node: { url: string }, method: string, urlPath: string, options: { headers?: Record<string, string>; body?: Buffer | string } = {}): Promise<RawReply> {
+  const url = new URL(node.url + urlPath);
+  const authorization = 'Basic ' + Buffer.from(`${ADMIN.user}:${ADMIN.password}`).toString('base64');
+  return new Promise((resolve, reject) => {
+    const req = http.request({ method, host: url.hostname, port: url.port, path: url.pathname + url.search, headers: { authorization, ...options.headers } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${urlPath} timed out`)));
+    req.on('error', reject);
+    req.end(options.body);
+  });
 }

@@ -15,39 +15,15 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import http from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import { clusterPerSuite, eventually } from '../helpers/cluster';
-import { ADMIN, createDb, request, startNode, type TestNode, uniqueDb } from '../helpers/node-process';
+import { createDb, rawRequest, type RawReply, request, startNode, type TestNode, uniqueDb } from '../helpers/node-process';
 import { localDb, PouchDB, remoteDb, withDeadline } from '../helpers/pouch';
 import { parseContentType, parseMultipart } from '../../src/api/http/multipart';
 
-const AUTH = 'Basic ' + Buffer.from(`${ADMIN.user}:${ADMIN.password}`).toString('base64');
-
-interface RawReply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-}
 
 /** One HTTP exchange with the bytes exactly as sent (no decoding of any kind). */
-function raw(node: TestNode, method: string, path: string, options: { headers?: Record<string, string>; body?: Buffer | string } = {}): Promise<RawReply> {
-  const url = new URL(node.url + path);
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { method, host: url.hostname, port: url.port, path: url.pathname + url.search, headers: { authorization: AUTH, ...options.headers } },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
-        res.on('error', reject);
-      },
-    );
-    req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${path} timed out`)));
-    req.on('error', reject);
-    req.end(options.body);
-  });
-}
+const raw = rawRequest;
 
 const md5 = (data: Buffer): string => 'md5-' + createHash('md5').update(data).digest('base64');
 const md5Base64 = (data: Buffer): string => md5(data).slice(4);

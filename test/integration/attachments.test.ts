@@ -13,10 +13,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import http from 'node:http';
 import net from 'node:net';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { ADMIN, request, startNode, TestNode, createDb } from '../helpers/node-process';
+import { ADMIN, rawRequest, type RawReply, request, startNode, TestNode, createDb } from '../helpers/node-process';
 import { localDb, PouchDB, remoteDb, withDeadline } from '../helpers/pouch';
 import { parseContentType, parseMultipart } from '../../src/api/http/multipart';
 
@@ -30,30 +29,8 @@ after(async () => {
 
 const AUTH = 'Basic ' + Buffer.from(`${ADMIN.user}:${ADMIN.password}`).toString('base64');
 
-interface RawReply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-}
-
-/** One HTTP exchange with the bytes exactly as sent (no decoding of any kind). */
-function raw(method: string, path: string, options: { headers?: Record<string, string>; body?: Buffer | string } = {}): Promise<RawReply> {
-  const url = new URL(node.url + path);
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { method, host: url.hostname, port: url.port, path: url.pathname + url.search, headers: { authorization: AUTH, ...options.headers } },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
-        res.on('error', reject);
-      },
-    );
-    req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${path} timed out`)));
-    req.on('error', reject);
-    req.end(options.body);
-  });
-}
+/** One HTTP exchange with this file's node, the bytes exactly as sent (no decoding of any kind). */
+const raw = (method: string, path: string, options?: { headers?: Record<string, string>; body?: Buffer | string }) => rawRequest(node, method, path, options);
 
 const newDb = (): Promise<string> => createDb(node, 'att');
 
