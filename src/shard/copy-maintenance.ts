@@ -53,10 +53,12 @@ export async function compactDocs(ctx: MaintenanceContext, ids: string[], checkp
     if (!raw) continue;
     const id = ids[i]!;
     const before = ctx.decodeInfo(id, raw);
-    const stemmed = stem(new Map(before.tree), revsLimit);
+    const unstemmed = new Map(before.tree);
+    const stemmed = stem(unstemmed, revsLimit);
     const leafRevs = new Set(leaves(stemmed).map((leaf) => leaf.rev));
     const tree = new Map<RevId, RevNode>();
-    let changed = stemmed !== before.tree;
+    // stem answers the map it was given when nothing is cut.
+    let changed = stemmed !== unstemmed;
     for (const node of stemmed.values()) {
       if (node.hasBody && !leafRevs.has(node.rev)) {
         tree.set(node.rev, { rev: node.rev, pos: node.pos, parent: node.parent, deleted: node.deleted, hasBody: false });
