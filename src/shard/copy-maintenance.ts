@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import type { Store, WriteOp } from '../storage/store';
 import * as keys from '../storage/keys';
-import { encodeDocInfo } from './doc-info';
+import { encodeDocInfo, seqRecord, storedRecordBytes } from './doc-info';
 import { purgeTree, type PurgeInfo, type PurgeRequest } from './purge';
 import { leaves, stem, winner, type NodeSize, type RevId, type RevNode } from './rev-tree';
 import type { AttachmentStub, CopyState, DocInfo } from './types';
@@ -83,9 +83,9 @@ export async function compactDocs(ctx: MaintenanceContext, ids: string[], checkp
     if (!changed) continue;
     const after: DocInfo = { id, seq: before.seq, tree, winner: winner(tree)! };
     const encoded = encodeDocInfo(after);
-    accountSizes(state, before, raw.length, after, Buffer.byteLength(encoded, 'utf8'));
+    accountSizes(state, before, storedRecordBytes(raw), after, storedRecordBytes(encoded));
     ops.push({ type: 'put', key: keys.docInfoKey(ctx.copyId, id), value: encoded });
-    ops.push({ type: 'put', key: keys.seqKey(ctx.copyId, before.seq), value: encoded });
+    ops.push({ type: 'put', key: keys.seqKey(ctx.copyId, before.seq), value: seqRecord(encoded) });
     step.docsChanged++;
   }
   ops.push({ type: 'put', key: keys.metaKey(ctx.copyId, COMPACTION_KEY), value: checkpoint });
@@ -114,7 +114,7 @@ export async function applyPurges(ctx: MaintenanceContext, requests: PurgeReques
     }
     if (!current.has(request.id)) {
       const raw = await ctx.store.get(keys.docInfoKey(ctx.copyId, request.id));
-      current.set(request.id, { info: raw ? ctx.decodeInfo(request.id, raw) : undefined, bytes: raw?.length ?? 0 });
+      current.set(request.id, { info: raw ? ctx.decodeInfo(request.id, raw) : undefined, bytes: raw ? storedRecordBytes(raw) : 0 });
     }
     const { info: before, bytes } = current.get(request.id)!;
     const outcome = before ? purgeTree(before.tree, request.revs) : { tree: new Map<RevId, RevNode>(), purged: [], dropped: [] };
@@ -139,10 +139,10 @@ export async function applyPurges(ctx: MaintenanceContext, requests: PurgeReques
         const after: DocInfo = { id: request.id, seq: atSeq, tree: outcome.tree, winner: winner(outcome.tree)! };
         countTransition(state, before, after);
         const encoded = encodeDocInfo(after);
-        const length = Buffer.byteLength(encoded, 'utf8');
+        const length = storedRecordBytes(encoded);
         accountSizes(state, before, bytes, after, length);
         ops.push({ type: 'put', key: keys.docInfoKey(ctx.copyId, request.id), value: encoded });
-        ops.push({ type: 'put', key: keys.seqKey(ctx.copyId, atSeq), value: encoded });
+        ops.push({ type: 'put', key: keys.seqKey(ctx.copyId, atSeq), value: seqRecord(encoded) });
         current.set(request.id, { info: after, bytes: length });
       }
     }
@@ -213,10 +213,10 @@ export function countTransition(state: CopyState, before: DocInfo | undefined, a
 }
 
 /** What a copy's stored form of one document takes: see CopyState's byte counters. */
-function storedSizes(info: DocInfo | undefined, encodedBytes: number): { active: number; external: number; stale: number } {
+function storedSizes(info: DocInfo | undefined, recordBytes: number): { active: number; external: number; stale: number } {
   if (!info) return { active: 0, external: 0, stale: 0 };
-  // The doc info is stored twice: under its id and under its seq.
-  const out = { active: 2 * encodedBytes, external: 0, stale: 0 };
+  // recordBytes: the doc info under its id and its summary under its seq (doc-info.ts).
+  const out = { active: recordBytes, external: 0, stale: 0 };
   const parents = new Set<RevId>();
   for (const node of info.tree.values()) if (node.parent !== null) parents.add(node.parent);
   for (const node of info.tree.values()) {

@@ -1,7 +1,11 @@
 /**
- * How a document's info is stored (under its id, and again under its seq):
+ * How a document's info is stored under its id:
  *
  *   <leaves>\n<id as JSON>\n{"seq":N,"tree":<encoded tree>}
+ *
+ * and under its seq, only the first two lines (`seqRecord`): scans by seq never need
+ * the tree (records written before this version hold all three lines; readers read
+ * the first two either way).
  *
  * `leaves` is every leaf rev, winner first then in winner order, each followed by
  * `!` when deleted, separated by spaces. Scans that need only the winner and the
@@ -28,6 +32,17 @@ function leavesLine(sorted: readonly RevNode[]): string {
 
 export function encodeDocInfo(info: DocInfo): string {
   return leavesLine(sortedLeaves(info.tree)) + '\n' + JSON.stringify(info.id) + '\n' + JSON.stringify({ seq: info.seq, tree: encodeTree(info.tree) });
+}
+
+/** The by-seq record of a doc info: its first two lines (leaves and id), all that scans read. */
+export function seqRecord(encoded: string): string {
+  return encoded.slice(0, encoded.indexOf('\n', encoded.indexOf('\n') + 1) + 1);
+}
+
+/** Bytes a document's two records take (by id and by seq), from its by-id record. */
+export function storedRecordBytes(record: Buffer | string): number {
+  if (typeof record === 'string') return Buffer.byteLength(record, 'utf8') + Buffer.byteLength(seqRecord(record), 'utf8');
+  return record.length + record.indexOf(10, record.indexOf(10) + 1) + 1;
 }
 
 export function decodeDocInfo(raw: Buffer): DocInfo {

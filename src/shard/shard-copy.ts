@@ -25,7 +25,7 @@ import { CopyIndexes, type CopyIndexesOptions, type IndexTask } from './index/co
 import type { IndexInfo, DesignDocRef, FindStreamItem, ReducedRow, ShardFindRequest, ShardReduceRequest, ShardViewRequest, ViewRow, ViewStreamItem } from './index/types';
 import { compileSelector } from './query/mango';
 import { conflictRevs, renderDoc } from './render';
-import { decodeDocInfo, decodeSummary, DocSummary, encodeDocInfo } from './doc-info';
+import { decodeDocInfo, decodeSummary, DocSummary, encodeDocInfo, seqRecord, storedRecordBytes } from './doc-info';
 import { sortedLeaves, type RevId } from './rev-tree';
 import type { PurgeInfo, PurgeRequest } from './purge';
 import { accountSizes, applyPurges, COMPACTION_KEY, compactDocs, countTransition, readPurgeInfos, trimPurges, type CompactStep, type MaintenanceContext } from './copy-maintenance';
@@ -307,7 +307,7 @@ export class ShardCopy {
     ids.forEach((id, i) => {
       try {
         infos.set(id, stored[i] ? this.decodeInfo(id, stored[i]!) : undefined);
-        if (stored[i]) encodedLengths.set(id, stored[i]!.length);
+        if (stored[i]) encodedLengths.set(id, storedRecordBytes(stored[i]!));
       } catch (err) {
         corrupt.set(id, new DivanError('internal', 'unknown_error', err instanceof Error ? err.message : String(err)));
       }
@@ -352,12 +352,12 @@ export class ShardCopy {
       countTransition(state, before, after);
       infos.set(edit.id, after);
       const encoded = encodeDocInfo(after);
-      const encodedBytes = Buffer.byteLength(encoded, 'utf8');
-      accountSizes(state, before, encodedLengths.get(edit.id) ?? 0, after, encodedBytes);
-      encodedLengths.set(edit.id, encodedBytes);
+      const recordBytes = storedRecordBytes(encoded);
+      accountSizes(state, before, encodedLengths.get(edit.id) ?? 0, after, recordBytes);
+      encodedLengths.set(edit.id, recordBytes);
       referenced.push(...outcome.digests);
       ops.push({ type: 'put', key: keys.docInfoKey(this.copyId, edit.id), value: encoded });
-      ops.push({ type: 'put', key: keys.seqKey(this.copyId, after.seq), value: encoded });
+      ops.push({ type: 'put', key: keys.seqKey(this.copyId, after.seq), value: seqRecord(encoded) });
       // One by-seq entry per doc. A doc edited twice in one batch deletes the entry its
       // first edit put: batch ops apply in order, so only the last seq survives.
       if (before) ops.push({ type: 'del', key: keys.seqKey(this.copyId, before.seq) });
