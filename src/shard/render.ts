@@ -7,7 +7,7 @@
  * fields. Reads that must change the body (attachments inline, `_revisions`...) go
  * through `renderDocObject`.
  */
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import type { RevId } from './rev-tree';
 
 export interface RenderExtras {
@@ -30,16 +30,20 @@ export function conflictRevs(sortedLeaves: readonly { rev: RevId; deleted: boole
 }
 
 /** Deterministic revision hash: the same edit makes the same rev on every copy. */
+/**
+ * One-shot md5 (Node 20.12+: one native call instead of a Hash object and five
+ * updates; measured 6.9% of `_bulk_docs` in loadtest/PROFILE.md), with the streaming
+ * form where it is missing. Both hash the same UTF-8 bytes.
+ */
+const md5Hex: (text: string) => string =
+  typeof (crypto as { hash?: unknown }).hash === 'function'
+    ? (text) => (crypto as unknown as { hash(algorithm: string, data: string, encoding: 'hex'): string }).hash('md5', text, 'hex')
+    : (text) => crypto.createHash('md5').update(text).digest('hex');
+
 export function revHash(input: { deleted: boolean; parent: RevId | null; body: string }): string {
-  return createHash('md5')
-    .update(input.deleted ? '1' : '0')
-    .update('\n')
-    .update(input.parent ?? '')
-    .update('\n')
-    .update(input.body)
-    .digest('hex');
+  return md5Hex((input.deleted ? '1\n' : '0\n') + (input.parent ?? '') + '\n' + input.body);
 }
 
 export function attachmentDigest(data: Buffer): string {
-  return 'md5-' + createHash('md5').update(data).digest('base64');
+  return 'md5-' + crypto.createHash('md5').update(data).digest('base64');
 }

@@ -171,6 +171,15 @@ export function decodeSeqKey(key: Buffer): number {
 
 /** Order-preserving, self-delimiting encoding of a string: 0x00 → 0x00 0xFF, end 0x00 0x01. */
 export function escapeText(text: string): Buffer {
+  if (!text.includes('\u0000')) {
+    // No zero byte (every real id): the bytes, then the terminator, in one allocation.
+    const bytes = Buffer.byteLength(text, 'utf8');
+    const out = Buffer.allocUnsafe(bytes + 2);
+    out.write(text, 0, 'utf8');
+    out[bytes] = 0x00;
+    out[bytes + 1] = 0x01;
+    return out;
+  }
   const raw = Buffer.from(text, 'utf8');
   let zeros = 0;
   for (const byte of raw) if (byte === 0) zeros++;
@@ -204,7 +213,11 @@ export function unescapeText(buf: Buffer, start: number): { text: string; end: n
 }
 
 export function revBodyKey(copy: number, docId: string, rev: string): Buffer {
-  return Buffer.concat([spacePrefix(copy, Space.RevBody, 0), escapeText(docId), Buffer.from(rev, 'latin1')]);
+  const escaped = escapeText(docId);
+  const key = spacePrefix(copy, Space.RevBody, escaped.length + rev.length);
+  escaped.copy(key, COPY_PREFIX_BYTES);
+  key.write(rev, COPY_PREFIX_BYTES + escaped.length, 'latin1');
+  return key;
 }
 
 export function decodeRevBodyKey(key: Buffer): { docId: string; rev: string } {

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { decodeDocInfo, decodeSummary, encodeDocInfo } from '../../src/shard/doc-info';
+import { revHash } from '../../src/shard/render';
 import { emptyTree, encodeTree, mergePath, sortedLeaves, winner } from '../../src/shard/rev-tree';
 
 test('property: stored doc info round-trips and its summary agrees with the tree', () => {
@@ -36,4 +37,11 @@ test('ids with newlines and quotes survive', () => {
     assert.equal(decodeDocInfo(raw).id, id);
     assert.equal(JSON.parse(decodeSummary(raw).idJson), id);
   }
+});
+
+test('revision hashes are stable: the same edit makes the same rev on every node and version', () => {
+  // Values pinned from the streaming implementation; a faster hashing path must give the same bytes.
+  assert.equal(revHash({ deleted: false, parent: null, body: '{"a":1}' }), 'a02ccf2bf592c45f5954db5c733f5bb1');
+  assert.equal(revHash({ deleted: true, parent: '1-abc', body: '{}' }), '726486ea771bb40c8c966fb88b349800');
+  assert.equal(revHash({ deleted: false, parent: '2-def', body: '{"ü":"héllo","n":[1,2,3]}' }), 'a8a9b1f0ca6ec671b61dd874dd03e79f');
 });
