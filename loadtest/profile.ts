@@ -42,18 +42,14 @@
  * listed apart. See loadtest/PROFILE.md for how to read the figures.
  */
 import { Command, Option } from 'commander';
-import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
-import { HttpClient, type BasicAuth } from './client';
 import { floatIn, intIn, projectRoot } from './common';
 import { makeDoc, newDocId } from './docs';
 import { drive, type DriveResult } from './driver';
 import { bulkBatchDocs, bulkWrite, createDb, docPath, expectStatus, loadDocsWith } from './scenarios';
-import { ChildSet, type ServerHandle } from './servers';
+import { ChildSet, startDivan, type ServerHandle } from './servers';
 
 type ScenarioKey = 'create' | 'read' | 'update' | 'bulk';
 
@@ -79,8 +75,6 @@ const startTimeoutMs = 60_000;
 /** Concurrent `_bulk_docs` requests of the untimed load. */
 const loadConcurrency = 4;
 const inclusiveTopCount = 15;
-const readinessPollMs = 100;
-const outputLinesMax = 40;
 /** USER_HZ of /proc's utime and stime: 100 on every Linux we run on. */
 const clockTicksPerSecond = 100;
 
@@ -472,76 +466,6 @@ function cpuDuring(before: Map<string, number>, after: Map<string, number>, clie
 
 // ---------------------------------------------------------------- the profiled node
 
-/** Spawns the node with the profiler flags, waits for its HTTP port and `GET /_up` → 200. */
-async function startProfiledDivan(options: CliOptions, profileDir: string, children: ChildSet, signal: AbortSignal): Promise<ServerHandle> {
-  if (!fs.existsSync(options.divanMain)) throw new Error(`Divan entry point ${options.divanMain} not found: build it with \`npx tsc -p .\``);
-  const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'divan-prof-data-'));
-  const auth: BasicAuth = { username: 'admin', password: randomBytes(12).toString('hex') };
-  const profilerArgs = ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-interval', String(options.intervalUs)];
-  const child = spawn(process.execPath, [...profilerArgs, options.divanMain, '--port', '0', '--grpc-port', '0', '--bind', '127.0.0.1', '--data-dir', tmpDir], {
-    env: { ...process.env, COUCHDB_USER: auth.username, COUCHDB_PASSWORD: auth.password },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const output: string[] = [];
-  children.add({ child, label: 'Divan (profiled)', tmpDir, output });
-  const keep = (line: string): void => {
-    output.push(line);
-    if (output.length > outputLinesMax) output.shift();
-  };
-  const failure = (what: string): Error => new Error(`Divan: ${what}\n--- last output ---\n${output.join('\n') || '(no output)'}`);
-  if (child.stderr !== null) readline.createInterface({ input: child.stderr }).on('line', keep);
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(failure(`no "listening" line within ${startTimeoutMs} ms`)), startTimeoutMs);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      reject(failure('exited before listening'));
-    });
-    if (child.stdout === null) return;
-    readline.createInterface({ input: child.stdout }).on('line', (line) => {
-      keep(line);
-      const port = httpListeningPort(line);
-      if (port === null) return;
-      clearTimeout(timer);
-      resolve(port);
-    });
-  });
-  const client = new HttpClient({ host: '127.0.0.1', port, auth, socketsMax: options.concurrency, requestTimeoutMs, signal });
-  const deadline = Date.now() + startTimeoutMs;
-  for (;;) {
-    if (signal.aborted) throw new Error('aborted');
-    if (child.exitCode !== null || child.signalCode !== null) throw failure('exited before answering /_up');
-    const status = await client.request('GET', '/_up', undefined, { timeoutMs: 2000 }).then((reply) => reply.status, () => 0);
-    if (status === 200) break;
-    if (Date.now() > deadline) throw failure(`GET /_up not 200 within ${startTimeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, readinessPollMs));
-  }
-  const pid = child.pid ?? -1;
-  return {
-    kind: 'divan',
-    label: 'Divan (profiled)',
-    pid,
-    port,
-    auth,
-    client,
-    idleRss: { rssMiB: null, peakRssMiB: null },
-    dataDir: tmpDir,
-    exited: () => (child.exitCode !== null ? `exit code ${child.exitCode}` : child.signalCode !== null ? `signal ${child.signalCode}` : null),
-  };
-}
-
-/** The port of the HTTP server's `"listening"` log line (the gRPC and metrics servers log one too). */
-function httpListeningPort(line: string): number | null {
-  let event: unknown;
-  try {
-    event = JSON.parse(line);
-  } catch {
-    return null;
-  }
-  if (typeof event !== 'object' || event === null) return null;
-  const { msg, port, component } = event as { msg?: unknown; port?: unknown; component?: unknown };
-  return msg === 'listening' && (component === undefined || component === 'http') && typeof port === 'number' && port > 0 ? port : null;
-}
-
 // ---------------------------------------------------------------- the scenarios' timed parts
 
 interface Prepared {
@@ -686,7 +610,13 @@ async function profileOnce(options: CliOptions, root: string, profileDir: string
   let cpuMs: Record<string, number> = {};
   try {
     log(`starting Divan with --cpu-prof into ${profileDir}...`);
-    const server = await startProfiledDivan(options, profileDir, children, abort.signal);
+    const server = await startDivan(options.divanMain, children, {
+      socketsMax: options.concurrency,
+      requestTimeoutMs,
+      startTimeoutMs,
+      signal: abort.signal,
+      nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-interval', String(options.intervalUs)],
+    });
     log(`  pid ${server.pid} on 127.0.0.1:${server.port}; setting up ${options.scenario} (untimed)...`);
     const prepared = await prepare(options.scenario, server, options.concurrency, abort.signal);
     log(`  driving ${options.scenario} for ${options.seconds} s with ${options.concurrency} workers...`);

@@ -54,6 +54,8 @@ export interface StartOptions {
   /** Deadline for the server to start and answer its readiness probe. */
   startTimeoutMs: number;
   signal: AbortSignal;
+  /** Flags for the Node.js runtime before the entry point (profile.ts: `--cpu-prof ...`). */
+  nodeArgs?: string[];
 }
 
 /** Lines of a child's output kept for error messages. */
@@ -100,7 +102,7 @@ export async function startDivan(mainPath: string, children: ChildSet, options: 
   }
   const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'divan-lt-divan-'));
   const auth: BasicAuth = { username: adminUser, password: randomBytes(12).toString('hex') };
-  const child = spawn(process.execPath, [mainPath, '--port', '0', '--grpc-port', '0', '--bind', '127.0.0.1', '--data-dir', tmpDir], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), mainPath, '--port', '0', '--grpc-port', '0', '--bind', '127.0.0.1', '--data-dir', tmpDir], {
     env: { ...process.env, COUCHDB_USER: auth.username, COUCHDB_PASSWORD: auth.password },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
