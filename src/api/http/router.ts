@@ -46,6 +46,7 @@ const serverNotBuilt = new Set(['_cluster_setup', '_reshard', '_db_updates', '_u
 /** Database endpoints of CouchDB that later issues build. */
 const dbNotBuiltNames = new Map<string, string>([
   ['_partition', 'Partitioned databases'],
+  ['_auto_purge', 'Automatic purge of deleted documents (CouchDB 3.5)'],
 ]);
 
 const designNotBuilt = new Set(['_show', '_list', '_update', '_rewrite', '_search', '_search_info', '_nouveau']);
