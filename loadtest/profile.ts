@@ -48,7 +48,7 @@ import * as path from 'node:path';
 import { floatIn, intIn, projectRoot } from './common';
 import { makeDoc, newDocId } from './docs';
 import { drive, type DriveResult } from './driver';
-import { bulkBatchDocs, bulkWrite, createDb, docPath, expectStatus, loadDocsWith } from './scenarios';
+import { bulkBatchDocs, bulkWrite, createDb, docPath, expectStatus, loadDocsWith, updateOp } from './scenarios';
 import { ChildSet, startDivan, type ServerHandle } from './servers';
 
 type ScenarioKey = 'create' | 'read' | 'update' | 'bulk';
@@ -506,21 +506,7 @@ async function prepare(key: ScenarioKey, server: ServerHandle, concurrency: numb
     case 'update': {
       const docsCount = Math.max(updateDocsCount, concurrency);
       const { ids, revs } = await load(docsCount);
-      // Worker w owns docs w, w + c, ...: no two requests race for one doc.
-      const docsPerWorker = Math.floor(docsCount / concurrency);
-      const nextSlot = new Array<number>(concurrency).fill(0);
-      return {
-        opsMax,
-        op: async (worker, opIndex) => {
-          const index = worker + (nextSlot[worker]++ % docsPerWorker) * concurrency;
-          const doc = { ...makeDoc(ids[index], opIndex), _rev: revs[index] };
-          const reply = await expectStatus(client, 'PUT', docPath(db, doc._id), doc, [201, 202]);
-          const rev = (reply as { rev?: unknown }).rev;
-          if (typeof rev !== 'string') throw new Error(`PUT ${doc._id}: no rev in reply`);
-          revs[index] = rev;
-          return 1;
-        },
-      };
+      return { opsMax, op: updateOp(client, db, ids, revs, concurrency) };
     }
     case 'bulk':
       return {

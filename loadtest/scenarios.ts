@@ -234,22 +234,7 @@ export const coreScenarios: readonly Scenario[] = [
       const db = await createDb(client, 'update');
       const docsCount = Math.max(updateDocsCount, ctx.concurrency);
       const { ids, revs } = await loadDocs(client, db, docsCount, ctx);
-      // Worker w owns docs w, w + c, w + 2c, ...: no two requests race for one doc, so
-      // a conflict is a server error, not a property of the test.
-      const docsPerWorker = Math.floor(docsCount / ctx.concurrency);
-      const nextSlot = new Array<number>(ctx.concurrency).fill(0);
-      const result = await drive({
-        ...timedBounds(ctx),
-        op: async (worker, opIndex) => {
-          const index = worker + (nextSlot[worker]++ % docsPerWorker) * ctx.concurrency;
-          const doc = { ...makeDoc(ids[index], opIndex), _rev: revs[index] };
-          const reply = await expectStatus(client, 'PUT', docPath(db, doc._id), doc, [201, 202]);
-          const rev = (reply as { rev?: unknown }).rev;
-          if (typeof rev !== 'string') throw new Error(`PUT ${doc._id}: no rev in reply`);
-          revs[index] = rev;
-          return 1;
-        },
-      });
+      const result = await drive({ ...timedBounds(ctx), op: updateOp(client, db, ids, revs, ctx.concurrency) });
       await deleteDb(client, db, ctx);
       return requestOutcome(result, 'requestsPerSecond', { docsInDb: docsCount });
     },
@@ -1037,6 +1022,25 @@ async function pullReplicate(server: ServerHandle, db: string, ctx: RunContext):
     await remote.close().catch(() => undefined);
     await local.destroy().catch(() => undefined);
   }
+}
+
+/**
+ * The update scenario's operation: PUT of a loaded doc with its current `_rev`. Worker w
+ * owns docs w, w + c, w + 2c, ...: no two requests race for one doc, so a conflict is a
+ * server error, not a property of the test. `revs` is kept current.
+ */
+export function updateOp(client: HttpClient, db: string, ids: readonly string[], revs: string[], concurrency: number): (worker: number, opIndex: number) => Promise<number> {
+  const docsPerWorker = Math.floor(ids.length / concurrency);
+  const nextSlot = new Array<number>(concurrency).fill(0);
+  return async (worker, opIndex) => {
+    const index = worker + (nextSlot[worker]!++ % docsPerWorker) * concurrency;
+    const doc = { ...makeDoc(ids[index]!, opIndex), _rev: revs[index] };
+    const reply = await expectStatus(client, 'PUT', docPath(db, doc._id), doc, [201, 202]);
+    const rev = (reply as { rev?: unknown }).rev;
+    if (typeof rev !== 'string') throw new Error(`PUT ${doc._id}: no rev in reply`);
+    revs[index] = rev;
+    return 1;
+  };
 }
 
 export async function createDb(client: HttpClient, purpose: string): Promise<string> {

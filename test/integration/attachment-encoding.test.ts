@@ -17,9 +17,9 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import { clusterPerSuite, eventually } from '../helpers/cluster';
-import { createDb, rawRequest, type RawReply, request, startNode, type TestNode, uniqueDb } from '../helpers/node-process';
+import { createDb, rawRequest, request, startNode, type TestNode, uniqueDb } from '../helpers/node-process';
 import { localDb, PouchDB, remoteDb, withDeadline } from '../helpers/pouch';
-import { parseContentType, parseMultipart } from '../../src/api/http/multipart';
+import { readOpenRevsMultipart } from '../helpers/multipart';
 
 
 /** One HTTP exchange with the bytes exactly as sent (no decoding of any kind). */
@@ -49,18 +49,6 @@ function related(doc: Record<string, unknown>, parts: { name: string; type: stri
   return { body: Buffer.concat(chunks), contentType: `multipart/related; boundary="${boundary}"` };
 }
 
-/** Splits a multipart/mixed open_revs answer into per-revision documents and their attachment parts. */
-function readOpenRevsMultipart(reply: RawReply): { doc: Record<string, any>; parts: { headers: Record<string, string>; body: Buffer }[] }[] {
-  const outer = parseContentType(String(reply.headers['content-type']));
-  assert.equal(outer.type, 'multipart/mixed');
-  return parseMultipart(reply.body, outer.params['boundary']!, { partsMax: 100 }).map((part) => {
-    const type = parseContentType(part.headers['content-type'] ?? 'application/json');
-    if (type.type === 'application/json') return { doc: JSON.parse(part.body.toString()), parts: [] };
-    assert.equal(type.type, 'multipart/related');
-    const [json, ...parts] = parseMultipart(part.body, type.params['boundary']!, { partsMax: 100 });
-    return { doc: JSON.parse(json!.body.toString()), parts };
-  });
-}
 
 /**
  * Everything a client can see of a compressed attachment: the stub with and without

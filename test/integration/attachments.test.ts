@@ -15,9 +15,10 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { ADMIN, rawRequest, type RawReply, request, startNode, TestNode, createDb } from '../helpers/node-process';
+import { ADMIN, rawRequest, request, startNode, TestNode, createDb } from '../helpers/node-process';
 import { localDb, PouchDB, remoteDb, withDeadline } from '../helpers/pouch';
 import { parseContentType, parseMultipart } from '../../src/api/http/multipart';
+import { readOpenRevsMultipart } from '../helpers/multipart';
 
 let node: TestNode;
 before(async () => {
@@ -86,18 +87,6 @@ async function pushReplicated(db: string, id: string, rev: string, atts = [{ nam
   assert.equal(put.status, 201, put.body.toString());
 }
 
-/** Splits a multipart/mixed open_revs answer into per-revision documents and their attachment parts. */
-function readOpenRevsMultipart(reply: RawReply): { doc: Record<string, any>; parts: { headers: Record<string, string>; body: Buffer }[] }[] {
-  const outer = parseContentType(String(reply.headers['content-type']));
-  assert.equal(outer.type, 'multipart/mixed');
-  return parseMultipart(reply.body, outer.params['boundary']!, { partsMax: 100 }).map((part) => {
-    const type = parseContentType(part.headers['content-type'] ?? 'application/json');
-    if (type.type === 'application/json') return { doc: JSON.parse(part.body.toString()), parts: [] };
-    assert.equal(type.type, 'multipart/related');
-    const [json, ...parts] = parseMultipart(part.body, type.params['boundary']!, { partsMax: 100 });
-    return { doc: JSON.parse(json!.body.toString()), parts };
-  });
-}
 
 describe('A0: gzip attachments pushed by CouchDB’s replicator', () => {
   test('kept encoded: identity to plain clients, gzip to clients that accept it, stubs as CouchDB keeps them', async () => {
