@@ -26,6 +26,7 @@ import { FileExistsError, NotFoundError } from '../errors';
 import { placeDatabase, RingMember } from '../ring/placement';
 import { rangeName, ranges } from '../ring/ranges';
 import { CopyMaintenance, CorruptRecordReporter, IndexingOptions, ShardCopy, ShardCopyLimits } from '../shard/shard-copy';
+import { DocInfoCache } from '../shard/doc-info-cache';
 import { copyRange, nodeMetaKey } from '../storage/keys';
 import { adminOnlySecurity } from '../api/coordinator/security';
 import type { Store, WriteOp } from '../storage/store';
@@ -123,6 +124,8 @@ export interface CatalogOptions {
   indexing?: IndexingOptions;
   /** Who runs local copies' compactions. */
   maintenance?: CopyMaintenance;
+  /** Decoded doc infos shared by every local copy (absent: each copy keeps a small one). */
+  docInfoCache?: DocInfoCache;
 }
 
 export class Catalog implements DbDirectory {
@@ -133,6 +136,7 @@ export class Catalog implements DbDirectory {
   private readonly onCorrupt: CorruptRecordReporter | undefined;
   private readonly indexing: IndexingOptions | undefined;
   private readonly maintenance: CopyMaintenance | undefined;
+  private readonly docInfoCache: DocInfoCache | undefined;
   private readonly entries = new Map<string, CatalogEntry>();
   private readonly settingEntries = new Map<string, SettingEntry>();
   private readonly settingListeners = new Set<(setting: SettingEntry) => void>();
@@ -151,6 +155,7 @@ export class Catalog implements DbDirectory {
     this.onCorrupt = options.onCorrupt;
     this.indexing = options.indexing;
     this.maintenance = options.maintenance;
+    this.docInfoCache = options.docInfoCache;
     this.limits = options.limits;
     this.defaultRevsLimit = options.defaultRevsLimit;
     this.cluster = options.cluster;
@@ -174,15 +179,23 @@ export class Catalog implements DbDirectory {
         copyId,
         node: options.cluster.self,
         revsLimit: catalog.defaultRevsLimit,
-        limits: catalog.limits,
-        ...(catalog.onCorrupt ? { onCorrupt: catalog.onCorrupt } : {}),
-        ...(catalog.indexing ? { indexing: catalog.indexing } : {}),
-        ...(catalog.maintenance ? { maintenance: catalog.maintenance } : {}),
+        ...catalog.copyOptions(),
       });
       catalog.orphanCopies.set(`${uuid}/${range}`, { copyId, name, uuid, range, copy });
     }
     for (const entry of catalog.entries.values()) await catalog.openEntry(entry);
     return catalog;
+  }
+
+  /** What every local copy is opened with. */
+  private copyOptions(): Pick<Parameters<typeof ShardCopy.open>[1], 'limits' | 'onCorrupt' | 'indexing' | 'maintenance' | 'docInfoCache'> {
+    return {
+      limits: this.limits,
+      ...(this.onCorrupt ? { onCorrupt: this.onCorrupt } : {}),
+      ...(this.indexing ? { indexing: this.indexing } : {}),
+      ...(this.maintenance ? { maintenance: this.maintenance } : {}),
+      ...(this.docInfoCache ? { docInfoCache: this.docInfoCache } : {}),
+    };
   }
 
   /** Entries written by the single-node version had no uuid or placement: all ranges here. */
@@ -533,11 +546,8 @@ export class Catalog implements DbDirectory {
         copyId,
         node: this.cluster.self,
         revsLimit: entry.revsLimit,
-        limits: this.limits,
         seqFloor: floor ? Number(floor.toString('utf8')) : 0,
-        ...(this.onCorrupt ? { onCorrupt: this.onCorrupt } : {}),
-        ...(this.indexing ? { indexing: this.indexing } : {}),
-        ...(this.maintenance ? { maintenance: this.maintenance } : {}),
+        ...this.copyOptions(),
       });
       this.localCopies.set(key, { entry, range, copy });
     }

@@ -9,6 +9,7 @@
  *
  * Timers are owned here and all stopped by `stop()`.
  */
+import { DocInfoCache } from '../shard/doc-info-cache';
 import { CompactionScheduler } from './compaction';
 import type { CompactionProgress } from '../shard/compaction';
 import { rangeName, ranges } from '../ring/ranges';
@@ -49,6 +50,7 @@ export class Cluster {
   readonly address: string;
   readonly catalog: Catalog;
   private readonly compaction: CompactionScheduler;
+  private readonly docInfoCache: DocInfoCache;
   /** Made by `join()`, once this node's HTTP address is known. */
   private membershipOrUndefined: Membership | undefined;
   private readonly rpc: RpcServer;
@@ -69,8 +71,10 @@ export class Cluster {
     config: Readonly<Config>;
     log: Logger;
     compaction: CompactionScheduler;
+    docInfoCache: DocInfoCache;
   }) {
     this.compaction = init.compaction;
+    this.docInfoCache = init.docInfoCache;
     this.self = init.self;
     this.address = init.address;
     this.catalog = init.catalog;
@@ -174,8 +178,10 @@ export class Cluster {
       },
     };
     const compaction = new CompactionScheduler(config, log, options.onCompacted);
+    const docInfoCache = new DocInfoCache(config.docInfoCacheBytes);
     const catalog = await Catalog.load(store, {
       maintenance: compaction,
+      docInfoCache,
       limits: { updateBatchDocsMax: config.updateBatchDocsMax, updateQueueDocsMax: config.updateQueueDocsMax },
       defaultRevsLimit: config.revsLimit,
       cluster: view,
@@ -193,7 +199,7 @@ export class Cluster {
       onCorrupt: ({ copyId, docId, error }) =>
         log.error({ component: 'shard', copyId, docId, err: error instanceof Error ? error.stack : String(error) }, 'stored record is corrupt'),
     });
-    cluster = new Cluster({ self, address, catalog, rpc, peers, config, log, compaction });
+    cluster = new Cluster({ self, address, catalog, rpc, peers, config, log, compaction, docInfoCache });
     compaction.start(catalog);
     return cluster;
   }
@@ -276,6 +282,11 @@ export class Cluster {
   }
 
   /** Copy compactions running or waiting on this node. */
+  /** The node's doc-info cache figures (metrics). */
+  docInfoCacheStats(): ReturnType<DocInfoCache['stats']> {
+    return this.docInfoCache.stats();
+  }
+
   compactionCount(): number {
     return this.compaction.count();
   }

@@ -305,6 +305,12 @@ export interface Config {
   /** RocksDB block cache, bytes. */
   cacheBytes: number;
   /**
+   * Decoded doc infos kept in memory, node-wide, bytes (src/shard/doc-info-cache.ts):
+   * a read by id or an update of a cached document skips a RocksDB round trip and the
+   * tree decode. 0 turns it off.
+   */
+  docInfoCacheBytes: number;
+  /**
    * RocksDB memtable size, bytes. Larger means fewer, bigger L0 files after bulk
    * loads (less compaction competing with reads on a small machine) at the cost of
    * up to twice this in memory while a memtable is being flushed.
@@ -461,6 +467,7 @@ export const defaults: Readonly<Config> = Object.freeze({
   usersCacheEntriesMax: 10_000,
   usersCacheTtlMs: 5_000,
   cacheBytes: 64 * 1024 * 1024,
+  docInfoCacheBytes: 16 * 1024 * 1024,
   writeBufferBytes: 32 * 1024 * 1024,
   storeBatchOpsMax: 200_000,
   updateBatchDocsMax: 2_000,

@@ -23,6 +23,8 @@ export class Metrics {
   readonly compactionDropped: Counter<'kind'>;
   readonly purgedRevisions: Counter;
   compactionsRunning: () => number = () => 0;
+  /** Set once the cluster is open: the doc-info cache's figures. */
+  docInfoCache: () => { entries: number; bytes: number; hits: number; misses: number } = () => ({ entries: 0, bytes: 0, hits: 0, misses: 0 });
   constructor(nodeName: string, countDatabases: () => number) {
     this.registry.setDefaultLabels({ node: nodeName });
     this.httpRequests = new Counter({
@@ -99,6 +101,34 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.set(metrics.compactionsRunning());
+      },
+    });
+    new Gauge({
+      name: 'divan_doc_info_cache_bytes',
+      help: 'Estimated memory held by the decoded doc-info cache (docInfoCacheBytes bounds it)',
+      registers: [this.registry],
+      collect() {
+        this.set(metrics.docInfoCache().bytes);
+      },
+    });
+    new Gauge({
+      name: 'divan_doc_info_cache_entries',
+      help: 'Doc infos held by the decoded doc-info cache',
+      registers: [this.registry],
+      collect() {
+        this.set(metrics.docInfoCache().entries);
+      },
+    });
+    new Counter({
+      name: 'divan_doc_info_cache_lookups_total',
+      help: 'Doc-info cache lookups by result (hit: no RocksDB read, no decode)',
+      labelNames: ['result'],
+      registers: [this.registry],
+      collect() {
+        const { hits, misses } = metrics.docInfoCache();
+        this.reset();
+        this.inc({ result: 'hit' }, hits);
+        this.inc({ result: 'miss' }, misses);
       },
     });
     new Gauge({

@@ -81,6 +81,7 @@ export class DivanNode {
       },
     });
     metrics.compactionsRunning = () => cluster.compactionCount();
+    metrics.docInfoCache = () => cluster.docInfoCacheStats();
     if (!config.nodeName) log.setBindings({ node: cluster.self });
     const catalog = cluster.catalog;
     dbCount = (await catalog.list()).length;

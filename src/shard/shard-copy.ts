@@ -27,6 +27,7 @@ import { compileSelector } from './query/mango';
 import { conflictRevs, renderDoc } from './render';
 import { decodeDocInfo, decodeSummary, DocSummary, encodeDocInfo, seqRecord, storedRecordBytes } from './doc-info';
 import { sortedLeaves, type RevId } from './rev-tree';
+import { DocInfoCache } from './doc-info-cache';
 import type { PurgeInfo, PurgeRequest } from './purge';
 import { accountSizes, applyPurges, COMPACTION_KEY, compactDocs, countTransition, readPurgeInfos, trimPurges, type CompactStep, type MaintenanceContext } from './copy-maintenance';
 import type {
@@ -83,6 +84,8 @@ interface Waiting {
 
 
 const STATE_KEY = 'state';
+/** The cache of a copy opened without the node's (tests, tools). */
+const BARE_COPY_CACHE_BYTES = 1024 * 1024;
 
 export class ShardCopy {
   readonly copyId: number;
@@ -100,6 +103,8 @@ export class ShardCopy {
   private readonly listeners = new Set<(seq: number) => void>();
   private readonly indexes: CopyIndexes | undefined;
   private readonly maintenance: CopyMaintenance | undefined;
+  /** Decoded doc infos, node-wide (doc-info-cache.ts); a bare copy gets a small one of its own. */
+  private readonly cache: DocInfoCache;
 
   private constructor(
     store: Store,
@@ -111,7 +116,9 @@ export class ShardCopy {
     onCorrupt: CorruptRecordReporter | undefined,
     indexing: IndexingOptions | undefined,
     maintenance: CopyMaintenance | undefined,
+    cache: DocInfoCache,
   ) {
+    this.cache = cache;
     this.maintenance = maintenance;
     this.onCorrupt = onCorrupt;
     this.store = store;
@@ -152,11 +159,12 @@ export class ShardCopy {
       onCorrupt?: CorruptRecordReporter;
       indexing?: IndexingOptions;
       maintenance?: CopyMaintenance;
+      docInfoCache?: DocInfoCache;
     },
   ): Promise<ShardCopy> {
     const raw = await store.get(keys.metaKey(options.copyId, STATE_KEY));
     const state: CopyState = raw ? JSON.parse(raw.toString('utf8')) : { updateSeq: options.seqFloor ?? 0, docCount: 0, docDelCount: 0 };
-    return new ShardCopy(store, options.copyId, options.node, state, options.revsLimit, options.limits, options.onCorrupt, options.indexing, options.maintenance);
+    return new ShardCopy(store, options.copyId, options.node, state, options.revsLimit, options.limits, options.onCorrupt, options.indexing, options.maintenance, options.docInfoCache ?? new DocInfoCache(BARE_COPY_CACHE_BYTES));
   }
 
   getState(): CopyState {
@@ -275,6 +283,18 @@ export class ShardCopy {
   }
 
   private applyMaintenance(op: Exclude<UpdaterOp, { kind: 'edits' }>): Promise<unknown> {
+    const rewrites = op.kind === 'compact' ? op.ids : op.kind === 'purge' ? op.requests.map((r) => r.id) : [];
+    if (rewrites.length === 0) return this.runMaintenance(op);
+    // Compaction and purge rewrite doc infos the cache may hold: forget them once the
+    // step is done (no edit runs in between: the updater is busy with this step).
+    const forget = (): void => {
+      this.cache.bump(this.copyId);
+      for (const id of rewrites) this.cache.delete(this.copyId, id);
+    };
+    return this.runMaintenance(op).finally(forget);
+  }
+
+  private runMaintenance(op: Exclude<UpdaterOp, { kind: 'edits' }>): Promise<unknown> {
     switch (op.kind) {
       case 'compact':
         return compactDocs(this.maintenanceContext, op.ids, op.checkpoint, op.revsLimit);
@@ -294,16 +314,30 @@ export class ShardCopy {
   }
 
   private async applyBatch(edits: DocEdit[]): Promise<EditResult[]> {
-    const ids = [...new Set(edits.map((e) => e.id))];
+    const infos = new Map<string, DocInfo | undefined>();
+    const encodedLengths = new Map<string, number>();
+    // What the cache holds is what the store holds (only this updater writes doc infos).
+    const ids: string[] = [];
+    for (const edit of edits) {
+      if (infos.has(edit.id)) continue;
+      const hit = this.cache.get(this.copyId, edit.id);
+      if (hit) {
+        infos.set(edit.id, hit.info);
+        encodedLengths.set(edit.id, hit.recordBytes);
+      } else {
+        infos.set(edit.id, undefined);
+        ids.push(edit.id);
+      }
+    }
     // A lone edit (the common single-document PUT) takes the cheaper point read.
     const stored =
-      ids.length === 1
-        ? [await this.store.get(keys.docInfoKey(this.copyId, ids[0]!))]
-        : await this.store.getMany(ids.map((id) => keys.docInfoKey(this.copyId, id)));
-    const infos = new Map<string, DocInfo | undefined>();
+      ids.length === 0
+        ? []
+        : ids.length === 1
+          ? [await this.store.get(keys.docInfoKey(this.copyId, ids[0]!))]
+          : await this.store.getMany(ids.map((id) => keys.docInfoKey(this.copyId, id)));
     // A corrupt record fails the edits of its own document only, not the whole batch.
     const corrupt = new Map<string, DivanError>();
-    const encodedLengths = new Map<string, number>();
     ids.forEach((id, i) => {
       try {
         infos.set(id, stored[i] ? this.decodeInfo(id, stored[i]!) : undefined);
@@ -325,6 +359,7 @@ export class ShardCopy {
     };
 
     const results: EditResult[] = [];
+    const written = new Set<string>();
     for (const edit of edits) {
       const unreadable = corrupt.get(edit.id);
       if (unreadable) {
@@ -355,6 +390,7 @@ export class ShardCopy {
       const recordBytes = storedRecordBytes(encoded);
       accountSizes(state, before, encodedLengths.get(edit.id) ?? 0, after, recordBytes);
       encodedLengths.set(edit.id, recordBytes);
+      written.add(edit.id);
       referenced.push(...outcome.digests);
       ops.push({ type: 'put', key: keys.docInfoKey(this.copyId, edit.id), value: encoded });
       ops.push({ type: 'put', key: keys.seqKey(this.copyId, after.seq), value: seqRecord(encoded) });
@@ -371,7 +407,16 @@ export class ShardCopy {
     }
     if (ops.length > 0) {
       ops.push({ type: 'put', key: keys.metaKey(this.copyId, STATE_KEY), value: JSON.stringify(state) });
-      await this.store.write(ops);
+      try {
+        await this.store.write(ops);
+      } catch (err) {
+        // The batch may or may not be on disk: nothing cached for its documents stays.
+        this.cache.bump(this.copyId);
+        for (const id of written) this.cache.delete(this.copyId, id);
+        throw err;
+      }
+      this.cache.bump(this.copyId);
+      for (const id of written) this.cache.set(this.copyId, infos.get(id)!, encodedLengths.get(id)!);
       this.state = state;
       // After the write: a sweep that began before it saw these bodies or sees the guard.
       for (const digest of referenced) this.sweepGuard?.add(digest);
@@ -497,13 +542,36 @@ export class ShardCopy {
   // ---- reads ---------------------------------------------------------------------
 
   async getDocInfo(id: string): Promise<DocInfo | undefined> {
+    const hit = this.cache.get(this.copyId, id);
+    if (hit) return hit.info;
+    const epoch = this.cache.epoch(this.copyId);
     const raw = await this.store.get(keys.docInfoKey(this.copyId, id));
-    return raw ? this.decodeInfo(id, raw) : undefined;
+    return raw ? this.decodeAndFill(id, raw, epoch) : undefined;
   }
 
+  /** Doc infos by id, from the cache where it has them and one multi-get for the rest. */
   async getDocInfos(ids: string[]): Promise<(DocInfo | undefined)[]> {
-    const raw = await this.store.getMany(ids.map((id) => keys.docInfoKey(this.copyId, id)));
-    return raw.map((value, i) => (value ? this.decodeInfo(ids[i]!, value) : undefined));
+    const out: (DocInfo | undefined)[] = new Array(ids.length);
+    const missing: number[] = [];
+    for (let i = 0; i < ids.length; i++) {
+      const hit = this.cache.get(this.copyId, ids[i]!);
+      if (hit) out[i] = hit.info;
+      else missing.push(i);
+    }
+    if (missing.length === 0) return out;
+    const epoch = this.cache.epoch(this.copyId);
+    const raw = await this.store.getMany(missing.map((i) => keys.docInfoKey(this.copyId, ids[i]!)));
+    raw.forEach((value, j) => {
+      const i = missing[j]!;
+      out[i] = value ? this.decodeAndFill(ids[i]!, value, epoch) : undefined;
+    });
+    return out;
+  }
+
+  private decodeAndFill(id: string, raw: Buffer, epoch: number): DocInfo {
+    const info = this.decodeInfo(id, raw);
+    this.cache.fill(this.copyId, epoch, info, storedRecordBytes(raw));
+    return info;
   }
 
   /** Decode a stored doc info; a record failing the read check is reported, then thrown. */
@@ -805,6 +873,7 @@ export class ShardCopy {
     this.closeIndexes();
     await this.maintenance?.stopCompaction(this);
     await this.idle();
+    this.cache.dropCopy(this.copyId);
   }
 
   /** Wait for queued updates to finish (for shutdown). */
