@@ -5,6 +5,9 @@
  * body) and an update one before its write; each round trip is a hand-off to the
  * libuv pool that the profile (loadtest/PROFILE.md) showed as the largest share of a
  * GET. The tree decode is the largest share of an update. A cache hit skips both.
+ * An entry may also hold its winner's body (small bodies only): a read by id of such
+ * a document makes no RocksDB call at all. A body is keyed by its revision, whose
+ * body never changes while it is the winner, so it is never stale.
  *
  * Correctness rests on two rules, both kept by ShardCopy:
  * - Only a copy's updater writes its doc infos, one batch at a time. It stores what
@@ -25,11 +28,15 @@ interface Entry {
   /** The stored record's length (copy-maintenance's byte counters need it). */
   recordBytes: number;
   cost: number;
+  /** The winner's body, when known and small. */
+  body?: string;
 }
 
 /** Decoded objects take several times their JSON's bytes; this keeps the budget honest. */
 const DECODED_FACTOR = 3;
 const ENTRY_OVERHEAD = 160;
+/** Winner bodies longer than this are not kept (a few big documents would push out many small ones). */
+const BODY_CHARS_MAX = 4096;
 
 export class DocInfoCache {
   private readonly entries = new Map<string, Entry>();
@@ -60,15 +67,44 @@ export class DocInfoCache {
     return entry;
   }
 
-  /** The updater's write, after it is durable; always wins. */
-  set(copyId: number, info: DocInfo, recordBytes: number): void {
+  /** The updater's write, after it is durable; always wins. `body`: the winner's, if the edit wrote it. */
+  set(copyId: number, info: DocInfo, recordBytes: number, body?: string): void {
     if (!this.enabled) return;
     const key = keyOf(copyId, info.id);
     this.remove(key);
     const cost = recordBytes * DECODED_FACTOR + ENTRY_OVERHEAD + key.length * 2;
     if (cost > this.budgetBytes / 8) return;
-    this.entries.set(key, { info, recordBytes, cost });
+    const entry: Entry = { info, recordBytes, cost };
+    this.entries.set(key, entry);
     this.bytes += cost;
+    if (body !== undefined) this.keepBody(entry, body);
+    this.trim();
+  }
+
+  /** The winner's body at `rev`, if cached. */
+  body(copyId: number, id: string, rev: string): string | undefined {
+    const entry = this.entries.get(keyOf(copyId, id));
+    return entry && entry.info.winner.rev === rev ? entry.body : undefined;
+  }
+
+  /** A reader read `rev`'s body: keep it if `rev` is the cached winner. */
+  fillBody(copyId: number, id: string, rev: string, body: string): void {
+    const entry = this.entries.get(keyOf(copyId, id));
+    if (entry && entry.body === undefined && entry.info.winner.rev === rev) {
+      this.keepBody(entry, body);
+      this.trim();
+    }
+  }
+
+  private keepBody(entry: Entry, body: string): void {
+    if (body.length > BODY_CHARS_MAX || entry.info.winner.deleted) return;
+    entry.body = body;
+    const extra = body.length * 2;
+    entry.cost += extra;
+    this.bytes += extra;
+  }
+
+  private trim(): void {
     while (this.bytes > this.budgetBytes) {
       const oldest = this.entries.keys().next().value as string;
       this.remove(oldest);

@@ -416,7 +416,10 @@ export class ShardCopy {
         throw err;
       }
       this.cache.bump(this.copyId);
-      for (const id of written) this.cache.set(this.copyId, infos.get(id)!, encodedLengths.get(id)!);
+      for (const id of written) {
+        const info = infos.get(id)!;
+        this.cache.set(this.copyId, info, encodedLengths.get(id)!, writtenBodies.get(id + '\u0000' + info.winner.rev));
+      }
       this.state = state;
       // After the write: a sweep that began before it saw these bodies or sees the guard.
       for (const digest of referenced) this.sweepGuard?.add(digest);
@@ -551,7 +554,7 @@ export class ShardCopy {
 
   /** Doc infos by id, from the cache where it has them and one multi-get for the rest. */
   async getDocInfos(ids: string[]): Promise<(DocInfo | undefined)[]> {
-    const out: (DocInfo | undefined)[] = new Array(ids.length);
+    const out: (DocInfo | undefined)[] = new Array(ids.length).fill(undefined);
     const missing: number[] = [];
     for (let i = 0; i < ids.length; i++) {
       const hit = this.cache.get(this.copyId, ids[i]!);
@@ -585,13 +588,34 @@ export class ShardCopy {
   }
 
   async readBody(id: string, rev: RevId): Promise<string | undefined> {
+    const cached = this.cache.body(this.copyId, id, rev);
+    if (cached !== undefined) return cached;
     const raw = await this.store.get(keys.revBodyKey(this.copyId, id, rev));
-    return raw?.toString('utf8');
+    if (raw === undefined) return undefined;
+    const body = raw.toString('utf8');
+    this.cache.fillBody(this.copyId, id, rev, body);
+    return body;
   }
 
+  /** Bodies by (id, rev): winners from the cache where it has them, one multi-get for the rest. */
   async readBodies(refs: { id: string; rev: RevId }[]): Promise<(string | undefined)[]> {
-    const raw = await this.store.getMany(refs.map((r) => keys.revBodyKey(this.copyId, r.id, r.rev)));
-    return raw.map((value) => value?.toString('utf8'));
+    const out: (string | undefined)[] = new Array(refs.length).fill(undefined);
+    const missing: number[] = [];
+    for (let i = 0; i < refs.length; i++) {
+      const cached = this.cache.body(this.copyId, refs[i]!.id, refs[i]!.rev);
+      if (cached !== undefined) out[i] = cached;
+      else missing.push(i);
+    }
+    if (missing.length === 0) return out;
+    const raw = await this.store.getMany(missing.map((i) => keys.revBodyKey(this.copyId, refs[i]!.id, refs[i]!.rev)));
+    raw.forEach((value, j) => {
+      const ref = refs[missing[j]!]!;
+      if (value === undefined) return;
+      const body = value.toString('utf8');
+      out[missing[j]!] = body;
+      this.cache.fillBody(this.copyId, ref.id, ref.rev, body);
+    });
+    return out;
   }
 
   /** An attachment's stored bytes, in the form `encoding` names (undefined: identity). */

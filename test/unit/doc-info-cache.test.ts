@@ -2,7 +2,7 @@
  * The node's decoded doc-info cache (src/shard/doc-info-cache.ts) on real RocksDB: its
  * byte budget, and that a copy reading through it never answers an older doc info than
  * the store holds — after edits racing reads, a purge, a compaction step and a failed
- * write. Seeded where random.
+ * write; winner bodies it keeps for reads by id. Seeded where random.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -105,6 +105,9 @@ test('purge and compaction drop what they rewrote from the cache', async () => {
   const rev2 = (second as { rev: string }).rev;
   assert.equal((await copy.getDocInfo('p'))?.winner.rev, rev2);
   assert.ok((await copy.getDocInfo('p'))!.tree.get(rev1)!.hasBody, 'the old body is kept until compaction');
+  assert.equal(await copy.readBody('p', rev2), '{"v":2}', 'the winner body (cached by the write)');
+  assert.equal(await copy.readBody('p', rev1), '{"v":1}', 'an older body comes from the store');
+  assert.deepEqual(await copy.readBodies([{ id: 'p', rev: rev2 }, { id: 'p', rev: rev1 }, { id: 'p', rev: '9-nope' }]), ['{"v":2}', '{"v":1}', undefined]);
 
   await copy.compactDocs(['p'], 'p', 1000);
   assert.equal((await copy.getDocInfo('p'))!.tree.get(rev1)!.hasBody, false, 'compaction is seen through the cache');
@@ -112,4 +115,5 @@ test('purge and compaction drop what they rewrote from the cache', async () => {
   await copy.purge([{ uuid: 'u1', id: 'p', revs: [rev2] }]);
   assert.equal(await copy.getDocInfo('p'), undefined, 'a purged document is gone through the cache');
   assert.equal((await copy.getDocInfos(['p']))[0], undefined);
+  assert.equal(await copy.readBody('p', rev2), undefined, 'nor is its body');
 });
