@@ -2,12 +2,16 @@
  * The `_bulk_docs` parsing path (src/api/http/doc-input.ts `parseDoc` on bodies parsed
  * as routes/bulk.ts parses them): the stored body text, hence the revision, is pinned
  * byte for byte against the output of the code before its fast paths, so that no
- * optimisation can change a key order or a rev.
+ * optimisation can change a key order or a rev; and `readBulkDocsBody` answers what
+ * parsing each document alone answered.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseJsonBytes } from '../../src/json';
+import { BadRequestError } from '../../src/errors';
+import { ExactInteger, parseJsonBytes, stringifyJson } from '../../src/json';
+import type { Ctx } from '../../src/api/http/context';
 import { parseDoc } from '../../src/api/http/doc-input';
+import { readBulkDocsBody } from '../../src/api/http/routes/bulk';
 import { revHash } from '../../src/shard/render';
 
 const limits = { docBytesMax: 8_000_000, docIdBytesMax: 512, attachmentBytesMax: 8_000_000 };
@@ -34,4 +38,38 @@ test('parseDoc keeps the body text and the rev of documents as they were before 
     assert.equal(parsed.edit.bodyJson, bodyJson, text);
     assert.equal(revHash({ deleted: parsed.edit.deleted, parent: parsed.edit.baseRev ?? null, body: parsed.edit.bodyJson }), rev, text);
   });
+});
+
+const bulkLimits = { ...limits, jsonDepthMax: 8, bulkDocsMax: 100 };
+const readBulk = (text: string | Buffer) =>
+  readBulkDocsBody({ readBody: async () => (typeof text === 'string' ? Buffer.from(text, 'utf8') : text), limits: bulkLimits } as unknown as Ctx);
+
+async function refusedBulk(text: string | Buffer, reason: string): Promise<void> {
+  await assert.rejects(readBulk(text), (err: unknown) => err instanceof BadRequestError && err.reason === reason);
+}
+
+test('_bulk_docs bodies parse to the docs JSON.parse gives, big integers kept exact, repeated keys keeping the last value', async () => {
+  const docs = PINNED.map(([text]) => text).join(' ,\n');
+  const body = await readBulk(`{"new_edits":true, "docs": [ ${docs} ]}`);
+  assert.equal(body.new_edits, true);
+  assert.deepEqual(
+    (body.docs as unknown[]).map((doc) => stringifyJson(doc)),
+    PINNED.map(([text]) => stringifyJson(parseJsonBytes(Buffer.from(text, 'utf8'), { exact: true }))),
+  );
+  const exact = (await readBulk('{"docs":[{"a":1},{"big":12345678901234567890}]}')).docs as Record<string, unknown>[];
+  assert.ok(exact[1]!.big instanceof ExactInteger);
+  assert.deepEqual(await readBulk('{"docs":[]}'), Object.assign(Object.create(null), { docs: [] }));
+});
+
+test('_bulk_docs bodies answer the first bad document\'s own error, as when each doc was parsed alone', async () => {
+  const deep = '{"a":' + '['.repeat(6) + ']'.repeat(6) + '}'; // 7 levels: over jsonDepthMax - 2
+  await refusedBulk(`{"docs":[{"a":1},${deep}]}`, 'JSON nesting deeper than 6 levels');
+  await refusedBulk(`{"docs":[{"a":tru},${deep}]}`, 'invalid UTF-8 JSON');
+  await refusedBulk(`{"docs":[${deep},{"a":tru}]}`, 'JSON nesting deeper than 6 levels');
+  await refusedBulk(Buffer.concat([Buffer.from(`{"docs":[${deep},{"a":"`), Buffer.from([0xff]), Buffer.from('"}]}')]), 'JSON nesting deeper than 6 levels');
+  await refusedBulk(Buffer.concat([Buffer.from('{"docs":[{"a":"'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from(`"},${deep}]}`)]), 'invalid UTF-8 JSON');
+  await refusedBulk('{"docs":[{"a":1},{"a":"\\ud800"}]}', 'invalid UTF-8 JSON');
+  await refusedBulk('{"docs":[{"a":1},{"a":1e400}]}', 'invalid UTF-8 JSON');
+  await refusedBulk('{"docs":[{"a":1} {"a":2}]}', 'invalid UTF-8 JSON');
+  await assert.rejects(readBulk(`{"docs":[${'{},'.repeat(100)}{}]}`), (err: unknown) => err instanceof BadRequestError && err.token === 'too_many_docs');
 });
