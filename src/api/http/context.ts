@@ -343,32 +343,25 @@ export class Ctx {
   // ---- responses -------------------------------------------------------------------
 
   /** Send a JSON response; `body` may be pre-serialised text. */
-  send(status: number, body: unknown, headers: Record<string, string | number> = {}): void {
+  send(status: number, body: unknown, headers?: Record<string, string | number>): void {
     const text = typeof body === 'string' ? body : JSON.stringify(body);
     const payload = Buffer.from(text + '\n', 'utf8');
-    this.res.writeHead(status, {
-      ...standardHeaders(this.reqId),
-      'Content-Type': 'application/json',
-      'Content-Length': payload.length,
-      ...headers,
-    });
+    const block = [...STANDARD_HEAD, 'X-Couch-Request-ID', this.reqId, 'X-CouchDB-Body-Time', '0', 'Content-Type', 'application/json', 'Content-Length', payload.length];
+    this.res.writeHead(status, withHeaders(block, headers));
     this.res.end(this.method === 'HEAD' ? undefined : payload);
   }
 
   /** Send raw bytes (attachments, multipart). */
   sendBytes(status: number, body: Buffer, headers: Record<string, string | number>): void {
-    this.res.writeHead(status, { ...standardHeaders(this.reqId), 'Content-Length': body.length, ...headers });
+    const block = [...STANDARD_HEAD, 'X-Couch-Request-ID', this.reqId, 'X-CouchDB-Body-Time', '0', 'Content-Length', body.length];
+    this.res.writeHead(status, withHeaders(block, headers));
     this.res.end(this.method === 'HEAD' ? undefined : body);
   }
 
   /** Start a streamed (chunked) response. */
-  startStream(status: number, headers: Record<string, string | number> = {}): void {
-    this.res.writeHead(status, {
-      ...standardHeaders(this.reqId),
-      'Content-Type': 'application/json',
-      'Transfer-Encoding': 'chunked',
-      ...headers,
-    });
+  startStream(status: number, headers?: Record<string, string | number>): void {
+    const block = [...STANDARD_HEAD, 'X-Couch-Request-ID', this.reqId, 'X-CouchDB-Body-Time', '0', 'Content-Type', 'application/json', 'Transfer-Encoding', 'chunked'];
+    this.res.writeHead(status, withHeaders(block, headers));
   }
 
   /** Write a chunk of a stream; resolves when the socket can take more (backpressure). */
@@ -414,6 +407,30 @@ export class Ctx {
 
 function bodyBudgetExhausted(): UnavailableError {
   return new UnavailableError('Too many request bytes in flight on this node; retry shortly', 'service_unavailable', 1);
+}
+
+/**
+ * The standard headers every reply starts with but the request id, as `writeHead`'s
+ * flat [name, value, ...] array: a reply copies this instead of spreading an object of
+ * them into a new one (one object and its shape changes per request), in the order
+ * `standardHeaders` gives them.
+ */
+const STANDARD_HEAD: readonly (string | number)[] = Object.freeze(['Cache-Control', 'must-revalidate', 'Server', serverHeader]);
+
+/**
+ * A reply's header block with a route's own headers: a name already in the block
+ * (compared as HTTP does, without case) takes the route's value in its place, as the
+ * object spread did; others are appended in their order.
+ */
+function withHeaders(block: (string | number)[], headers: Record<string, string | number> | undefined): (string | number)[] {
+  for (const name in headers) {
+    const lower = name.toLowerCase();
+    let at = 0;
+    while (at < block.length && (block[at] as string).toLowerCase() !== lower) at += 2;
+    if (at < block.length) block[at + 1] = headers[name]!;
+    else block.push(name, headers[name]!);
+  }
+  return block;
 }
 
 export function standardHeaders(reqId: string): Record<string, string> {

@@ -56,6 +56,21 @@ function isSpecialMember(key: string): 'body' | 'special' {
   return 'special';
 }
 
+/**
+ * A copy of `json` without its special members, in the same key order (the order is
+ * hashed into the rev). `for...in` walks the object's enum cache without the array per
+ * member that `Object.entries` allocates; parsed JSON has no inherited enumerable
+ * members. Deleting `_id`/`_rev` from `json` instead measured slower: the object falls
+ * into dictionary mode and `JSON.stringify` leaves its fast path.
+ */
+function bodyMembers(json: Record<string, unknown>): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  for (const key in json) {
+    if (isSpecialMember(key) === 'body') body[key] = json[key];
+  }
+  return body;
+}
+
 export function validateDocId(id: unknown, limits: DocInputLimits, options: { allowLocal?: boolean } = {}): string {
   if (typeof id !== 'string' || id.length === 0) throw new BadRequestError('Document id must be a non-empty string', 'illegal_docid');
   if (LONE_SURROGATE.test(id)) throw new BadRequestError('Document id must be valid UTF-8', 'illegal_docid');
@@ -89,10 +104,7 @@ export function parseDoc(
   options: { id?: string; newEdits: boolean; limits: DocInputLimits; followed?: Map<string, Buffer>; generateId?: () => string },
 ): ParsedDoc {
   if (!isPlainObject(json)) throw new BadRequestError('Document must be a JSON object', 'bad_request');
-  const body: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(json)) {
-    if (isSpecialMember(key) === 'body') body[key] = value;
-  }
+  const body = bodyMembers(json);
   let id: string;
   if (options.id !== undefined) {
     id = options.id;
@@ -310,10 +322,7 @@ export function checkLocalRev(rev: string): string {
  * ones) are stored: local docs keep no `_attachments` and no `_revisions`.
  */
 export function parseLocalDoc(json: Record<string, unknown>, limits: DocInputLimits): ParsedLocalDoc {
-  const body: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(json)) {
-    if (isSpecialMember(key) === 'body') body[key] = value;
-  }
+  const body = bodyMembers(json);
   const rev = json._rev === undefined || json._rev === null ? undefined : checkLocalRev(String(json._rev));
   if (json._deleted === true) return { rev, body: null };
   const text = stringifyJson(body);
