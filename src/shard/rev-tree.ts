@@ -320,12 +320,27 @@ export function encodeTree(tree: RevTree): EncodedTree {
   // Decoded trees and linear edits are already in order; a merge that learns a parent
   // after its child is not: one check, then the sort only when needed.
   if (!inStoredOrder(nodes)) nodes.sort(compareStoredOrder);
-  const index = new Map<RevId, number>();
-  for (let i = 0; i < nodes.length; i++) index.set(nodes[i]!.rev, i);
   const out: EncodedTree = new Array(nodes.length);
+  // A parent sits one level up (pos - 1): look for it among that level's few entries
+  // (one on a linear history) and index the whole tree only for a wide level.
+  let index: Map<RevId, number> | undefined;
+  let levelStart = 0;
+  let previousLevelStart = 0;
   for (let i = 0; i < nodes.length; i++) {
     const node = nodes[i]!;
-    const parent = node.parent === null ? -1 : index.get(node.parent)!;
+    if (i > 0 && node.pos !== nodes[i - 1]!.pos) {
+      previousLevelStart = levelStart;
+      levelStart = i;
+    }
+    let parent = -1;
+    if (node.parent !== null) {
+      const above = levelStart > 0 && nodes[previousLevelStart]!.pos === node.pos - 1 && levelStart - previousLevelStart <= 8;
+      if (above) for (let j = previousLevelStart; j < levelStart && parent === -1; j++) if (nodes[j]!.rev === node.parent) parent = j;
+      if (parent === -1) {
+        index ??= new Map(nodes.map((n, j) => [n.rev, j]));
+        parent = index.get(node.parent)!;
+      }
+    }
     const flags = (node.deleted ? 1 : 0) | (node.hasBody ? 2 : 0);
     out[i] = node.hasBody && node.size ? [node.rev, parent, flags, node.size.external, node.size.active] : [node.rev, parent, flags];
   }
@@ -367,15 +382,20 @@ export function decodeTree(encoded: EncodedTree): RevTree {
     if (!(pos > prevPos || (pos === prevPos && rev > prevRev))) corrupt(`${rev} is out of order or repeated`);
     if (!Number.isInteger(parentIndex) || parentIndex < -1 || parentIndex >= i) corrupt(`${rev} has a parent index out of range`);
     if (flags !== (flags & 3)) corrupt(`${rev} has unknown flags`);
-    const parent = parentIndex === -1 ? null : encoded[parentIndex]![0];
-    if (parent !== null && revPos(parent) !== pos - 1) corrupt(`${rev} has a parent at the wrong depth`);
-    if (parentIndex !== -1) hasChild[parentIndex] = 1;
-    const node: RevNode = { rev, pos, parent, deleted: (flags & 1) !== 0, hasBody: (flags & 2) !== 0 };
+    // Entries before i are checked already: the parent's pos is known.
+    const above = parentIndex === -1 ? undefined : nodes[parentIndex]!;
+    if (above && above.pos !== pos - 1) corrupt(`${rev} has a parent at the wrong depth`);
+    if (above) hasChild[parentIndex] = 1;
+    const parent = above ? above.rev : null;
+    const deleted = (flags & 1) !== 0;
+    const hasBody = (flags & 2) !== 0;
+    let node: RevNode;
     if (external !== undefined) {
-      if (!Number.isSafeInteger(external) || !Number.isSafeInteger(active) || external! < 0 || active! < 0 || !node.hasBody) corrupt(`${rev} has bad sizes`);
-      nodes[i] = { ...node, size: { external, active: active! } };
-    } else nodes[i] = node;
-    tree.set(rev, nodes[i]!);
+      if (!Number.isSafeInteger(external) || !Number.isSafeInteger(active) || external! < 0 || active! < 0 || !hasBody) corrupt(`${rev} has bad sizes`);
+      node = { rev, pos, parent, deleted, hasBody, size: { external, active: active! } };
+    } else node = { rev, pos, parent, deleted, hasBody };
+    nodes[i] = node;
+    tree.set(rev, node);
     prevPos = pos;
     prevRev = rev;
   }

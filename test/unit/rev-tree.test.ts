@@ -340,3 +340,31 @@ test('merged leaves follow a parent learned after its child (a root gains a pare
   assert.notEqual(merged.tree, decoded, 'a new map');
   assert.equal(decoded.size, 3, 'the input is unchanged');
 });
+
+test('property: encodeTree gives what the sort-and-index encoder gave, in and out of order, narrow and wide', () => {
+  // The encoder before the hot-path rework, kept as the reference for the stored format.
+  const reference = (tree: RevTree) => {
+    const nodes = [...tree.values()].sort((a, b) => a.pos - b.pos || (a.rev < b.rev ? -1 : a.rev > b.rev ? 1 : 0));
+    const index = new Map(nodes.map((node, i) => [node.rev, i]));
+    return nodes.map((node) => {
+      const parent = node.parent === null ? -1 : index.get(node.parent)!;
+      const flags = (node.deleted ? 1 : 0) | (node.hasBody ? 2 : 0);
+      return node.hasBody && node.size ? [node.rev, parent, flags, node.size.external, node.size.active] : [node.rev, parent, flags];
+    });
+  };
+  const branch = fc.record({ from: fc.integer({ min: 1, max: 6 }), length: fc.integer({ min: 1, max: 4 }), hash: fc.hexaString({ minLength: 1, maxLength: 3 }), deleted: fc.boolean() });
+  fc.assert(
+    fc.property(fc.array(branch, { minLength: 1, maxLength: 30 }), fc.integer({ min: 1, max: 12 }), (branches, limit) => {
+      let tree = build([{ revs: ['3-c', '2-b', '1-a'] }]);
+      for (const b of branches) {
+        // Branch off an ancestor of the 1-a..3-c line, or start a detached path (a stemmed root).
+        const base = b.from <= 3 ? [`${b.from}-${'abc'[b.from - 1]}`] : [];
+        const top = (b.from <= 3 ? b.from : b.from + 2) + b.length;
+        const revs = Array.from({ length: b.length }, (_, i) => `${top - i}-${b.hash}`);
+        tree = mergePath(tree, { revs: [...revs, ...base], deleted: b.deleted, hasBody: true }, limit).tree;
+        assert.deepEqual(encodeTree(tree), reference(tree));
+        assert.deepEqual(encodeTree(decodeTree(encodeTree(tree))), reference(tree));
+      }
+    }),
+  );
+});
