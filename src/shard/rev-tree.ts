@@ -392,6 +392,8 @@ export function decodeTree(encoded: EncodedTree): RevTree {
     let node: RevNode;
     if (external !== undefined) {
       if (!Number.isSafeInteger(external) || !Number.isSafeInteger(active) || external! < 0 || active! < 0 || !hasBody) corrupt(`${rev} has bad sizes`);
+      // Built whole, not spread from the unsized node: spread-built nodes have a slower
+      // shape, which made decode+edit+encode of a 35-revision tree ~3x slower.
       node = { rev, pos, parent, deleted, hasBody, size: { external, active: active! } };
     } else node = { rev, pos, parent, deleted, hasBody };
     nodes[i] = node;
