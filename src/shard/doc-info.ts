@@ -14,7 +14,7 @@
  * re-encoding it. Rev ids never contain spaces, `!` or newlines (parseRev).
  */
 import assert from 'node:assert/strict';
-import { decodeTree, encodeTree, EncodedTree, RevId, RevNode, sortedLeaves } from './rev-tree';
+import { decodeTree, encodeTree, EncodedTree, RevId, RevNode, sortedLeavesShared } from './rev-tree';
 import type { DocInfo } from './types';
 
 export interface DocSummary {
@@ -27,11 +27,12 @@ export interface DocSummary {
 }
 
 function leavesLine(sorted: readonly RevNode[]): string {
+  if (sorted.length === 1) return sorted[0]!.deleted ? sorted[0]!.rev + '!' : sorted[0]!.rev;
   return sorted.map((leaf) => (leaf.deleted ? leaf.rev + '!' : leaf.rev)).join(' ');
 }
 
 export function encodeDocInfo(info: DocInfo): string {
-  return leavesLine(sortedLeaves(info.tree)) + '\n' + JSON.stringify(info.id) + '\n' + JSON.stringify({ seq: info.seq, tree: encodeTree(info.tree) });
+  return leavesLine(sortedLeavesShared(info.tree)) + '\n' + JSON.stringify(info.id) + '\n' + JSON.stringify({ seq: info.seq, tree: encodeTree(info.tree) });
 }
 
 /** The by-seq record of a doc info: its first two lines (leaves and id), all that scans read. */
@@ -58,7 +59,7 @@ export function decodeDocInfo(raw: Buffer): DocInfo {
   } catch (err) {
     assert.fail(`document ${JSON.stringify(id)}: ${err instanceof Error ? err.message : String(err)}`);
   }
-  const sorted = sortedLeaves(tree);
+  const sorted = sortedLeavesShared(tree); // found by decodeTree, no second pass
   const best = sorted[0];
   if (!best) assert.fail(`stored rev tree of ${JSON.stringify(id)} is corrupt: it is empty`);
   // The leaves line is what scans serve without parsing the tree: it must agree.

@@ -6,8 +6,10 @@ import {
   decodeTree,
   emptyTree,
   encodeTree,
+  isLeaf,
   leaves,
   mergePath,
+  mergePathOwned,
   mergeTrees,
   RevTree,
   sortedLeaves,
@@ -15,6 +17,8 @@ import {
   winner,
 } from '../../src/shard/rev-tree';
 import { decodeDocInfo, encodeDocInfo } from '../../src/shard/doc-info';
+import { applyEdit } from '../../src/shard/edit';
+import type { DocInfo } from '../../src/shard/types';
 import { parseDoc } from '../../src/api/http/doc-input';
 
 const LIMIT = 1000;
@@ -275,4 +279,92 @@ test('a corrupted stored tree is refused on read, never served', () => {
   for (const [what, bad, leavesLine] of corrupt) {
     assert.throws(() => decodeDocInfo(withTree(bad, leavesLine)), { name: 'AssertionError' }, what);
   }
+});
+
+test('property: leaves carried through decode and edits agree with a fresh look, and the input tree is never changed', async () => {
+  const op = fc.record({
+    replicated: fc.boolean(),
+    pick: fc.nat(),
+    deleted: fc.boolean(),
+    length: fc.integer({ min: 1, max: 4 }),
+    roundTrip: fc.boolean(),
+  });
+  await fc.assert(
+    fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 25 }), fc.integer({ min: 2, max: 6 }), async (ops, revsLimit) => {
+      const ctx = { revsLimit, readBody: async () => '{}', hasAttachment: async () => true };
+      let info: DocInfo | undefined;
+      for (let k = 0; k < ops.length; k++) {
+        const o = ops[k]!;
+        let edit;
+        if (info && o.replicated) {
+          // A branch of new revisions on any known node (a leaf or an interior one).
+          const nodes = [...info.tree.values()];
+          const base = nodes[o.pick % nodes.length]!;
+          const revs = Array.from({ length: o.length }, (_, i) => `${base.pos + o.length - i}-r${k}x${i}`);
+          edit = { id: 'd', body: { k }, deleted: o.deleted, attachments: null, revs: [...revs, base.rev] };
+        } else if (info) {
+          const ls = leaves(info.tree);
+          edit = { id: 'd', body: { k }, deleted: o.deleted, attachments: null, baseRev: ls[o.pick % ls.length]!.rev };
+        } else edit = { id: 'd', body: { k }, deleted: o.deleted, attachments: null };
+        const snapshot = info ? [...info.tree.entries()] : [];
+        const encodedBefore = info ? encodeTree(info.tree) : [];
+        const out = await applyEdit(info, edit, ctx);
+        if (info) {
+          assert.deepEqual([...info.tree.entries()], snapshot, 'the input map keeps its entries');
+          for (const [rev, node] of snapshot) assert.equal(info.tree.get(rev), node, 'and its node objects');
+          assert.deepEqual(encodeTree(info.tree), encodedBefore, 'and its nodes their fields');
+        }
+        assert.equal(out.kind, 'write');
+        if (out.kind !== 'write') return;
+        const fresh = new Map(out.tree); // not known to the leaves record: computed from scratch
+        assert.deepEqual(sortedLeaves(out.tree), sortedLeaves(fresh));
+        assert.deepEqual(leaves(out.tree), leaves(fresh));
+        assert.equal(out.winner, winner(fresh));
+        for (const rev of out.tree.keys()) assert.equal(isLeaf(out.tree, rev), isLeaf(fresh, rev), rev);
+        const next: DocInfo = { id: 'd', seq: k, tree: out.tree, winner: out.winner };
+        const encoded = encodeDocInfo(next);
+        assert.equal(encoded, encodeDocInfo({ ...next, tree: fresh }));
+        info = o.roundTrip ? decodeDocInfo(Buffer.from(encoded, 'utf8')) : next;
+      }
+    }),
+    { numRuns: 200 },
+  );
+});
+
+test('merged leaves follow a parent learned after its child (a root gains a parent)', () => {
+  const decoded = decodeTree(encodeTree(build([{ revs: ['5-e'] }, { revs: ['2-b', '1-a'] }])));
+  const merged = mergePathOwned(decoded, { revs: ['5-e', '4-d', '3-c', '2-b'], deleted: false, hasBody: false }, LIMIT);
+  assert.ok(merged.leaves, 'the decoded tree\'s leaves were known');
+  assert.deepEqual(merged.leaves.map((l) => l.rev).sort(), ['5-e']);
+  assert.deepEqual(leaves(new Map(merged.tree)).map((l) => l.rev), ['5-e']);
+  assert.notEqual(merged.tree, decoded, 'a new map');
+  assert.equal(decoded.size, 3, 'the input is unchanged');
+});
+
+test('property: encodeTree gives what the sort-and-index encoder gave, in and out of order, narrow and wide', () => {
+  // The encoder before the hot-path rework, kept as the reference for the stored format.
+  const reference = (tree: RevTree) => {
+    const nodes = [...tree.values()].sort((a, b) => a.pos - b.pos || (a.rev < b.rev ? -1 : a.rev > b.rev ? 1 : 0));
+    const index = new Map(nodes.map((node, i) => [node.rev, i]));
+    return nodes.map((node) => {
+      const parent = node.parent === null ? -1 : index.get(node.parent)!;
+      const flags = (node.deleted ? 1 : 0) | (node.hasBody ? 2 : 0);
+      return node.hasBody && node.size ? [node.rev, parent, flags, node.size.external, node.size.active] : [node.rev, parent, flags];
+    });
+  };
+  const branch = fc.record({ from: fc.integer({ min: 1, max: 6 }), length: fc.integer({ min: 1, max: 4 }), hash: fc.hexaString({ minLength: 1, maxLength: 3 }), deleted: fc.boolean() });
+  fc.assert(
+    fc.property(fc.array(branch, { minLength: 1, maxLength: 30 }), fc.integer({ min: 1, max: 12 }), (branches, limit) => {
+      let tree = build([{ revs: ['3-c', '2-b', '1-a'] }]);
+      for (const b of branches) {
+        // Branch off an ancestor of the 1-a..3-c line, or start a detached path (a stemmed root).
+        const base = b.from <= 3 ? [`${b.from}-${'abc'[b.from - 1]}`] : [];
+        const top = (b.from <= 3 ? b.from : b.from + 2) + b.length;
+        const revs = Array.from({ length: b.length }, (_, i) => `${top - i}-${b.hash}`);
+        tree = mergePath(tree, { revs: [...revs, ...base], deleted: b.deleted, hasBody: true }, limit).tree;
+        assert.deepEqual(encodeTree(tree), reference(tree));
+        assert.deepEqual(encodeTree(decodeTree(encodeTree(tree))), reference(tree));
+      }
+    }),
+  );
 });
