@@ -64,7 +64,7 @@ function requestKind(method: string, url: string): string {
 export async function runLivePull(target: Target, bounds: Bounds, writes = livePullWrites): Promise<Outcome> {
   const PouchDB = loadPouchDb();
   const pullClient = target.clients[0];
-  const writers = target.clients.length > 1 ? target.clients.slice(1) : target.clients;
+  const writers = target.clients.length > 1 && process.env.LIVEPULL_SAME_NODE !== '1' ? target.clients.slice(1) : [pullClient];
   const db = await createDb(target, 'livepull');
   const mix = new StatusMix();
   const requests: PouchRequest[] = [];
