@@ -13,6 +13,7 @@
  * See loadtest/CLUSTER.md.
  */
 import { randomBytes } from 'node:crypto';
+import * as os from 'node:os';
 import { createDb, deleteDb, docPath, settle, StatusMix, type Bounds, type Outcome, type Target } from './cluster-scenarios';
 import { summarizeLatencies } from './driver';
 
@@ -158,7 +159,7 @@ export async function runLivePull(target: Target, bounds: Bounds, writes = liveP
     }
     const ack = summarizeLatencies(fromAck.subarray(0, done));
     const start = summarizeLatencies(fromStart.subarray(0, done));
-    bounds.log(`  live-pull ${target.label}: requests by kind ${JSON.stringify(byKind)}`);
+    bounds.log(`  live-pull ${target.label} (load average ${os.loadavg()[0].toFixed(2)}): requests by kind ${JSON.stringify(byKind)}`);
     for (const s of slow.slice(0, 5)) bounds.log(`  slow ${s.id} via writer ${s.writer}: ${s.latencyMs.toFixed(0)} ms after ack; requests (ms from ack): ${s.requests.join('; ')}`);
     return {
       metrics: { p50Ms: ack.p50Ms, p99Ms: ack.p99Ms, maxMs: ack.maxMs, p99FromStartMs: start.p99Ms },
@@ -167,6 +168,8 @@ export async function runLivePull(target: Target, bounds: Bounds, writes = liveP
       statuses: mix.counts,
       details: {
         writes: done,
+        // The tail moves with the machine's load (other jobs on the same cores): note it.
+        loadAverage1m: os.loadavg()[0],
         pullNode: pullClient.options.port,
         writerNodes: writers.map((w) => w.options.port),
         fromAck: ack,
