@@ -10,6 +10,8 @@
  *   three processes. What the cluster reaches here bounds any r=2 read on this machine.
  * - bulk: `_bulk_docs`, 1000 docs per request. changes: `_changes?since=0` full scans
  *   over `--changes-docs` docs (loaded untimed).
+ * - live-pull: a live PouchDB pull through one node, writes through the others, ms from
+ *   a write's ack to PouchDB's 'change' (see cluster-live-pull.ts; target p99 < 50 ms).
  * - degraded: the cluster loads its databases with every node up, then its last node is
  *   SIGKILLed and create/read/update run against the two live nodes only (with the
  *   status mix, 201 vs 202); the single node runs the same three again beside it.
