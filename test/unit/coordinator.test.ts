@@ -18,6 +18,7 @@ import { decodeSince, readChanges, type ChangesRequest } from '../../src/api/coo
 import type { ChangesOptions, DocEdit, EditResult } from '../../src/shard/types';
 import { majority, writeVerdict, type WriteVerdict } from '../../src/api/coordinator/quorum';
 import { streamAllDocs, totalRows } from '../../src/api/coordinator/all-docs';
+import { putLocal } from '../../src/api/coordinator/local-docs';
 
 let dir: string;
 let store: Store;
@@ -300,4 +301,40 @@ test('a range read sees a write its first copy refused while the others took it'
     rows.push(...batch.map((r) => ({ id: r.id, rev: r.rev })));
   });
   assert.deepEqual(rows, [{ id: 'behind', rev: outcome!.kind === 'ok' ? outcome!.rev : '' }]);
+});
+
+test('a _local write answers once a majority (the checked copy among them) took it; the slowest copy follows', async () => {
+  const [local, b, c] = await copies(3);
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const slow: ShardClient = new Proxy(c!, {
+    get: (target, prop) => {
+      if (prop === 'putLocal') return async (...args: Parameters<ShardClient['putLocal']>) => (await gate, target.putLocal(...args));
+      const value = (target as unknown as Record<string | symbol, unknown>)[prop];
+      return value instanceof Function ? value.bind(target) : value;
+    },
+  });
+  const db = handle([local!, b!, slow]);
+  assert.equal(await putLocal(db, '_local/ck', '{"seq":1}', undefined), '0-1', 'answered without the slow copy');
+  assert.equal(await c!.getLocal('_local/ck'), undefined, 'the slow copy has not applied it yet');
+  release();
+  assert.equal(await putLocal(db, '_local/ck', '{"seq":2}', '0-1'), '0-2');
+  for (let i = 0; i < 100 && (await c!.getLocal('_local/ck'))?.rev !== '0-2'; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal((await c!.getLocal('_local/ck'))?.rev, '0-2', 'the slow copy caught up after answering');
+  // With the checked (first) copy slow, the write waits for it even though two others took it.
+  let answered = false;
+  let releaseFirst!: () => void;
+  const firstGate = new Promise<void>((r) => (releaseFirst = r));
+  const slowFirst: ShardClient = new Proxy(local!, {
+    get: (target, prop) => {
+      if (prop === 'putLocal') return async (...args: Parameters<ShardClient['putLocal']>) => (await firstGate, target.putLocal(...args));
+      const value = (target as unknown as Record<string | symbol, unknown>)[prop];
+      return value instanceof Function ? value.bind(target) : value;
+    },
+  });
+  const write = putLocal(handle([slowFirst, b!, c!]), '_local/ck', '{"seq":3}', '0-2').then((rev) => ((answered = true), rev));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(answered, false, 'waits for the checked copy');
+  releaseFirst();
+  assert.equal(await write, '0-3');
 });

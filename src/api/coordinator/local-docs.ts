@@ -7,7 +7,8 @@
  * rev against that same copy, then sets the new rev on every copy of the id's range
  * unconditionally, so a copy that missed earlier writes (its node was down) is
  * brought level rather than refusing, and one live copy is enough: checkpoints keep
- * working while a node is down.
+ * working while a node is down. The write answers once a majority of copies took it
+ * (or every copy answered), not after the slowest.
  */
 import { ConflictError, NotFoundError } from '../../errors';
 import type { LocalDoc } from '../../shard/types';
@@ -29,11 +30,42 @@ export async function putLocal(db: DbHandle, id: string, body: string | null, re
   if (body === null && !current) throw new NotFoundError('missing');
   if (current?.rev !== rev) throw new ConflictError();
   const newRev = body === null ? '0-0' : `0-${current ? Number(current.rev.slice(2)) + 1 : 1}`;
-  const results = await Promise.allSettled(copies.map((copy) => copy.putLocal(id, body, rev, newRev)));
-  if (!results.some((r) => r.status === 'fulfilled')) {
-    throw noCopyError(results.map((r, copy) => (r.status === 'rejected' ? { kind: 'failed', error: r.reason, copy } : { kind: 'ok', value: r.value, copy })));
+  const results = await settledEnough(copies.map((copy) => copy.putLocal(id, body, rev, newRev)));
+  if (!results.some((r) => r?.status === 'fulfilled')) {
+    throw noCopyError(results.map((r, copy) => (r?.status === 'rejected' ? { kind: 'failed', error: r.reason, copy } : { kind: 'ok', value: r?.value, copy })));
   }
   return newRev;
+}
+
+/**
+ * The copies' answers once a majority took the write, the first copy (the one the
+ * rev was checked against, which the next read of this node prefers) among them, or
+ * once every copy answered; the others go on applying it. Waiting for the slowest copy made each replicator
+ * checkpoint, and so each batch of a live PouchDB pull, cost the slowest node's
+ * round trip (loadtest/CLUSTER.md, "Live PouchDB pull").
+ */
+function settledEnough<T>(calls: Promise<T>[]): Promise<(PromiseSettledResult<T> | undefined)[]> {
+  const majority = Math.floor(calls.length / 2) + 1;
+  const results: (PromiseSettledResult<T> | undefined)[] = new Array(calls.length);
+  return new Promise((resolve) => {
+    let ok = 0;
+    let settled = 0;
+    calls.forEach((call, i) =>
+      call.then(
+        (value) => {
+          results[i] = { status: 'fulfilled', value };
+          ok++;
+          settled++;
+          if ((ok >= majority && results[0] !== undefined) || settled === calls.length) resolve(results);
+        },
+        (reason: unknown) => {
+          results[i] = { status: 'rejected', reason };
+          settled++;
+          if ((ok >= majority && results[0] !== undefined) || settled === calls.length) resolve(results);
+        },
+      ),
+    );
+  });
 }
 
 /** Every local doc of `from` onto `to` with the same rev (a rebalance filling a new copy). */
