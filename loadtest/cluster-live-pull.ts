@@ -16,26 +16,8 @@ import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import { createDb, deleteDb, docPath, settle, StatusMix, type Bounds, type Outcome, type Target } from './cluster-scenarios';
 import { summarizeLatencies } from './driver';
+import { loadPouchDb } from './scenarios';
 
-interface PouchDb {
-  replicate: { from(source: unknown, options?: Record<string, unknown>): Replication };
-  destroy(): Promise<unknown>;
-}
-interface Replication {
-  on(event: string, listener: (info: unknown) => void): Replication;
-  cancel(): void;
-}
-interface PouchDbConstructor {
-  new (name: string, options?: Record<string, unknown>): PouchDb;
-  plugin(plugin: unknown): PouchDbConstructor;
-}
-
-let memoryPouchDb: PouchDbConstructor | null = null;
-function loadPouchDb(): PouchDbConstructor {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  memoryPouchDb ??= (require('pouchdb') as PouchDbConstructor).plugin(require('pouchdb-adapter-memory'));
-  return memoryPouchDb;
-}
 
 /** Writes timed per run. */
 export const livePullWrites = 200;

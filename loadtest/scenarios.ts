@@ -972,15 +972,17 @@ interface PouchReplicationResult {
   doc_write_failures: number;
   errors: unknown[];
 }
-interface PouchReplication extends Promise<PouchReplicationResult> {
+export interface PouchReplication extends Promise<PouchReplicationResult> {
   cancel(): void;
+  on(event: string, listener: (info: unknown) => void): PouchReplication;
 }
-interface PouchDb {
-  replicate: { from(source: PouchDb): PouchReplication };
+export interface PouchDb {
+  /** `source`: another PouchDB, or a server database's URL (`options.live` for a continuous pull). */
+  replicate: { from(source: PouchDb | unknown, options?: Record<string, unknown>): PouchReplication };
   destroy(): Promise<unknown>;
   close(): Promise<unknown>;
 }
-interface PouchDbConstructor {
+export interface PouchDbConstructor {
   new (name: string, options?: Record<string, unknown>): PouchDb;
   plugin(plugin: unknown): PouchDbConstructor;
 }
@@ -988,7 +990,7 @@ interface PouchDbConstructor {
 let memoryPouchDb: PouchDbConstructor | null = null;
 
 /** PouchDB with the memory adapter, loaded on first use so other scenarios run without it. */
-function loadPouchDb(): PouchDbConstructor {
+export function loadPouchDb(): PouchDbConstructor {
   memoryPouchDb ??= (require('pouchdb') as PouchDbConstructor).plugin(require('pouchdb-adapter-memory'));
   return memoryPouchDb;
 }
