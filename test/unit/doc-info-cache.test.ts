@@ -15,6 +15,7 @@ import { DocInfoCache } from '../../src/shard/doc-info-cache';
 import { decodeDocInfo } from '../../src/shard/doc-info';
 import * as keys from '../../src/storage/keys';
 import type { DocEdit, DocInfo } from '../../src/shard/types';
+import { mulberry32 } from '../helpers/random';
 
 let dir: string;
 let store: Store;
@@ -32,16 +33,6 @@ const limits = { updateBatchDocsMax: 1000, updateQueueDocsMax: 10_000 };
 
 function edit(id: string, baseRev: string | null, body: Record<string, unknown>): DocEdit {
   return { id, deleted: false, body, attachments: null, ...(baseRev ? { baseRev } : {}) };
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 async function stored(copyId: number, id: string): Promise<DocInfo | undefined> {
