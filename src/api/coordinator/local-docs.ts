@@ -13,7 +13,7 @@
 import { ConflictError, NotFoundError } from '../../errors';
 import type { LocalDoc } from '../../shard/types';
 import { rangeFor } from './doc-open';
-import { noCopyError } from './quorum';
+import { majority, noCopyError } from './quorum';
 import { firstLiveState } from './range-read';
 import type { DbHandle, ShardClient } from './shard-client';
 
@@ -40,29 +40,26 @@ export async function putLocal(db: DbHandle, id: string, body: string | null, re
 /**
  * The copies' answers once a majority took the write, the first copy (the one the
  * rev was checked against, which the next read of this node prefers) among them, or
- * once every copy answered; the others go on applying it. Waiting for the slowest copy made each replicator
- * checkpoint, and so each batch of a live PouchDB pull, cost the slowest node's
+ * once every copy answered; the others go on applying it. Waiting for the slowest
+ * copy made each replicator checkpoint, and so each batch of a live PouchDB pull, cost the slowest node's
  * round trip (loadtest/CLUSTER.md, "Live PouchDB pull").
  */
 function settledEnough<T>(calls: Promise<T>[]): Promise<(PromiseSettledResult<T> | undefined)[]> {
-  const majority = Math.floor(calls.length / 2) + 1;
+  const needed = majority(calls.length);
   const results: (PromiseSettledResult<T> | undefined)[] = new Array(calls.length);
   return new Promise((resolve) => {
     let ok = 0;
     let settled = 0;
+    const record = (i: number, result: PromiseSettledResult<T>): void => {
+      results[i] = result;
+      settled++;
+      if (result.status === 'fulfilled') ok++;
+      if ((ok >= needed && results[0] !== undefined) || settled === calls.length) resolve(results);
+    };
     calls.forEach((call, i) =>
       call.then(
-        (value) => {
-          results[i] = { status: 'fulfilled', value };
-          ok++;
-          settled++;
-          if ((ok >= majority && results[0] !== undefined) || settled === calls.length) resolve(results);
-        },
-        (reason: unknown) => {
-          results[i] = { status: 'rejected', reason };
-          settled++;
-          if ((ok >= majority && results[0] !== undefined) || settled === calls.length) resolve(results);
-        },
+        (value) => record(i, { status: 'fulfilled', value }),
+        (reason: unknown) => record(i, { status: 'rejected', reason }),
       ),
     );
   });
